@@ -1,0 +1,7 @@
+"""The modules whose ``TYPES`` lists make up framegraph's built-in types."""
+
+BUILTIN_MODULES = (
+    "processors.basic",
+    "processors.context",
+    "transports.synthetic",
+)

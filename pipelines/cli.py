@@ -1,0 +1,128 @@
+"""The ``framegraph`` command: validate, graph, run, list (and commands modules add)."""
+
+import argparse
+import sys
+from importlib import import_module
+from pathlib import Path
+
+from loguru import logger
+
+#: Modules that add a subcommand through ``add_parser(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _agents(paths: list[str]):
+    """Loads each config; prints every problem; yields (path, agent or None)."""
+    from pipelines.errors import ConfigErrors
+    from pipelines.validate import load_agent
+
+    for path in paths:
+        try:
+            yield path, load_agent(path)
+        except ConfigErrors as e:
+            for error in e.errors:
+                print(error, file=sys.stderr)
+            yield path, None
+
+
+def cmd_validate(args) -> int:
+    failed = 0
+    for path, agent in _agents(args.files):
+        if agent is None:
+            failed += 1
+        else:
+            print(f"{path}: ok ({agent.spec.name}, {len(agent.processors)} processors)")
+    return 1 if failed else 0
+
+
+def cmd_graph(args) -> int:
+    from pipelines import diagram
+
+    (_, agent), = _agents([args.file])
+    if agent is None:
+        return 1
+    if args.out:
+        try:
+            diagram.render(agent, Path(args.out))
+        except RuntimeError as e:
+            print(f"{args.file}: {e}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.out}")
+    else:
+        print(diagram.dot(agent) if args.dot else diagram.mermaid(agent), end="")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pipelines.runner import RunOptions, run
+
+    (_, agent), = _agents([args.file])
+    if agent is None:
+        return 1
+    run(agent, RunOptions(host=args.host, port=args.port, realtime=args.realtime))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from pipelines.registry import default_registry
+
+    for info in default_registry().all():
+        if args.kind and info.kind != args.kind:
+            continue
+        print(f"{info.kind:9} {info.name:16} {info.summary}")
+        for name, field in info.params.model_fields.items():
+            default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+            note = f"  {field.description}" if field.description else ""
+            print(f"{'':28}{name}: {_type_name(field.annotation)} ({default}){note}")
+    return 0
+
+
+def _type_name(annotation) -> str:
+    if getattr(annotation, "__args__", None):
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framegraph", description="Declarative YAML voice and avatar agents on pipecat.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check configs; every problem with file:line:column", description="Validate agent configs.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("graph", help="print the graph as Mermaid, or draw it", description="Show an agent's graph.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", metavar="PIC", help="write a picture (.png or .svg; needs Graphviz)")
+    p.add_argument("--dot", action="store_true", help="print Graphviz DOT instead of Mermaid")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("run", help="run an agent", description="Run an agent on its transport.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--host", help="address a serving transport listens on")
+    p.add_argument("--port", type=int, help="port a serving transport listens on")
+    p.add_argument("--realtime", action="store_true", help="file transport: run at the audio's real speed")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="registered types and their params", description="List registered types.")
+    p.add_argument("--kind", choices=["processor", "transport", "context"])
+    p.set_defaults(func=cmd_list)
+
+    for module in COMMAND_MODULES:
+        import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if args.verbose else ("INFO" if args.command == "run" else "WARNING"))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

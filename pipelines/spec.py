@@ -1,0 +1,93 @@
+"""The agent spec: pydantic models for what a YAML agent declares.
+
+Structure is checked here; each processor's, transport's and context's own
+params are checked against the model its registered type names (see
+``pipelines.validate``).
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Pipeline ids that name the transport's two ends.
+INPUT, OUTPUT = "input", "output"
+#: Pipeline ids that name the two halves of the context block.
+USER_CONTEXT, ASSISTANT_CONTEXT = "user_context", "assistant_context"
+TRANSPORT_IDS = (INPUT, OUTPUT)
+CONTEXT_IDS = (USER_CONTEXT, ASSISTANT_CONTEXT)
+RESERVED_IDS = TRANSPORT_IDS + CONTEXT_IDS
+
+
+class Params(BaseModel):
+    """Base of every type's params: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TypedBlock(BaseModel):
+    """A ``{type: NAME, ...params}`` block; params are checked by the type's model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The block's keys other than ``type``."""
+        return dict(self.model_extra or {})
+
+
+#: The context type used when the ``context`` block names none.
+DEFAULT_CONTEXT_TYPE = "llm_context"
+
+
+class ContextBlock(TypedBlock):
+    """The ``context`` block; its type defaults to ``llm_context``."""
+
+    type: str = DEFAULT_CONTEXT_TYPE
+
+
+class InterruptionSettings(Params):
+    """When the user may interrupt the bot."""
+
+    enabled: bool = True
+    min_words: int = Field(0, ge=0, description="words the user must say before the bot is interrupted")
+    min_speech_secs: float = Field(0.0, ge=0, description="seconds of user speech before the bot is interrupted")
+    while_thinking: bool = Field(True, description="also interrupt while the LLM is generating, before the bot speaks")
+
+
+class AgentSpec(BaseModel):
+    """A whole agent as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    name: str = Field(min_length=1)
+    description: str = ""
+    transport: TypedBlock
+    context: ContextBlock | None = None
+    processors: dict[str, TypedBlock] = Field(default_factory=dict)
+    pipeline: list[Any] = Field(min_length=1)
+    interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
+
+
+class Parallel(BaseModel):
+    """A ``parallel:`` step: branches that each see every frame."""
+
+    branches: list[list["Step"]]
+
+
+Step = str | Parallel
+Parallel.model_rebuild()
+
+
+def step_ids(steps: list[Step]) -> list[str]:
+    """Every processor id in a (nested) list of steps, in order."""
+    ids: list[str] = []
+    for step in steps:
+        if isinstance(step, Parallel):
+            for branch in step.branches:
+                ids.extend(step_ids(branch))
+        else:
+            ids.append(step)
+    return ids

@@ -1,0 +1,223 @@
+"""Whole-config validation: structure, types, params and graph rules.
+
+Every problem is collected and reported at once with its file:line:column;
+nothing is built from a config that has any.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipelines.errors import ConfigError, ConfigErrors, did_you_mean
+from pipelines.loader import LoadedConfig, load_file, load_text
+from pipelines.registry import Registry, TypeInfo, default_registry
+from pipelines.spec import (
+    CONTEXT_IDS,
+    DEFAULT_CONTEXT_TYPE,
+    ContextBlock,
+    INPUT,
+    OUTPUT,
+    RESERVED_IDS,
+    TRANSPORT_IDS,
+    AgentSpec,
+    Parallel,
+    Params,
+    Step,
+    TypedBlock,
+    step_ids,
+)
+
+@dataclass
+class Component:
+    """A declared block resolved to its registered type and validated params."""
+
+    id: str
+    type: TypeInfo
+    params: Params
+
+
+@dataclass
+class Agent:
+    """A validated agent: the spec, its resolved components and its pipeline."""
+
+    spec: AgentSpec
+    path: Path
+    transport: Component
+    context: Component | None
+    processors: dict[str, Component]
+    steps: list[Step]
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder relative paths in params are resolved against."""
+        return self.path.parent
+
+
+class _Validator:
+    def __init__(self, loaded: LoadedConfig, registry: Registry):
+        self.loaded = loaded
+        self.registry = registry
+        self.errors: list[ConfigError] = []
+
+    def error(self, loc: tuple, message: str, hint: str = "", *, at_key: bool = False) -> None:
+        key = ".".join(str(p) for p in loc)
+        self.errors.append(ConfigError(self.loaded.mark_for(loc, at_key=at_key), key, message, hint))
+
+    def pydantic_errors(self, exc: ValidationError, prefix: tuple, model: type[BaseModel] | None) -> None:
+        for err in exc.errors():
+            loc = prefix + tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                fields = _model_fields(model, err["loc"][:-1]) if model else []
+                self.error(loc, "unknown key", did_you_mean(loc[-1], fields), at_key=True)
+            elif err["type"] == "missing":
+                self.error(loc, "required key is missing", at_key=False)
+            else:
+                self.error(loc, err["msg"].lower() if err["msg"][:1].isupper() else err["msg"])
+
+    def run(self) -> Agent | None:
+        data = self.loaded.data
+        if not isinstance(data, dict):
+            self.error((), "a config must be a mapping with version, name, transport, processors and pipeline")
+            return None
+        try:
+            spec = AgentSpec.model_validate(data)
+        except ValidationError as e:
+            self.pydantic_errors(e, (), AgentSpec)
+            spec = None
+        if spec is None:
+            return None
+        transport = self.component("transport", ("transport",), spec.transport, "transport")
+        processors = {}
+        for pid, block in spec.processors.items():
+            if pid in RESERVED_IDS:
+                self.error(("processors", pid), f"'{pid}' is reserved for the transport or the context", at_key=True)
+                continue
+            component = self.component(pid, ("processors", pid), block, "processor")
+            if component:
+                processors[pid] = component
+        steps = self.steps(spec.pipeline, ("pipeline",), nested=False)
+        context = self.context(spec, steps)
+        self.graph_rules(spec, steps)
+        if self.errors:
+            return None
+        return Agent(spec, self.loaded.path, transport, context, processors, steps)
+
+    def component(self, cid: str, loc: tuple, block: TypedBlock, kind: str) -> Component | None:
+        info = self.registry.get(kind, block.type)
+        if info is None:
+            hint = did_you_mean(block.type, self.registry.names(kind))
+            self.error(loc + ("type",), f"unknown {kind} type '{block.type}'", hint)
+            return None
+        try:
+            params = info.params.model_validate(block.params)
+        except ValidationError as e:
+            self.pydantic_errors(e, loc, info.params)
+            return None
+        return Component(cid, info, params)
+
+    def context(self, spec: AgentSpec, steps: list[Step]) -> Component | None:
+        used = [i for i in step_ids(steps) if i in CONTEXT_IDS]
+        if spec.context is None:
+            if not used:
+                return None
+            block = ContextBlock(type=DEFAULT_CONTEXT_TYPE)
+        else:
+            block = spec.context
+            if not used:
+                self.error(("context",), "context is declared but neither user_context nor assistant_context is in the pipeline", at_key=True)
+        return self.component("context", ("context",), block, "context")
+
+    def steps(self, raw: list[Any], loc: tuple, *, nested: bool) -> list[Step]:
+        steps: list[Step] = []
+        for i, item in enumerate(raw):
+            if isinstance(item, str):
+                steps.append(item)
+            elif isinstance(item, dict) and set(item) == {"parallel"}:
+                parallel = self.parallel(item["parallel"], loc + (i, "parallel"))
+                if parallel:
+                    steps.append(parallel)
+            elif isinstance(item, dict):
+                extra = sorted(set(item) - {"parallel"})
+                self.error(loc + (i, extra[0] if extra else i), "a pipeline step is a processor id or {parallel: [[...], [...]]}",
+                           did_you_mean(extra[0], ["parallel"]) if extra else "", at_key=bool(extra))
+            else:
+                self.error(loc + (i,), f"a pipeline step is a processor id or a parallel block, not {type(item).__name__}")
+        return steps
+
+    def parallel(self, raw: Any, loc: tuple) -> Parallel | None:
+        if not isinstance(raw, list) or not all(isinstance(b, list) for b in raw):
+            self.error(loc, "parallel takes a list of branches, each a list of steps")
+            return None
+        if len(raw) < 2:
+            self.error(loc, "a parallel block needs at least two branches")
+        empty = [i for i, b in enumerate(raw) if not b]
+        if len(empty) > 1:
+            self.error(loc + (empty[1],), "only one branch of a parallel block may be empty (it passes frames through)")
+        return Parallel(branches=[self.steps(b, loc + (i,), nested=True) for i, b in enumerate(raw)])
+
+    def graph_rules(self, spec: AgentSpec, steps: list[Step]) -> None:
+        known = set(spec.processors) | set(RESERVED_IDS)
+        seen: dict[str, tuple] = {}
+        for pid, loc in _step_locs(steps, ("pipeline",)):
+            if pid not in known:
+                self.error(loc, f"'{pid}' is not a declared processor", did_you_mean(pid, sorted(known)))
+            elif pid in seen:
+                self.error(loc, f"'{pid}' appears twice in the pipeline (a processor has one place)")
+            seen.setdefault(pid, loc)
+            if pid in TRANSPORT_IDS and len(loc) > 2:
+                self.error(loc, f"'{pid}' cannot be inside a parallel block")
+        for pid in spec.processors:
+            if pid not in seen:
+                self.error(("processors", pid), f"processor '{pid}' is declared but never used in the pipeline", at_key=True)
+        ends = [s for s in steps if not (isinstance(s, str) and s in CONTEXT_IDS)]
+        if not ends or ends[0] != INPUT:
+            self.error(("pipeline",), f"the pipeline must start at '{INPUT}' (the transport's input); context aggregators may come before it")
+        if not ends or ends[-1] != OUTPUT:
+            self.error(("pipeline",), f"the pipeline must end at '{OUTPUT}' (the transport's output); context aggregators may come after it")
+
+
+def _step_locs(steps: list[Step], loc: tuple):
+    for i, step in enumerate(steps):
+        if isinstance(step, Parallel):
+            for b, branch in enumerate(step.branches):
+                yield from _step_locs(branch, loc + (i, "parallel", b))
+        else:
+            yield step, loc + (i,)
+
+
+def _model_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) model at ``loc``, for did-you-mean hints."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif isinstance(part, str) and part in model.model_fields:
+            return []
+    names = list(model.model_fields)
+    return names + ["type"] if issubclass(model, Params) else names
+
+
+def validate_loaded(loaded: LoadedConfig, registry: Registry | None = None) -> Agent:
+    """Validates a loaded config.
+
+    Raises:
+        ConfigErrors: with every problem found.
+    """
+    validator = _Validator(loaded, registry or default_registry())
+    agent = validator.run()
+    if validator.errors or agent is None:
+        raise ConfigErrors(validator.errors)
+    return agent
+
+
+def load_agent(path: Path | str, registry: Registry | None = None) -> Agent:
+    """Loads and validates an agent file."""
+    return validate_loaded(load_file(path), registry)
+
+
+def load_agent_text(text: str, path: Path | str = "<text>", registry: Registry | None = None) -> Agent:
+    """Loads and validates agent text; ``path`` names it in errors."""
+    return validate_loaded(load_text(text, path), registry)

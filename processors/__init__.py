@@ -1,0 +1,1 @@
+"""framegraph's processor library: each module registers its types through a ``TYPES`` list."""

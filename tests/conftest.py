@@ -1,0 +1,20 @@
+"""Shared test helpers."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Writes YAML text to a file in a fresh folder and returns its path."""
+
+    def write(text: str, name: str = "agent.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

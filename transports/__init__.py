@@ -1,0 +1,1 @@
+"""framegraph's transport factories: each module registers its types through a ``TYPES`` list."""
