@@ -93,7 +93,7 @@ class AgentHarness:
     def __init__(self, agent: Agent, *, transport: str | None = "synthetic", transport_params: dict | None = None,
                  start_timeout: float = 10.0, **worker_kwargs):
         self.agent = agent
-        self.built: BuiltAgent = build_agent(agent, transport=_transport_component(transport, transport_params))
+        self.built: BuiltAgent = build_agent(agent, transport=_transport_component(agent, transport, transport_params))
         self._observer = _ProbeObserver()
         observers = [self._observer, *worker_kwargs.pop("observers", [])]
         self.worker = self.built.worker(observers=observers, **worker_kwargs)
@@ -187,10 +187,14 @@ class AgentHarness:
         await self.stop()
 
 
-def _transport_component(transport: str | None, params: dict | None) -> Component | None:
-    if transport is None:
+def _transport_component(agent: Agent, transport: str | None, params: dict | None) -> Component | None:
+    """The transport replacing the agent's own, keeping the agent's audio rates."""
+    if transport is None or (transport == agent.transport.type.name and params is None):
         return None
     info = default_registry().get("transport", transport)
     if info is None:
         raise ValueError(f"unknown transport type {transport!r}")
-    return Component("transport", info, info.params.model_validate(params or {}))
+    own = agent.transport.params
+    rates = {k: getattr(own, k) for k in ("audio_in_sample_rate", "audio_out_sample_rate")
+             if hasattr(own, k) and k in info.params.model_fields}
+    return Component("transport", info, info.params.model_validate({**rates, **(params or {})}))

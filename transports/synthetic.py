@@ -63,13 +63,12 @@ class SyntheticOutput(BaseOutputTransport):
         await self.set_transport_ready(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        now = time.monotonic()
-        self.written.append(Written(now, frame))
         if self._realtime:
             # Block while the previous chunk is still playing: one chunk of buffer.
-            await asyncio.sleep(max(0.0, self._played_until - now))
+            await asyncio.sleep(max(0.0, self._played_until - time.monotonic()))
             duration = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
-            self._played_until = max(now, self._played_until) + duration
+            self._played_until = max(time.monotonic(), self._played_until) + duration
+        self.written.append(Written(time.monotonic(), frame))
         return True
 
     async def write_video_frame(self, frame: OutputImageRawFrame) -> bool:

@@ -1,0 +1,101 @@
+"""Per-frame cost of a YAML-built graph against the same graph written by hand.
+
+Both graphs are 10 pass-through processors between the synthetic transport's
+input and output, run in the same kind of pipecat worker; rounds alternate so
+both see the same machine state. Goal: ratio <= 1.05.
+
+    .venv/bin/python bench/overhead.py [--frames 3000] [--rounds 7]
+"""
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from loguru import logger
+
+from pipecat.frames.frames import EndFrame, TextFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.workers.runner import WorkerRunner
+from pipelines.builder import build_agent
+from pipelines.validate import load_agent_text
+from processors.basic import PassThrough
+from transports.synthetic import SyntheticParams, SyntheticTransport
+
+STAGES = 10
+YAML = "\n".join([
+    "version: 1",
+    "name: overhead",
+    "transport: {type: synthetic}",
+    "processors:",
+    *[f"  p{i}: {{type: passthrough}}" for i in range(STAGES)],
+    "pipeline: [input, " + ", ".join(f"p{i}" for i in range(STAGES)) + ", output]",
+])
+WORKER_KWARGS = dict(enable_rtvi=False, idle_timeout_secs=None, cancel_on_idle_timeout=False)
+
+
+def yaml_graph():
+    built = build_agent(load_agent_text(YAML))
+    return built.pipeline, built.processors["input"], built.worker(**WORKER_KWARGS)
+
+
+def hand_graph():
+    transport = SyntheticTransport(SyntheticParams())
+    stages = [PassThrough(name=f"p{i}") for i in range(STAGES)]
+    pipeline = Pipeline([transport.input(), *stages, transport.output()])
+    worker = PipelineWorker(pipeline, params=PipelineParams(), name="overhead", **WORKER_KWARGS)
+    return pipeline, transport.input(), worker
+
+
+async def per_frame_us(make, frames: int) -> float:
+    """Microseconds per frame from the first push at the input to the last frame at the sink."""
+    _, source, worker = make()
+    worker.set_reached_downstream_filter((TextFrame,))
+    started, finished = asyncio.Event(), asyncio.Event()
+    seen = 0
+
+    @worker.event_handler("on_pipeline_started")
+    async def _started(w, frame):
+        started.set()
+
+    @worker.event_handler("on_frame_reached_downstream")
+    async def _reached(w, frame):
+        nonlocal seen
+        seen += 1
+        if seen == frames:
+            finished.set()
+
+    runner = WorkerRunner(handle_sigint=False, force_gc=True)
+    await runner.add_workers(worker)
+    run = asyncio.create_task(runner.run())
+    await asyncio.wait_for(started.wait(), 10)
+    t0 = time.perf_counter()
+    for i in range(frames):
+        await source.push_frame(TextFrame(str(i)))
+    await asyncio.wait_for(finished.wait(), 120)
+    elapsed = time.perf_counter() - t0
+    await worker.queue_frame(EndFrame())
+    await run
+    return elapsed / frames * 1e6
+
+
+async def main(frames: int, rounds: int) -> None:
+    logger.remove()
+    yaml_us, hand_us = [], []
+    for _ in range(rounds):
+        yaml_us.append(await per_frame_us(yaml_graph, frames))
+        hand_us.append(await per_frame_us(hand_graph, frames))
+    y, h = statistics.median(yaml_us), statistics.median(hand_us)
+    print(f"graph: {STAGES} pass-through processors + synthetic input/output, {frames} frames x {rounds} rounds")
+    print(f"yaml-built  per frame: {y:8.1f} us (median)")
+    print(f"hand-written per frame: {h:8.1f} us (median)")
+    print(f"ratio yaml/hand: {y / h:.3f} (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    asyncio.run(main(args.frames, args.rounds))
