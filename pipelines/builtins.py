@@ -3,5 +3,6 @@
 BUILTIN_MODULES = (
     "processors.basic",
     "processors.context",
+    "processors.stt.types",
     "transports.synthetic",
 )

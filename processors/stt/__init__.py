@@ -1,0 +1,1 @@
+"""Speech-to-text processors (``pocketsphinx``), decoded outside the agents' process."""

@@ -1,0 +1,191 @@
+"""Agent side of the decoder processes: one shared host per model, one stream per agent.
+
+``decoder_host(config)`` starts (once per configuration, per server process)
+the host process of :mod:`processors.stt.decoder_host`, which loads the model
+once; ``DecoderHost.open_stream`` connects an agent to a forked decoder of its
+own. Nothing here blocks the event loop: the socket is asyncio's, audio is
+written without waiting, and results come back as events.
+"""
+
+import asyncio
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from processors.stt import protocol
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOST_START_TIMEOUT_SECS = 60.0
+
+
+class DecoderError(RuntimeError):
+    """The decoder process refused a configuration or went away."""
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """What a decoder host loads; agents with equal configs share one host."""
+
+    max_hmm_per_frame: int = 3000
+    accurate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON the host process receives on its command line."""
+        return {"max_hmm_per_frame": self.max_hmm_per_frame, "accurate": self.accurate}
+
+
+@dataclass
+class DecoderEvent:
+    """An interim or final hypothesis from the decoder."""
+
+    final: bool
+    text: str
+    words: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+class DecoderStream:
+    """One agent's connection to its forked decoder."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader = reader
+        self._writer = writer
+
+    def _send(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    def send_audio(self, pcm: bytes) -> None:
+        """Queue audio for the decoder (kept as pre-roll outside utterances)."""
+        self._send(protocol.encode(protocol.AUDIO, pcm))
+
+    def start_utterance(self) -> None:
+        """Begin an utterance, the pre-roll included."""
+        self._send(protocol.encode(protocol.START, b""))
+
+    def end_utterance(self) -> None:
+        """End the utterance; its final hypothesis comes back as an event."""
+        self._send(protocol.encode(protocol.END, b""))
+
+    async def _read(self) -> tuple[bytes, dict[str, Any]]:
+        header = await self._reader.readexactly(protocol.HEADER.size)
+        tag, length = protocol.HEADER.unpack(header)
+        payload = await self._reader.readexactly(length) if length else b"{}"
+        return tag, json.loads(payload)
+
+    async def configure(self, config: dict[str, Any]) -> None:
+        """Send the stream's CONFIG and wait for the decoder to accept it."""
+        self._send(protocol.encode_json(protocol.CONFIG, config))
+        tag, value = await self._read()
+        if tag == protocol.ERROR:
+            raise DecoderError(value["message"])
+
+    async def next_event(self) -> DecoderEvent | None:
+        """The next hypothesis, or None once the decoder has gone away."""
+        try:
+            tag, value = await self._read()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        words = [(w, start, end) for w, start, end in value.get("words", [])]
+        return DecoderEvent(final=tag == protocol.FINAL, text=value["text"], words=words)
+
+    async def close(self) -> None:
+        """Close the connection; the forked decoder exits."""
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+class DecoderHost:
+    """The host process for one configuration, started at once, awaited lazily."""
+
+    def __init__(self, config: HostConfig):
+        self._dir = tempfile.mkdtemp(prefix="framegraph-stt-")
+        self._socket_path = os.path.join(self._dir, "decoder.sock")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "processors.stt.decoder_host",
+                self._socket_path,
+                json.dumps(config.as_dict()),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The host process id (benchmarks sum memory over it and its children)."""
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the host process is still running."""
+        return self._process.poll() is None
+
+    async def open_stream(
+        self, *, sample_rate: int, grammar: str | None, preroll_secs: float, interim_secs: float
+    ) -> DecoderStream:
+        """Connect a new agent stream, waiting for the host to finish loading if needed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HOST_START_TIMEOUT_SECS
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self._socket_path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not self.alive:
+                    raise DecoderError(f"pocketsphinx host exited with code {self._process.returncode}")
+                if loop.time() > deadline:
+                    raise DecoderError("pocketsphinx host did not start in time")
+                await asyncio.sleep(0.05)
+        stream = DecoderStream(reader, writer)
+        await stream.configure(
+            {
+                "sample_rate": sample_rate,
+                "grammar": grammar,
+                "preroll_secs": preroll_secs,
+                "interim_secs": interim_secs,
+            }
+        )
+        return stream
+
+    def shutdown(self) -> None:
+        """Stop the host; its forked decoders follow it."""
+        if self.alive:
+            self._process.kill()
+            self._process.wait()
+        if os.path.exists(self._socket_path):
+            os.unlink(self._socket_path)
+        os.rmdir(self._dir)
+
+
+_hosts: dict[HostConfig, DecoderHost] = {}
+
+
+def decoder_host(config: HostConfig) -> DecoderHost:
+    """The running host for ``config``, started on first use (or again if it died)."""
+    host = _hosts.get(config)
+    if host is None or not host.alive:
+        if host is not None:
+            host.shutdown()
+        host = DecoderHost(config)
+        _hosts[config] = host
+    return host
+
+
+@atexit.register
+def _shutdown_hosts() -> None:
+    for host in _hosts.values():
+        host.shutdown()
+    _hosts.clear()

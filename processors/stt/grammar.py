@@ -1,0 +1,96 @@
+"""Closed-domain grammars for pocketsphinx: phrase lists and JSGF, checked at build time.
+
+A grammar narrows recognition to what an agent expects to hear (commands, the
+answers of a quiz), which takes pocketsphinx from 70% word errors on synthetic
+speech to a few percent. Mistakes surface when the agent is built, as one line
+that names the YAML key: a JSGF syntax error with its line, or the words the
+pronunciation dictionary does not know (pocketsphinx would silently drop them).
+"""
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+GRAMMAR_NAME = "phrases"
+_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_NON_WORDS = re.compile(r"<[^>]*>|\{[^}]*\}|/[^/]*/|[|()\[\]*+;=]")
+
+
+class GrammarError(ValueError):
+    """A grammar that does not parse or uses unknown words; the message names the key."""
+
+
+def phrases_to_jsgf(phrases: list[str]) -> str:
+    """A JSGF grammar accepting exactly one of ``phrases`` (case and punctuation ignored)."""
+    alternatives = []
+    for phrase in phrases:
+        words = re.findall(r"[a-z0-9']+", phrase.lower())
+        if words:
+            alternatives.append("( " + " ".join(words) + " )")
+    body = " | ".join(alternatives)
+    return f"#JSGF V1.0;\ngrammar {GRAMMAR_NAME};\npublic <phrase> = {body};\n"
+
+
+def grammar_words(jsgf: str) -> set[str]:
+    """The words (terminals) a JSGF grammar uses, lower-cased as the dictionary has them."""
+    words: set[str] = set()
+    for statement in _COMMENTS.sub(" ", jsgf).split(";"):
+        if "=" not in statement:
+            continue  # header, grammar name, import
+        rule_body = statement.split("=", 1)[1]
+        words.update(w.lower() for w in _NON_WORDS.sub(" ", rule_body).split())
+    return words
+
+
+def _unknown_words(words: set[str], dictionary_path: str) -> set[str]:
+    """The subset of ``words`` the pronunciation dictionary lacks (one scan, nothing kept)."""
+    unknown = set(words)
+    with open(dictionary_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            unknown.discard(line.split(" ", 1)[0].split("(", 1)[0])
+            if not unknown:
+                break
+    return unknown
+
+
+def _parse_error(jsgf: str) -> str | None:
+    """pocketsphinx's own parser verdict on ``jsgf``: None, or its message.
+
+    The parser reports the reason only on the C stderr, so it is captured by
+    pointing file descriptor 2 at a temporary file for the (sub-millisecond)
+    parse.
+    """
+    from pocketsphinx import Jsgf
+
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as captured:
+        path = os.path.join(tmp, "grammar.gram")
+        Path(path).write_text(jsgf, encoding="utf-8")
+        saved_stderr = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            Jsgf(path)
+            return None
+        except ValueError:
+            pass
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+        captured.seek(0)
+        log = captured.read().decode(errors="replace")
+    details = re.findall(r'"jsgf_parser\.y", line \d+: (.*)', log)
+    return details[0].strip() if details else "not valid JSGF"
+
+
+def check_grammar(jsgf: str, key: str) -> None:
+    """Raise GrammarError naming ``key`` unless ``jsgf`` parses and every word is known."""
+    from pocketsphinx import get_model_path
+
+    if "public" not in jsgf:
+        raise GrammarError(f"{key}: the JSGF grammar has no public rule")
+    error = _parse_error(jsgf)
+    if error:
+        raise GrammarError(f"{key}: JSGF does not parse: {error}")
+    unknown = _unknown_words(grammar_words(jsgf), get_model_path("en-us/cmudict-en-us.dict"))
+    if unknown:
+        raise GrammarError(f"{key}: words not in the pronunciation dictionary: {', '.join(sorted(unknown))}")

@@ -1,0 +1,131 @@
+"""PocketsphinxSTTService: streaming offline STT whose decoding runs in another process.
+
+Audio is streamed to the agent's own forked decoder (see
+:mod:`processors.stt.decoder_host`) as it arrives. VAD's start begins an
+utterance (with the pre-roll the decoder kept, so the first syllables VAD
+needed to decide are not lost); VAD's stop ends it, and the final
+``TranscriptionFrame(finalized=True)`` follows within tens of milliseconds,
+which lets pipecat's turn strategies end the turn at once instead of waiting
+out their STT timeout. Interim transcripts arrive while the user speaks; word
+timings (seconds from the utterance's first pre-roll sample) ride in the final
+frame's ``result``.
+"""
+
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    InterimTranscriptionFrame,
+    StartFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.services.settings import STTSettings
+from pipecat.services.stt_service import STTService
+from pipecat.transcriptions.language import Language
+from pipecat.utils.time import time_now_iso8601
+
+from processors.stt.decoder_pool import DecoderEvent, DecoderHost, DecoderStream
+
+
+class PocketsphinxSTTService(STTService):
+    """US English speech-to-text with pocketsphinx, one forked decoder per agent."""
+
+    def __init__(
+        self,
+        *,
+        host: DecoderHost,
+        grammar: str | None = None,
+        preroll_secs: float = 0.6,
+        interim_secs: float = 0.3,
+        **kwargs,
+    ):
+        """Initialize the service.
+
+        Args:
+            host: The shared decoder host (one per model configuration).
+            grammar: JSGF text restricting recognition, or None for the language model.
+            preroll_secs: Audio kept before VAD's start and decoded with the utterance.
+            interim_secs: Speech between interim transcripts; 0 disables them.
+            **kwargs: STTService arguments (``ttfs_p99_latency``, ``name``...).
+        """
+        super().__init__(
+            settings=STTSettings(model="pocketsphinx-en-us", language=Language.EN_US), **kwargs
+        )
+        self._host = host
+        self._grammar = grammar
+        self._preroll_secs = preroll_secs
+        self._interim_secs = interim_secs
+        self._stream: DecoderStream | None = None
+        self._receive_task = None
+
+    async def start(self, frame: StartFrame):
+        """Connect to a forked decoder (waiting for the host's first load if needed)."""
+        await super().start(frame)
+        self._stream = await self._host.open_stream(
+            sample_rate=self.sample_rate,
+            grammar=self._grammar,
+            preroll_secs=self._preroll_secs,
+            interim_secs=self._interim_secs,
+        )
+        self._receive_task = self.create_task(self._receive(self._stream), name="pocketsphinx_receive")
+
+    async def stop(self, frame: EndFrame):
+        """Close the decoder on a graceful end."""
+        await super().stop(frame)
+        await self._close()
+
+    async def cancel(self, frame: CancelFrame):
+        """Close the decoder at once."""
+        await super().cancel(frame)
+        await self._close()
+
+    async def _close(self):
+        if self._receive_task:
+            await self.cancel_task(self._receive_task)
+            self._receive_task = None
+        if self._stream:
+            await self._stream.close()
+            self._stream = None
+
+    async def run_stt(self, audio: bytes):
+        """Stream ``audio`` to the decoder; transcripts come back from ``_receive``."""
+        if self._stream:
+            self._stream.send_audio(audio)
+        yield None
+
+    async def _handle_vad_user_started_speaking(self, frame: VADUserStartedSpeakingFrame):
+        await super()._handle_vad_user_started_speaking(frame)
+        if self._stream:
+            self._stream.start_utterance()
+
+    async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
+        await super()._handle_vad_user_stopped_speaking(frame)
+        if self._stream:
+            self._stream.end_utterance()
+
+    async def _receive(self, stream: DecoderStream):
+        while (event := await stream.next_event()) is not None:
+            await self._push_event(event)
+        if self._stream is stream:
+            await self.push_error("pocketsphinx decoder process ended unexpectedly")
+
+    async def _push_event(self, event: DecoderEvent):
+        if not event.text:
+            return
+        if not event.final:
+            await self.push_frame(
+                InterimTranscriptionFrame(event.text, self._user_id, time_now_iso8601(), Language.EN_US)
+            )
+            return
+        words = [{"word": w, "start": start, "end": end} for w, start, end in event.words]
+        await self.push_frame(
+            TranscriptionFrame(
+                event.text,
+                self._user_id,
+                time_now_iso8601(),
+                Language.EN_US,
+                result={"words": words},
+                finalized=True,
+            )
+        )

@@ -1,0 +1,86 @@
+"""The ``pocketsphinx`` STT type: its YAML params and factory.
+
+Validating a config imports nothing heavy: pocketsphinx and pipecat's
+services are imported by the factory, when an agent is built.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from pipelines.errors import ConfigError, ConfigErrors
+from pipelines.registry import TypeInfo
+from pipelines.spec import Params
+
+
+class PocketsphinxParams(Params):
+    """Offline US English recognition with the model inside the pocketsphinx wheel."""
+
+    phrases: list[str] | None = Field(
+        None, min_length=1, description="closed domain: recognise exactly one of these phrases"
+    )
+    grammar: str | None = Field(None, description="closed domain: an inline JSGF grammar")
+    grammar_file: str | None = Field(None, description="closed domain: a JSGF file, relative to the config")
+    interim_secs: float = Field(0.3, ge=0, description="seconds of speech between interim transcripts (0: none)")
+    preroll_secs: float = Field(0.6, gt=0, le=2, description="audio kept before VAD's start and decoded with it")
+    max_hmm_per_frame: int = Field(3000, ge=500, description="search width: lower is faster, higher more exact")
+    accurate: bool = Field(False, description="second search passes: slightly fewer errors, ~10x slower final")
+    ttfs_p99_latency: float = Field(
+        0.5, gt=0, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
+    )
+
+    @model_validator(mode="after")
+    def _one_grammar_source(self):
+        given = [k for k in ("phrases", "grammar", "grammar_file") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of phrases, grammar and grammar_file (got {', '.join(given)})")
+        return self
+
+
+def _grammar(params: PocketsphinxParams, ctx) -> str | None:
+    """The JSGF text the agent's decoder uses (checked here), or None for the language model."""
+    from processors.stt.grammar import GrammarError, check_grammar, phrases_to_jsgf
+
+    key = f"processors.{ctx.processor_id}"
+    if params.phrases is not None:
+        key, jsgf = f"{key}.phrases", phrases_to_jsgf(params.phrases)
+    elif params.grammar is not None:
+        key, jsgf = f"{key}.grammar", params.grammar
+    elif params.grammar_file is not None:
+        key, path = f"{key}.grammar_file", Path(ctx.config_dir) / params.grammar_file
+        try:
+            jsgf = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigErrors([ConfigError(None, key, f"cannot read {path}: {getattr(e, 'strerror', e)}")]) from None
+    else:
+        return None
+    try:
+        check_grammar(jsgf, key)
+    except GrammarError as e:
+        raise ConfigErrors([ConfigError(None, "", str(e))]) from None
+    return jsgf
+
+
+def build_pocketsphinx(params: PocketsphinxParams, ctx):
+    """Builds the STT service; the shared decoder host starts loading now."""
+    from processors.stt.decoder_pool import HostConfig, decoder_host
+    from processors.stt.pocketsphinx import PocketsphinxSTTService
+
+    grammar = _grammar(params, ctx)
+    host = decoder_host(HostConfig(max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate))
+    return PocketsphinxSTTService(
+        host=host,
+        grammar=grammar,
+        preroll_secs=params.preroll_secs,
+        interim_secs=params.interim_secs,
+        ttfs_p99_latency=params.ttfs_p99_latency,
+        name=ctx.processor_id,
+    )
+
+
+TYPES = [
+    TypeInfo(
+        "processor", "pocketsphinx", PocketsphinxParams, build_pocketsphinx,
+        "offline speech-to-text (pocketsphinx, decoded in shared worker processes)",
+    ),
+]

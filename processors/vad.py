@@ -1,0 +1,40 @@
+"""Silero VAD with one ONNX session per process, shared by every agent.
+
+pipecat's ``SileroVADAnalyzer`` opens its own ONNX runtime session per agent
+(about 10 MiB each). The session is stateless (the model's recurrent state
+lives in ``SileroOnnxModel``, per stream) and ONNX runtime sessions may run
+from several threads at once, so all agents of a server share one.
+"""
+
+from functools import cache
+
+from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+
+
+@cache
+def _shared_model_session():
+    from importlib.resources import files
+
+    path = str(files("pipecat.audio.vad.data").joinpath("silero_vad.onnx"))
+    return SileroOnnxModel(path, force_onnx_cpu=True).session
+
+
+class SharedSileroVADAnalyzer(SileroVADAnalyzer):
+    """Silero VAD whose ONNX session is the process-wide shared one."""
+
+    def __init__(self, *, params: VADParams | None = None):
+        """Initialize the analyzer around the shared session.
+
+        ``SileroVADAnalyzer.__init__`` would load a private session, so the
+        base ``VADAnalyzer`` is initialized directly and the per-stream model
+        wrapper is given the shared session.
+        """
+        VADAnalyzer.__init__(self, params=params)
+        model = SileroOnnxModel.__new__(SileroOnnxModel)
+        model.session = _shared_model_session()
+        model.sample_rates = [8000, 16000]
+        model.reset_states()
+        self._model = model
+        self._windows_since_reset = 0
+        self._low_confidence_windows = 0
