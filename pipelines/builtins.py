@@ -3,6 +3,9 @@
 BUILTIN_MODULES = (
     "processors.basic",
     "processors.context",
+    "processors.llm.types",
     "processors.stt.types",
+    "processors.tts.types",
+    "transports.file",
     "transports.synthetic",
 )

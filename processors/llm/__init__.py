@@ -1,0 +1,1 @@
+"""LLM services and personas."""

@@ -1,0 +1,311 @@
+"""espeak-ng text-to-speech, in process, through the ``espeakng-loader`` wheel.
+
+The wheel ships ``libespeak-ng`` and its data; we call the C API through
+ctypes in ``AUDIO_OUTPUT_SYNCHRONOUS`` mode, so audio and phoneme events come
+back through one callback as they are synthesized (NOTES.md, "Models that
+ship in wheels").
+
+libespeak-ng keeps its voice, parameters and callback in global state: two
+syntheses at once in one process would corrupt each other. Every call into
+the library therefore runs on one dedicated thread (``EspeakEngine``), one
+synthesis at a time, whatever the number of agents. Synthesis runs at several
+hundred times real time, so a sentence holds that thread for a few
+milliseconds; the queueing this adds is measured in docs/speaking.md.
+"""
+
+import asyncio
+import ctypes
+import threading
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import espeakng_loader
+import numpy as np
+import soxr
+from loguru import logger
+
+from pipecat.frames.frames import DataFrame, ErrorFrame, Frame, TTSAudioRawFrame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+from pipecat.utils.types import NOT_GIVEN, NotGiven
+
+# espeak-ng's C constants (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_PHONEME_IPA = 0x0002
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_PARAM_RATE, _PARAM_PITCH = 1, 3
+_EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
+_EE_OK = 0
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT``; ``id`` is the union, read as the phoneme name's 8 bytes."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
+
+
+@dataclass
+class PhonemeFrame(DataFrame):
+    """One phoneme the bot is about to say, for the avatar's mouth.
+
+    Interruptible like the audio it describes, and pushed right before the
+    audio chunk in which it starts, so both are flushed together.
+
+    Parameters:
+        phoneme: The phoneme in IPA (may be empty for a pause).
+        offset_ms: Where it starts in the utterance's audio, in milliseconds
+            from the utterance's first sample.
+        context_id: The TTS context (utterance) it belongs to.
+    """
+
+    phoneme: str = ""
+    offset_ms: int = 0
+    context_id: str | None = None
+
+
+@dataclass
+class _Job:
+    """One synthesis request, handed from the event loop to the espeak thread."""
+
+    text: str
+    voice: str
+    rate: int
+    pitch: int
+    out_rate: int
+    emit: Callable[[Any], None]  # called from the espeak thread; thread-safe
+    aborted: threading.Event = field(default_factory=threading.Event)
+    resampler: soxr.ResampleStream | None = None
+
+
+#: Marks the end of a synthesis in the queue between the espeak thread and the loop.
+_END = object()
+
+
+class UnknownVoiceError(ValueError):
+    """The voice named in the config is not one espeak-ng knows."""
+
+
+class EspeakEngine:
+    """The process's single gateway to libespeak-ng.
+
+    Owns the library, its one worker thread and the current job; see the
+    module docstring for why everything funnels through one thread.
+    """
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="espeak")
+        self._lib: Any = None
+        self.native_rate = 0
+        self._job: _Job | None = None
+        # Kept referenced for as long as the library may call it.
+        self._callback = _SynthCallback(self._on_synth)
+
+    def _ensure_loaded(self) -> None:
+        if self._lib is not None:
+            return
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
+        # Always pass the wheel's own data path: the library's built-in default
+        # points at a system folder that does not exist on most machines.
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), options
+        )
+        if rate <= 0:
+            raise RuntimeError("espeak-ng failed to initialize")
+        lib.espeak_SetSynthCallback(self._callback)
+        self._lib, self.native_rate = lib, rate
+
+    async def stream(
+        self, text: str, *, voice: str, rate: int, pitch: int, sample_rate: int
+    ) -> AsyncGenerator[tuple[bytes, list[tuple[str, int]]], None]:
+        """Synthesizes ``text``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)]) as it goes.
+
+        Closing or cancelling the generator aborts the synthesis at the
+        library's next callback (a few milliseconds of audio at most).
+
+        Raises:
+            UnknownVoiceError: espeak-ng does not know ``voice``.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        job = _Job(
+            text=text, voice=voice, rate=rate, pitch=pitch, out_rate=sample_rate,
+            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+        )
+        synthesis = loop.run_in_executor(self._executor, self._run, job)
+        synthesis.add_done_callback(lambda _: queue.put_nowait(_END))
+        try:
+            while (item := await queue.get()) is not _END:
+                yield item
+            synthesis.result()  # raises what the espeak thread raised
+        finally:
+            job.aborted.set()
+            synthesis.add_done_callback(_consume_outcome)
+
+    def _run(self, job: _Job) -> None:
+        if job.aborted.is_set():  # interrupted while waiting for the thread
+            return
+        self._ensure_loaded()
+        if self._lib.espeak_SetVoiceByName(job.voice.encode()) != _EE_OK:
+            raise UnknownVoiceError(f"unknown espeak voice {job.voice!r}")
+        self._lib.espeak_SetParameter(_PARAM_RATE, job.rate, 0)
+        self._lib.espeak_SetParameter(_PARAM_PITCH, job.pitch, 0)
+        if job.out_rate != self.native_rate:
+            job.resampler = soxr.ResampleStream(self.native_rate, job.out_rate, 1, dtype="int16")
+        text = job.text.encode("utf-8")
+        self._job = job
+        try:
+            self._lib.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        finally:
+            self._job = None
+        if job.resampler is not None and not job.aborted.is_set():
+            tail = job.resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+            if len(tail):
+                job.emit((tail.tobytes(), []))
+
+    def _on_synth(self, wav, num_samples, events) -> int:
+        """libespeak-ng's callback: one chunk of audio and the events inside it."""
+        job = self._job
+        if job is None or job.aborted.is_set():
+            return 1  # abort the synthesis
+        phonemes = []
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            event = events[i]
+            if event.type == _EVENT_PHONEME:
+                name = bytes(event.id).split(b"\0", 1)[0].decode("utf-8", "replace")
+                phonemes.append((name, event.audio_position))
+            i += 1
+        audio = b""
+        if num_samples > 0:
+            samples = np.ctypeslib.as_array(wav, shape=(num_samples,)).copy()
+            if job.resampler is not None:
+                samples = job.resampler.resample_chunk(samples)
+            audio = samples.tobytes()
+        if audio or phonemes:
+            job.emit((audio, phonemes))
+        return 0
+
+
+_engine: EspeakEngine | None = None
+_engine_lock = threading.Lock()
+
+
+def espeak_engine() -> EspeakEngine:
+    """The process-wide engine, created on first use."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = EspeakEngine()
+        return _engine
+
+
+@dataclass
+class EspeakTTSSettings(TTSSettings):
+    """Runtime-updatable settings of :class:`EspeakTTSService`.
+
+    Parameters:
+        rate: Speaking rate in words per minute (espeak-ng: 80-450).
+        pitch: Base pitch, 0-100 (espeak-ng's default is 50).
+    """
+
+    rate: int | NotGiven = field(default_factory=lambda: NOT_GIVEN)
+    pitch: int | NotGiven = field(default_factory=lambda: NOT_GIVEN)
+
+
+
+class EspeakTTSService(TTSService):
+    """A pipecat TTS service speaking with espeak-ng, streaming as it synthesizes.
+
+    Each sentence is synthesized on the shared espeak thread; every chunk the
+    library produces is resampled to the output rate and pushed at once as a
+    ``TTSAudioRawFrame``, preceded by the :class:`PhonemeFrame` s that start in
+    it. An interruption cancels ``run_tts``, which marks the job aborted: the
+    library's next callback returns 1 and synthesis stops mid-sentence.
+    """
+
+    Settings = EspeakTTSSettings
+    _settings: Settings
+
+    def __init__(self, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, **kwargs):
+        """Creates the service.
+
+        Args:
+            voice: espeak-ng voice name, optionally with a variant (``en-us+f3``).
+            rate: Words per minute.
+            pitch: Base pitch, 0-100.
+            **kwargs: Passed to pipecat's ``TTSService`` (``sample_rate``, ``name``...).
+        """
+        settings = self.Settings(model=None, voice=voice, language=None, rate=rate, pitch=pitch)
+        super().__init__(push_start_frame=True, push_stop_frames=True, settings=settings, **kwargs)
+        self._engine = espeak_engine()
+
+    def can_generate_metrics(self) -> bool:
+        """TTFB and usage metrics are reported."""
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        """Synthesizes ``text``, yielding phoneme and audio frames as they come."""
+        await self.start_tts_usage_metrics(text)
+        try:
+            async for audio, phonemes in self._engine.stream(
+                text,
+                voice=str(self._settings.voice),
+                rate=int(self._settings.rate),
+                pitch=int(self._settings.pitch),
+                sample_rate=self.sample_rate,
+            ):
+                for phoneme, offset_ms in phonemes:
+                    yield PhonemeFrame(phoneme=phoneme, offset_ms=offset_ms, context_id=context_id)
+                if audio:
+                    await self.stop_ttfb_metrics()
+                    yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
+        except UnknownVoiceError as e:
+            yield ErrorFrame(error=f"{self}: {e}")
+        finally:
+            await self.stop_ttfb_metrics()
+
+
+async def synthesize_pcm(
+    text: str, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, sample_rate: int = 16000
+) -> bytes:
+    """The whole of ``text`` spoken by espeak-ng, as 16-bit mono PCM at ``sample_rate``.
+
+    For making test speech and sample inputs; agents use the streaming service.
+    """
+    chunks = [audio async for audio, _ in espeak_engine().stream(
+        text, voice=voice, rate=rate, pitch=pitch, sample_rate=sample_rate
+    )]
+    return b"".join(chunks)
+
+
+def _consume_outcome(future: asyncio.Future) -> None:
+    """Retrieves an abandoned synthesis' outcome so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()

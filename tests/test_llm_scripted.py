@@ -1,0 +1,127 @@
+"""The ``scripted`` LLM and personas: rules, streaming, interruption, templates."""
+
+import asyncio
+import time
+
+import pytest
+
+from pipecat.frames.frames import (
+    InterruptionWorkerFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+)
+from pipecat.utils.time import time_now_iso8601
+from pipelines.errors import ConfigErrors
+from pipelines.testing import AgentHarness
+from pipelines.validate import load_agent_text
+from processors.llm.persona import render_persona
+from processors.llm.scripted import tokens
+
+AGENT = """
+version: 1
+name: scripted
+transport: {{type: synthetic}}
+context: {{type: llm_context, system_prompt: "You are helpful."{context}}}
+processors:
+  llm:
+    type: scripted
+    rules:
+      - {{match: "weather|rain", reply: "It is sunny today. Enjoy it!"}}
+      - {{match: "\\\\bhello\\\\b", reply: "Hello{greeting}."}}
+      - {{match: "story", reply: "{story}"}}
+    fallback: "Sorry, say that again?"
+    token_delay_ms: {delay}
+pipeline: [input, user_context, llm, output, assistant_context]
+"""
+
+STORY = " ".join(f"Sentence number {i} of a long story." for i in range(40))
+
+
+def agent(*, delay: float = 0, context: str = "", greeting: str = "") -> str:
+    return AGENT.format(delay=delay, context=context, greeting=greeting, story=STORY)
+
+
+def user_says(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text, "user", time_now_iso8601(), finalized=True)
+
+
+async def reply_to(h: AgentHarness, text: str) -> str:
+    """What the LLM answers when the user says ``text`` (a fresh probe sees only this reply)."""
+    llm = h.probe("llm")
+    await h.inject(user_says(text), at="user_context")
+    await llm.wait_for(LLMFullResponseEndFrame, timeout=10)
+    return "".join(f.text for f in llm.of_type(LLMTextFrame))
+
+
+def test_tokens_keep_the_whitespace_before_each_word():
+    assert tokens("It is  sunny.\nYes") == ["It", " is", "  sunny.", "\nYes"]
+    assert "".join(tokens(STORY)) == STORY
+
+
+async def test_first_matching_rule_answers_case_insensitively_else_the_fallback():
+    async with AgentHarness.from_text(agent()) as h:
+        assert await reply_to(h, "Will it RAIN tomorrow?") == "It is sunny today. Enjoy it!"
+        assert await reply_to(h, "hello there") == "Hello."
+        assert await reply_to(h, "othello") == "Sorry, say that again?"
+
+
+async def test_reply_streams_token_by_token_between_start_and_end():
+    async with AgentHarness.from_text(agent(delay=30)) as h:
+        llm = h.probe("llm")
+        started = time.monotonic()
+        await h.inject(user_says("weather?"), at="user_context")
+        await llm.wait_for(LLMFullResponseEndFrame, timeout=10)
+        elapsed = time.monotonic() - started
+        kinds = [type(f) for f in llm.frames if isinstance(f, (LLMFullResponseStartFrame, LLMTextFrame,
+                                                                  LLMFullResponseEndFrame))]
+        assert kinds == [LLMFullResponseStartFrame] + [LLMTextFrame] * 6 + [LLMFullResponseEndFrame]
+        assert elapsed >= 6 * 0.03
+
+
+async def test_interruption_cancels_the_reply_mid_stream():
+    async with AgentHarness.from_text(agent(delay=20)) as h:
+        llm = h.probe("llm")
+        await h.inject(user_says("tell me a story"), at="user_context")
+        await llm.wait_for(LLMTextFrame, count=5, timeout=10)
+        await h.inject(InterruptionWorkerFrame(), at="llm", upstream=True)
+        await asyncio.sleep(0.3)
+        said = len(llm.of_type(LLMTextFrame))
+        await asyncio.sleep(0.3)
+        assert len(llm.of_type(LLMTextFrame)) == said < len(tokens(STORY)) // 2
+        assert not llm.of_type(LLMFullResponseEndFrame)
+        # The service answers the next turn normally.
+        assert await reply_to(h, "weather") == "It is sunny today. Enjoy it!"
+
+
+async def test_persona_fills_the_system_prompt_and_the_replies():
+    context = ', system_prompt: "You teach {subject} to {learner_level} learners.", ' \
+              'variables: {subject: French, learner_level: beginner}'
+    text = agent(context=context, greeting=" from your {subject} tutor").replace(
+        'system_prompt: "You are helpful.", ', "")
+    async with AgentHarness.from_text(text) as h:
+        assert await reply_to(h, "hello") == "Hello from your French tutor."
+        system = h.built.shared["llm_context"].get_messages()[0]
+        assert system == {"role": "system", "content": "You teach French to beginner learners."}
+
+
+@pytest.mark.parametrize(
+    "text, key, message",
+    [
+        (agent(context=', variables: {subject: French}').replace('"You are helpful."', '"Teach {subjct}."'),
+         "context", "'{subjct}' is used but variables has no 'subjct'"),
+        (agent(context=', variables: {subject: French}'), "context", "variable 'subject' is not used"),
+        (agent().replace('"weather|rain"', '"weather("'), "processors.llm.rules.0.match", "invalid regular expression"),
+    ],
+)
+def test_config_mistakes_are_one_line_errors_naming_the_key(text, key, message):
+    with pytest.raises(ConfigErrors) as caught:
+        load_agent_text(text, "agent.yaml")
+    assert "\n" not in str(caught.value) and key in str(caught.value) and message in str(caught.value)
+
+
+def test_persona_placeholders_must_be_plain_names():
+    with pytest.raises(ValueError, match="plain variable name"):
+        render_persona("Hi {user.name}", {"user": "x"})
+    assert render_persona("Use {{braces}} for {x}", {"x": "y"}) == "Use {braces} for y"
