@@ -8,4 +8,7 @@ BUILTIN_MODULES = (
     "processors.tts.types",
     "transports.file",
     "transports.synthetic",
+    "transports.webrtc",
+    "transports.websocket",
+    "transports.loopback",
 )

@@ -1,0 +1,111 @@
+"""The webrtc transport on loopback, with a real aiortc peer posting to the server.
+
+The agent is ``tone_reply`` (loud input is speech, the bot answers with a
+tone), so these tests need no speech models and run in seconds.
+"""
+
+import asyncio
+import time
+
+import aiohttp
+
+from pipelines.server import running
+from pipelines.validate import load_agent_text
+from transports import client_messages as cm
+from transports.loopback import tone
+from transports.webrtc_client import WebRTCPeer
+
+AGENT = """
+version: 1
+name: tone
+transport: {type: webrtc, port: 0, peer_timeout_secs: 2, max_message_bytes: 2000}
+processors:
+  bot: {type: tone_reply, reply_secs: 3, stop_ms: 300}
+pipeline: [input, bot, output]
+"""
+
+SPEECH = tone(0.3, 16000, 300, 10000)
+BARGE_IN = tone(0.15, 16000, 300, 10000)
+
+
+async def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def only_session(server):
+    (session,) = server.sessions.values()
+    return session
+
+
+async def test_peer_talks_barges_in_and_closes():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        session = only_session(server)
+        await wait_until(lambda: session.state == "connected", 5, "connected event")
+
+        said = time.monotonic() + peer.say(SPEECH)
+        await peer.wait_for_loud(timeout=5, after=said)
+        assert (await peer.wait_for_message(cm.USER_TRANSCRIPTION, 2))["data"]["final"] is True
+        assert (await peer.wait_for_message(cm.BOT_TTS_TEXT, 2))["data"]["text"] == "beep"
+
+        await asyncio.sleep(0.5)  # the bot is mid-answer
+        barged = time.monotonic()
+        peer.say(BARGE_IN)
+        await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=3, after=barged)
+        await asyncio.sleep(0.5)
+        interrupted_at = session.built.transport.output().interrupted_at
+        assert interrupted_at > barged
+        # Told at once, the peer plays (next to) nothing of the cut-off answer;
+        # plain pipecat plays about 140 ms (bench/transport_latency.py).
+        assert peer.stale_audio(interrupted_at) <= 0.06
+        # The barge-in is a turn of its own: the bot answers it.
+        await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=3, after=interrupted_at)
+
+        # Bad messages are refused and the agent goes on.
+        peer.send("not json {")
+        peer.send({"label": "rtvi-ai", "type": "client-message", "data": "x" * 3000})
+        await wait_until(lambda: any(e["event"] == "refused" for e in session.events), 3, "refused event")
+        said = time.monotonic() + peer.say(SPEECH)
+        await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
+
+        await peer.close()
+        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        assert [e["event"] for e in session.events][-2:] == ["closed", "ended"]
+
+
+async def test_vanished_peer_is_reported_and_its_worker_ends():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        session = only_session(server)
+        await wait_until(lambda: session.state == "connected", 5, "connected event")
+        await asyncio.sleep(1.5)  # the server has heard pings
+        peer.vanish()
+        # peer_timeout_secs is 2; pings stop counting after 3 s of silence.
+        await wait_until(lambda: session.state == "ended", 15, "worker end after the peer vanished")
+        dropped = [e for e in session.events if e["event"] == "dropped"]
+        assert dropped and "nothing heard" in dropped[0]["detail"]
+        await peer.close()
+
+
+async def test_offer_endpoint_refuses_bad_requests_and_keeps_serving():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/offer", data=b"{not json") as r:
+                assert r.status == 400
+            async with http.post(f"{url}/api/offer", json={"sdp": "v=0 nonsense", "type": "offer"}) as r:
+                assert r.status == 400
+            async with http.post(f"{url}/api/offer", data=b"x" * 300_000) as r:
+                assert r.status == 413
+            async with http.get(url) as r:
+                assert r.status == 200 and "html" in r.headers["content-type"]
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        said = time.monotonic() + peer.say(SPEECH)
+        await peer.wait_for_loud(timeout=5, after=said)
+        await peer.close()

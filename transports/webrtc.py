@@ -1,0 +1,67 @@
+"""The ``webrtc`` transport type: a browser (or any WebRTC peer) talks to the agent.
+
+``framegraph run FILE`` serves the agent's web page and the SmallWebRTC offer
+endpoint on ``host:port`` (``pipelines.server``); each peer that connects gets
+its own worker, built with this transport around its connection. Nothing here
+imports aiortc: validating a config must stay cheap.
+"""
+
+from typing import Any
+
+from pydantic import Field
+
+from pipelines.registry import TypeInfo
+from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
+from transports.common import AudioTransportParams
+from transports.served import peer_from, serve
+
+
+class WebRTCParams(AudioTransportParams):
+    host: str = Field("127.0.0.1", description="address the web page and offer endpoint listen on")
+    port: int = Field(7860, ge=0, le=65535, description="port of the web page and offer endpoint (0: any free port)")
+    audio_out_10ms_chunks: int = Field(
+        2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
+    )
+    peer_timeout_secs: float = Field(
+        5.0, gt=0, le=30, description="a peer silent this long (no data-channel ping) is dropped and its worker ended"
+    )
+    max_message_bytes: int = Field(
+        MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client data-channel messages are refused"
+    )
+    ice_servers: list[str] = Field(
+        default_factory=list, description="STUN/TURN URLs; none are needed on loopback or a LAN"
+    )
+
+
+def make_webrtc_transport(params: WebRTCParams, ctx: Any):
+    """Builds one participant's transport around the connection the server accepted."""
+    from pipecat.transports.base_transport import TransportParams
+
+    from transports.webrtc_transport import WebRTCTransport
+
+    return WebRTCTransport(
+        peer_from(ctx, "webrtc"),
+        TransportParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            audio_in_sample_rate=params.audio_in_sample_rate,
+            audio_out_sample_rate=params.audio_out_sample_rate,
+            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
+        ),
+        peer_timeout_secs=params.peer_timeout_secs,
+        max_message_bytes=params.max_message_bytes,
+        input_name="input",
+        output_name="output",
+    )
+
+
+TYPES = [
+    TypeInfo(
+        kind="transport",
+        name="webrtc",
+        params=WebRTCParams,
+        factory=make_webrtc_transport,
+        serve=serve,
+        summary="browser or WebRTC peer over SmallWebRTC (aiortc); `framegraph run` serves the page",
+    ),
+]

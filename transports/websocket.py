@@ -1,0 +1,73 @@
+"""The ``websocket`` transport type: a program talks to the agent over a WebSocket.
+
+``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``);
+each connection gets its own worker. Frames use pipecat's protobuf format
+(``pipecat.frames.protobufs``), which pipecat's JavaScript and Python clients
+speak; ``framegraph talk URL --input in.wav`` is a ready client. The server
+pings every ``ping_interval_secs`` and drops a client whose pong is
+``ping_timeout_secs`` late, so a dead peer is noticed within their sum.
+"""
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from pipelines.registry import TypeInfo
+from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
+from transports.common import AudioTransportParams
+from transports.served import peer_from, serve
+
+#: Longest a dead peer may go unnoticed, seconds.
+MAX_DEAD_PEER_SECS = 30
+
+
+class WebsocketParams(AudioTransportParams):
+    host: str = Field("127.0.0.1", description="address the WebSocket endpoint listens on")
+    port: int = Field(7860, ge=0, le=65535, description="port of the WebSocket endpoint (0: any free port)")
+    audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio sent per message, in 10 ms")
+    max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client messages are refused")
+    ping_interval_secs: float = Field(10.0, gt=0, description="the server pings the client this often")
+    ping_timeout_secs: float = Field(10.0, gt=0, description="a client whose pong is this late is dropped")
+
+    @model_validator(mode="after")
+    def _dead_peer_noticed_in_time(self) -> "WebsocketParams":
+        if self.ping_interval_secs + self.ping_timeout_secs > MAX_DEAD_PEER_SECS:
+            raise ValueError(
+                f"ping_interval_secs + ping_timeout_secs must be at most {MAX_DEAD_PEER_SECS} "
+                "so a dead peer is noticed in time"
+            )
+        return self
+
+
+def make_websocket_transport(params: WebsocketParams, ctx: Any):
+    """Builds one participant's transport around the WebSocket the server accepted."""
+    from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
+
+    from transports.websocket_transport import WebsocketTransport
+
+    return WebsocketTransport(
+        peer_from(ctx, "websocket"),
+        FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            audio_in_sample_rate=params.audio_in_sample_rate,
+            audio_out_sample_rate=params.audio_out_sample_rate,
+            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
+            allowed_origins=[],
+        ),
+        max_message_bytes=params.max_message_bytes,
+        input_name="input",
+        output_name="output",
+    )
+
+
+TYPES = [
+    TypeInfo(
+        kind="transport",
+        name="websocket",
+        params=WebsocketParams,
+        factory=make_websocket_transport,
+        serve=serve,
+        summary="a program over a WebSocket, pipecat protobuf frames; `framegraph talk` is a client",
+    ),
+]
