@@ -8,7 +8,9 @@ from pathlib import Path
 from loguru import logger
 
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipelines.talk",
+)
 
 
 def _agents(paths: list[str]):

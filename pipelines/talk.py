@@ -1,0 +1,254 @@
+"""``framegraph talk URL --input in.wav --output reply.wav``: a WebSocket participant.
+
+Streams a WAV to a ``websocket`` agent in real time (pipecat protobuf frames),
+prints the live transcript, and writes the bot's reply as it would have been
+heard. Like the web page it obeys interruptions: audio buffered when the bot
+is interrupted is dropped, not played. ``Talker`` is the same client for
+tests and ``bench/transport_latency.py``.
+"""
+
+import asyncio
+import json
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FRAME_SECS = 0.02
+
+
+@dataclass
+class Played:
+    """A stretch of bot audio the client played, on its monotonic clock."""
+
+    start: float
+    end: float
+    loud: bool
+
+
+@dataclass
+class Playback:
+    """What a client with a real-time speaker would play of the audio it receives.
+
+    The server sends audio ahead of real time; it waits here, and on an
+    interruption everything not yet played is dropped.
+    """
+
+    loud_rms: float = 300.0
+    played: list[Played] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    _until: float = 0.0
+
+    def add(self, pcm: bytes, sample_rate: int, now: float) -> None:
+        start = max(now, self._until)
+        self._until = start + len(pcm) / 2 / sample_rate
+        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+        loud = samples.size > 0 and float(np.sqrt(np.mean(samples**2))) >= self.loud_rms
+        self.played.append(Played(start, self._until, loud))
+        self.audio.extend(pcm)
+
+    def drop(self, now: float, sample_rate: int) -> None:
+        """Stops playing at ``now``: what was queued after it is never heard."""
+        kept = [p for p in self.played if p.start < now]
+        unplayed = sum(p.end - p.start for p in self.played[len(kept) :])
+        if kept and kept[-1].end > now:
+            unplayed += kept[-1].end - now
+            kept[-1] = Played(kept[-1].start, now, kept[-1].loud)
+        if unplayed > 0:
+            del self.audio[max(0, len(self.audio) - int(unplayed * sample_rate) * 2) :]
+        self.played = kept
+        self._until = min(self._until, now)
+
+    def loud_between(self, t0: float, t1: float) -> float:
+        """Seconds of loud audio played between ``t0`` and ``t1``."""
+        return sum(max(0.0, min(p.end, t1) - max(p.start, t0)) for p in self.played if p.loud)
+
+
+class Talker:
+    """One WebSocket participant: send audio, hear the bot, read its messages."""
+
+    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True):
+        self.url = url
+        self.sample_rate = sample_rate
+        self.obey_interruptions = obey_interruptions
+        self.out_rate = 0
+        self.playback = Playback()
+        self.messages: list[tuple[float, dict]] = []
+        self.interruptions: list[float] = []
+        self.first_audio_at: float | None = None
+        self._ws = None
+        self._reader: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Talker":
+        import websockets
+
+        self._ws = await websockets.connect(self.url, max_size=None)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes cleanly (code 1000): the server ends the agent's worker."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def send_raw(self, data: bytes | str) -> None:
+        """Sends bytes as they are (tests use it for bad messages)."""
+        await self._ws.send(data)
+
+    async def stream(self, pcm: bytes) -> None:
+        """Sends 16-bit mono ``pcm`` at ``sample_rate`` in real time, 20 ms a frame."""
+        step = int(self.sample_rate * FRAME_SECS) * 2
+        start = time.monotonic()
+        for n, i in enumerate(range(0, len(pcm), step)):
+            await self._ws.send(audio_message(pcm[i : i + step], self.sample_rate))
+            await asyncio.sleep(max(0.0, start + (n + 1) * FRAME_SECS - time.monotonic()))
+
+    async def wait_for_message(self, kind: str, timeout: float, after: float = 0.0) -> dict:
+        """The first RTVI message of type ``kind`` received after ``after``."""
+        from transports.client_messages import kind_of
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, msg in self.messages:
+                if t > after and kind_of(msg) == kind:
+                    return msg
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"no {kind!r} message within {timeout} s; got {[kind_of(m) for _, m in self.messages]}")
+
+    async def wait_until_quiet(self, quiet_secs: float, timeout: float) -> None:
+        """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = self.playback.played[-1].end if self.playback.played else None
+            if last is not None and time.monotonic() - last >= quiet_secs:
+                return
+            await asyncio.sleep(0.05)
+
+    def stale_audio(self, interrupted_at: float) -> float:
+        """Seconds of loud bot audio played after an interruption, until the bot's next answer."""
+        from transports.client_messages import BOT_STARTED_SPEAKING, kind_of
+
+        end = next(
+            (t for t, m in self.messages if t > interrupted_at and kind_of(m) == BOT_STARTED_SPEAKING), float("inf")
+        )
+        return self.playback.loud_between(interrupted_at, end)
+
+    async def _read(self) -> None:
+        import websockets
+
+        try:
+            async for data in self._ws:
+                self._handle(data, time.monotonic())
+        except websockets.ConnectionClosed:
+            pass
+
+    def _handle(self, data: bytes, now: float) -> None:
+        from pipecat.frames.protobufs import frames_pb2
+
+        from transports.client_messages import BOT_INTERRUPTED, kind_of
+
+        frame = frames_pb2.Frame.FromString(data)
+        which = frame.WhichOneof("frame")
+        if which == "audio":
+            self.out_rate = frame.audio.sample_rate
+            self.first_audio_at = self.first_audio_at or now
+            self.playback.add(frame.audio.audio, frame.audio.sample_rate, now)
+        elif which == "message":
+            msg = json.loads(frame.message.data)
+            self.messages.append((now, msg))
+            _print_transcript(msg)
+            if kind_of(msg) == BOT_INTERRUPTED:
+                self._interrupted(now)
+        elif which == "interruption":
+            self._interrupted(now)
+
+    def _interrupted(self, now: float) -> None:
+        self.interruptions.append(now)
+        if self.obey_interruptions and self.out_rate:
+            self.playback.drop(now, self.out_rate)
+
+
+def audio_message(pcm: bytes, sample_rate: int) -> bytes:
+    """One protobuf audio frame, as pipecat's serializer reads it."""
+    from pipecat.frames.protobufs import frames_pb2
+
+    frame = frames_pb2.Frame()
+    frame.audio.audio = pcm
+    frame.audio.sample_rate = sample_rate
+    frame.audio.num_channels = 1
+    return frame.SerializeToString()
+
+
+def _print_transcript(msg: dict) -> None:
+    from transports.client_messages import BOT_TTS_TEXT, USER_TRANSCRIPTION, kind_of
+
+    kind, data = kind_of(msg), msg.get("data") or {}
+    if kind == USER_TRANSCRIPTION and data.get("final"):
+        print(f"you: {data.get('text', '')}", flush=True)
+    elif kind == BOT_TTS_TEXT:
+        print(f"bot: {data.get('text', '')}", flush=True)
+
+
+def read_wav(path: Path, sample_rate: int) -> bytes:
+    """A 16-bit WAV as mono PCM at ``sample_rate``."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV files are supported")
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, w.getnchannels())
+        rate = w.getframerate()
+    mono = samples.mean(axis=1).astype(np.int16)
+    if rate != sample_rate:
+        import soxr
+
+        mono = soxr.resample(mono, rate, sample_rate).astype(np.int16)
+    return mono.tobytes()
+
+
+def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+
+
+async def talk(url: str, wav_in: Path, wav_out: Path | None, *, rate: int, quiet_secs: float, timeout: float) -> int:
+    pcm = read_wav(wav_in, rate)
+    async with Talker(url, sample_rate=rate) as talker:
+        await talker.stream(pcm + bytes(int(rate * 0.5) * 2))
+        await talker.wait_until_quiet(quiet_secs, timeout)
+    if not talker.playback.played:
+        print(f"no reply within {timeout:g} s", file=sys.stderr)
+        return 1
+    if wav_out:
+        write_wav(wav_out, bytes(talker.playback.audio), talker.out_rate)
+        print(f"wrote {wav_out} ({len(talker.playback.audio) / 2 / talker.out_rate:.1f} s)")
+    return 0
+
+
+def cmd_talk(args) -> int:
+    return asyncio.run(
+        talk(args.url, Path(args.input), Path(args.output) if args.output else None,
+             rate=args.rate, quiet_secs=args.quiet, timeout=args.timeout)
+    )
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "talk", help="talk to a websocket agent from a WAV", description="Stream a WAV to a websocket agent; record its reply."
+    )
+    p.add_argument("url", metavar="URL", help="the agent's WebSocket, e.g. ws://127.0.0.1:7860/ws")
+    p.add_argument("--input", required=True, metavar="WAV", help="16-bit PCM WAV to say (any rate, mono or stereo)")
+    p.add_argument("--output", metavar="WAV", help="where to write the bot's reply")
+    p.add_argument("--rate", type=int, default=16000, help="the agent's input sample rate (default 16000)")
+    p.add_argument("--quiet", type=float, default=2.0, help="seconds of bot silence that end the talk (default 2)")
+    p.add_argument("--timeout", type=float, default=30.0, help="longest wait for the reply, seconds (default 30)")
+    p.set_defaults(func=cmd_talk)

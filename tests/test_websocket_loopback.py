@@ -1,0 +1,90 @@
+"""The websocket transport on loopback, with the ``talk`` client as a real peer."""
+
+import asyncio
+import socket
+import time
+
+from pipelines.server import running
+from pipelines.talk import Talker, audio_message
+from pipelines.validate import load_agent_text
+from transports import client_messages as cm
+from transports.loopback import tone
+
+AGENT = """
+version: 1
+name: tone
+transport: {type: websocket, port: 0, max_message_bytes: 4000, ping_interval_secs: 1, ping_timeout_secs: 1}
+processors:
+  bot: {type: tone_reply, reply_secs: 3, stop_ms: 300}
+pipeline: [input, bot, output]
+"""
+
+SPEECH = tone(0.3, 16000, 300, 10000)
+SILENCE = bytes(int(16000 * 0.4) * 2)
+
+
+async def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def ws_url(http_url: str) -> str:
+    return http_url.replace("http://", "ws://") + "/ws"
+
+
+async def test_client_talks_barges_in_and_closes():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        async with Talker(ws_url(url)) as talker:
+            said = time.monotonic()
+            await talker.stream(SPEECH + SILENCE)
+            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
+            assert (await talker.wait_for_message(cm.BOT_TTS_TEXT, 2))["data"]["text"] == "beep"
+            assert (await talker.wait_for_message(cm.USER_TRANSCRIPTION, 2))["data"]["final"] is True
+            (session,) = server.sessions.values()
+
+            await asyncio.sleep(0.5)
+            barged = time.monotonic()
+            await talker.stream(SPEECH[: len(SPEECH) // 2])
+            await talker.wait_for_message(cm.BOT_INTERRUPTED, timeout=3, after=barged)
+            await talker.stream(SILENCE)
+            interrupted_at = session.built.transport.output().interrupted_at
+            assert interrupted_at > barged
+            # The server sends ahead of real time; the client drops its backlog
+            # when told, so next to nothing of the cut-off answer is heard.
+            assert talker.stale_audio(interrupted_at) <= 0.06
+
+            # Bad messages are refused with a reason and the agent goes on.
+            await talker.send_raw(b"\xff\x00 not protobuf")
+            await talker.send_raw("a text frame")
+            await talker.send_raw(audio_message(bytes(6000), 16000))
+            await talker.send_raw(audio_message(bytes(640), 8000))
+            await wait_until(lambda: sum(e["event"] == "refused" for e in session.events) >= 4, 3, "4 refusals")
+            said = time.monotonic()
+            await talker.stream(SPEECH + SILENCE)
+            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
+        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        events = [e["event"] for e in session.events]
+        assert "dropped" not in events and events[-2:] == ["closed", "ended"]
+
+
+async def test_dead_peer_is_noticed_by_keepalive_and_its_worker_ends():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        host, port = url.removeprefix("http://").split(":")
+        # A raw socket that upgrades to WebSocket and then never answers pings.
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        try:
+            await wait_until(lambda: len(server.sessions) == 1, 5, "session start")
+            (session,) = server.sessions.values()
+            # ping every 1 s, pong due within 1 s: noticed within a few seconds.
+            await wait_until(lambda: session.state == "ended", 10, "worker end after the peer went silent")
+        finally:
+            sock.close()
+        dropped = [e for e in session.events if e["event"] == "dropped"]
+        assert dropped, session.events
