@@ -84,8 +84,8 @@ def read_wav(path: Path, sample_rate: int) -> bytes:
             raw = wav.readframes(wav.getnframes())
     except FileNotFoundError:
         raise FileTransportError(f"{path}: no such file") from None
-    except (OSError, EOFError, wave.Error) as e:
-        raise FileTransportError(f"{path}: not a readable WAV file ({e})") from None
+    except (OSError, EOFError, RuntimeError, wave.Error) as e:  # wave raises all four
+        raise FileTransportError(f"{path}: not a readable WAV file ({e or type(e).__name__})") from None
     if width != 2:
         raise FileTransportError(f"{path}: sample width is {8 * width} bits; 16-bit PCM is required")
     samples = np.frombuffer(raw, dtype=np.int16).reshape(-1, channels)

@@ -1,0 +1,153 @@
+"""The ``file`` transport: WAV errors, resampling, the shared timeline, transcript, ending."""
+
+import asyncio
+import json
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InputAudioRawFrame,
+    LLMContextAssistantTurnFrame,
+    LLMContextUserTurnFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.workers.runner import WorkerRunner
+from pipelines.builder import build_agent
+from pipelines.errors import ConfigErrors
+from pipelines.testing import AgentHarness
+from pipelines.validate import load_agent
+
+AGENT = """
+version: 1
+name: files
+transport:
+  type: file
+  input: in.wav
+  output: out/bot.wav
+  transcript: out/turns.jsonl
+  realtime: {realtime}
+  tail_secs: 0.2
+processors:
+  tts: {{type: espeak}}
+pipeline: [input, tts, output]
+"""
+
+
+def write_wav(path, samples: np.ndarray, rate: int, *, width: int = 2, channels: int = 1) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+
+
+def tone(secs: float, rate: int) -> np.ndarray:
+    t = np.arange(int(secs * rate)) / rate
+    return (3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), wav.getframerate()
+
+
+@pytest.fixture
+def files_agent(write_config):
+    def make(*, realtime: bool = False):
+        return load_agent(write_config(AGENT.format(realtime=str(realtime).lower())))
+    return make
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda p: None, "in.wav: no such file"),
+        (lambda p: p.write_bytes(b"RIFF0000WAVEnonsense"), "in.wav: not a readable WAV file"),
+        (lambda p: write_wav(p, np.zeros(800, dtype=np.uint8), 8000, width=1), "in.wav: sample width is 8 bits"),
+    ],
+)
+def test_unusable_wav_is_a_one_line_error_naming_the_file(files_agent, tmp_path, make_input, message):
+    make_input(tmp_path / "in.wav")
+    with pytest.raises(ConfigErrors) as caught:
+        build_agent(files_agent())
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith("transport.input: ") and message in text
+
+
+async def run_to_end(agent, timeout: float = 30.0) -> float:
+    """Runs ``agent`` until its file transport ends the session; returns the wall time."""
+    worker = build_agent(agent).worker()
+    runner = WorkerRunner(handle_sigint=False, force_gc=True)
+    await runner.add_workers(worker)
+    started = time.monotonic()
+    await asyncio.wait_for(runner.run(), timeout)
+    return time.monotonic() - started
+
+
+async def test_any_rate_and_channels_are_resampled_and_the_session_ends_by_itself(files_agent, tmp_path):
+    stereo = np.repeat(tone(1.0, 8000)[:, None], 2, axis=1)
+    write_wav(tmp_path / "in.wav", stereo, 8000, channels=2)
+    async with AgentHarness(files_agent(), transport=None) as h:
+        pushed = h.probe("input")
+        await pushed.wait_for(InputAudioRawFrame, count=50, timeout=10)
+    frames = pushed.of_type(InputAudioRawFrame)
+    assert {(f.sample_rate, f.num_channels, len(f.audio)) for f in frames} == {(16000, 1, 640)}
+    heard = np.frombuffer(b"".join(f.audio for f in frames[:50]), dtype=np.int16)
+    assert abs(np.abs(heard).max() - 3000) < 300  # the tone, not silence or clipping
+
+    # Without a bot to wait for, it ends after the input and tail_secs of silence.
+    wall = await run_to_end(files_agent())
+    bot, rate = read_wav(tmp_path / "out" / "bot.wav")
+    assert rate == 24000 and len(bot) >= 24000 and not bot.any()
+    assert wall < 10
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+async def test_bot_audio_lands_on_the_input_timeline(files_agent, tmp_path, realtime):
+    write_wav(tmp_path / "in.wav", np.zeros(16000 * 3, dtype=np.int16), 16000)
+    async with AgentHarness(files_agent(realtime=realtime), transport=None) as h:
+        timeline = h.built.transport.timeline
+        while timeline.now() < 1.0:
+            await asyncio.sleep(0.005)
+        await h.inject(TTSSpeakFrame("Hello."), at="tts")
+        await h.probe("input", upstream=True).wait_for(BotStoppedSpeakingFrame, timeout=10)
+        await h.stop()
+    bot, rate = read_wav(tmp_path / "out" / "bot.wav")
+    first = np.nonzero(np.abs(bot) > 100)[0][0] / rate
+    assert 1.0 <= first < 1.3
+    assert len(bot) / rate >= 3.0  # padded to the input's length
+
+
+async def test_fast_mode_fast_forwards_while_the_agent_only_listens(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(16000 * 4, dtype=np.int16), 16000)
+    assert await run_to_end(files_agent()) < 0.7 * 4.2
+
+
+async def test_transcript_has_user_and_bot_turns_with_their_times(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(16000 * 10, dtype=np.int16), 16000)
+    async with AgentHarness(files_agent(realtime=True), transport=None) as h:
+        timeline = h.built.transport.timeline
+
+        async def at(secs: float, *frames) -> None:
+            while timeline.now() < secs:
+                await asyncio.sleep(0.005)
+            for frame in frames:
+                await h.inject(frame, at="input", upstream=True)
+
+        await at(0.2, VADUserStartedSpeakingFrame())
+        await at(0.4, VADUserStoppedSpeakingFrame(), LLMContextUserTurnFrame(text="hi there", timestamp=""))
+        await at(0.5, BotStartedSpeakingFrame())
+        await at(0.7, BotStoppedSpeakingFrame(), LLMContextAssistantTurnFrame(text="Hello!", timestamp=""))
+        await h.stop()
+    lines = [json.loads(line) for line in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
+    assert [(r["role"], r["text"]) for r in lines] == [("user", "hi there"), ("assistant", "Hello!")]
+    user, bot = lines
+    assert 0.15 < user["start"] < user["end"] < 0.55 and 0.45 < bot["start"] < bot["end"] < 0.9
+    assert bot["interrupted"] is False
