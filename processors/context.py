@@ -1,18 +1,60 @@
-"""The ``context`` block: the user and assistant context aggregators.
+"""The ``context`` block: the user and assistant context aggregators, with VAD and turn end.
 
 The pipeline ids ``user_context`` and ``assistant_context`` name the two
 halves of one pipecat ``LLMContextAggregatorPair`` sharing one ``LLMContext``.
+The user half listens: Silero VAD runs inside it and its turn strategies
+decide when the user started (interrupting the bot) and finished (running the
+LLM). Place it after the STT (``[input, stt, user_context, llm, ...]``): VAD's
+events travel upstream to the STT, transcripts downstream to the aggregator.
 """
+
+from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 from processors.llm.persona import render_persona
 
+#: Sample rates Silero VAD accepts.
+VAD_SAMPLE_RATES = (8000, 16000)
+
+
+class VADSettings(Params):
+    """Silero VAD (bundled with pipecat); defaults are pipecat's."""
+
+    confidence: float = Field(0.7, gt=0, le=1, description="voice probability that counts as speech")
+    start_secs: float = Field(0.2, ge=0, description="speech needed before the user is speaking (and interrupts)")
+    stop_secs: float = Field(0.2, ge=0, description="silence needed before the user stopped speaking")
+    min_volume: float = Field(0.6, ge=0, le=1, description="smoothed volume below which nothing is speech")
+
+
+class TurnSettings(Params):
+    """When the user's turn starts and ends."""
+
+    start: list[Literal["vad", "transcription"]] = Field(
+        default_factory=lambda: ["vad", "transcription"], min_length=1,
+        description="what starts a user turn: VAD's speech start, or a transcript",
+    )
+    stop: Literal["transcript_aware", "smart_turn", "speech_timeout"] = Field(
+        "transcript_aware",
+        description="transcript_aware: Smart Turn v3, overruled by a plainly complete transcript; "
+        "smart_turn: Smart Turn v3 alone; speech_timeout: a fixed silence",
+    )
+    incomplete_timeout: float = Field(
+        2.0, gt=0, description="smart turn: silence after which a turn judged incomplete ends anyway"
+    )
+    speech_timeout: float = Field(0.6, ge=0, description="speech_timeout: silence that ends the turn")
+    stop_timeout: float = Field(5.0, gt=0, description="longest wait for a turn end after the user went quiet")
+
 
 class LLMContextParams(Params):
     system_prompt: str = ""
+    vad: VADSettings | None = Field(
+        default_factory=VADSettings, description="Silero VAD in the user aggregator; null when the transport or STT sends its own"
+    )
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     variables: dict[str, str] = Field(
         default_factory=dict, description="persona: values for the {placeholders} in system_prompt"
     )
@@ -29,17 +71,65 @@ class LLMContextParams(Params):
         return render_persona(self.system_prompt, self.variables) if self.variables else self.system_prompt
 
 
-def build_context(params: LLMContextParams, ctx):
-    """Creates the shared LLM context and its aggregator pair."""
-    from pipecat.processors.aggregators.llm_context import LLMContext
-    from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+def _turn_strategies(turn: TurnSettings, interruptions):
+    """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings."""
+    from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
+    from pipecat.turns.user_start import (
+        MinWordsUserTurnStartStrategy,
+        TranscriptionUserTurnStartStrategy,
+        VADUserTurnStartStrategy,
+    )
+    from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
+    from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+    from processors.turn import SharedSmartTurnAnalyzer, TranscriptAwareTurnStopStrategy
+
+    enabled = interruptions.enabled
+    if interruptions.min_words > 0:
+        start = [MinWordsUserTurnStartStrategy(min_words=interruptions.min_words, enable_interruptions=enabled)]
+    else:
+        kinds = {"vad": VADUserTurnStartStrategy, "transcription": TranscriptionUserTurnStartStrategy}
+        start = [kinds[name](enable_interruptions=enabled) for name in turn.start]
+    if turn.stop == "speech_timeout":
+        stop = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=turn.speech_timeout)
+    else:
+        strategy = TranscriptAwareTurnStopStrategy if turn.stop == "transcript_aware" else TurnAnalyzerUserTurnStopStrategy
+        analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=turn.incomplete_timeout))
+        stop = strategy(turn_analyzer=analyzer)
+    return UserTurnStrategies(start=start, stop=[stop])
+
+
+def build_context(params: LLMContextParams, ctx):
+    """Creates the shared LLM context and its aggregator pair, VAD and turn strategies included."""
+    from pipecat.audio.vad.vad_analyzer import VADParams
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import (
+        LLMContextAggregatorPair,
+        LLMUserAggregatorParams,
+    )
+
+    from processors.vad import SharedSileroVADAnalyzer
+
+    vad_analyzer = None
+    if params.vad is not None:
+        if ctx.audio_in_sample_rate not in VAD_SAMPLE_RATES:
+            raise ConfigErrors([ConfigError(
+                None, "context.vad",
+                f"Silero VAD needs the transport's audio_in_sample_rate to be 8000 or 16000, "
+                f"not {ctx.audio_in_sample_rate}",
+            )])
+        vad_analyzer = SharedSileroVADAnalyzer(params=VADParams(**params.vad.model_dump()))
+    user_params = LLMUserAggregatorParams(
+        vad_analyzer=vad_analyzer,
+        user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions),
+        user_turn_stop_timeout=params.turn.stop_timeout,
+    )
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
     ctx.shared["llm_context"] = context
-    return LLMContextAggregatorPair(context)
+    return LLMContextAggregatorPair(context, user_params=user_params)
 
 
 TYPES = [
-    TypeInfo("context", "llm_context", LLMContextParams, build_context, "LLM context with user/assistant aggregators"),
+    TypeInfo("context", "llm_context", LLMContextParams, build_context, "LLM context with user/assistant aggregators, Silero VAD and Smart Turn"),
 ]

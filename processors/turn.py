@@ -5,16 +5,21 @@ when VAD reports silence; a verdict of "incomplete" then waits for Smart
 Turn's silence timeout (3 s by default) unless the user speaks again. On our
 human clips that timeout is what makes the slow turns slow, and it fires on
 sentences that are plainly finished ("he might even have been made amiable
-himself"). ``TranscriptAwareTurnStopStrategy`` lets the finalized transcript
-overrule an "incomplete" verdict unless it ends on a word that cannot end a
-sentence ("and", "the", "to"...): those turns still wait, so a user who
-pauses mid-sentence is not cut off.
+himself"); and the verdict (about 70 ms) sits on the critical path of every
+turn. ``TranscriptAwareTurnStopStrategy`` ends the turn as soon as the STT's
+finalized transcript arrives, unless it ends on a word that cannot end a
+sentence ("and", "the", "to"...): those turns wait for Smart Turn, so a user
+who pauses mid-sentence is not cut off.
 """
 
+import asyncio
+import time
 from functools import cache
 
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.frames.frames import VADUserStoppedSpeakingFrame
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 
 #: Words after which an English utterance is not over: articles, conjunctions,
@@ -68,18 +73,51 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
 
 class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
-    """Smart Turn's verdict, overruled by a finalized transcript that is plainly complete.
+    """Ends the turn on a plainly complete finalized transcript; asks Smart Turn otherwise.
 
-    Every call of ``_maybe_trigger_user_turn_stopped`` made while VAD reports
-    silence comes after Smart Turn's verdict for that silence (the parent
-    analyzes before it first checks), so the override below only ever
-    overrules a verdict that was actually given.
+    The parent awaits Smart Turn (about 70 ms, more when many agents finish
+    at once) inside the user aggregator when VAD reports silence, so the
+    transcript that arrives meanwhile waits behind it. Here the verdict is
+    awaited in a task instead: a finalized transcript that does not end on a
+    dangling word ends the turn as soon as it arrives, whatever the verdict
+    (waiting for it could only confirm the end, or overrule it after seconds);
+    a dangling one waits for Smart Turn, and on "incomplete" for its silence
+    timeout. Speech resuming cancels a pending verdict, as it cancels the
+    parent's.
     """
+
+    def __init__(self, **kwargs):
+        """Initialize the strategy (arguments as ``TurnAnalyzerUserTurnStopStrategy``)."""
+        super().__init__(**kwargs)
+        self._verdict_task: asyncio.Task | None = None
+
+    async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
+        self._vad_user_speaking = False
+        self._stop_secs = frame.stop_secs
+        self._vad_stopped = True
+        self._verdict_task = self.task_manager.create_task(self._await_verdict(frame), f"{self}::verdict")
+
+    async def _await_verdict(self, frame: VADUserStoppedSpeakingFrame):
+        """Smart Turn's verdict, then the parent's STT safety net and trigger check."""
+        stt_deadline = frame.timestamp - frame.stop_secs + self._stt_timeout
+        state, prediction = await self._turn_analyzer.analyze_end_of_turn()
+        self._verdict_task = None  # from here on, ending the turn must not cancel this task
+        await self._handle_prediction_result(prediction)
+        self._turn_complete = self._turn_complete or state == EndOfTurnState.COMPLETE
+        self._timeout_task = self.task_manager.create_task(
+            self._timeout_handler(max(0.0, stt_deadline - time.time())), f"{self}::_timeout_handler"
+        )
+        await self._maybe_trigger_user_turn_stopped()
+
+    async def _discard_pending_end_of_turn(self):
+        if self._verdict_task:
+            await self.task_manager.cancel_task(self._verdict_task)
+            self._verdict_task = None
+        await super()._discard_pending_end_of_turn()
 
     async def _maybe_trigger_user_turn_stopped(self):
         if (
-            not self._turn_complete
-            and self._vad_stopped
+            self._vad_stopped
             and not self._vad_user_speaking
             and self._transcript_finalized
             and looks_complete(self._text)

@@ -1,0 +1,104 @@
+"""Turn end: the transcript-aware policy, its settings, and the shared models."""
+
+import pytest
+from pipecat.frames.frames import (
+    InterruptionFrame,
+    LLMContextFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+
+from pipelines.builder import build_agent
+from pipelines.errors import ConfigErrors
+from pipelines.testing import AgentHarness
+from pipelines.validate import load_agent_text
+from processors.turn import looks_complete
+
+AGENT = """
+version: 1
+name: turn
+transport: {{type: synthetic}}
+context:
+  type: llm_context
+  vad: null
+  turn: {{stop: {stop}, incomplete_timeout: 3.0}}
+pipeline: [input, user_context, output]
+"""
+
+
+def test_looks_complete_reads_the_last_word():
+    assert looks_complete("go forward ten meters")
+    assert looks_complete("he might even have been made amiable himself")
+    assert looks_complete("I like it")
+    assert not looks_complete("I want to go to the")
+    assert not looks_complete("bread and")
+    assert not looks_complete("")
+
+
+async def _say(h: AgentHarness, text: str) -> None:
+    """A user utterance as VAD and a finalizing STT report it (no audio: Smart Turn hears nothing
+    and judges the turn incomplete). The turn's start interrupts, and an interruption flushes
+    queued frames, so the rest comes once it has passed, as it would after real speech."""
+    started = h.probe("user_context")
+    await h.inject(VADUserStartedSpeakingFrame(start_secs=0.2), at="user_context")
+    await started.wait_for(InterruptionFrame, timeout=5.0)
+    await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.2), at="user_context")
+    await h.inject(TranscriptionFrame(text, "user", "now", finalized=True), at="user_context")
+
+
+async def test_a_plainly_complete_transcript_ends_the_turn_at_once():
+    async with AgentHarness.from_text(AGENT.format(stop="transcript_aware")) as h:
+        turns = h.probe("user_context")
+        await _say(h, "go forward ten meters")
+        frame = await turns.wait_for(LLMContextFrame, timeout=5.0)
+        assert frame.context.get_messages()[-1] == {"role": "user", "content": "go forward ten meters"}
+
+
+async def test_a_dangling_transcript_keeps_the_turn_open():
+    async with AgentHarness.from_text(AGENT.format(stop="transcript_aware")) as h:
+        turns = h.probe("user_context")
+        await _say(h, "I want to go to the")
+        with pytest.raises(TimeoutError):
+            await turns.wait_for(LLMContextFrame, timeout=1.0)
+
+
+async def test_smart_turn_alone_waits_on_an_incomplete_verdict():
+    async with AgentHarness.from_text(AGENT.format(stop="smart_turn")) as h:
+        turns = h.probe("user_context")
+        await _say(h, "go forward ten meters")
+        with pytest.raises(TimeoutError):
+            await turns.wait_for(LLMContextFrame, timeout=1.0)
+
+
+def _user_aggregator(yaml_text: str):
+    return build_agent(load_agent_text(yaml_text)).processors["user_context"]
+
+
+def test_agents_share_one_vad_and_one_smart_turn_session():
+    text = AGENT.format(stop="transcript_aware").replace("vad: null", "vad: {stop_secs: 0.15}")
+    first, second = _user_aggregator(text), _user_aggregator(text)
+    vads = [a._vad_controller._vad_analyzer for a in (first, second)]
+    assert vads[0] is not vads[1]
+    assert vads[0]._model.session is vads[1]._model.session
+    assert vads[0].params.stop_secs == 0.15
+    turn_analyzers = [a._user_turn_controller._user_turn_strategies.stop[0]._turn_analyzer for a in (first, second)]
+    assert turn_analyzers[0]._session is turn_analyzers[1]._session
+    assert turn_analyzers[0].params.stop_secs == 3.0
+
+
+def test_min_words_interruptions_start_turns_on_words():
+    from pipecat.turns.user_start import MinWordsUserTurnStartStrategy
+
+    text = AGENT.format(stop="speech_timeout") + "interruptions: {min_words: 2}\n"
+    start = _user_aggregator(text)._user_turn_controller._user_turn_strategies.start
+    assert [type(s) for s in start] == [MinWordsUserTurnStartStrategy]
+
+
+def test_vad_needs_a_rate_silero_supports():
+    text = AGENT.format(stop="smart_turn").replace("vad: null", "vad: {}")
+    text = text.replace("{type: synthetic}", "{type: synthetic, audio_in_sample_rate: 24000}")
+    with pytest.raises(ConfigErrors) as raised:
+        build_agent(load_agent_text(text))
+    message = str(raised.value)
+    assert "\n" not in message and "context.vad" in message and "24000" in message
