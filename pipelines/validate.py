@@ -74,7 +74,7 @@ class _Validator:
             elif err["type"] == "missing":
                 self.error(loc, "required key is missing", at_key=False)
             else:
-                self.error(loc, err["msg"].lower() if err["msg"][:1].isupper() else err["msg"])
+                self.error(loc, _message(err["msg"]))
 
     def run(self) -> Agent | None:
         data = self.loaded.data
@@ -176,6 +176,12 @@ class _Validator:
             self.error(("pipeline",), f"the pipeline must start at '{INPUT}' (the transport's input); context aggregators may come before it")
         if not ends or ends[-1] != OUTPUT:
             self.error(("pipeline",), f"the pipeline must end at '{OUTPUT}' (the transport's output); context aggregators may come after it")
+
+
+def _message(msg: str) -> str:
+    """A pydantic message in the style of ours: no "Value error, " prefix, lower-case start."""
+    msg = msg.removeprefix("Value error, ")
+    return msg[:1].lower() + msg[1:]
 
 
 def _step_locs(steps: list[Step], loc: tuple):

@@ -7,7 +7,9 @@ and serve as plain stages in conformance tests.
 import asyncio
 
 from loguru import logger
-from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 import pipecat.frames.frames as pipecat_frames
 from pipecat.frames.frames import Frame, SystemFrame
@@ -26,6 +28,16 @@ def frame_type(name: str) -> type[Frame]:
         hint = did_you_mean(name, names)
         raise ValueError(f"unknown frame type '{name}'" + (f" ({hint})" if hint else ""))
     return cls
+
+
+def _known_frame_types(names: list[str]) -> list[str]:
+    for name in names:
+        frame_type(name)
+    return names
+
+
+#: A list of pipecat frame class names, each checked at validation time.
+FrameTypeNames = Annotated[list[str], AfterValidator(_known_frame_types)]
 
 
 class PassThroughParams(Params):
@@ -48,17 +60,10 @@ class PassThrough(FrameProcessor):
 
 class LoggerParams(Params):
     prefix: str = ""
-    ignore: list[str] = Field(
+    ignore: FrameTypeNames = Field(
         default_factory=lambda: ["InputAudioRawFrame", "OutputAudioRawFrame", "BotSpeakingFrame", "UserSpeakingFrame"],
         description="frame types not logged",
     )
-
-    @field_validator("ignore")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        for name in names:
-            frame_type(name)
-        return names
 
 
 class FrameLog(FrameProcessor):
@@ -78,14 +83,7 @@ class FrameLog(FrameProcessor):
 
 
 class FilterParams(Params):
-    allow: list[str] = Field(description="frame types that pass; system and end frames always pass")
-
-    @field_validator("allow")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        for name in names:
-            frame_type(name)
-        return names
+    allow: FrameTypeNames = Field(description="frame types that pass; system and end frames always pass")
 
 
 TYPES = [

@@ -96,3 +96,15 @@ context: {type: llm_context, system_prompt: "Be brief."}
 pipeline: [input, user_context, output, assistant_context]
 """)
     assert agent.context.params.system_prompt == "Be brief."
+
+
+def test_a_params_validator_message_keeps_its_names():
+    with pytest.raises(ConfigErrors) as e:
+        load_agent_text("""version: 1
+name: f
+transport: {type: synthetic}
+processors:
+  f: {type: filter, allow: [TextFrme]}
+pipeline: [input, f, output]
+""", "f.yaml")
+    assert str(e.value) == "f.yaml:5:28: processors.f.allow: unknown frame type 'TextFrme' (did you mean 'TextFrame'?)"
