@@ -112,3 +112,14 @@ async def test_agents_decode_in_parallel_in_processes_of_their_own():
         finals = [await p.wait_for(TranscriptionFrame, timeout=10.0) for p in probes]
     assert [f.text for f in finals] == ["what time is it", "stop"]
     assert decoder_host(HostConfig()).pid != os.getpid()
+
+
+async def test_speech_outside_the_grammar_gives_no_transcript_and_decoding_goes_on():
+    noise = (b"\x10\x27\xf0\xd8" * 4000)  # a loud square wave: nothing the grammar knows
+    speech = await synthesize_pcm("stop")
+    async with AgentHarness.from_text(agent(f"{{type: pocketsphinx, phrases: {PHRASES}}}")) as h:
+        out = h.probe("stt")
+        await _utterance(h, noise, 16000)
+        await _utterance(h, speech, 16000)
+        final = await out.wait_for(TranscriptionFrame, timeout=10.0)
+    assert [f.text for f in out.of_type(TranscriptionFrame)] == ["stop"] and final.text == "stop"

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from collections import deque
 from typing import Any, BinaryIO
 
@@ -159,7 +160,7 @@ class StreamDecoder:
         hyp = self._decoder.hyp()
         words = [
             [seg.word.split("(")[0], seg.start_frame / FRAMES_PER_SEC, seg.end_frame / FRAMES_PER_SEC]
-            for seg in self._decoder.seg()
+            for seg in self._decoder.seg() or ()  # None when a grammar rejected the speech
             if not (seg.word.startswith(("<", "[")) or seg.word == "(NULL)")
         ]
         self._send(protocol.FINAL, {"text": hyp.hypstr if hyp else "", "words": words})
@@ -184,9 +185,11 @@ def _serve_child(conn: socket.socket, decoder) -> None:
     try:
         StreamDecoder(decoder, conn).serve()
     except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        os._exit(0)
+        pass  # the agent went away
+    except Exception:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
 
 
 def serve(socket_path: str, config: dict[str, Any]) -> None:
