@@ -2,18 +2,22 @@
 
 The graph is exactly what a hand-written pipecat program would build
 (``Pipeline`` with nested ``ParallelPipeline`` blocks), so building from YAML
-costs nothing per frame at run time.
+costs nothing per frame at run time beyond the interruption guard
+(``pipelines.interruptions``), which the builder attaches to every graph.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+from pipelines.interruption_policy import apply_interruption_settings
+from pipelines.interruptions import InterruptionGuard
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, AgentSpec, Parallel, Step
 from pipelines.validate import Agent, Component
 
@@ -39,6 +43,19 @@ class BuiltAgent:
     processors: dict[str, FrameProcessor]
     pipeline: Pipeline
     shared: dict[str, Any] = field(default_factory=dict)
+    #: The interruption guarantee's guard; None when built without it (to compare with plain pipecat).
+    interruptions: InterruptionGuard | None = None
+
+    async def interrupt(self) -> None:
+        """Interrupts the bot: every processor flushes, nothing said before comes out after.
+
+        Without the guard, does what pipecat does for an ``InterruptionWorkerFrame``:
+        an ``InterruptionFrame`` enters at the top of the pipeline.
+        """
+        if self.interruptions is not None:
+            await self.interruptions.interrupt()
+        else:
+            await self.pipeline.queue_frame(InterruptionFrame())
 
     @property
     def params(self) -> PipelineParams:
@@ -64,8 +81,9 @@ class BuiltAgent:
 
 
 class _Builder:
-    def __init__(self, agent: Agent, transport_override: Component | None):
+    def __init__(self, agent: Agent, transport_override: Component | None, guard_interruptions: bool):
         self.agent = agent
+        self.guard_interruptions = guard_interruptions
         self.shared: dict[str, Any] = {}
         self.transport_component = transport_override or agent.transport
         tp = self.transport_component.params
@@ -86,10 +104,14 @@ class _Builder:
             pair = self.make(self.agent.context)
             self.processors[USER_CONTEXT] = pair.user()
             self.processors[ASSISTANT_CONTEXT] = pair.assistant()
+            apply_interruption_settings(pair.user(), self.agent.spec.interruptions)
         for pid, component in self.agent.processors.items():
             self.processors[pid] = _label(self.make(component), pid)
         pipeline = Pipeline(self.chain(self.agent.steps))
-        return BuiltAgent(self.agent, transport, self.processors, pipeline, self.shared)
+        guard = None
+        if self.guard_interruptions:
+            guard = InterruptionGuard(pipeline, {p: pid for pid, p in self.processors.items()})
+        return BuiltAgent(self.agent, transport, self.processors, pipeline, self.shared, guard)
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]
@@ -113,6 +135,10 @@ def _label(processor: FrameProcessor, pid: str) -> FrameProcessor:
     return processor
 
 
-def build_agent(agent: Agent, *, transport: Component | None = None) -> BuiltAgent:
-    """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one)."""
-    return _Builder(agent, transport).build()
+def build_agent(agent: Agent, *, transport: Component | None = None, guard_interruptions: bool = True) -> BuiltAgent:
+    """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
+
+    ``guard_interruptions=False`` builds the plain pipecat graph, without the
+    interruption guarantee: only tests and benchmarks comparing with pipecat want it.
+    """
+    return _Builder(agent, transport, guard_interruptions).build()

@@ -3,6 +3,7 @@
 BUILTIN_MODULES = (
     "processors.basic",
     "processors.context",
+    "processors.faulty",
     "processors.llm.types",
     "processors.stt.types",
     "processors.tts.types",

@@ -14,11 +14,12 @@ bounded and a timeout says what was seen instead.
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import BuiltAgent, build_agent
@@ -30,15 +31,17 @@ CHUNK_MS = 20
 
 
 class Probe:
-    """Frames one processor pushed in one direction, in order."""
+    """Frames one processor pushed in one direction (or processed), in order, with their monotonic times."""
 
     def __init__(self, label: str):
         self.label = label
         self.frames: list[Frame] = []
+        self.times: list[float] = []
         self._changed = asyncio.Event()
 
     def add(self, frame: Frame) -> None:
         self.frames.append(frame)
+        self.times.append(time.monotonic())
         self._changed.set()
 
     def of_type(self, *types: type[Frame]) -> list[Frame]:
@@ -76,14 +79,18 @@ class Probe:
 
 
 class _ProbeObserver(BaseObserver):
-    """Routes every pushed frame to the probes watching its source."""
+    """Routes every pushed frame to the probes watching its source, and every processed one to its processor's."""
 
     def __init__(self):
         super().__init__()
-        self.probes: dict[tuple[int, FrameDirection], list[Probe]] = {}
+        self.probes: dict[tuple[int, FrameDirection | None], list[Probe]] = {}
 
     async def on_push_frame(self, data: FramePushed):
         for probe in self.probes.get((id(data.source), data.direction), ()):
+            probe.add(data.frame)
+
+    async def on_process_frame(self, data: FrameProcessed):
+        for probe in self.probes.get((id(data.processor), None), ()):
             probe.add(data.frame)
 
 
@@ -91,9 +98,10 @@ class AgentHarness:
     """An agent running in process on the synthetic (or its own) transport."""
 
     def __init__(self, agent: Agent, *, transport: str | None = "synthetic", transport_params: dict | None = None,
-                 start_timeout: float = 10.0, **worker_kwargs):
+                 start_timeout: float = 10.0, interruptions: bool = True, **worker_kwargs):
         self.agent = agent
-        self.built: BuiltAgent = build_agent(agent, transport=_transport_component(agent, transport, transport_params))
+        self.built: BuiltAgent = build_agent(agent, transport=_transport_component(agent, transport, transport_params),
+                                             guard_interruptions=interruptions)
         self._observer = _ProbeObserver()
         observers = [self._observer, *worker_kwargs.pop("observers", [])]
         self.worker = self.built.worker(observers=observers, **worker_kwargs)
@@ -121,12 +129,20 @@ class AgentHarness:
         """The output transport (the synthetic one records what it wrote)."""
         return self.built.processors["output"]
 
-    def probe(self, at: str, *, upstream: bool = False) -> Probe:
-        """Watches what processor ``at`` pushes downstream (or upstream)."""
+    def probe(self, at: str, *, upstream: bool = False, processed: bool = False) -> Probe:
+        """Watches what processor ``at`` pushes downstream (or upstream), or with ``processed`` what it processes.
+
+        A processed frame is one that reached ``FrameProcessor.process_frame``
+        (every pipecat processor calls it first), in either direction.
+        """
         processor = self.built.processors[at]
-        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
-        probe = Probe(f"{at} {'upstream' if upstream else 'downstream'}")
-        self._observer.probes.setdefault((id(processor), direction), []).append(probe)
+        if processed:
+            key, label = (id(processor), None), f"{at} processed"
+        else:
+            direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
+            key, label = (id(processor), direction), f"{at} {'upstream' if upstream else 'downstream'}"
+        probe = Probe(label)
+        self._observer.probes.setdefault(key, []).append(probe)
         return probe
 
     async def inject(self, frame: Frame, *, at: str = INPUT, upstream: bool = False) -> None:

@@ -1,0 +1,350 @@
+"""The interruption guarantee: every processor, exactly once, nothing stale after it.
+
+pipecat passes an ``InterruptionFrame`` from processor to processor, and that
+leaves gaps (NOTES.md): the originator's in-flight frame is not cancelled,
+frames still in a processor's input queue overtake the flush and survive it,
+an interruption born inside a ``ParallelPipeline`` branch never reaches its
+sibling branches, a ``SyncParallelPipeline`` holds it back or delivers it
+twice, and one processor that swallows it hides it from everything after it.
+
+framegraph closes them the way GStreamer flushes a pipeline: out of band.
+``InterruptionGuard`` is attached by the builder to every graph it builds.
+Whoever starts an interruption (a processor pushing an ``InterruptionFrame``,
+e.g. the user aggregator's turn strategy through ``broadcast_interruption()``;
+an ``InterruptionFrame`` arriving from outside the graph, e.g. the worker's
+answer to an ``InterruptionWorkerFrame``; or ``BuiltAgent.interrupt()``), the
+guard
+
+1. draws a boundary in pipecat's global frame-id counter: every frame created
+   before it was produced before the interruption;
+2. puts one ``InterruptionFrame`` straight into the input queue of every
+   processor of the graph, in graph order, without yielding to the event loop
+   (upstream of the originator it travels upstream, elsewhere downstream), so
+   each processor runs its own flush (``FrameProcessor._start_interruption``
+   and whatever its class adds) exactly once; copies that processors forward
+   to their neighbours are recognised and dropped;
+3. from then on drops every interruptible, non-system frame produced before
+   the boundary wherever it turns up: arriving at a processor, leaving its
+   queue, being pushed, or being written by an output transport; and drops
+   what a processor pushes while it is still working on such a frame.
+
+Uninterruptible frames (``frame.interruptible`` False) and system frames are
+never dropped, as in pipecat, and neither are the user's transcripts
+(``NEVER_STALE``). Two triggers with nothing produced between them
+are one interruption. Each processor's part is counted in ``ProcessorStats``,
+which ``framegraph check`` reports.
+"""
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from pipecat.frames.frames import (
+    EagerTranscriptionFrame,
+    Frame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    SystemFrame,
+    TranscriptionFrame,
+    TranslationFrame,
+    UserBackchannelFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline, PipelineSink, PipelineSource
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.utils.utils import obj_id
+
+#: Attribute marking the InterruptionFrames a guard sent, with their epoch.
+EPOCH_ATTR = "framegraph_epoch"
+#: pipecat's private process queue (name-mangled); read only to count what a flush removed.
+_PROCESS_QUEUE_ATTR = "_FrameProcessor__process_queue"
+
+#: Frames no interruption makes stale: system frames, and what the user said.
+#: An interruption cancels what the bot was doing; a transcript still on its
+#: way to the user aggregator (often of the very words that interrupted) is
+#: the user's, and dropping it would lose them.
+NEVER_STALE = (
+    SystemFrame,
+    TranscriptionFrame,
+    InterimTranscriptionFrame,
+    EagerTranscriptionFrame,
+    TranslationFrame,
+    UserBackchannelFrame,
+)
+
+_unnamed = itertools.count(1)
+
+
+@dataclass
+class ProcessorStats:
+    """What one processor did about the interruptions of its graph.
+
+    Attributes:
+        name: the processor's config id (or pipecat name for inner blocks).
+        seen: the epochs of the interruptions it processed, in order.
+        flushes: times its own flush (``FrameProcessor._start_interruption``) ran.
+        flushed: frames its flushes removed from its queue.
+        cancelled: in-flight interruptible frames its flushes cancelled.
+        dropped_in: stale frames dropped on their way into it (queue or dequeue).
+        dropped_out: stale frames it pushed, dropped before reaching anyone.
+        late_out: of those, the ones its process task pushed while still working on a
+            stale frame after it had processed the interruption: in-flight work its
+            flush should have cancelled (a conformance violation).
+        dropped_writes: stale audio or images an output transport was kept from writing.
+        duplicates: forwarded copies of an interruption it already had, not delivered again.
+    """
+
+    name: str
+    seen: list[int] = field(default_factory=list)
+    flushes: int = 0
+    flushed: int = 0
+    cancelled: int = 0
+    dropped_in: int = 0
+    dropped_out: int = 0
+    late_out: int = 0
+    dropped_writes: int = 0
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """One interruption: its epoch, its frame-id boundary, when and where it started."""
+
+    epoch: int
+    boundary: int
+    at: float  # time.monotonic()
+    origin: str  # the processor that started it, "api", or "outside" (an InterruptionFrame from outside the graph)
+
+
+class _Member:
+    """One guarded processor: wraps its queue_frame, process_frame, push_frame and flush."""
+
+    def __init__(self, guard: "InterruptionGuard", processor: FrameProcessor, name: str, ancestors: frozenset[int]):
+        self.guard = guard
+        self.processor = processor
+        self.ancestors = ancestors
+        self.stats = ProcessorStats(name)
+        # The non-system frame the processor is working on, and the task doing it.
+        self.current: Frame | None = None
+        self.current_task: asyncio.Task | None = None
+        # The in-flight frame whose processing started the latest interruption: spared.
+        self.exempt: Frame | None = None
+        self.handled = 0  # epoch of the latest interruption it processed
+        self._queue_frame = processor.queue_frame
+        self._process_frame = processor.process_frame
+        self._push_frame = processor.push_frame
+        self._start_interruption = processor._start_interruption
+        processor.queue_frame = self.queue_frame
+        processor.process_frame = self.process_frame
+        processor.push_frame = self.push_frame
+        processor._start_interruption = self.start_interruption
+        if isinstance(processor, BaseOutputTransport):
+            self._write_audio = processor.write_audio_frame
+            self._write_video = processor.write_video_frame
+            processor.write_audio_frame = self.write_audio_frame
+            processor.write_video_frame = self.write_video_frame
+
+    async def deliver(self, frame: InterruptionFrame, direction: FrameDirection) -> None:
+        """Hands the guard's InterruptionFrame to the processor, past the duplicate filter."""
+        await self._queue_frame(frame, direction)
+
+    async def queue_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM, callback=None):
+        guard = self.guard
+        if isinstance(frame, InterruptionFrame):
+            if hasattr(frame, EPOCH_ATTR):
+                self.stats.duplicates += 1
+            else:
+                await guard.interrupt(source="outside")
+            return
+        if guard.is_stale(frame):
+            self.stats.dropped_in += 1
+            return
+        guard.note_fresh(frame)
+        await self._queue_frame(frame, direction, callback)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, SystemFrame):
+            if isinstance(frame, InterruptionFrame):
+                epoch = getattr(frame, EPOCH_ATTR, self.guard.epoch)
+                self.stats.seen.append(epoch)
+                await self._process_frame(frame, direction)
+                self.handled = epoch
+            else:
+                await self._process_frame(frame, direction)
+            return
+        if frame is not self.exempt and self.guard.is_stale(frame):
+            self.stats.dropped_in += 1
+            return
+        outer, outer_task = self.current, self.current_task
+        self.current, self.current_task = frame, asyncio.current_task()
+        try:
+            await self._process_frame(frame, direction)
+        finally:
+            self.current, self.current_task = outer, outer_task
+
+    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
+        guard = self.guard
+        if isinstance(frame, InterruptionFrame) and not hasattr(frame, EPOCH_ATTR):
+            await guard.interrupt(origin=self)
+            return
+        stale_work = self.in_stale_work(frame)
+        if stale_work or guard.is_stale(frame):
+            self.stats.dropped_out += 1
+            if stale_work and self.handled == guard.epoch:
+                self.stats.late_out += 1
+            return
+        guard.note_fresh(frame)
+        await self._push_frame(frame, direction)
+
+    def in_stale_work(self, frame: Frame) -> bool:
+        """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
+        current = self.current
+        return (
+            current is not None
+            and current is not self.exempt
+            and frame.interruptible
+            and not isinstance(frame, NEVER_STALE)
+            and self.guard.is_stale(current)
+            and asyncio.current_task() is self.current_task
+        )
+
+    async def start_interruption(self):
+        """The processor's own flush, counted; the frame that started the interruption is spared."""
+        queue = getattr(self.processor, _PROCESS_QUEUE_ATTR, None)
+        queued = queue.qsize() if queue is not None else 0
+        current, spared = self.current, self.exempt is not None and self.current is self.exempt
+        if spared:
+            # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
+            flag, current.interruptible = current.interruptible, False
+        try:
+            await self._start_interruption()
+        finally:
+            if spared:
+                current.interruptible = flag
+        self.stats.flushes += 1
+        self.stats.flushed += max(0, queued - (queue.qsize() if queue is not None else 0))
+        if current is not None and current.interruptible and not spared:
+            self.stats.cancelled += 1
+
+    async def write_audio_frame(self, frame) -> bool:
+        if self.stale_output(frame):
+            return False
+        return await self._write_audio(frame)
+
+    async def write_video_frame(self, frame) -> bool:
+        if self.stale_output(frame):
+            return False
+        return await self._write_video(frame)
+
+    def stale_output(self, frame: Frame) -> bool:
+        """Whether an output transport must not write ``frame``.
+
+        Until the output has processed the latest interruption, nothing
+        interruptible starts playing: chunks its media sender cut before the
+        boundary are stale, and so is whatever its in-flight work cuts after.
+        """
+        stale = frame.interruptible and (self.guard.is_stale(frame) or self.handled < self.guard.epoch)
+        if stale:
+            self.stats.dropped_writes += 1
+        return stale
+
+
+class InterruptionGuard:
+    """Keeps the interruption guarantee for one pipecat graph (see the module docstring).
+
+    Args:
+        root: the graph (a ``Pipeline``; nested parallel blocks are walked).
+        names: config ids of the processors, for stats and reports.
+    """
+
+    def __init__(self, root: FrameProcessor, names: dict[FrameProcessor, str] | None = None):
+        names = {id(p): n for p, n in (names or {}).items()}
+        self.members: list[_Member] = []
+        for processor, ancestors in _layout(root, frozenset()):
+            name = names.get(id(processor)) or f"{type(processor).__name__}#{next(_unnamed)}"
+            self.members.append(_Member(self, processor, name, ancestors))
+        self.epoch = 0
+        #: Frames whose id is below this were created before the latest interruption.
+        self.boundary = 0
+        #: Every interruption so far, in order.
+        self.history: list[Interruption] = []
+        #: Triggers that joined an interruption already under way.
+        self.coalesced = 0
+        self._fresh = False
+
+    @property
+    def stats(self) -> dict[str, ProcessorStats]:
+        """Each guarded processor's stats by name, in graph order."""
+        return {m.stats.name: m.stats for m in self.members}
+
+    def is_stale(self, frame: Frame) -> bool:
+        """Whether ``frame`` is interruptible, older than the latest interruption, and not ``NEVER_STALE``."""
+        return frame.id < self.boundary and frame.interruptible and not isinstance(frame, NEVER_STALE)
+
+    def note_fresh(self, frame: Frame) -> None:
+        """Remembers that something an interruption would cut exists since the latest one."""
+        if not self._fresh and frame.interruptible and not isinstance(frame, SystemFrame):
+            self._fresh = True
+
+    async def interrupt(self, origin: _Member | None = None, *, source: str = "api") -> int:
+        """Starts an interruption (or joins the one just started); returns its epoch.
+
+        Args:
+            origin: the guarded processor that asked for it, if any; processors
+                upstream of it get the interruption travelling upstream.
+            source: who asked, when no processor of the graph did.
+        """
+        if self.epoch and not self._fresh:
+            self.coalesced += 1
+            return self.epoch
+        self.epoch += 1
+        self.boundary = obj_id()
+        self._fresh = False
+        at = time.monotonic()
+        self.history.append(Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
+        task = asyncio.current_task()
+        for member in self.members:
+            member.exempt = None
+        if origin is not None and origin.current is not None and origin.current_task is task:
+            origin.exempt = origin.current
+        down, up = InterruptionFrame(), InterruptionFrame()
+        down.broadcast_sibling_id, up.broadcast_sibling_id = up.id, down.id
+        setattr(down, EPOCH_ATTR, self.epoch)
+        setattr(up, EPOCH_ATTR, self.epoch)
+        upstream = origin.ancestors if origin is not None else frozenset()
+        for member in self.members:
+            if id(member.processor) in upstream:
+                await member.deliver(up, FrameDirection.UPSTREAM)
+            else:
+                await member.deliver(down, FrameDirection.DOWNSTREAM)
+        return self.epoch
+
+
+def _layout(processor: FrameProcessor, before: frozenset[int]) -> list[tuple[FrameProcessor, frozenset[int]]]:
+    """The processors to guard under ``processor``, in graph order, each with the ids of those upstream of it.
+
+    A ``Pipeline`` is a series of steps; any other compound (``ParallelPipeline``,
+    ``SyncParallelPipeline``) is guarded itself, for its own queue, and its
+    branches run in parallel after it. Pipeline sources and sinks are plumbing
+    in direct mode, with no queue of their own.
+    """
+    if isinstance(processor, (PipelineSource, PipelineSink)):
+        return []
+    if isinstance(processor, Pipeline):
+        laid: list[tuple[FrameProcessor, frozenset[int]]] = []
+        for step in processor.processors:
+            placed = _layout(step, before)
+            laid.extend(placed)
+            before = before | {id(p) for p, _ in placed}
+        return laid
+    laid = [(processor, before)]
+    inside = before | {id(processor)}
+    for branch in processor.processors:
+        laid.extend(_layout(branch, inside))
+    return laid
+
+
+def guard_graph(root: FrameProcessor, names: dict[FrameProcessor, str] | None = None) -> InterruptionGuard:
+    """Attaches the interruption guarantee to a pipecat graph built by hand or by the builder."""
+    return InterruptionGuard(root, names)

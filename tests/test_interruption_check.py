@@ -1,0 +1,67 @@
+"""``framegraph check``: passes on every shipped config, fails naming a processor that swallows interruptions."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pipecat.frames.frames import InterruptionFrame, TextFrame
+from pipelines.conformance import run_check
+from pipelines.cli import main
+from pipelines.testing import AgentHarness
+from pipelines.validate import load_agent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+SWALLOW = ROOT / "tests" / "broken_interruptions" / "swallow.yaml"
+
+
+@pytest.fixture
+def offline_llm_endpoint(monkeypatch):
+    """configs/openai.yaml builds with a dummy key and an endpoint that refuses connections (no network)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "dummy-key-for-offline-check")
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+async def test_check_passes_on_every_shipped_config(path, offline_llm_endpoint):
+    report = await run_check(load_agent(path))
+    assert report.ok, report.violations
+    assert report.interruptions, "the scenario interrupted nothing"
+    for line in report.processors:
+        assert len(line.stats.seen) == len(report.interruptions), line
+
+
+async def test_check_sees_every_barge_in_of_the_default_agent():
+    report = await run_check(load_agent(ROOT / "configs" / "assistant.yaml"))
+    assert [i.origin for i in report.interruptions] == ["api", "user_context", "user_context", "user_context"]
+    assert report.notes == []
+    assert report.markers == (5, 5)
+
+
+def test_check_fails_naming_the_processor_that_swallows_interruptions(capsys):
+    assert main(["check", str(SWALLOW)]) == 1
+    err = capsys.readouterr().err
+    assert "VIOLATION swallow: flushed on 0 of 1 interruptions" in err
+    assert "VIOLATION normalize" not in err and "VIOLATION tail" not in err
+
+
+def test_check_passes_exit_zero_on_a_good_config(capsys):
+    assert main(["check", str(ROOT / "configs" / "graph_tour.yaml")]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+async def interruptions_after_the_swallower(*, guarded: bool) -> int:
+    async with AgentHarness(load_agent(SWALLOW), interruptions=guarded) as h:
+        tail = h.probe("tail", processed=True)
+        await h.inject(TextFrame("hello"))
+        await tail.wait_for(TextFrame)
+        await h.processors["input"].broadcast_interruption()
+        await asyncio.sleep(0.3)
+        return len(tail.of_type(InterruptionFrame))
+
+
+async def test_gap_a_swallowing_processor_hides_the_interruption_in_plain_pipecat():
+    assert await interruptions_after_the_swallower(guarded=False) == 0
+    assert await interruptions_after_the_swallower(guarded=True) == 1
