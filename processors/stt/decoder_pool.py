@@ -22,6 +22,7 @@ from processors.stt import protocol
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST_START_TIMEOUT_SECS = 60.0
+AUDIO_BATCH_SECS = 0.1
 
 
 class DecoderError(RuntimeError):
@@ -50,26 +51,43 @@ class DecoderEvent:
 
 
 class DecoderStream:
-    """One agent's connection to its forked decoder."""
+    """One agent's connection to its forked decoder.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    Audio goes out in batches of ``batch_bytes``: one socket write (and one
+    wake-up of the decoder) per 100 ms instead of per 20 ms frame costs a
+    fifth of the CPU in the agents' process. Starting or ending an utterance
+    sends what is pending first, so the final transcript never waits for it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, batch_bytes: int):
         self._reader = reader
         self._writer = writer
+        self._batch_bytes = batch_bytes
+        self._pending = bytearray()
 
     def _send(self, data: bytes) -> None:
         if not self._writer.is_closing():
             self._writer.write(data)
 
+    def _flush_audio(self) -> None:
+        if self._pending:
+            self._send(protocol.encode(protocol.AUDIO, bytes(self._pending)))
+            self._pending.clear()
+
     def send_audio(self, pcm: bytes) -> None:
         """Queue audio for the decoder (kept as pre-roll outside utterances)."""
-        self._send(protocol.encode(protocol.AUDIO, pcm))
+        self._pending += pcm
+        if len(self._pending) >= self._batch_bytes:
+            self._flush_audio()
 
     def start_utterance(self) -> None:
         """Begin an utterance, the pre-roll included."""
+        self._flush_audio()
         self._send(protocol.encode(protocol.START, b""))
 
     def end_utterance(self) -> None:
         """End the utterance; its final hypothesis comes back as an event."""
+        self._flush_audio()
         self._send(protocol.encode(protocol.END, b""))
 
     async def _read(self) -> tuple[bytes, dict[str, Any]]:
@@ -149,7 +167,7 @@ class DecoderHost:
                 if loop.time() > deadline:
                     raise DecoderError("pocketsphinx host did not start in time")
                 await asyncio.sleep(0.05)
-        stream = DecoderStream(reader, writer)
+        stream = DecoderStream(reader, writer, batch_bytes=int(sample_rate * 2 * AUDIO_BATCH_SECS))
         await stream.configure(
             {
                 "sample_rate": sample_rate,
