@@ -11,6 +11,7 @@ from loguru import logger
 COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.talk",
     "pipelines.check",
+    "processors.tts.say",
 )
 
 

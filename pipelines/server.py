@@ -100,7 +100,6 @@ class AgentServer:
         self.agent = agent
         self.sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._workers: set[Any] = set()
         ice = getattr(agent.transport.params, "ice_servers", None) or None
         self.webrtc = SmallWebRTCRequestHandler(ice_servers=ice)
 
@@ -118,11 +117,7 @@ class AgentServer:
             worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
             runner = WorkerRunner(handle_sigint=False, force_gc=True)
             await runner.add_workers(worker)
-            self._workers.add(worker)
-            try:
-                await runner.run()
-            finally:
-                self._workers.discard(worker)
+            await runner.run()
             session.event("ended")
         except Exception as e:
             session.event("failed", f"{e.__class__.__name__}: {e}")
@@ -164,9 +159,10 @@ class AgentServer:
             session.event("refused", reason)
 
     async def close(self) -> None:
-        """Ends every session's worker, closes every peer connection, waits for the sessions."""
-        await asyncio.gather(*(w.cancel(reason="the server is shutting down") for w in list(self._workers)))
+        """Closes every peer connection and waits for the sessions to end."""
         await self.webrtc.close()
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
@@ -250,9 +246,6 @@ def server_config(agent: Agent, host: str | None = None, port: int | None = None
         ws_ping_interval=getattr(params, "ping_interval_secs", 10.0),
         ws_ping_timeout=getattr(params, "ping_timeout_secs", 10.0),
         log_level="warning",
-        # Sessions are ended by AgentServer.close(); a connection still open
-        # after this long does not hold the shutdown.
-        timeout_graceful_shutdown=5,
     )
 
 
@@ -285,6 +278,5 @@ async def running(agent: Agent, host: str = "127.0.0.1", port: int = 0):
         bound = server.servers[0].sockets[0].getsockname()
         yield f"http://{bound[0]}:{bound[1]}", config.app.state.server
     finally:
-        await config.app.state.server.close()
         server.should_exit = True
         await task

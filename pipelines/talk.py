@@ -27,7 +27,6 @@ class Played:
     start: float
     end: float
     loud: bool
-    arrived: float
 
 
 @dataclass
@@ -40,8 +39,6 @@ class Playback:
 
     loud_rms: float = 300.0
     played: list[Played] = field(default_factory=list)
-    #: Every received frame as (arrival time, seconds, loud), dropped or not.
-    arrivals: list[tuple[float, float, bool]] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
     _until: float = 0.0
 
@@ -50,8 +47,7 @@ class Playback:
         self._until = start + len(pcm) / 2 / sample_rate
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
         loud = samples.size > 0 and float(np.sqrt(np.mean(samples**2))) >= self.loud_rms
-        self.played.append(Played(start, self._until, loud, now))
-        self.arrivals.append((now, self._until - start, loud))
+        self.played.append(Played(start, self._until, loud))
         self.audio.extend(pcm)
 
     def drop(self, now: float, sample_rate: int) -> None:
@@ -60,7 +56,7 @@ class Playback:
         unplayed = sum(p.end - p.start for p in self.played[len(kept) :])
         if kept and kept[-1].end > now:
             unplayed += kept[-1].end - now
-            kept[-1] = Played(kept[-1].start, now, kept[-1].loud, kept[-1].arrived)
+            kept[-1] = Played(kept[-1].start, now, kept[-1].loud)
         if unplayed > 0:
             del self.audio[max(0, len(self.audio) - int(unplayed * sample_rate) * 2) :]
         self.played = kept
@@ -74,9 +70,8 @@ class Playback:
 class Talker:
     """One WebSocket participant: send audio, hear the bot, read its messages."""
 
-    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True, echo: bool = False):
+    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True):
         self.url = url
-        self.echo = echo
         self.sample_rate = sample_rate
         self.obey_interruptions = obey_interruptions
         self.out_rate = 0
@@ -137,11 +132,13 @@ class Talker:
                 return
             await asyncio.sleep(0.05)
 
-    def stale_audio(self, interrupted_at: float, until: float | None = None) -> float:
-        """Seconds of loud bot audio played after an interruption, until ``until`` or the bot's next answer."""
-        from transports.client_messages import BOT_STARTED_SPEAKING, first_after
+    def stale_audio(self, interrupted_at: float) -> float:
+        """Seconds of loud bot audio played after an interruption, until the bot's next answer."""
+        from transports.client_messages import BOT_STARTED_SPEAKING, kind_of
 
-        end = until or first_after(self.messages, BOT_STARTED_SPEAKING, interrupted_at)
+        end = next(
+            (t for t, m in self.messages if t > interrupted_at and kind_of(m) == BOT_STARTED_SPEAKING), float("inf")
+        )
         return self.playback.loud_between(interrupted_at, end)
 
     async def _read(self) -> None:
@@ -167,8 +164,7 @@ class Talker:
         elif which == "message":
             msg = json.loads(frame.message.data)
             self.messages.append((now, msg))
-            if self.echo:
-                _print_transcript(msg)
+            _print_transcript(msg)
             if kind_of(msg) == BOT_INTERRUPTED:
                 self._interrupted(now)
         elif which == "interruption":
@@ -226,7 +222,7 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
 
 async def talk(url: str, wav_in: Path, wav_out: Path | None, *, rate: int, quiet_secs: float, timeout: float) -> int:
     pcm = read_wav(wav_in, rate)
-    async with Talker(url, sample_rate=rate, echo=True) as talker:
+    async with Talker(url, sample_rate=rate) as talker:
         await talker.stream(pcm + bytes(int(rate * 0.5) * 2))
         await talker.wait_until_quiet(quiet_secs, timeout)
     if not talker.playback.played:

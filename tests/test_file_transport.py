@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from pipecat.frames.frames import (
-    BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     InputAudioRawFrame,
     LLMContextAssistantTurnFrame,
@@ -116,6 +115,8 @@ async def test_bot_audio_lands_on_the_input_timeline(files_agent, tmp_path, real
         timeline = h.built.transport.timeline
         while timeline.now() < 1.0:
             await asyncio.sleep(0.005)
+        # As after a user's turn: fast mode runs at real pace until the bot answers.
+        await h.inject(VADUserStoppedSpeakingFrame(), at="input", upstream=True)
         await h.inject(TTSSpeakFrame("Hello."), at="tts")
         await h.probe("input", upstream=True).wait_for(BotStoppedSpeakingFrame, timeout=10)
         await h.stop()
@@ -141,13 +142,19 @@ async def test_transcript_has_user_and_bot_turns_with_their_times(files_agent, t
             for frame in frames:
                 await h.inject(frame, at="input", upstream=True)
 
-        await at(0.2, VADUserStartedSpeakingFrame())
-        await at(0.4, VADUserStoppedSpeakingFrame(), LLMContextUserTurnFrame(text="hi there", timestamp=""))
-        await at(0.5, BotStartedSpeakingFrame())
-        await at(0.7, BotStoppedSpeakingFrame(), LLMContextAssistantTurnFrame(text="Hello!", timestamp=""))
+        await at(0.3, VADUserStartedSpeakingFrame(start_secs=0.1))
+        await at(0.6, VADUserStoppedSpeakingFrame(stop_secs=0.2), LLMContextUserTurnFrame(text="hi there", timestamp=""))
+        await at(0.8)
+        await h.inject(TTSSpeakFrame("Hello!"), at="tts")
+        await h.probe("input", upstream=True).wait_for(BotStoppedSpeakingFrame, timeout=10)
+        await h.inject(LLMContextAssistantTurnFrame(text="Hello!", timestamp=""), at="input", upstream=True)
         await h.stop()
     lines = [json.loads(line) for line in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
     assert [(r["role"], r["text"]) for r in lines] == [("user", "hi there"), ("assistant", "Hello!")]
     user, bot = lines
-    assert 0.15 < user["start"] < user["end"] < 0.55 and 0.45 < bot["start"] < bot["end"] < 0.9
+    # VAD's own delays are taken off the user's times; the bot's are where its audio went.
+    assert 0.15 < user["start"] < 0.25 and 0.35 < user["end"] < 0.5
+    assert 0.8 <= bot["start"] < 1.0 and 0.3 < bot["end"] - bot["start"] < 1.5
+    audio, rate = read_wav(tmp_path / "out" / "bot.wav")
+    assert not audio[: int(bot["start"] * rate)].any() and audio[int(bot["start"] * rate):].any()
     assert bot["interrupted"] is False

@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+import wave
 
+import numpy as np
 import pytest
 
 from pipecat.frames.frames import InterruptionWorkerFrame, TTSAudioRawFrame, TTSSpeakFrame, TTSStoppedFrame
@@ -119,3 +121,18 @@ async def test_concurrent_agents_get_the_speech_they_would_get_alone():
     for (phonemes, secs), (alone_phonemes, alone_secs) in zip(together, alone * 3):
         assert phonemes == alone_phonemes
         assert abs(secs - alone_secs) < 0.1 * alone_secs
+
+
+def test_say_command_writes_speech_for_the_file_transport(tmp_path, capsys):
+    from pipelines.cli import build_parser
+
+    out = tmp_path / "question.wav"
+    args = build_parser().parse_args(["say", "what time is it", "-o", str(out), "--pad", "0.25"])
+    assert args.func(args) == 0
+    with wave.open(str(out), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    assert not audio[:4000].any() and np.abs(audio).max() > 5000
+    args = build_parser().parse_args(["say", "hi", "-o", str(out), "--voice", "xx-nope"])
+    assert args.func(args) == 1
+    assert capsys.readouterr().err.strip() == "--voice: unknown espeak voice 'xx-nope'"

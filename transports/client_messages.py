@@ -48,11 +48,3 @@ def kind_of(msg: Any) -> str | None:
     if isinstance(msg, dict) and msg.get("label") == LABEL and isinstance(msg.get("type"), str):
         return msg["type"]
     return None
-
-
-def first_after(received: list[tuple[float, Any]], kind: str, after: float) -> float:
-    """Arrival time of the first ``kind`` message in ``received`` ((time, message) pairs) after ``after``.
-
-    Infinity when there is none.
-    """
-    return next((t for t, m in received if t > after and kind_of(m) == kind), float("inf"))

@@ -11,14 +11,23 @@ Two clocks:
 
 - ``realtime: true`` plays the input at its real pace and the output like a
   sound card; the timeline is the wall clock since the input started.
-- Otherwise the timeline is virtual: the seconds of input pushed so far. It
-  runs ``speed`` times faster than real time while the agent only listens
-  (silence, the user's speech) and at real time from the end of the user's
-  speech until the bot has answered and finished speaking, so pipeline
-  latency and barge-ins land on the timeline where they would in a call.
+- Otherwise the timeline is virtual: the seconds of input pushed so far, and
+  the output plays the bot's audio against that clock. It runs ``speed``
+  times faster than real time except where the pipeline's reaction time is
+  what the timeline must show: from the end of the user's speech until the
+  bot starts answering, and while the bot speaks with the user's speech
+  coming up in the input (a barge-in). So answers and barge-ins land on the
+  timeline where they would in a call, and the silences in between cost
+  next to nothing. Fast never outruns the pipeline: the input waits while
+  more than ``MAX_LAG_SECS`` of its audio has not yet come through to the
+  output, so VAD and STT see it as soon as it is pushed.
+
+Either way the input starts once the pipeline has started (the StartFrame
+reached the output), as a caller speaks once the call is up.
 
 pipecat's output transport has no playback clock (NOTES.md): the output here
-paces ``write_audio_frame`` itself, one chunk ahead, as a sound card does.
+paces ``write_audio_frame`` itself on the timeline, one chunk ahead, as a
+sound card does.
 """
 
 import asyncio
@@ -56,6 +65,17 @@ from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
 
 CHUNK_SECS = 0.02
+#: In fast mode, the input slows to real time this long before speech that
+#: could interrupt the bot, so the pipeline reacts to it at its real pace.
+LOOKAHEAD_SECS = 0.5
+#: RMS of a 20 ms chunk (16-bit) above which it may hold speech (-40 dBFS).
+SPEECH_RMS = 330
+#: In fast mode, how far the input may run ahead of what the pipeline has
+#: taken in (input audio seen at the output), so VAD and STT never lag.
+MAX_LAG_SECS = 0.1
+#: If no input audio reaches the output within this long (real seconds), the
+#: graph does not carry it there, and fast mode runs without that brake.
+UNROUTED_SECS = 2.0
 
 
 class FileTransportError(ValueError):
@@ -97,6 +117,14 @@ def read_wav(path: Path, sample_rate: int) -> bytes:
     return mono.astype(np.int16).tobytes()
 
 
+@dataclass
+class Span:
+    """When something started and stopped on the timeline (None: not yet)."""
+
+    start: float | None = None
+    end: float | None = None
+
+
 class Timeline:
     """The clock both ends of a file session share; see the module docstring."""
 
@@ -104,10 +132,47 @@ class Timeline:
         self.realtime = realtime
         self.input_secs = 0.0  # audio pushed so far: the virtual clock
         self._wall_start: float | None = None
+        self._advanced = asyncio.Event()
+        self._stopped = False
+        self.consumed_secs = 0.0  # input audio that came through to the output
+        self._consumed = asyncio.Event()
+        self.ready = asyncio.Event()  # the pipeline has started
+        self.bot_audio = Span()  # the bot's audio since the last assistant turn, as written
 
     def start(self) -> None:
         """Starts the clock (when the first input chunk is about to go)."""
         self._wall_start = time.monotonic()
+
+    def stop(self) -> None:
+        """The input stopped for good: nothing waits on the clock any more."""
+        self._stopped = True
+        self._advanced.set()
+
+    def advance(self, secs: float) -> None:
+        """The input pushed ``secs`` more audio."""
+        self.input_secs += secs
+        self._advanced.set()
+
+    def consume(self, secs: float) -> None:
+        """``secs`` more input audio came through the pipeline to the output."""
+        self.consumed_secs += secs
+        self._consumed.set()
+
+    async def wait_for_pipeline(self, max_lag: float) -> None:
+        """Waits while the pipeline is more than ``max_lag`` behind the input.
+
+        Does not wait if no input audio ever reached the output within
+        ``UNROUTED_SECS``: the graph does not route it there.
+        """
+        deadline = time.monotonic() + UNROUTED_SECS
+        while self.input_secs - self.consumed_secs > max_lag and not self._stopped:
+            if not self.consumed_secs and time.monotonic() > deadline:
+                return
+            self._consumed.clear()
+            try:
+                await asyncio.wait_for(self._consumed.wait(), 0.05)
+            except TimeoutError:
+                pass
 
     def now(self) -> float:
         """Seconds since the conversation started."""
@@ -116,6 +181,15 @@ class Timeline:
         if self._wall_start is None:
             return 0.0
         return time.monotonic() - self._wall_start
+
+    async def wait_until(self, secs: float) -> None:
+        """Returns once the timeline has reached ``secs`` (at once when it has stopped)."""
+        if self.realtime and not self._stopped:
+            await asyncio.sleep(max(0.0, secs - self.now()))
+            return
+        while not self._stopped and self.input_secs < secs:
+            self._advanced.clear()
+            await self._advanced.wait()
 
 
 class Transcript:
@@ -136,14 +210,6 @@ class Transcript:
             self._file = None
 
 
-@dataclass
-class _Span:
-    """When something started and stopped on the timeline (None: not yet)."""
-
-    start: float | None = None
-    end: float | None = None
-
-
 class FileInput(BaseInputTransport):
     """Pushes the input WAV, then silence, and ends the session when the bot is quiet.
 
@@ -160,13 +226,13 @@ class FileInput(BaseInputTransport):
         self._timeline = timeline
         self._transcript = transcript
         self._feeder: asyncio.Task | None = None
-        self._user = _Span()
-        self._bot = _Span()
+        self._user = Span()
         self._user_speaking = False
         self._bot_speaking = False
         self._bot_interrupted = False
         self._reply_deadline: float | None = None  # wall time until which an answer is awaited
         self._quiet_since = 0.0
+        self._loud_chunks = _loud_chunk_counts(pcm, int(options.audio_in_sample_rate * CHUNK_SECS))
 
     @property
     def input_secs(self) -> float:
@@ -188,6 +254,7 @@ class FileInput(BaseInputTransport):
         await super().cancel(frame)
 
     async def _stop_feeding(self):
+        self._timeline.stop()
         if self._feeder:
             await self.cancel_task(self._feeder)
             self._feeder = None
@@ -197,29 +264,48 @@ class FileInput(BaseInputTransport):
         await self._stop_feeding()
         self._transcript.close()
 
+    def _awaiting_reply(self) -> bool:
+        return self._reply_deadline is not None and time.monotonic() < self._reply_deadline
+
     def _engaged(self) -> bool:
-        """Whether the agent is answering or speaking, so time must run at real pace."""
-        awaiting = self._reply_deadline is not None and time.monotonic() < self._reply_deadline
-        return self._bot_speaking or awaiting
+        """Whether the agent is answering or speaking."""
+        return self._bot_speaking or self._awaiting_reply()
+
+    def _real_pace(self, chunk: int) -> bool:
+        """Whether the next chunk must go at real pace (see the module docstring)."""
+        if self._timeline.realtime or self._awaiting_reply():
+            return True
+        return self._bot_speaking and (self._user_speaking or self._speech_ahead(chunk))
+
+    def _speech_ahead(self, chunk: int) -> bool:
+        """Whether the input holds possible speech within LOOKAHEAD_SECS of ``chunk``."""
+        counts = self._loud_chunks
+        first = min(chunk, len(counts) - 1)
+        last = min(chunk + int(LOOKAHEAD_SECS / CHUNK_SECS), len(counts) - 1)
+        return counts[last] > counts[first]
 
     async def _feed(self):
         rate = self._options.audio_in_sample_rate
         chunk_bytes = int(rate * CHUNK_SECS) * 2
         silence = bytes(chunk_bytes)
+        await self._timeline.ready.wait()
         self._timeline.start()
         next_wall = time.monotonic()
-        offset = 0
+        chunk = 0
         while True:
+            offset = chunk * chunk_bytes
             if offset < len(self._pcm):
                 audio = self._pcm[offset:offset + chunk_bytes].ljust(chunk_bytes, b"\0")
-                offset += chunk_bytes
             elif self._session_over():
                 break
             else:
                 audio = silence
+            if not self._timeline.realtime:
+                await self._timeline.wait_for_pipeline(MAX_LAG_SECS)
             await self.push_audio_frame(InputAudioRawFrame(audio=audio, sample_rate=rate, num_channels=1))
-            self._timeline.input_secs += CHUNK_SECS
-            step = CHUNK_SECS if self._timeline.realtime or self._engaged() else CHUNK_SECS / self._options.speed
+            self._timeline.advance(CHUNK_SECS)
+            chunk += 1
+            step = CHUNK_SECS if self._real_pace(chunk) else CHUNK_SECS / self._options.speed
             # Pace on a schedule, not per sleep, so the loop's own overhead does
             # not slow the clock; after a stall, do not burst to catch up.
             next_wall = max(next_wall + step, time.monotonic() - 0.1)
@@ -246,30 +332,44 @@ class FileInput(BaseInputTransport):
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._user_speaking = True
             self._reply_deadline = None
-            self._user = _Span(start=now)
+            # VAD confirms speech start_secs after it began, and its end stop_secs after.
+            self._user = Span(start=max(0.0, now - frame.start_secs))
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._user_speaking = False
-            self._user.end = now
+            self._user.end = max(self._user.start or 0.0, now - frame.stop_secs)
             self._reply_deadline = time.monotonic() + self._options.reply_timeout_secs
         elif isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
             self._reply_deadline = None
-            if self._bot.start is None or self._bot.end is not None:
-                self._bot = _Span(start=now)
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._bot_speaking = False
-            self._bot.end = now
         elif isinstance(frame, InterruptionFrame):
-            self._bot_interrupted = self._bot_speaking or self._bot.start is not None
+            self._bot_interrupted = self._bot_interrupted or self._bot_speaking
         elif isinstance(frame, LLMContextUserTurnFrame):
+            if not self._bot_speaking and self._timeline.bot_audio.start is not None:
+                # The bot spoke but was cut off before it finished a sentence,
+                # so the context (and its turn frame) has none of its words.
+                self._add_bot_turn("")
             self._transcript.add(role="user", text=frame.text, start=_round(self._user.start),
                                  end=_round(self._user.end))
         elif isinstance(frame, LLMContextAssistantTurnFrame):
-            self._transcript.add(role="assistant", text=frame.text, start=_round(self._bot.start),
-                                 end=_round(self._bot.end if self._bot.end is not None else now),
-                                 interrupted=self._bot_interrupted)
-            self._bot = _Span()
-            self._bot_interrupted = False
+            self._add_bot_turn(frame.text)
+
+    def _add_bot_turn(self, text: str) -> None:
+        """Records the bot's turn with the times the output wrote its audio at."""
+        bot = self._timeline.bot_audio
+        self._transcript.add(role="assistant", text=text, start=_round(bot.start), end=_round(bot.end),
+                             interrupted=self._bot_interrupted)
+        self._timeline.bot_audio = Span()
+        self._bot_interrupted = False
+
+
+def _loud_chunk_counts(pcm: bytes, chunk_samples: int) -> np.ndarray:
+    """counts[i]: how many of the first i chunks of ``pcm`` may hold speech (last index: all)."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    chunks = samples[: len(samples) // chunk_samples * chunk_samples].reshape(-1, chunk_samples)
+    loud = np.sqrt((chunks**2).mean(axis=1)) > SPEECH_RMS
+    return np.concatenate([[0], np.cumsum(loud)])
 
 
 def _round(secs: float | None) -> float | None:
@@ -287,7 +387,6 @@ class FileOutput(BaseOutputTransport):
         self._input_secs = input_secs
         self._wav: wave.Wave_write | None = None
         self._written_samples = 0
-        self._played_until = 0.0
 
     async def start(self, frame: StartFrame):
         await super().start(frame)
@@ -297,6 +396,12 @@ class FileOutput(BaseOutputTransport):
             self._wav.setsampwidth(2)
             self._wav.setframerate(self.sample_rate)
         await self.set_transport_ready(frame)
+        self._timeline.ready.set()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, InputAudioRawFrame):
+            self._timeline.consume(len(frame.audio) / (2 * frame.num_channels * frame.sample_rate))
+        await super().process_frame(frame, direction)
 
     async def stop(self, frame: EndFrame):
         await super().stop(frame)
@@ -307,24 +412,27 @@ class FileOutput(BaseOutputTransport):
         self._close()
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        """Places ``frame`` at the timeline's present (or right after the last chunk)."""
-        self._write_at(self._timeline.now(), frame.audio)
-        # One chunk of buffer: return once the previous chunk has played.
-        now = time.monotonic()
-        await asyncio.sleep(max(0.0, self._played_until - now))
-        duration = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
-        self._played_until = max(now, self._played_until) + duration
+        """Places ``frame`` at the timeline's present, or right after the chunk still playing.
+
+        Returns once that previous chunk has played: one chunk of buffer, as
+        a sound card has.
+        """
+        start = self._write_at(self._timeline.now(), frame.audio)
+        bot = self._timeline.bot_audio
+        if bot.start is None:
+            bot.start = start
+        bot.end = start + len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
+        await self._timeline.wait_until(start)
         return True
 
-    def _write_at(self, secs: float, audio: bytes) -> None:
-        if not self._wav:
-            return
-        gap = int(secs * self.sample_rate) - self._written_samples
-        if gap > 0:
-            self._wav.writeframes(bytes(2 * gap))
-            self._written_samples += gap
-        self._wav.writeframes(audio)
-        self._written_samples += len(audio) // 2
+    def _write_at(self, secs: float, audio: bytes) -> float:
+        """Writes ``audio`` at ``secs`` or after what is written; returns where it went."""
+        gap = max(0, int(secs * self.sample_rate) - self._written_samples)
+        start = (self._written_samples + gap) / self.sample_rate
+        if self._wav:
+            self._wav.writeframes(bytes(2 * gap) + audio)
+        self._written_samples += gap + len(audio) // 2
+        return start
 
     def _close(self) -> None:
         """Pads the file to the input's length, so both line up end to end too, and closes it."""

@@ -1,0 +1,166 @@
+"""The speaking half, measured: espeak-ng latency and sharing, and the default agent's answers.
+
+Prints one table of figures (docs/speaking.md keeps the last run's):
+
+- espeak-ng: time to the first audio chunk and real-time factor of one
+  sentence at the default 24 kHz output (resampled with soxr);
+- sharing the one espeak thread: N agents asking for a sentence at the same
+  instant, each one's time to first audio;
+- abort: from cancelling a synthesis to the espeak thread being free again;
+- the default agent (configs/assistant.yaml) on the file transport, fast mode:
+  for espeak-spoken questions, the gap on the timeline from the end of the
+  question's audio to the first bot audio, and the wall time per session;
+- memory: RSS before and after 50 short agents in a row.
+
+    .venv/bin/python bench/speaking.py [--runs 5]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame  # noqa: E402
+from pipecat.utils.time import time_now_iso8601  # noqa: E402
+from pipecat.workers.runner import WorkerRunner  # noqa: E402
+from pipelines.builder import build_agent  # noqa: E402
+from pipelines.testing import AgentHarness  # noqa: E402
+from pipelines.validate import load_agent  # noqa: E402
+from processors.tts.espeak import espeak_engine, synthesize_pcm  # noqa: E402
+
+SENTENCE = "It is sunny and warm today, a perfect day for a walk in the park."
+QUESTIONS = ["What is the weather like today?", "Tell me a joke.", "What time is it?", "Hello.", "Thank you."]
+ASSISTANT = ROOT / "configs" / "assistant.yaml"
+
+
+async def first_audio(text: str, sample_rate: int = 24000) -> tuple[float, float, float]:
+    """(seconds to the first chunk, seconds to the last, seconds of audio) for one synthesis."""
+    started = time.perf_counter()
+    first = None
+    samples = 0
+    async for audio, _ in espeak_engine().stream(text, voice="en-us", rate=175, pitch=50, sample_rate=sample_rate):
+        if first is None and audio:
+            first = time.perf_counter() - started
+        samples += len(audio) // 2
+    return first, time.perf_counter() - started, samples / sample_rate
+
+
+async def bench_espeak(runs: int) -> list[tuple[str, str]]:
+    await first_audio("warm up")
+    results = [await first_audio(SENTENCE) for _ in range(runs)]
+    ttfa = statistics.median(r[0] for r in results) * 1000
+    rtf = statistics.median(r[1] / r[2] for r in results)
+    rows = [("espeak first audio, one sentence (median)", f"{ttfa:.2f} ms"),
+            ("espeak real-time factor (synthesis / audio)", f"{rtf:.4f} ({1 / rtf:.0f}x real time)")]
+    for n in (1, 4, 16, 64):
+        together = await asyncio.gather(*[first_audio(SENTENCE) for _ in range(n)])
+        firsts = sorted(r[0] * 1000 for r in together)
+        rows.append((f"{n} agents at once: first audio median / max", f"{statistics.median(firsts):.1f} / {firsts[-1]:.1f} ms"))
+    aborts = []
+    for _ in range(runs):
+        stream = espeak_engine().stream(SENTENCE * 20, voice="en-us", rate=175, pitch=50, sample_rate=24000)
+        await stream.__anext__()
+        started = time.perf_counter()
+        await stream.aclose()
+        await first_audio("ok")  # queued behind the aborted job
+        aborts.append((time.perf_counter() - started) * 1000)
+    rows.append(("abort to thread free (incl. next first audio, median)", f"{statistics.median(aborts):.2f} ms"))
+    return rows
+
+
+async def one_session(folder: Path, question: str) -> tuple[float, float, dict]:
+    """Runs the default agent on ``question``; (answer gap on the timeline, wall secs, transcript)."""
+    speech = await synthesize_pcm(question, sample_rate=16000)
+    lead = 8000  # 0.5 s of silence first
+    with wave.open(str(folder / "in.wav"), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(2 * lead) + speech + bytes(2 * 8000))
+    speech_end = (lead + len(speech) // 2) / 16000
+    os.environ["FRAMEGRAPH_INPUT"] = str(folder / "in.wav")
+    os.environ["FRAMEGRAPH_OUT"] = str(folder)
+    worker = build_agent(load_agent(ASSISTANT)).worker()
+    runner = WorkerRunner(handle_sigint=False, force_gc=True)
+    await runner.add_workers(worker)
+    started = time.monotonic()
+    await runner.run()
+    wall = time.monotonic() - started
+    with wave.open(str(folder / "assistant.wav"), "rb") as wav:
+        bot = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    loud = np.nonzero(np.abs(bot) > 200)[0]
+    gap = loud[0] / 24000 - speech_end if len(loud) else float("nan")
+    turns = [json.loads(line) for line in (folder / "assistant.jsonl").read_text().splitlines()]
+    return gap, wall, turns
+
+
+async def bench_agent(runs: int) -> list[tuple[str, str]]:
+    gaps, walls, heard = [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            question = QUESTIONS[i % len(QUESTIONS)]
+            gap, wall, turns = await one_session(Path(tmp), question)
+            gaps.append(gap * 1000)
+            walls.append(wall)
+            said = [t["text"] for t in turns if t["role"] == "user"]
+            heard += said == [question.lower().rstrip(".?")]
+    return [
+        ("default agent: question end to first bot audio (median / max)",
+         f"{statistics.median(gaps):.0f} / {max(gaps):.0f} ms"),
+        ("default agent: transcripts exact", f"{heard}/{runs}"),
+        ("default agent: wall time per ~3 s session, fast mode (median)", f"{statistics.median(walls):.2f} s"),
+    ]
+
+
+def rss_mib() -> float:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+async def bench_memory(agents: int = 50) -> list[tuple[str, str]]:
+    agent = load_agent(ASSISTANT)
+
+    async def one() -> None:
+        async with AgentHarness(agent, transport="synthetic", transport_params={"realtime": False}) as h:
+            tts = h.probe("tts")
+            await h.inject(TranscriptionFrame("thank you", "user", time_now_iso8601(), finalized=True),
+                           at="user_context")
+            await tts.wait_for(TTSStoppedFrame, timeout=10)
+
+    for _ in range(5):
+        await one()
+    before = rss_mib()
+    started = time.monotonic()
+    for _ in range(agents):
+        await one()
+    per_agent = (time.monotonic() - started) / agents
+    after = rss_mib()
+    return [(f"RSS before / after {agents} short agents in a row", f"{before:.0f} / {after:.0f} MiB ({(after / before - 1) * 100:+.1f}%)"),
+            ("short agent (build, one answer, teardown)", f"{per_agent * 1000:.0f} ms")]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    logger.remove()
+    rows = await bench_espeak(args.runs) + await bench_agent(args.runs) + await bench_memory()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
