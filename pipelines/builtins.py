@@ -12,4 +12,6 @@ BUILTIN_MODULES = (
     "transports.webrtc",
     "transports.websocket",
     "transports.loopback",
+    "transports.daily",
+    "transports.local",
 )

@@ -18,7 +18,7 @@ import asyncio
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,8 +37,8 @@ from pipecat.transports.smallwebrtc.request_handler import (
 )
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
-from pipelines.validate import Agent, Component
-from transports.served import PEER_KEY
+from pipelines.validate import Agent
+from transports.served import with_peer
 from transports.transcripts import TranscriptRelay
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "transports" / "web"
@@ -100,6 +100,7 @@ class AgentServer:
         self.agent = agent
         self.sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._workers: set[Any] = set()
         ice = getattr(agent.transport.params, "ice_servers", None) or None
         self.webrtc = SmallWebRTCRequestHandler(ice_servers=ice)
 
@@ -112,12 +113,16 @@ class AgentServer:
         session = Session(uuid.uuid4().hex[:12], self.transport_type)
         self.sessions[session.id] = session
         try:
-            built = session.built = build_agent(self.agent, transport=self._transport_for(peer))
+            built = session.built = build_agent(self.agent, transport=with_peer(self.agent.transport, peer))
             self._watch(built.transport, session)
             worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
             runner = WorkerRunner(handle_sigint=False, force_gc=True)
             await runner.add_workers(worker)
-            await runner.run()
+            self._workers.add(worker)
+            try:
+                await runner.run()
+            finally:
+                self._workers.discard(worker)
             session.event("ended")
         except Exception as e:
             session.event("failed", f"{e.__class__.__name__}: {e}")
@@ -128,17 +133,6 @@ class AgentServer:
         task = asyncio.create_task(self.run_session(peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _transport_for(self, peer: Any) -> Component:
-        """The agent's transport component, with a factory that hands over ``peer``."""
-        component = self.agent.transport
-        factory = component.type.factory
-
-        def factory_with_peer(params, ctx):
-            ctx.shared[PEER_KEY] = peer
-            return factory(params, ctx)
-
-        return replace(component, type=replace(component.type, factory=factory_with_peer))
 
     @staticmethod
     def _watch(transport: Any, session: Session) -> None:
@@ -159,10 +153,9 @@ class AgentServer:
             session.event("refused", reason)
 
     async def close(self) -> None:
-        """Closes every peer connection and waits for the sessions to end."""
+        """Ends every session's worker, closes every peer connection, waits for the sessions."""
+        await asyncio.gather(*(w.cancel(reason="the server is shutting down") for w in list(self._workers)))
         await self.webrtc.close()
-        for task in list(self._tasks):
-            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
@@ -246,6 +239,9 @@ def server_config(agent: Agent, host: str | None = None, port: int | None = None
         ws_ping_interval=getattr(params, "ping_interval_secs", 10.0),
         ws_ping_timeout=getattr(params, "ping_timeout_secs", 10.0),
         log_level="warning",
+        # Sessions are ended by AgentServer.close(); a connection still open
+        # after this long does not hold the shutdown.
+        timeout_graceful_shutdown=5,
     )
 
 
@@ -278,5 +274,6 @@ async def running(agent: Agent, host: str = "127.0.0.1", port: int = 0):
         bound = server.servers[0].sockets[0].getsockname()
         yield f"http://{bound[0]}:{bound[1]}", config.app.state.server
     finally:
+        await config.app.state.server.close()
         server.should_exit = True
         await task

@@ -5,6 +5,7 @@ placed in ``BuildContext.shared[PEER_KEY]``; the transport factory takes it
 from there.
 """
 
+from dataclasses import replace
 from typing import Any
 
 #: Key of ``BuildContext.shared`` holding the accepted connection.
@@ -25,6 +26,20 @@ def peer_from(ctx: Any, transport_type: str) -> Any:
             "start the agent with `framegraph run FILE`"
         )
     return peer
+
+
+def with_peer(component: Any, peer: Any) -> Any:
+    """A copy of a transport ``Component`` whose factory finds ``peer`` in ``ctx.shared``.
+
+    Pass it to ``build_agent(agent, transport=...)``.
+    """
+    factory = component.type.factory
+
+    def factory_with_peer(params, ctx):
+        ctx.shared[PEER_KEY] = peer
+        return factory(params, ctx)
+
+    return replace(component, type=replace(component.type, factory=factory_with_peer))
 
 
 async def serve(agent: Any, options: Any) -> None:

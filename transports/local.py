@@ -1,0 +1,52 @@
+"""The ``local`` transport type: the machine's microphone and speaker (``local`` extra).
+
+For a developer at a desk: ``framegraph run FILE`` runs one worker on
+pipecat's local audio transport (PyAudio/PortAudio) until Ctrl-C. Use
+headphones, or the agent hears itself. Configs validate without the extra.
+"""
+
+from typing import Any
+
+from pydantic import Field
+
+from pipelines.registry import TypeInfo
+from transports.common import AudioTransportParams
+
+
+class LocalParams(AudioTransportParams):
+    input_device_index: int | None = Field(None, ge=0, description="PortAudio input device; default: the system's")
+    output_device_index: int | None = Field(None, ge=0, description="PortAudio output device; default: the system's")
+    audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio written per chunk, in 10 ms")
+
+
+def make_local_transport(params: LocalParams, ctx: Any):
+    """pipecat's local audio transport on the chosen (or default) devices."""
+    try:
+        from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
+    except ImportError as e:
+        raise RuntimeError(
+            "the local transport needs the `local` extra (PyAudio, and PortAudio from your system, "
+            "e.g. apt-get install portaudio19-dev): pip install -e '.[local]'"
+        ) from e
+    return LocalAudioTransport(
+        LocalAudioTransportParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            audio_in_sample_rate=params.audio_in_sample_rate,
+            audio_out_sample_rate=params.audio_out_sample_rate,
+            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
+            input_device_index=params.input_device_index,
+            output_device_index=params.output_device_index,
+        )
+    )
+
+
+TYPES = [
+    TypeInfo(
+        kind="transport",
+        name="local",
+        params=LocalParams,
+        factory=make_local_transport,
+        summary="this machine's microphone and speaker (PyAudio); `local` extra",
+    ),
+]
