@@ -2,8 +2,8 @@
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
 --test``) is driven over the DevTools protocol with ``websockets``; its fake
-microphone plays a WAV of loud bursts, which the ``tone_reply`` agent takes
-for speech.
+microphone plays espeak-ng saying "hello" to the default assistant
+(configs/assistant.yaml) served over WebRTC.
 """
 
 import asyncio
@@ -17,34 +17,23 @@ import wave
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import websockets
 
+from conftest import ROOT
+from transport_kit import on_transport, speech
+
 from pipelines.server import running
-from pipelines.validate import load_agent_text
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-AGENT = """
-version: 1
-name: tone
-transport: {type: webrtc, port: 0}
-processors:
-  bot: {type: tone_reply, reply_secs: 1, speech_rms: 400, reply_text: "hello from the bot"}
-pipeline: [input, bot, output]
-"""
-
-
-def fake_microphone(path: Path, rate: int = 48000) -> Path:
-    """A 16-bit PCM WAV: silence (the page starts it before connecting), a loud burst, silence."""
-    t = np.arange(int(0.6 * rate)) / rate
-    burst = 14000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
-    samples = np.concatenate([np.zeros(2 * rate), burst, np.zeros(3 * rate)]).astype(np.int16)
+async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
+    """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""
+    samples = bytes(2 * rate * 2) + await speech(text) + bytes(3 * rate * 2)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(samples.tobytes())
+        w.writeframes(samples)
     return path
 
 
@@ -121,8 +110,8 @@ async def chromium(profile: Path, microphone: Path):
 
 
 async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
-    agent = load_agent_text(AGENT)
-    mic = fake_microphone(tmp_path / "mic.wav")
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
+    mic = await fake_microphone(tmp_path / "mic.wav", "hello")
     async with chromium(tmp_path / "profile", mic) as page:
         async with running(agent) as (url, server):
             port = int(url.rsplit(":", 1)[1])
@@ -132,10 +121,11 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
             await page.eval("document.getElementById('connect').click()")
             await page.wait_for("window.framegraph.state === 'connected'", 20, "connected")
             line = await page.wait_for(
-                "(window.framegraph.transcript.find(l => l.who === 'bot') || {}).text", 20, "bot transcript"
+                "(window.framegraph.transcript.find(l => l.who === 'bot') || {}).text", 30, "bot transcript"
             )
-            assert line == "hello from the bot"
-            assert "hello from the bot" in await page.eval("document.getElementById('transcript').textContent")
+            assert line.startswith("Hello!")
+            assert await page.eval("(window.framegraph.transcript.find(l => l.who === 'user') || {}).text") == "hello"
+            assert line in await page.eval("document.getElementById('transcript').textContent")
 
         # The server is gone: the page shows each retry step, 1 s then 2 s.
         await page.wait_for(

@@ -14,6 +14,7 @@ from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.loopback import tone
 from transports.webrtc_client import WebRTCPeer
+from transport_kit import wait_until
 
 AGENT = """
 version: 1
@@ -26,14 +27,6 @@ pipeline: [input, bot, output]
 
 SPEECH = tone(0.3, 16000, 300, 10000)
 BARGE_IN = tone(0.15, 16000, 300, 10000)
-
-
-async def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 def only_session(server):

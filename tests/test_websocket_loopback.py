@@ -9,6 +9,7 @@ from pipelines.talk import Talker, audio_message
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.loopback import tone
+from transport_kit import wait_until
 
 AGENT = """
 version: 1
@@ -21,14 +22,6 @@ pipeline: [input, bot, output]
 
 SPEECH = tone(0.3, 16000, 300, 10000)
 SILENCE = bytes(int(16000 * 0.4) * 2)
-
-
-async def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 def ws_url(http_url: str) -> str:

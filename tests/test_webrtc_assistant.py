@@ -1,0 +1,44 @@
+"""The default assistant (configs/assistant.yaml) talked to over WebRTC by an aiortc peer.
+
+The peer speaks espeak-ng questions (pocketsphinx, Silero VAD, the scripted
+LLM and espeak-ng answer on the server), barges in during the story, and
+measures the story audio it still plays after the interruption.
+"""
+
+import asyncio
+import time
+
+from conftest import ROOT
+from transport_kit import on_transport, speech, wait_until
+
+from pipelines.server import running
+from transports import client_messages as cm
+from transports.webrtc_client import WebRTCPeer
+
+
+async def test_assistant_answers_and_is_interrupted_over_webrtc():
+    story, hello = await speech("tell me a story"), await speech("hello")
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
+    async with running(agent) as (url, server):
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        await asyncio.sleep(0.5)
+        asked = time.monotonic()
+        said = asked + peer.say(story)
+        await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+        await peer.wait_for_loud(timeout=5, after=said)
+        finals = [m["data"]["text"] for _, m in peer.messages if cm.kind_of(m) == cm.USER_TRANSCRIPTION and m["data"]["final"]]
+        assert "tell me a story" in finals
+
+        await asyncio.sleep(1.0)  # well into the story
+        barged = time.monotonic()
+        peer.say(hello)
+        await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
+        (session,) = server.sessions.values()
+        interrupted_at = session.built.transport.output().interrupted_at
+        answer = await peer.wait_for_message(cm.BOT_TTS_TEXT, timeout=15, after=interrupted_at)
+        assert answer["data"]["text"].startswith("Hello")
+        assert peer.stale_audio(interrupted_at) <= 0.06
+
+        await peer.close()
+        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")

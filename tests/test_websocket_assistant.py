@@ -1,0 +1,40 @@
+"""The default assistant (configs/assistant.yaml) talked to over the websocket transport.
+
+The ``talk`` client speaks espeak-ng questions, barges in during the story,
+and measures the story audio it still plays after the interruption.
+"""
+
+import asyncio
+import time
+
+from conftest import ROOT
+from transport_kit import on_transport, speech, wait_until
+
+from pipelines.server import running
+from pipelines.talk import Talker
+from transports import client_messages as cm
+
+SILENCE = bytes(int(16000 * 1.0) * 2)
+
+
+async def test_assistant_answers_and_is_interrupted_over_websocket():
+    story, hello = await speech("tell me a story"), await speech("hello")
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "websocket")
+    async with running(agent) as (url, server):
+        async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
+            asked = time.monotonic()
+            await talker.stream(story + SILENCE)
+            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+            final = await talker.wait_for_message(cm.USER_TRANSCRIPTION, timeout=5, after=asked)
+            assert final["data"]["text"].startswith("tell me")
+
+            await asyncio.sleep(1.0)  # well into the story
+            barged = time.monotonic()
+            await talker.stream(hello + SILENCE)
+            await talker.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
+            (session,) = server.sessions.values()
+            interrupted_at = session.built.transport.output().interrupted_at
+            answer = await talker.wait_for_message(cm.BOT_TTS_TEXT, timeout=15, after=interrupted_at)
+            assert answer["data"]["text"].startswith("Hello")
+            assert talker.stale_audio(interrupted_at) <= 0.06
+        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
