@@ -2,15 +2,20 @@
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     InputAudioRawFrame,
+    InterruptionWorkerFrame,
     LLMContextAssistantTurnFrame,
     LLMContextUserTurnFrame,
     TTSSpeakFrame,
@@ -20,8 +25,11 @@ from pipecat.frames.frames import (
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
+from pipelines.runner import RunOptions
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
+
+ROOT = Path(__file__).resolve().parent.parent
 
 AGENT = """
 version: 1
@@ -158,3 +166,39 @@ async def test_transcript_has_user_and_bot_turns_with_their_times(files_agent, t
     audio, rate = read_wav(tmp_path / "out" / "bot.wav")
     assert not audio[: int(bot["start"] * rate)].any() and audio[int(bot["start"] * rate):].any()
     assert bot["interrupted"] is False
+
+
+def test_framegraph_run_reports_a_bad_wav_in_one_line(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(800, dtype=np.uint8), 8000, width=1)
+    config = tmp_path / "agent.yaml"
+    files_agent()  # writes the config
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(config)], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"transport.input: {tmp_path / 'in.wav'}: sample width is 8 bits; 16-bit PCM is required")
+
+
+async def test_run_option_realtime_plays_the_input_at_its_pace(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(16000, dtype=np.int16), 16000)
+    agent = files_agent()
+    started = time.monotonic()
+    await asyncio.wait_for(agent.transport.type.serve(agent, RunOptions(realtime=True)), 30)
+    assert time.monotonic() - started >= 1.0  # fast mode takes a fraction of that (see above)
+
+
+async def test_bot_cut_off_mid_sentence_is_an_interrupted_turn_without_words(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(16000 * 4, dtype=np.int16), 16000)
+    async with AgentHarness(files_agent(realtime=True), transport=None) as h:
+        up = h.probe("input", upstream=True)
+        await h.inject(TTSSpeakFrame("This sentence is much too long to be finished before it gets cut off."),
+                       at="tts")
+        await up.wait_for(BotStartedSpeakingFrame, timeout=10)
+        await asyncio.sleep(0.3)
+        await h.inject(InterruptionWorkerFrame(), at="tts", upstream=True)
+        await up.wait_for(BotStoppedSpeakingFrame, timeout=10)
+        await h.inject(LLMContextUserTurnFrame(text="stop", timestamp=""), at="input", upstream=True)
+        await h.stop()
+    lines = [json.loads(line) for line in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
+    assert [(r["role"], r["text"]) for r in lines] == [("assistant", ""), ("user", "stop")]
+    assert lines[0]["interrupted"] is True and 0.2 < lines[0]["end"] - lines[0]["start"] < 1.0

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,12 @@ def test_persona_placeholders_must_be_plain_names():
     with pytest.raises(ValueError, match="plain variable name"):
         render_persona("Hi {user.name}", {"user": "x"})
     assert render_persona("Use {{braces}} for {x}", {"x": "y"}) == "Use {braces} for y"
+
+
+async def test_language_tutor_config_speaks_in_character():
+    tutor = Path(__file__).resolve().parent.parent / "configs" / "language_tutor.yaml"
+    async with AgentHarness.from_file(tutor, transport_params={"realtime": False}) as h:
+        assert await reply_to(h, "hello") == (
+            "Hello! Today we practise Spanish at beginner level. In Spanish, hello is hola.")
+        system = h.built.shared["llm_context"].get_messages()[0]["content"]
+        assert system.startswith("You are a patient Spanish tutor for a beginner learner.")

@@ -323,7 +323,9 @@ class FileInput(BaseInputTransport):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
-        if direction == FrameDirection.UPSTREAM:
+        # An interruption reaches the input upstream when a processor starts
+        # it, downstream when the worker does.
+        if direction == FrameDirection.UPSTREAM or isinstance(frame, InterruptionFrame):
             self._observe(frame)
 
     def _observe(self, frame: Frame) -> None:
