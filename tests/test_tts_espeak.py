@@ -7,7 +7,15 @@ import wave
 import numpy as np
 import pytest
 
-from pipecat.frames.frames import InterruptionWorkerFrame, TTSAudioRawFrame, TTSSpeakFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    InterruptionWorkerFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStoppedFrame,
+)
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
@@ -136,3 +144,17 @@ def test_say_command_writes_speech_for_the_file_transport(tmp_path, capsys):
     args = build_parser().parse_args(["say", "hi", "-o", str(out), "--voice", "xx-nope"])
     assert args.func(args) == 1
     assert capsys.readouterr().err.strip() == "--voice: unknown espeak voice 'xx-nope'"
+
+
+async def test_phoneme_offsets_run_on_across_the_sentences_of_a_reply():
+    async with AgentHarness.from_text(agent()) as h:
+        tts = h.probe("tts")
+        for frame in (LLMFullResponseStartFrame(), LLMTextFrame("One small step. "), LLMTextFrame("Two more."),
+                      LLMFullResponseEndFrame()):
+            await h.inject(frame, at="tts")
+        await tts.wait_for(TTSStoppedFrame, timeout=10)
+    phonemes = tts.of_type(PhonemeFrame)
+    audio_ms = sum(len(f.audio) for f in tts.of_type(TTSAudioRawFrame)) / 2 / 24
+    assert len({p.context_id for p in phonemes}) == 1
+    offsets = [p.offset_ms for p in phonemes]
+    assert offsets == sorted(offsets) and offsets[-1] > audio_ms / 2 and offsets[-1] < audio_ms

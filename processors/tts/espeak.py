@@ -72,9 +72,9 @@ class PhonemeFrame(DataFrame):
 
     Parameters:
         phoneme: The phoneme in IPA (may be empty for a pause).
-        offset_ms: Where it starts in the utterance's audio, in milliseconds
-            from the utterance's first sample.
-        context_id: The TTS context (utterance) it belongs to.
+        offset_ms: Where it starts, in milliseconds from the first sample of
+            its TTS context's audio (one bot reply: its sentences run on).
+        context_id: The TTS context it belongs to.
     """
 
     phoneme: str = ""
@@ -265,6 +265,9 @@ class EspeakTTSService(TTSService):
         settings = self.Settings(model=None, voice=voice, language=None, rate=rate, pitch=pitch)
         super().__init__(push_start_frame=True, push_stop_frames=True, settings=settings, **kwargs)
         self._engine = espeak_engine()
+        # Audio already made per context (ms), so phoneme offsets run on
+        # across the sentences of one reply.
+        self._context_ms: dict[str, float] = {}
 
     def can_generate_metrics(self) -> bool:
         """TTFB and usage metrics are reported."""
@@ -273,6 +276,8 @@ class EspeakTTSService(TTSService):
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Synthesizes ``text``, yielding phoneme and audio frames as they come."""
         await self.start_tts_usage_metrics(text)
+        base_ms = self._context_ms.get(context_id, 0.0)
+        samples = 0
         try:
             async for audio, phonemes in self._engine.stream(
                 text,
@@ -282,14 +287,24 @@ class EspeakTTSService(TTSService):
                 sample_rate=self.sample_rate,
             ):
                 for phoneme, offset_ms in phonemes:
-                    yield PhonemeFrame(phoneme=phoneme, offset_ms=offset_ms, context_id=context_id)
+                    yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
                 if audio:
+                    samples += len(audio) // 2
                     await self.stop_ttfb_metrics()
                     yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
         except UnknownVoiceError as e:
             yield ErrorFrame(error=f"{self}: {e}")
         finally:
+            self._context_ms[context_id] = base_ms + samples * 1000 / self.sample_rate
             await self.stop_ttfb_metrics()
+
+    async def on_audio_context_completed(self, context_id: str):
+        """Forgets a finished context's running audio length."""
+        self._context_ms.pop(context_id, None)
+
+    async def on_audio_context_interrupted(self, context_id: str):
+        """Forgets an interrupted context's running audio length."""
+        self._context_ms.pop(context_id, None)
 
 
 async def synthesize_pcm(
