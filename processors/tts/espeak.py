@@ -154,10 +154,14 @@ class EspeakEngine:
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        job = _Job(
-            text=text, voice=voice, rate=rate, pitch=pitch, out_rate=sample_rate,
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-        )
+
+        def emit(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                job.aborted.set()
+
+        job = _Job(text=text, voice=voice, rate=rate, pitch=pitch, out_rate=sample_rate, emit=emit)
         synthesis = loop.run_in_executor(self._executor, self._run, job)
         synthesis.add_done_callback(lambda _: queue.put_nowait(_END))
         try:
