@@ -1,0 +1,233 @@
+"""What the listening benchmarks share: clips, speech found by energy, timelines, memory.
+
+The benchmarks run the whole agent (a YAML config on the synthetic transport,
+whose output plays audio in real time like a sound card) and feed it human
+speech at real speed. Times are taken on one clock (``time.monotonic``): the
+frames' push times from pipecat's pipeline clock, the output's write times,
+and the feeding of each 20 ms chunk.
+"""
+
+import asyncio
+import os
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+from pipelines.testing import AgentHarness
+from pipelines.validate import Agent, load_agent
+
+HUMAN_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "human"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "assistant.yaml"
+RATE = 16000
+CHUNK_SECS = 0.02
+CHUNK_BYTES = int(RATE * CHUNK_SECS) * 2
+ENERGY_FRAME = 160  # 10 ms
+
+
+@dataclass
+class Clip:
+    """A human clip and where its speech starts and ends (seconds, from its energy)."""
+
+    name: str
+    pcm: bytes
+    onset: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / (2 * RATE)
+
+
+def speech_span(pcm: bytes) -> tuple[float, float]:
+    """(onset, end) of the speech in ``pcm`` from its energy.
+
+    Levels of 10 ms frames, smoothed over 30 ms; speech is what rises 10 dB
+    above the room's noise floor, taken as the median level of the clip's
+    first and last 100 ms (the clips start and end in silence).
+    """
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    frames = samples[: len(samples) // ENERGY_FRAME * ENERGY_FRAME].reshape(-1, ENERGY_FRAME)
+    level = 10 * np.log10((frames**2).mean(axis=1) + 1e-9)
+    level = np.convolve(level, np.ones(3) / 3, mode="same")
+    floor = np.median(np.concatenate([level[1:11], level[-11:-1]]))
+    loud = np.flatnonzero(level > floor + 10)
+    return loud[0] * ENERGY_FRAME / RATE, (loud[-1] + 1) * ENERGY_FRAME / RATE
+
+
+def load_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
+    """Every 16 kHz mono clip in ``folder`` with its speech span."""
+    clips = []
+    for path in sorted(folder.glob("*.wav")):
+        with wave.open(str(path)) as w:
+            pcm = w.readframes(w.getnframes())
+        clips.append(Clip(path.stem, pcm, *speech_span(pcm)))
+    if not clips:
+        raise SystemExit(f"no clips in {folder}")
+    return clips
+
+
+def load_bench_agent(config: Path, keep_grammar: bool) -> Agent:
+    """The agent in ``config``; unless ``keep_grammar``, its pocketsphinx STT uses the open
+    language model instead of a closed grammar (the human clips are not in any closed domain,
+    and a grammar that rejects them leaves the turn unanswered)."""
+    agent = load_agent(config)
+    if not keep_grammar:
+        for component in agent.processors.values():
+            if component.type.name == "pocketsphinx":
+                component.params = component.params.model_copy(
+                    update={"phrases": None, "grammar": None, "grammar_file": None}
+                )
+    return agent
+
+
+async def start_agent(agent: Agent, observer: BaseObserver) -> AgentHarness:
+    """Starts ``agent`` on the synthetic transport with ``observer`` as its only observer.
+
+    The test kit's probe observer sees every frame of every processor through
+    pipecat's observer proxy; a server has no such observer, and with eight
+    agents it costs a tenth of a core, so it is removed here.
+    """
+    harness = AgentHarness(agent, observers=[observer])
+    await harness.__aenter__()
+    await harness.worker.remove_observer(harness._observer)
+    return harness
+
+
+@dataclass
+class Timeline:
+    """First-push times (monotonic seconds) of frames, by (processor name, frame type name)."""
+
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def first(self, frame_type: str, after: float, source: str | None = None) -> float | None:
+        """The first push of a ``frame_type`` at or after ``after`` (by ``source``, or by any)."""
+        return next(
+            (t for t, s, f in self.events if f == frame_type and t >= after and source in (None, s)), None
+        )
+
+
+class TimelineObserver(BaseObserver):
+    """Records when each processor first pushed each frame, on the monotonic clock."""
+
+    def __init__(self, timeline: Timeline, frame_types: tuple[type[Frame], ...]):
+        super().__init__()
+        self._timeline = timeline
+        self._types = frame_types
+
+    async def on_push_frame(self, data: FramePushed):
+        if isinstance(data.frame, self._types):
+            clock_start_ns = data.source.get_clock()._time
+            when = (clock_start_ns + data.timestamp) / 1e9
+            self._timeline.events.append((when, data.source.name, type(data.frame).__name__))
+
+
+class Feeder:
+    """Feeds an agent's input a continuous real-time stream: queued speech, else silence."""
+
+    def __init__(self, harness: AgentHarness):
+        self._harness = harness
+        self._queue: list[tuple[bytes, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def play(self, pcm: bytes) -> asyncio.Future:
+        """Queues ``pcm``; the future gives the monotonic time its first sample was fed."""
+        started = asyncio.get_running_loop().create_future()
+        self._queue.append((pcm, started))
+        return started
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start, sent = loop.time(), 0
+        pending = b""
+        silence = b"\0" * CHUNK_BYTES
+        while True:
+            if not pending and self._queue:
+                pending, started = self._queue.pop(0)
+                started.set_result(time.monotonic())
+            chunk, pending = (pending[:CHUNK_BYTES], pending[CHUNK_BYTES:]) if pending else (silence, b"")
+            chunk = chunk.ljust(CHUNK_BYTES, b"\0")
+            await self._harness.inject(InputAudioRawFrame(audio=chunk, sample_rate=RATE, num_channels=1))
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * CHUNK_SECS - loop.time()))
+
+
+def bot_audio_times(harness: AgentHarness) -> list[tuple[float, float]]:
+    """(write time, duration) of every bot audio chunk the output wrote."""
+    return [
+        (w.time, len(w.frame.audio) / (2 * w.frame.num_channels * w.frame.sample_rate))
+        for w in harness.output.written
+        if isinstance(w.frame, OutputAudioRawFrame)
+    ]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(root_pids: list[int]) -> list[int]:
+    """``root_pids`` and all their live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+            except OSError:
+                continue
+    tree, stack = [], list(root_pids)
+    while stack:
+        pid = stack.pop()
+        if pid not in tree:
+            tree.append(pid)
+            stack.extend(children.get(pid, []))
+    return tree
+
+
+def process_tree_pss_mib(root_pids: list[int]) -> float:
+    """Proportional set size of processes and all their descendants, in MiB.
+
+    PSS splits pages shared by several processes (the decoder model, shared
+    copy-on-write by every forked decoder) between them, so summing it over
+    the tree counts each page once.
+    """
+    total_kib = 0
+    for pid in process_tree(root_pids):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total_kib += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total_kib / 1024
+
+
+def process_tree_cpu_secs(root_pids: list[int]) -> float:
+    """User + system CPU seconds used so far by processes and their live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in process_tree(root_pids):
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
