@@ -57,8 +57,9 @@ from pipecat.utils.utils import obj_id
 
 #: Attribute marking the InterruptionFrames a guard sent, with their epoch.
 EPOCH_ATTR = "framegraph_epoch"
-#: pipecat's private process queue (name-mangled); read only to count what a flush removed.
+#: pipecat's private process queue and in-flight frame (name-mangled); read only when an interruption is handled.
 _PROCESS_QUEUE_ATTR = "_FrameProcessor__process_queue"
+_CURRENT_FRAME_ATTR = "_FrameProcessor__process_current_frame"
 
 #: Frames no interruption makes stale: system frames, and what the user said.
 #: An interruption cancels what the bot was doing; a transcript still on its
@@ -86,7 +87,7 @@ class ProcessorStats:
         flushes: times its own flush (``FrameProcessor._start_interruption``) ran.
         flushed: frames its flushes removed from its queue.
         cancelled: in-flight interruptible frames its flushes cancelled.
-        dropped_in: stale frames dropped on their way into it (queue or dequeue).
+        dropped_in: stale frames dropped as it dequeued them, before it could process them.
         dropped_out: stale frames it pushed, dropped before reaching anyone.
         late_out: of those, the ones its process task pushed while still working on a
             stale frame after it had processed the interruption: in-flight work its
@@ -118,24 +119,28 @@ class Interruption:
 
 
 class _Member:
-    """One guarded processor: wraps its queue_frame, process_frame, push_frame and flush."""
+    """One guarded processor: wraps its process_frame, push_frame, flush (and an output's writes).
+
+    The wrappers are plain functions that hand back the wrapped coroutine on
+    the fast path, so a fresh frame costs a few attribute reads and no extra
+    coroutine per processor.
+    """
 
     def __init__(self, guard: "InterruptionGuard", processor: FrameProcessor, name: str, ancestors: frozenset[int]):
         self.guard = guard
         self.processor = processor
         self.ancestors = ancestors
         self.stats = ProcessorStats(name)
-        # The non-system frame the processor is working on, and the task doing it.
+        # The non-system frame the processor worked on last, and the task doing it.
         self.current: Frame | None = None
         self.current_task: asyncio.Task | None = None
         # The in-flight frame whose processing started the latest interruption: spared.
         self.exempt: Frame | None = None
-        self.handled = 0  # epoch of the latest interruption it processed
-        self._queue_frame = processor.queue_frame
+        self.received = 0  # epoch of the latest interruption it started processing
+        self.handled = 0  # epoch of the latest interruption it finished processing
         self._process_frame = processor.process_frame
         self._push_frame = processor.push_frame
         self._start_interruption = processor._start_interruption
-        processor.queue_frame = self.queue_frame
         processor.process_frame = self.process_frame
         processor.push_frame = self.push_frame
         processor._start_interruption = self.start_interruption
@@ -145,57 +150,49 @@ class _Member:
             processor.write_audio_frame = self.write_audio_frame
             processor.write_video_frame = self.write_video_frame
 
-    async def deliver(self, frame: InterruptionFrame, direction: FrameDirection) -> None:
-        """Hands the guard's InterruptionFrame to the processor, past the duplicate filter."""
-        await self._queue_frame(frame, direction)
-
-    async def queue_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM, callback=None):
-        guard = self.guard
-        if isinstance(frame, InterruptionFrame):
-            if hasattr(frame, EPOCH_ATTR):
-                self.stats.duplicates += 1
-            else:
-                await guard.interrupt(source="outside")
-            return
-        if guard.is_stale(frame):
-            self.stats.dropped_in += 1
-            return
-        guard.note_fresh(frame)
-        await self._queue_frame(frame, direction, callback)
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
+    def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, SystemFrame):
             if isinstance(frame, InterruptionFrame):
-                epoch = getattr(frame, EPOCH_ATTR, self.guard.epoch)
-                self.stats.seen.append(epoch)
-                await self._process_frame(frame, direction)
-                self.handled = epoch
-            else:
-                await self._process_frame(frame, direction)
-            return
-        if frame is not self.exempt and self.guard.is_stale(frame):
-            self.stats.dropped_in += 1
-            return
-        outer, outer_task = self.current, self.current_task
-        self.current, self.current_task = frame, asyncio.current_task()
-        try:
-            await self._process_frame(frame, direction)
-        finally:
-            self.current, self.current_task = outer, outer_task
-
-    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
+                return self._interruption(frame, direction)
+            return self._process_frame(frame, direction)
         guard = self.guard
-        if isinstance(frame, InterruptionFrame) and not hasattr(frame, EPOCH_ATTR):
-            await guard.interrupt(origin=self)
-            return
-        stale_work = self.in_stale_work(frame)
-        if stale_work or guard.is_stale(frame):
-            self.stats.dropped_out += 1
-            if stale_work and self.handled == guard.epoch:
-                self.stats.late_out += 1
-            return
-        guard.note_fresh(frame)
-        await self._push_frame(frame, direction)
+        if frame.id < guard.boundary and frame is not self.exempt and guard.is_stale(frame):
+            self.stats.dropped_in += 1
+            return _nothing()
+        if not guard.fresh:
+            guard.note_fresh(frame)
+        self.current, self.current_task = frame, asyncio.current_task()
+        return self._process_frame(frame, direction)
+
+    async def _interruption(self, frame: InterruptionFrame, direction: FrameDirection):
+        """Processes the guard's InterruptionFrame once; a copy forwarded by a neighbour, or one from
+        outside the graph (which starts a new interruption), goes no further."""
+        epoch = getattr(frame, EPOCH_ATTR, None)
+        if epoch is None:
+            await self.guard.interrupt(source="outside")
+        elif epoch <= self.received:
+            self.stats.duplicates += 1
+        else:
+            self.received = epoch
+            self.stats.seen.append(epoch)
+            await self._process_frame(frame, direction)
+            self.handled = epoch
+
+    def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
+        guard = self.guard
+        if isinstance(frame, InterruptionFrame):
+            if not hasattr(frame, EPOCH_ATTR):
+                return guard.interrupt(origin=self)
+        elif frame.id < guard.boundary or (self.current is not None and self.current.id < guard.boundary):
+            stale_work = self.in_stale_work(frame)
+            if stale_work or guard.is_stale(frame):
+                self.stats.dropped_out += 1
+                if stale_work and self.handled == guard.epoch:
+                    self.stats.late_out += 1
+                return _nothing()
+        if not guard.fresh:
+            guard.note_fresh(frame)
+        return self._push_frame(frame, direction)
 
     def in_stale_work(self, frame: Frame) -> bool:
         """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
@@ -211,20 +208,22 @@ class _Member:
 
     async def start_interruption(self):
         """The processor's own flush, counted; the frame that started the interruption is spared."""
-        queue = getattr(self.processor, _PROCESS_QUEUE_ATTR, None)
+        processor = self.processor
+        queue = getattr(processor, _PROCESS_QUEUE_ATTR, None)
         queued = queue.qsize() if queue is not None else 0
-        current, spared = self.current, self.exempt is not None and self.current is self.exempt
+        inflight = getattr(processor, _CURRENT_FRAME_ATTR, None)
+        spared = inflight is not None and inflight is self.exempt
         if spared:
             # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
-            flag, current.interruptible = current.interruptible, False
+            flag, inflight.interruptible = inflight.interruptible, False
         try:
             await self._start_interruption()
         finally:
             if spared:
-                current.interruptible = flag
+                inflight.interruptible = flag
         self.stats.flushes += 1
         self.stats.flushed += max(0, queued - (queue.qsize() if queue is not None else 0))
-        if current is not None and current.interruptible and not spared:
+        if inflight is not None and inflight.interruptible and not spared:
             self.stats.cancelled += 1
 
     async def write_audio_frame(self, frame) -> bool:
@@ -250,6 +249,10 @@ class _Member:
         return stale
 
 
+async def _nothing() -> None:
+    """What a dropped frame's process_frame or push_frame comes to."""
+
+
 class InterruptionGuard:
     """Keeps the interruption guarantee for one pipecat graph (see the module docstring).
 
@@ -271,7 +274,8 @@ class InterruptionGuard:
         self.history: list[Interruption] = []
         #: Triggers that joined an interruption already under way.
         self.coalesced = 0
-        self._fresh = False
+        #: Whether anything an interruption would cut was produced since the latest one.
+        self.fresh = False
 
     @property
     def stats(self) -> dict[str, ProcessorStats]:
@@ -284,8 +288,8 @@ class InterruptionGuard:
 
     def note_fresh(self, frame: Frame) -> None:
         """Remembers that something an interruption would cut exists since the latest one."""
-        if not self._fresh and frame.interruptible and not isinstance(frame, SystemFrame):
-            self._fresh = True
+        if frame.interruptible and not isinstance(frame, SystemFrame):
+            self.fresh = True
 
     async def interrupt(self, origin: _Member | None = None, *, source: str = "api") -> int:
         """Starts an interruption (or joins the one just started); returns its epoch.
@@ -295,12 +299,12 @@ class InterruptionGuard:
                 upstream of it get the interruption travelling upstream.
             source: who asked, when no processor of the graph did.
         """
-        if self.epoch and not self._fresh:
+        if self.epoch and not self.fresh:
             self.coalesced += 1
             return self.epoch
         self.epoch += 1
         self.boundary = obj_id()
-        self._fresh = False
+        self.fresh = False
         at = time.monotonic()
         self.history.append(Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
         task = asyncio.current_task()
@@ -315,9 +319,9 @@ class InterruptionGuard:
         upstream = origin.ancestors if origin is not None else frozenset()
         for member in self.members:
             if id(member.processor) in upstream:
-                await member.deliver(up, FrameDirection.UPSTREAM)
+                await member.processor.queue_frame(up, FrameDirection.UPSTREAM)
             else:
-                await member.deliver(down, FrameDirection.DOWNSTREAM)
+                await member.processor.queue_frame(down, FrameDirection.DOWNSTREAM)
         return self.epoch
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipecat.frames.frames import DataFrame, Frame, InterruptionFrame, SystemFrame
+from pipecat.frames.frames import DataFrame, Frame, InterruptionFrame, InterruptionWorkerFrame, SystemFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.sync_parallel_pipeline import SyncParallelPipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -239,6 +239,16 @@ async def test_api_interruption(text):
     async with harness(text) as h:
         run = await run_scenario(h, from_api)
     assert_guarantee(run)
+
+
+async def test_interruption_worker_frame_from_a_branch_enters_from_outside_and_reaches_all_once():
+    async def ask_the_worker(h: AgentHarness):
+        await h.processors["c1"].push_frame(InterruptionWorkerFrame(), FrameDirection.UPSTREAM)
+
+    async with harness(NESTED) as h:
+        run = await run_scenario(h, ask_the_worker)
+    assert_guarantee(run)
+    assert [i.origin for i in h.built.interruptions.history] == ["outside"]
 
 
 async def test_two_triggers_in_the_same_instant_are_one_interruption():
