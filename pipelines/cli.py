@@ -10,6 +10,7 @@ from loguru import logger
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.talk",
+    "pipelines.serve_command",
     "pipelines.check",
     "processors.tts.say",
 )

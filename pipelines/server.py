@@ -18,7 +18,7 @@ import asyncio
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +37,8 @@ from pipecat.transports.smallwebrtc.request_handler import (
 )
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
-from pipelines.validate import Agent
+from pipelines.registry import default_registry
+from pipelines.validate import Agent, Component
 from transports.served import with_peer
 from transports.transcripts import TranscriptRelay
 
@@ -252,8 +253,9 @@ async def serve(agent: Agent, options: Any = None) -> None:
     """
     config = server_config(agent, getattr(options, "host", None), getattr(options, "port", None))
     where = f"http://{config.host}:{config.port}/"
-    endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at {where}ws"
-    logger.info(f"serving agent {agent.spec.name!r} on {where} ({endpoint})")
+    ws = f"ws://{config.host}:{config.port}/ws"
+    endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at {ws}"
+    print(f"serving agent {agent.spec.name!r} on {where} ({endpoint}); Ctrl-C stops", flush=True)
     await uvicorn.Server(config).serve()
 
 
@@ -277,3 +279,17 @@ async def running(agent: Agent, host: str = "127.0.0.1", port: int = 0):
         await config.app.state.server.close()
         server.should_exit = True
         await task
+
+
+def served_on(agent: Agent, transport: str, **params: Any) -> Agent:
+    """``agent`` with its transport replaced by a ``transport`` (webrtc or websocket) one.
+
+    The sample rates stay the agent's; ``params`` set the new transport's
+    others (host, port, ...).
+    """
+    info = default_registry().get("transport", transport)
+    if info is None or info.serve is None:
+        raise ValueError(f"{transport!r} is not a transport the server serves")
+    rates = {k: getattr(agent.transport.params, k) for k in ("audio_in_sample_rate", "audio_out_sample_rate")}
+    return replace(agent, transport=Component(agent.transport.id, info, info.params(**rates, **params)))
+

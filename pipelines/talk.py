@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transports import client_messages as cm
+
 FRAME_SECS = 0.02
 
 
@@ -27,6 +29,7 @@ class Played:
     start: float
     end: float
     loud: bool
+    arrived: float
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Playback:
 
     loud_rms: float = 300.0
     played: list[Played] = field(default_factory=list)
+    #: Every received frame as (arrival time, seconds, loud), dropped or not.
+    arrivals: list[tuple[float, float, bool]] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
     _until: float = 0.0
 
@@ -47,7 +52,8 @@ class Playback:
         self._until = start + len(pcm) / 2 / sample_rate
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
         loud = samples.size > 0 and float(np.sqrt(np.mean(samples**2))) >= self.loud_rms
-        self.played.append(Played(start, self._until, loud))
+        self.played.append(Played(start, self._until, loud, now))
+        self.arrivals.append((now, self._until - start, loud))
         self.audio.extend(pcm)
 
     def drop(self, now: float, sample_rate: int) -> None:
@@ -56,7 +62,7 @@ class Playback:
         unplayed = sum(p.end - p.start for p in self.played[len(kept) :])
         if kept and kept[-1].end > now:
             unplayed += kept[-1].end - now
-            kept[-1] = Played(kept[-1].start, now, kept[-1].loud)
+            kept[-1] = Played(kept[-1].start, now, kept[-1].loud, kept[-1].arrived)
         if unplayed > 0:
             del self.audio[max(0, len(self.audio) - int(unplayed * sample_rate) * 2) :]
         self.played = kept
@@ -70,8 +76,9 @@ class Playback:
 class Talker:
     """One WebSocket participant: send audio, hear the bot, read its messages."""
 
-    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True):
+    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True, echo: bool = False):
         self.url = url
+        self.echo = echo
         self.sample_rate = sample_rate
         self.obey_interruptions = obey_interruptions
         self.out_rate = 0
@@ -111,17 +118,22 @@ class Talker:
             await self._ws.send(audio_message(pcm[i : i + step], self.sample_rate))
             await asyncio.sleep(max(0.0, start + (n + 1) * FRAME_SECS - time.monotonic()))
 
+    async def stream_silence(self) -> None:
+        """Sends silence in real time until cancelled, as an open microphone in a quiet room does."""
+        frame = bytes(int(self.sample_rate * FRAME_SECS) * 2)
+        while True:
+            await self.stream(frame * 50)
+
     async def wait_for_message(self, kind: str, timeout: float, after: float = 0.0) -> dict:
         """The first RTVI message of type ``kind`` received after ``after``."""
-        from transports.client_messages import kind_of
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for t, msg in self.messages:
-                if t > after and kind_of(msg) == kind:
+                if t > after and cm.kind_of(msg) == kind:
                     return msg
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"no {kind!r} message within {timeout} s; got {[kind_of(m) for _, m in self.messages]}")
+        raise TimeoutError(f"no {kind!r} message within {timeout} s; got {[cm.kind_of(m) for _, m in self.messages]}")
 
     async def wait_until_quiet(self, quiet_secs: float, timeout: float) -> None:
         """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``)."""
@@ -132,13 +144,10 @@ class Talker:
                 return
             await asyncio.sleep(0.05)
 
-    def stale_audio(self, interrupted_at: float) -> float:
-        """Seconds of loud bot audio played after an interruption, until the bot's next answer."""
-        from transports.client_messages import BOT_STARTED_SPEAKING, kind_of
+    def stale_audio(self, interrupted_at: float, until: float | None = None) -> float:
+        """Seconds of loud bot audio played after an interruption, until ``until`` or the bot's next answer."""
 
-        end = next(
-            (t for t, m in self.messages if t > interrupted_at and kind_of(m) == BOT_STARTED_SPEAKING), float("inf")
-        )
+        end = until or cm.first_after(self.messages, cm.BOT_STARTED_SPEAKING, interrupted_at)
         return self.playback.loud_between(interrupted_at, end)
 
     async def _read(self) -> None:
@@ -153,7 +162,6 @@ class Talker:
     def _handle(self, data: bytes, now: float) -> None:
         from pipecat.frames.protobufs import frames_pb2
 
-        from transports.client_messages import BOT_INTERRUPTED, kind_of
 
         frame = frames_pb2.Frame.FromString(data)
         which = frame.WhichOneof("frame")
@@ -164,8 +172,9 @@ class Talker:
         elif which == "message":
             msg = json.loads(frame.message.data)
             self.messages.append((now, msg))
-            _print_transcript(msg)
-            if kind_of(msg) == BOT_INTERRUPTED:
+            if self.echo:
+                _print_transcript(msg)
+            if cm.kind_of(msg) == cm.BOT_INTERRUPTED:
                 self._interrupted(now)
         elif which == "interruption":
             self._interrupted(now)
@@ -188,12 +197,11 @@ def audio_message(pcm: bytes, sample_rate: int) -> bytes:
 
 
 def _print_transcript(msg: dict) -> None:
-    from transports.client_messages import BOT_TTS_TEXT, USER_TRANSCRIPTION, kind_of
 
-    kind, data = kind_of(msg), msg.get("data") or {}
-    if kind == USER_TRANSCRIPTION and data.get("final"):
+    kind, data = cm.kind_of(msg), msg.get("data") or {}
+    if kind == cm.USER_TRANSCRIPTION and data.get("final"):
         print(f"you: {data.get('text', '')}", flush=True)
-    elif kind == BOT_TTS_TEXT:
+    elif kind == cm.BOT_TTS_TEXT:
         print(f"bot: {data.get('text', '')}", flush=True)
 
 
@@ -222,9 +230,12 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
 
 async def talk(url: str, wav_in: Path, wav_out: Path | None, *, rate: int, quiet_secs: float, timeout: float) -> int:
     pcm = read_wav(wav_in, rate)
-    async with Talker(url, sample_rate=rate) as talker:
-        await talker.stream(pcm + bytes(int(rate * 0.5) * 2))
+    async with Talker(url, sample_rate=rate, echo=True) as talker:
+        await talker.wait_for_message(cm.BOT_READY, timeout)
+        await talker.stream(pcm)
+        microphone = asyncio.create_task(talker.stream_silence())
         await talker.wait_until_quiet(quiet_secs, timeout)
+        microphone.cancel()
     if not talker.playback.played:
         print(f"no reply within {timeout:g} s", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ async def test_assistant_answers_and_is_interrupted_over_webrtc():
     async with running(agent) as (url, server):
         peer = WebRTCPeer()
         await peer.connect(url)
-        await asyncio.sleep(0.5)
+        await peer.wait_for_message(cm.BOT_READY, timeout=15)
         asked = time.monotonic()
         said = asked + peer.say(story)
         await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)

@@ -38,6 +38,7 @@ async def test_peer_talks_barges_in_and_closes():
     async with running(load_agent_text(AGENT)) as (url, server):
         peer = WebRTCPeer()
         await peer.connect(url)
+        await peer.wait_for_message(cm.BOT_READY, timeout=10)
         session = only_session(server)
         await wait_until(lambda: session.state == "connected", 5, "connected event")
 

@@ -22,6 +22,7 @@ async def test_assistant_answers_and_is_interrupted_over_websocket():
     agent = on_transport(ROOT / "configs" / "assistant.yaml", "websocket")
     async with running(agent) as (url, server):
         async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
+            await talker.wait_for_message(cm.BOT_READY, timeout=15)
             asked = time.monotonic()
             await talker.stream(story + SILENCE)
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)

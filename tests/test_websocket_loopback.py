@@ -3,9 +3,10 @@
 import asyncio
 import socket
 import time
+import wave
 
 from pipelines.server import running
-from pipelines.talk import Talker, audio_message
+from pipelines.talk import Talker, audio_message, talk, write_wav
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.loopback import tone
@@ -31,6 +32,7 @@ def ws_url(http_url: str) -> str:
 async def test_client_talks_barges_in_and_closes():
     async with running(load_agent_text(AGENT)) as (url, server):
         async with Talker(ws_url(url)) as talker:
+            await talker.wait_for_message(cm.BOT_READY, timeout=10)
             said = time.monotonic()
             await talker.stream(SPEECH + SILENCE)
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
@@ -81,3 +83,12 @@ async def test_dead_peer_is_noticed_by_keepalive_and_its_worker_ends():
             sock.close()
         dropped = [e for e in session.events if e["event"] == "dropped"]
         assert dropped, session.events
+
+
+async def test_talk_command_streams_a_wav_and_records_the_reply(tmp_path):
+    said, reply = tmp_path / "in.wav", tmp_path / "reply.wav"
+    write_wav(said, SPEECH, 16000)
+    async with running(load_agent_text(AGENT.replace("reply_secs: 3", "reply_secs: 1"))) as (url, _):
+        assert await talk(ws_url(url), said, reply, rate=16000, quiet_secs=0.5, timeout=10) == 0
+    with wave.open(str(reply)) as w:
+        assert w.getframerate() == 24000 and 0.9 <= w.getnframes() / 24000 <= 1.1

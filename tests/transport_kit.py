@@ -2,11 +2,10 @@
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from pipelines.registry import default_registry
-from pipelines.validate import Agent, Component, load_agent
+from pipelines.server import served_on
+from pipelines.validate import Agent, load_agent
 
 
 async def wait_until(predicate, timeout: float, what: str) -> None:
@@ -20,10 +19,7 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
 
 def on_transport(agent_path: Path, transport: str, **params) -> Agent:
     """The agent from ``agent_path`` served on ``transport`` (any free port), same sample rates."""
-    agent = load_agent(agent_path)
-    info = default_registry().get("transport", transport)
-    rates = {k: getattr(agent.transport.params, k) for k in ("audio_in_sample_rate", "audio_out_sample_rate")}
-    return replace(agent, transport=Component("transport", info, info.params(port=0, **rates, **params)))
+    return served_on(load_agent(agent_path), transport, port=0, **params)
 
 
 async def speech(text: str) -> bytes:

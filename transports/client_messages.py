@@ -6,6 +6,7 @@ them too. The transports send the speaking and interruption messages straight
 from the output transport, in order with the audio, rather than through the
 pipeline, because a client obeys them to drop stale audio:
 
+- ``bot-ready``: the agent's pipeline has started; it hears what is sent from now on.
 - ``bot-interrupted``: drop every bit of bot audio buffered or still arriving,
   and stay silent until the next ``bot-started-speaking``.
 - ``bot-started-speaking`` / ``bot-stopped-speaking``: the bot's speech turns.
@@ -18,6 +19,7 @@ the same names.
 from typing import Any
 
 LABEL = "rtvi-ai"
+BOT_READY = "bot-ready"
 BOT_INTERRUPTED = "bot-interrupted"
 BOT_STARTED_SPEAKING = "bot-started-speaking"
 BOT_STOPPED_SPEAKING = "bot-stopped-speaking"
@@ -48,3 +50,11 @@ def kind_of(msg: Any) -> str | None:
     if isinstance(msg, dict) and msg.get("label") == LABEL and isinstance(msg.get("type"), str):
         return msg["type"]
     return None
+
+
+def first_after(received: list[tuple[float, Any]], kind: str, after: float) -> float:
+    """Arrival time of the first ``kind`` message in ``received`` ((time, message) pairs) after ``after``.
+
+    Infinity when there is none.
+    """
+    return next((t for t, m in received if t > after and kind_of(m) == kind), float("inf"))

@@ -24,6 +24,7 @@ from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
     OutputTransportMessageUrgentFrame,
+    StartFrame,
     TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
@@ -46,6 +47,11 @@ class ClientSignals:
     async def tell_client(self, msg: dict) -> None:
         """Sends ``msg`` to the client now, ahead of queued frames."""
         await self.send_message(OutputTransportMessageUrgentFrame(message=msg))
+
+    async def start(self, frame: StartFrame):
+        await super().start(frame)
+        # Every processor before the output has started: the agent listens.
+        await self.tell_client(cm.message(cm.BOT_READY))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if not isinstance(frame, InterruptionFrame):

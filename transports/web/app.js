@@ -65,6 +65,9 @@ function onMessage(event) {
   if (msg.label !== "rtvi-ai") return;
   const data = msg.data || {};
   switch (msg.type) {
+    case "bot-ready":
+      setState("connected", "connected; the agent is listening");
+      break;
     case "bot-interrupted":
       framegraph.interruptions += 1;
       silenceBot(true);
