@@ -68,6 +68,9 @@ def make_tone_reply(params: ToneReplyParams, ctx):
             self._quiet_since = None
             self._turn_started = 0.0
             self._replying = False
+            #: Monotonic times each answer began, and each interruption was sent.
+            self.replied_at: list[float] = []
+            self.interrupted_at: list[float] = []
 
         async def process_frame(self, frame, direction):
             await super().process_frame(frame, direction)
@@ -96,6 +99,7 @@ def make_tone_reply(params: ToneReplyParams, ctx):
             await self.push_frame(UserStartedSpeakingFrame())
             if self._replying:
                 self._replying = False
+                self.interrupted_at.append(time.monotonic())
                 await self.broadcast_interruption()
 
         async def _user_stopped(self, now):
@@ -108,6 +112,7 @@ def make_tone_reply(params: ToneReplyParams, ctx):
             self._replying = True
             await self.push_frame(TTSStartedFrame())
             await self.push_frame(TTSTextFrame(params.reply_text, text_type="sentence"))
+            self.replied_at.append(time.monotonic())
             for i in range(0, len(reply), step):
                 await self.push_frame(TTSAudioRawFrame(reply[i : i + step], rate, 1))
             await self.push_frame(TTSStoppedFrame())

@@ -123,17 +123,14 @@ class WebRTCPeer:
         """Sends a data-channel message (a dict as JSON, a str as is)."""
         self._channel.send(msg if isinstance(msg, str) else json.dumps(msg))
 
-    def stale_audio(self, interrupted_at: float, *, played_only: bool = True) -> float:
+    def stale_audio(self, interrupted_at: float, *, until: float | None = None, played_only: bool = True) -> float:
         """Seconds of loud bot audio that came after an interruption at monotonic ``interrupted_at``.
 
-        Counted until the bot's next ``bot-started-speaking`` message, when
-        its new answer begins. ``played_only=False`` counts what arrived,
-        dropped or not.
+        Counted until ``until`` (when the bot began its next answer), or else
+        until its next ``bot-started-speaking`` message. ``played_only=False``
+        counts what arrived, dropped or not.
         """
-        end = next(
-            (t for t, m in self.messages if t > interrupted_at and cm.kind_of(m) == cm.BOT_STARTED_SPEAKING),
-            float("inf"),
-        )
+        end = until or cm.first_after(self.messages, cm.BOT_STARTED_SPEAKING, interrupted_at)
         return sum(
             h.secs
             for h in self.heard
@@ -216,3 +213,4 @@ class WebRTCPeer:
             samples = frame.to_ndarray().astype(np.float64)
             level = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
             self.heard.append(Heard(time.monotonic(), frame.samples / frame.sample_rate, level, not self.muted))
+
