@@ -123,8 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else ("INFO" if args.command == "run" else "WARNING"))
+    from pipelines.errors import ConfigErrors
+
     try:
         return args.func(args)
+    except ConfigErrors as e:
+        # Problems only found while building (a missing key file, a model path).
+        for error in e.errors:
+            print(error, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
