@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame, TranscriptionFrame
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 from pipelines.testing import AgentHarness
@@ -103,6 +103,7 @@ class Timeline:
     """First-push times (monotonic seconds) of frames, by (processor name, frame type name)."""
 
     events: list[tuple[float, str, str]] = field(default_factory=list)
+    transcripts: list[tuple[float, str]] = field(default_factory=list)
 
     def first(self, frame_type: str, after: float, source: str | None = None) -> float | None:
         """The first push of a ``frame_type`` at or after ``after`` (by ``source``, or by any)."""
@@ -124,6 +125,8 @@ class TimelineObserver(BaseObserver):
             clock_start_ns = data.source.get_clock()._time
             when = (clock_start_ns + data.timestamp) / 1e9
             self._timeline.events.append((when, data.source.name, type(data.frame).__name__))
+            if isinstance(data.frame, TranscriptionFrame):
+                self._timeline.transcripts.append((when, data.frame.text))
 
 
 class Feeder:

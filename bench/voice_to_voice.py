@@ -70,6 +70,7 @@ class Turn:
     latency: float | None  # speech end -> first bot audio; None: unanswered
     stages: dict[str, float]  # stage -> seconds after speech end
     premature: bool  # the bot started speaking before the user's speech ended
+    heard: str  # the final transcripts of the turn
 
 
 def _stage_times(timeline: Timeline, answer_at: float, speech_end: float) -> dict[str, float]:
@@ -110,7 +111,9 @@ async def _converse(index: int, harness: AgentHarness, timeline: Timeline, clips
                     break
             premature = answer is not None and answer < speech_end
             stages = _stage_times(timeline, answer, speech_end) if answer else {}
-            results.append(Turn(index, clip.name, None if answer is None else answer - speech_end, stages, premature))
+            heard = " | ".join(text for t, text in timeline.transcripts if t >= onset)
+            results.append(Turn(index, clip.name, None if answer is None else answer - speech_end, stages, premature,
+                                heard))
             await asyncio.sleep(random.uniform(0.3, 0.8))
     finally:
         await feeder.stop()
@@ -182,7 +185,8 @@ async def main() -> None:
             for t in figures["turns"]:
                 stages = " ".join(f"{k}={v * 1000:.0f}" for k, v in t.stages.items())
                 latency = "unanswered" if t.latency is None else f"{t.latency * 1000:.0f} ms"
-                print(f"      agent {t.agent} {t.clip:10} {latency:>10} {'PREMATURE ' if t.premature else ''}{stages}")
+                print(f"      agent {t.agent} {t.clip:10} {latency:>10} {'PREMATURE ' if t.premature else ''}{stages}"
+                      f"  heard: {t.heard}")
     counts = sorted(pss_by_count)
     if len(counts) > 1:
         low, high = counts[0], counts[-1]

@@ -36,7 +36,7 @@ class PocketsphinxSTTService(STTService):
         *,
         host: DecoderHost,
         grammar: str | None = None,
-        preroll_secs: float = 0.6,
+        preroll_secs: float = 0.4,
         interim_secs: float = 0.3,
         **kwargs,
     ):
