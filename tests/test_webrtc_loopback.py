@@ -103,3 +103,18 @@ async def test_offer_endpoint_refuses_bad_requests_and_keeps_serving():
         said = time.monotonic() + peer.say(SPEECH)
         await peer.wait_for_loud(timeout=5, after=said)
         await peer.close()
+
+
+async def test_each_participant_gets_its_own_worker():
+    async with running(load_agent_text(AGENT)) as (url, server):
+        peers = [WebRTCPeer(), WebRTCPeer()]
+        await asyncio.gather(*(p.connect(url) for p in peers))
+        await asyncio.gather(*(p.wait_for_message(cm.BOT_READY, timeout=10) for p in peers))
+        said = time.monotonic() + peers[0].say(SPEECH)
+        await peers[0].wait_for_loud(timeout=5, after=said)
+        await asyncio.sleep(0.3)
+        assert peers[1].first_loud_after(said) is None  # the other participant's agent did not hear it
+        await peers[0].close()
+        await wait_until(lambda: sorted(s.state for s in server.sessions.values()) == ["connected", "ended"], 10, "one end")
+        await peers[1].close()
+        await wait_until(lambda: all(s.state == "ended" for s in server.sessions.values()), 10, "both ended")
