@@ -228,11 +228,12 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
         w.writeframes(pcm)
 
 
-async def talk(url: str, wav_in: Path, wav_out: Path | None, *, rate: int, quiet_secs: float, timeout: float) -> int:
-    pcm = read_wav(wav_in, rate)
-    async with Talker(url, sample_rate=rate, echo=True) as talker:
-        await talker.wait_for_message(cm.BOT_READY, timeout)
-        await talker.stream(pcm)
+async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float) -> int:
+    """Says ``wav_in`` to the agent at ``url`` (at the rate its ``bot-ready`` names); writes the reply."""
+    async with Talker(url, echo=True) as talker:
+        ready = await talker.wait_for_message(cm.BOT_READY, timeout)
+        talker.sample_rate = ready["data"].get("audio_in_sample_rate") or talker.sample_rate
+        await talker.stream(read_wav(wav_in, talker.sample_rate))
         microphone = asyncio.create_task(talker.stream_silence())
         await talker.wait_until_quiet(quiet_secs, timeout)
         microphone.cancel()
@@ -246,10 +247,16 @@ async def talk(url: str, wav_in: Path, wav_out: Path | None, *, rate: int, quiet
 
 
 def cmd_talk(args) -> int:
-    return asyncio.run(
-        talk(args.url, Path(args.input), Path(args.output) if args.output else None,
-             rate=args.rate, quiet_secs=args.quiet, timeout=args.timeout)
-    )
+    import websockets
+
+    try:
+        return asyncio.run(
+            talk(args.url, Path(args.input), Path(args.output) if args.output else None,
+                 quiet_secs=args.quiet, timeout=args.timeout)
+        )
+    except (OSError, ValueError, TimeoutError, wave.Error, websockets.InvalidURI, websockets.InvalidHandshake) as e:
+        print(f"talk {args.url}: {e.__class__.__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 def add_parser(subparsers) -> None:
@@ -259,7 +266,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("url", metavar="URL", help="the agent's WebSocket, e.g. ws://127.0.0.1:7860/ws")
     p.add_argument("--input", required=True, metavar="WAV", help="16-bit PCM WAV to say (any rate, mono or stereo)")
     p.add_argument("--output", metavar="WAV", help="where to write the bot's reply")
-    p.add_argument("--rate", type=int, default=16000, help="the agent's input sample rate (default 16000)")
     p.add_argument("--quiet", type=float, default=2.0, help="seconds of bot silence that end the talk (default 2)")
     p.add_argument("--timeout", type=float, default=30.0, help="longest wait for the reply, seconds (default 30)")
     p.set_defaults(func=cmd_talk)

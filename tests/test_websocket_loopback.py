@@ -32,7 +32,8 @@ def ws_url(http_url: str) -> str:
 async def test_client_talks_barges_in_and_closes():
     async with running(load_agent_text(AGENT)) as (url, server):
         async with Talker(ws_url(url)) as talker:
-            await talker.wait_for_message(cm.BOT_READY, timeout=10)
+            ready = await talker.wait_for_message(cm.BOT_READY, timeout=10)
+            assert ready["data"] == {"audio_in_sample_rate": 16000, "audio_out_sample_rate": 24000}
             said = time.monotonic()
             await talker.stream(SPEECH + SILENCE)
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
@@ -89,6 +90,6 @@ async def test_talk_command_streams_a_wav_and_records_the_reply(tmp_path):
     said, reply = tmp_path / "in.wav", tmp_path / "reply.wav"
     write_wav(said, SPEECH, 16000)
     async with running(load_agent_text(AGENT.replace("reply_secs: 3", "reply_secs: 1"))) as (url, _):
-        assert await talk(ws_url(url), said, reply, rate=16000, quiet_secs=0.5, timeout=10) == 0
+        assert await talk(ws_url(url), said, reply, quiet_secs=0.5, timeout=10) == 0
     with wave.open(str(reply)) as w:
         assert w.getframerate() == 24000 and 0.9 <= w.getnframes() / 24000 <= 1.1

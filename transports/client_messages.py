@@ -6,7 +6,8 @@ them too. The transports send the speaking and interruption messages straight
 from the output transport, in order with the audio, rather than through the
 pipeline, because a client obeys them to drop stale audio:
 
-- ``bot-ready``: the agent's pipeline has started; it hears what is sent from now on.
+- ``bot-ready``: the agent's pipeline has started; it hears what is sent from
+  now on. ``data`` has its ``audio_in_sample_rate`` and ``audio_out_sample_rate``.
 - ``bot-interrupted``: drop every bit of bot audio buffered or still arriving,
   and stay silent until the next ``bot-started-speaking``.
 - ``bot-started-speaking`` / ``bot-stopped-speaking``: the bot's speech turns.

@@ -51,7 +51,8 @@ class ClientSignals:
     async def start(self, frame: StartFrame):
         await super().start(frame)
         # Every processor before the output has started: the agent listens.
-        await self.tell_client(cm.message(cm.BOT_READY))
+        rates = {"audio_in_sample_rate": self._params.audio_in_sample_rate, "audio_out_sample_rate": self.sample_rate}
+        await self.tell_client(cm.message(cm.BOT_READY, rates))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if not isinstance(frame, InterruptionFrame):
