@@ -45,6 +45,8 @@ from transports.transcripts import TranscriptRelay
 WEB_DIR = Path(__file__).resolve().parent.parent / "transports" / "web"
 #: Largest signalling request body accepted (an SDP offer is a few KiB).
 MAX_OFFER_BYTES = 256 * 1024
+#: Ended sessions kept for ``/api/sessions``; older ones are forgotten.
+KEPT_ENDED_SESSIONS = 100
 
 
 class Offer(BaseModel):
@@ -76,7 +78,7 @@ class Session:
     started_at: float = field(default_factory=time.time)
     state: str = "starting"
     events: list[dict[str, Any]] = field(default_factory=list)
-    #: The built agent (``pipelines.builder.BuiltAgent``), once built.
+    #: The built agent (``pipelines.builder.BuiltAgent``) while the session runs.
     built: Any = None
 
     def event(self, name: str, detail: str = "") -> None:
@@ -127,7 +129,14 @@ class AgentServer:
             session.event("ended")
         except Exception as e:
             session.event("failed", f"{e.__class__.__name__}: {e}")
+        session.built = None  # a finished graph is large; let it be collected
+        self._forget_old_sessions()
         return session
+
+    def _forget_old_sessions(self) -> None:
+        ended = [sid for sid, s in self.sessions.items() if s.state in ("ended", "failed")]
+        for sid in ended[: max(0, len(ended) - KEPT_ENDED_SESSIONS)]:
+            del self.sessions[sid]
 
     async def start_session(self, peer: Any) -> None:
         """Runs a session in the background (WebRTC: the offer answers at once)."""

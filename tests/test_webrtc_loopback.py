@@ -5,7 +5,9 @@ tone), so these tests need no speech models and run in seconds.
 """
 
 import asyncio
+import gc
 import time
+import weakref
 
 import aiohttp
 
@@ -116,5 +118,8 @@ async def test_each_participant_gets_its_own_worker():
         assert peers[1].first_loud_after(said) is None  # the other participant's agent did not hear it
         await peers[0].close()
         await wait_until(lambda: sorted(s.state for s in server.sessions.values()) == ["connected", "ended"], 10, "one end")
+        transport = weakref.ref(next(s.built.transport for s in server.sessions.values() if s.built))
         await peers[1].close()
         await wait_until(lambda: all(s.state == "ended" for s in server.sessions.values()), 10, "both ended")
+        gc.collect()
+        assert transport() is None  # a finished session's graph is freed
