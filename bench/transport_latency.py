@@ -17,14 +17,20 @@ pipecat clients do what pipecat's own do: the WebRTC one plays what arrives
 (pipecat cannot flush a WebRTC jitter buffer), the WebSocket one drops its
 buffer on pipecat's serialized ``InterruptionFrame``.
 
-    python bench/transport_latency.py [--trials 10]
+With ``--browser``, the web page in headless Chromium (its fake microphone
+playing bursts) adds a row: how long after each interruption the page
+silenced the bot, which bounds what it played of the cut-off answer.
+
+    python bench/transport_latency.py [--trials 10] [--browser]
 """
 
 import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
+import wave
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +42,7 @@ from pipelines.server import running  # noqa: E402
 from pipelines.talk import Talker  # noqa: E402
 from pipelines.validate import Agent, load_agent_text  # noqa: E402
 from transports.loopback import tone  # noqa: E402
+from transports.devtools import chromium  # noqa: E402
 from transports.served import peer_from  # noqa: E402
 from transports.webrtc_client import WebRTCPeer  # noqa: E402
 
@@ -44,7 +51,7 @@ version: 1
 name: bench
 transport: {{type: {transport}, port: 0}}
 processors:
-  bot: {{type: tone_reply, reply_secs: 3, stop_ms: 250}}
+  bot: {{type: tone_reply, reply_secs: 3, stop_ms: 250, speech_rms: 300}}
 pipeline: [input, bot, output]
 """
 
@@ -152,6 +159,32 @@ async def websocket_trials(agent: Agent, trials: int) -> list[tuple[float, float
     return results
 
 
+async def browser_trials(agent: Agent, trials: int) -> list[float]:
+    """Seconds from each interruption to the page receiving ``bot-interrupted`` (and silencing the bot)."""
+    burst = tone(0.4, 16000, 300, 12000) + bytes(int(16000 * (SPEAK_SECS + 0.8)) * 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        mic = Path(tmp) / "mic.wav"
+        with wave.open(str(mic), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(bytes(2 * 16000 * 2) + burst * (trials + 2))
+        async with chromium(Path(tmp) / "profile", mic) as page, running(agent) as (url, server):
+            await page.call("Page.navigate", url=url)
+            await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")
+            await page.eval("document.getElementById('connect').click()")
+            await wait_for(lambda: server.sessions and len(bot_of(server).interrupted_at) >= trials, 30 + 3 * trials)
+            wall_minus_mono = time.time() - time.monotonic()
+            received = await page.eval(
+                "window.framegraph.messages.filter(m => m.type === 'bot-interrupted').map(m => m.at / 1000)"
+            )
+            delays = []
+            for t0 in bot_of(server).interrupted_at[:trials]:
+                wall = t0 + wall_minus_mono
+                delays.append(min(t for t in received if t >= wall - 0.002) - wall)
+    return delays
+
+
 def summary(name: str, client: str, results: list[tuple[float, float, float]]) -> str:
     def ms(values, f):
         return f"{f(values) * 1000:6.0f}"
@@ -163,7 +196,7 @@ def summary(name: str, client: str, results: list[tuple[float, float, float]]) -
     )
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, browser: bool) -> None:
     webrtc = load_agent_text(AGENT.format(transport="webrtc"))
     websocket = load_agent_text(AGENT.format(transport="websocket"))
     rows = [
@@ -176,12 +209,19 @@ async def main(trials: int) -> None:
     print(f"{'transport':26} {'client':34} {'latency':>6} {'played':>6} {'max':>6} {'arrived':>6}")
     for name, client, results in rows:
         print(summary(name, client, results))
+    if browser:
+        delays = await browser_trials(webrtc, trials)
+        print(
+            f"{'webrtc framegraph':26} {'web page in Chromium':34} silenced {statistics.median(delays) * 1000:.1f} ms "
+            f"after the interruption (max {max(delays) * 1000:.1f})"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10, help="barge-ins per variant (default 10)")
+    parser.add_argument("--browser", action="store_true", help="also measure the web page in headless Chromium")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
-    asyncio.run(main(args.trials))
+    asyncio.run(main(args.trials, args.browser))

@@ -22,7 +22,8 @@ const ui = {
 };
 
 // What the page is doing, for people in the console and for tests.
-const framegraph = (window.framegraph = { state: "idle", history: [], transcript: [], interruptions: 0 });
+const framegraph = (window.framegraph = { state: "idle", history: [], transcript: [], messages: [] });
+const KEPT_MESSAGES = 200;
 
 let mic = null;
 let pc = null;
@@ -63,13 +64,14 @@ function onMessage(event) {
     return;
   }
   if (msg.label !== "rtvi-ai") return;
+  framegraph.messages.push({ type: msg.type, at: Date.now() });
+  if (framegraph.messages.length > KEPT_MESSAGES) framegraph.messages.shift();
   const data = msg.data || {};
   switch (msg.type) {
     case "bot-ready":
       setState("connected", "connected; the agent is listening");
       break;
     case "bot-interrupted":
-      framegraph.interruptions += 1;
       silenceBot(true);
       break;
     case "bot-started-speaking":
