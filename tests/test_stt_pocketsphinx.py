@@ -123,3 +123,17 @@ async def test_speech_outside_the_grammar_gives_no_transcript_and_decoding_goes_
         await _utterance(h, speech, 16000)
         final = await out.wait_for(TranscriptionFrame, timeout=10.0)
     assert [f.text for f in out.of_type(TranscriptionFrame)] == ["stop"] and final.text == "stop"
+
+
+async def test_the_first_words_survive_a_late_vad_start():
+    speech = await synthesize_pcm("go forward ten meters")
+    head = len(speech) // 2 // 2 * 2  # "go forward" has been heard before VAD's start arrives
+    phrases = PHRASES + ["ten meters", "meters"]
+    async with AgentHarness.from_text(agent(f"{{type: pocketsphinx, phrases: {phrases}}}")) as h:
+        out = h.probe("stt")
+        await h.inject_audio(b"\0" * 6400 + speech[:head], realtime=True)
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.2), at="stt", upstream=True)
+        await h.inject_audio(speech[head:] + b"\0" * 6400, realtime=True)
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.2), at="stt", upstream=True)
+        final = await out.wait_for(TranscriptionFrame, timeout=10.0)
+    assert final.text == "go forward ten meters"

@@ -9,8 +9,11 @@ connection. Each child shares the loaded model copy-on-write (about 20-25 MiB
 of its own after decoding) and serves one agent's audio stream, so the agents
 decode in parallel on every core and never block each other's loops.
 
-A child keeps the last ``preroll_secs`` of audio while nobody speaks, decodes
-as audio arrives during an utterance (interim hypotheses every
+A child keeps the last ``preroll_secs`` of audio while nobody speaks and, when
+an utterance starts, decodes it from shortly before the first speech its own
+small VAD finds there (so the first words survive however late the agent's
+VAD event arrives on a busy machine, and leading silence costs nothing); it
+decodes as audio arrives during an utterance (interim hypotheses every
 ``interim_secs``), and answers END with the final hypothesis and word timings
 within a few tens of milliseconds, since only the tail is left to decode.
 """
@@ -28,6 +31,7 @@ from typing import Any, BinaryIO
 from processors.stt import protocol
 
 MODEL_SAMPLE_RATE = 16000
+LEAD_IN_SECS = 0.2  # audio decoded before the first speech found in the pre-roll
 FRAMES_PER_SEC = 100  # pocketsphinx feature frames (10 ms)
 GRAMMAR_SEARCH = "grammar"
 
@@ -72,7 +76,10 @@ class StreamDecoder:
     """One agent's stream: pre-roll, utterances, interim and final hypotheses."""
 
     def __init__(self, decoder, conn: socket.socket):
+        from pocketsphinx import Vad
+
         self._decoder = decoder
+        self._vad = Vad(Vad.LOOSE, MODEL_SAMPLE_RATE)
         self._conn = conn
         self._resampler = None
         self._preroll: deque[bytes] = deque()
@@ -136,15 +143,23 @@ class StreamDecoder:
             self._last_interim = text
             self._send(protocol.INTERIM, {"text": text})
 
+    def _from_first_speech(self, preroll: bytes) -> bytes:
+        """``preroll`` from ``LEAD_IN_SECS`` before its first speech (its last 0.3 s if none)."""
+        step = self._vad.frame_bytes
+        for offset in range(0, len(preroll) - step + 1, step):
+            if self._vad.is_speech(preroll[offset:offset + step]):
+                return preroll[max(0, offset - int(LEAD_IN_SECS * MODEL_SAMPLE_RATE) * 2):]
+        return preroll[-int(0.3 * MODEL_SAMPLE_RATE) * 2:]
+
     def start(self) -> None:
-        """Begin an utterance with the pre-roll decoded first."""
+        """Begin an utterance, decoding the pre-roll from just before its first speech."""
         if self._in_utterance:
             return
         self._decoder.start_utt()
         self._in_utterance = True
         self._since_interim = 0
         self._last_interim = ""
-        preroll = b"".join(self._preroll)
+        preroll = self._from_first_speech(b"".join(self._preroll))
         self._preroll.clear()
         self._preroll_bytes = 0
         if preroll:

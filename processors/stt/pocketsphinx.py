@@ -36,7 +36,7 @@ class PocketsphinxSTTService(STTService):
         *,
         host: DecoderHost,
         grammar: str | None = None,
-        preroll_secs: float = 0.4,
+        preroll_secs: float = 1.0,
         interim_secs: float = 0.3,
         **kwargs,
     ):
@@ -45,7 +45,7 @@ class PocketsphinxSTTService(STTService):
         Args:
             host: The shared decoder host (one per model configuration).
             grammar: JSGF text restricting recognition, or None for the language model.
-            preroll_secs: Audio kept before VAD's start and decoded with the utterance.
+            preroll_secs: Audio kept before VAD's start; the decoder starts just before its first speech.
             interim_secs: Speech between interim transcripts; 0 disables them.
             **kwargs: STTService arguments (``ttfs_p99_latency``, ``name``...).
         """

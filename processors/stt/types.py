@@ -22,7 +22,9 @@ class PocketsphinxParams(Params):
     grammar: str | None = Field(None, description="closed domain: an inline JSGF grammar")
     grammar_file: str | None = Field(None, description="closed domain: a JSGF file, relative to the config")
     interim_secs: float = Field(0.3, ge=0, description="seconds of speech between interim transcripts (0: none)")
-    preroll_secs: float = Field(0.4, gt=0, le=2, description="audio kept before VAD's start and decoded with it")
+    preroll_secs: float = Field(
+        1.0, gt=0, le=3, description="audio kept before VAD's start, decoded from just before its first speech"
+    )
     max_hmm_per_frame: int = Field(3000, ge=500, description="search width: lower is faster, higher more exact")
     accurate: bool = Field(False, description="second search passes: slightly fewer errors, ~10x slower final")
     ttfs_p99_latency: float = Field(
