@@ -266,8 +266,12 @@ def format_report(path: str, report: CheckReport) -> str:
              f"{'stale in':>8} {'stale out':>9} {'duplicates':>10}"]
     for p in report.processors:
         s = p.stats
-        lines.append(f"  {p.name:20} {len(s.seen):>8} {p.processed_interruptions:>9} {s.flushed:>7} {s.cancelled:>9} "
-                     f"{s.dropped_in:>8} {s.dropped_out + s.dropped_writes:>9} {s.duplicates:>10}")
+        lines.append(f"  {p.name:20} {len(s.seen):>8} {p.processed_interruptions:>9} {s.flushed.total():>7} "
+                     f"{s.cancelled:>9} {s.dropped_in.total():>8} {s.dropped_out + s.dropped_writes:>9} "
+                     f"{s.duplicates:>10}")
+        for label, counts in (("flushed", s.flushed), ("stale in", s.dropped_in)):
+            if counts:
+                lines.append(f"  {'':20} {label}: " + ", ".join(f"{n} x{c}" for n, c in counts.most_common()))
     audio = ", ".join(f"{ms:.0f}" for ms in report.audio_after_ms) or "-"
     lines.append(f"  output: audio made before each interruption and played after it (ms): {audio}")
     lines.append(f"  uninterruptible markers through the output: {report.markers[0]} of {report.markers[1]}")

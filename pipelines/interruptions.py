@@ -24,9 +24,9 @@ guard
    and whatever its class adds) exactly once; copies that processors forward
    to their neighbours are recognised and dropped;
 3. from then on drops every interruptible, non-system frame produced before
-   the boundary wherever it turns up: arriving at a processor, leaving its
-   queue, being pushed, or being written by an output transport; and drops
-   what a processor pushes while it is still working on such a frame.
+   the boundary wherever it turns up: when a processor dequeues it, when it
+   is pushed, when an output transport would write it; and drops what a
+   processor pushes while it is still working on such a frame.
 
 Uninterruptible frames (``frame.interruptible`` False) and system frames are
 never dropped, as in pipecat, and neither are the user's transcripts
@@ -38,6 +38,7 @@ which ``framegraph check`` reports.
 import asyncio
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pipecat.frames.frames import (
@@ -85,9 +86,9 @@ class ProcessorStats:
         name: the processor's config id (or pipecat name for inner blocks).
         seen: the epochs of the interruptions it processed, in order.
         flushes: times its own flush (``FrameProcessor._start_interruption``) ran.
-        flushed: frames its flushes removed from its queue.
+        flushed: frames its flushes removed from its queue, by type.
         cancelled: in-flight interruptible frames its flushes cancelled.
-        dropped_in: stale frames dropped as it dequeued them, before it could process them.
+        dropped_in: stale frames dropped as it dequeued them, before it could process them, by type.
         dropped_out: stale frames it pushed, dropped before reaching anyone.
         late_out: of those, the ones its process task pushed while still working on a
             stale frame after it had processed the interruption: in-flight work its
@@ -99,9 +100,9 @@ class ProcessorStats:
     name: str
     seen: list[int] = field(default_factory=list)
     flushes: int = 0
-    flushed: int = 0
+    flushed: Counter = field(default_factory=Counter)
     cancelled: int = 0
-    dropped_in: int = 0
+    dropped_in: Counter = field(default_factory=Counter)
     dropped_out: int = 0
     late_out: int = 0
     dropped_writes: int = 0
@@ -157,7 +158,7 @@ class _Member:
             return self._process_frame(frame, direction)
         guard = self.guard
         if frame.id < guard.boundary and frame is not self.exempt and guard.is_stale(frame):
-            self.stats.dropped_in += 1
+            self.stats.dropped_in[type(frame).__name__] += 1
             return _nothing()
         if not guard.fresh:
             guard.note_fresh(frame)
@@ -210,7 +211,7 @@ class _Member:
         """The processor's own flush, counted; the frame that started the interruption is spared."""
         processor = self.processor
         queue = getattr(processor, _PROCESS_QUEUE_ATTR, None)
-        queued = queue.qsize() if queue is not None else 0
+        queued = _queued_frames(queue)
         inflight = getattr(processor, _CURRENT_FRAME_ATTR, None)
         spared = inflight is not None and inflight is self.exempt
         if spared:
@@ -222,7 +223,8 @@ class _Member:
             if spared:
                 inflight.interruptible = flag
         self.stats.flushes += 1
-        self.stats.flushed += max(0, queued - (queue.qsize() if queue is not None else 0))
+        kept = {id(f) for f in _queued_frames(queue)}
+        self.stats.flushed.update(type(f).__name__ for f in queued if id(f) not in kept)
         if inflight is not None and inflight.interruptible and not spared:
             self.stats.cancelled += 1
 
@@ -251,6 +253,11 @@ class _Member:
 
 async def _nothing() -> None:
     """What a dropped frame's process_frame or push_frame comes to."""
+
+
+def _queued_frames(queue) -> list[Frame]:
+    """The frames waiting in a processor's process queue (pipecat's ``FrameQueue`` of (frame, direction, callback))."""
+    return [item[0] for item in getattr(queue, "_queue", ())]
 
 
 class InterruptionGuard:
