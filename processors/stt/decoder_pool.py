@@ -22,7 +22,8 @@ from processors.stt import protocol
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST_START_TIMEOUT_SECS = 60.0
-AUDIO_BATCH_SECS = 0.1
+BATCH_SECS_IDLE = 0.1
+BATCH_SECS_SPEAKING = 0.04
 
 
 class DecoderError(RuntimeError):
@@ -53,16 +54,19 @@ class DecoderEvent:
 class DecoderStream:
     """One agent's connection to its forked decoder.
 
-    Audio goes out in batches of ``batch_bytes``: one socket write (and one
-    wake-up of the decoder) per 100 ms instead of per 20 ms frame costs a
-    fifth of the CPU in the agents' process. Starting or ending an utterance
-    sends what is pending first, so the final transcript never waits for it.
+    Audio goes out in batches, not per 20 ms frame: each socket write wakes
+    the decoder, and writes cost the agents' process CPU. Between utterances
+    (pre-roll only) a batch is ``BATCH_SECS_IDLE``; during one it is
+    ``BATCH_SECS_SPEAKING``, so that at VAD's stop little audio is left to
+    decode before the final transcript. Starting or ending an utterance sends
+    what is pending first.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, batch_bytes: int):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sample_rate: int):
         self._reader = reader
         self._writer = writer
-        self._batch_bytes = batch_bytes
+        self._bytes_per_sec = sample_rate * 2
+        self._batch_bytes = int(self._bytes_per_sec * BATCH_SECS_IDLE)
         self._pending = bytearray()
 
     def _send(self, data: bytes) -> None:
@@ -84,11 +88,13 @@ class DecoderStream:
         """Begin an utterance, the pre-roll included."""
         self._flush_audio()
         self._send(protocol.encode(protocol.START, b""))
+        self._batch_bytes = int(self._bytes_per_sec * BATCH_SECS_SPEAKING)
 
     def end_utterance(self) -> None:
         """End the utterance; its final hypothesis comes back as an event."""
         self._flush_audio()
         self._send(protocol.encode(protocol.END, b""))
+        self._batch_bytes = int(self._bytes_per_sec * BATCH_SECS_IDLE)
 
     async def _read(self) -> tuple[bytes, dict[str, Any]]:
         header = await self._reader.readexactly(protocol.HEADER.size)
@@ -167,7 +173,7 @@ class DecoderHost:
                 if loop.time() > deadline:
                     raise DecoderError("pocketsphinx host did not start in time")
                 await asyncio.sleep(0.05)
-        stream = DecoderStream(reader, writer, batch_bytes=int(sample_rate * 2 * AUDIO_BATCH_SECS))
+        stream = DecoderStream(reader, writer, sample_rate)
         await stream.configure(
             {
                 "sample_rate": sample_rate,
