@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipecat.frames.frames import DataFrame, Frame, InterruptionFrame, InterruptionWorkerFrame, SystemFrame
+from pipecat.frames.frames import (
+    DataFrame,
+    Frame,
+    InterruptionFrame,
+    InterruptionWorkerFrame,
+    OutputAudioRawFrame,
+    SystemFrame,
+    TTSAudioRawFrame,
+)
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.sync_parallel_pipeline import SyncParallelPipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -251,15 +259,22 @@ async def test_interruption_worker_frame_from_a_branch_enters_from_outside_and_r
     assert [i.origin for i in h.built.interruptions.history] == ["outside"]
 
 
-async def test_two_triggers_in_the_same_instant_are_one_interruption():
-    async def twice(h: AgentHarness):
-        await asyncio.gather(h.processors["a1"].broadcast_interruption(), h.processors["c2"].broadcast_interruption(),
-                             h.built.interrupt())
+async def twice(h: AgentHarness):
+    await asyncio.gather(h.processors["a1"].broadcast_interruption(), h.processors["c2"].broadcast_interruption(),
+                         h.built.interrupt())
 
+
+async def test_two_triggers_in_the_same_instant_are_one_interruption():
     async with harness(NESTED) as h:
         run = await run_scenario(h, twice)
     assert_guarantee(run)
     assert h.built.interruptions.epoch == 1
+
+
+async def test_gap_two_triggers_in_the_same_instant_interrupt_twice_in_plain_pipecat():
+    async with harness(NESTED, guarded=False) as h:
+        plain = await run_scenario(h, twice)
+    assert max(plain.interruptions(pid) for pid in plain.seen) >= 2
 
 
 async def test_each_interruption_is_processed_once_and_the_next_one_too():
@@ -365,3 +380,25 @@ async def test_gap_sync_parallel_holds_or_doubles_interruptions_in_plain_pipecat
     assert plain["after"] != 2 or plain["right"] != 2, f"plain pipecat delivered exactly once: {plain}"
     guarded = await sync_parallel_counts(guarded=True)
     assert guarded == {"first": 2, "left": 2, "right": 2, "after": 2}
+
+
+async def audio_after_a_stalled_interruption(*, guarded: bool) -> float:
+    """Bot audio piles up in w2's input queue while its input task is busy; the input interrupts.
+
+    Returns the ms of audio the output wrote after the trigger (nothing new is sent after it).
+    """
+    async with harness(LINEAR, guarded=guarded) as h:
+        await h.inject(Stall(target="w2", secs=0.2), at="w2")
+        for _ in range(20):
+            await h.inject(TTSAudioRawFrame(b"\x00\x10" * 320, 16000, 1), at="w2")
+        await asyncio.sleep(0.05)
+        at = time.monotonic()
+        await h.processors["input"].broadcast_interruption()
+        await asyncio.sleep(0.8)
+        return sum(1000 * len(w.frame.audio) / 32000 for w in h.output.written
+                   if isinstance(w.frame, OutputAudioRawFrame) and w.time > at)
+
+
+async def test_gap_stale_bot_audio_in_a_queue_plays_after_the_interruption_in_plain_pipecat():
+    assert await audio_after_a_stalled_interruption(guarded=False) >= 300
+    assert await audio_after_a_stalled_interruption(guarded=True) == 0
