@@ -29,7 +29,7 @@ import time
 
 from loguru import logger
 
-from pipecat.frames.frames import EndFrame, InterruptionFrame, OutputAudioRawFrame, TextFrame, TTSAudioRawFrame
+from pipecat.frames.frames import EndFrame, OutputAudioRawFrame, TextFrame, TTSAudioRawFrame
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.validate import load_agent_text

@@ -3,7 +3,9 @@
 The agent runs on the synthetic transport. First a bot-like stream (text,
 audio, uninterruptible markers) flows from the input and the API interrupts
 it mid-way. Then, for agents with a context block, the user speaks, the bot
-starts answering and the user barges in mid-LLM, and again mid-TTS. The report
+starts answering and the user barges in mid-LLM, and again mid-TTS; the
+user's speech enters as VAD events and a final transcript at the user
+aggregator, so the check does not depend on what the STT hears. The report
 says per processor whether it processed each interruption, how many times,
 what its flush removed, what stale frames the guard dropped around it, and
 whether anything stale came out; the output's line says how much audio made
@@ -70,7 +72,7 @@ class CheckReport:
     interruptions: list[Interruption]
     processors: list[ProcessorReport]
     audio_after_ms: list[float]
-    markers: tuple[int, int]  # markers written by the output's pass-through / sent
+    markers: tuple[int, int]  # uninterruptible markers the output processed, markers sent
     notes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
@@ -85,6 +87,7 @@ class _Scenario:
         self.notes: list[str] = []
         self.violations: list[str] = []
         self.markers_sent = 0
+        self._asked = 0.0  # when the user last finished asking
         self.processed = {pid: h.probe(pid, processed=True) for pid in h.processors}
         self.pushed = {pid: h.probe(pid) for pid in h.processors}
         self.errors = [h.probe(pid, upstream=True) for pid in h.processors]
