@@ -260,12 +260,16 @@ async def serve(agent: Agent, options: Any = None) -> None:
 
     This is what ``framegraph run FILE`` awaits for webrtc and websocket agents.
     """
-    config = server_config(agent, getattr(options, "host", None), getattr(options, "port", None))
-    where = f"http://{config.host}:{config.port}/"
-    ws = f"ws://{config.host}:{config.port}/ws"
-    endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at {ws}"
-    print(f"serving agent {agent.spec.name!r} on {where} ({endpoint}); Ctrl-C stops", flush=True)
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(server_config(agent, getattr(options, "host", None), getattr(options, "port", None)))
+    serving = asyncio.create_task(server.serve())
+    while not (server.started or serving.done()):
+        await asyncio.sleep(0.05)
+    if server.started:
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        where = f"http://{host}:{port}/"
+        endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at ws://{host}:{port}/ws"
+        print(f"serving agent {agent.spec.name!r} on {where} ({endpoint}); Ctrl-C stops", flush=True)
+    await serving
 
 
 @asynccontextmanager

@@ -6,6 +6,9 @@ tone), so these tests need no speech models and run in seconds.
 
 import asyncio
 import gc
+import re
+import signal
+import sys
 import time
 import weakref
 
@@ -16,6 +19,7 @@ from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.loopback import tone
 from transports.webrtc_client import WebRTCPeer
+from conftest import ROOT
 from transport_kit import wait_until
 
 AGENT = """
@@ -123,3 +127,24 @@ async def test_each_participant_gets_its_own_worker():
         await wait_until(lambda: all(s.state == "ended" for s in server.sessions.values()), 10, "both ended")
         gc.collect()
         assert transport() is None  # a finished session's graph is freed
+
+
+async def test_framegraph_run_serves_the_page_and_agent_until_ctrl_c():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pipelines.cli", "run", str(ROOT / "configs" / "transport_check.yaml"), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        url = re.search(r"(http://\S+?)/? ", line).group(1)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                assert r.status == 200 and "framegraph" in await r.text()
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        said = time.monotonic() + peer.say(SPEECH)
+        await peer.wait_for_loud(timeout=5, after=said)
+        await peer.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) in (0, 130)  # 130: the CLI's Ctrl-C status
