@@ -111,6 +111,14 @@ class AgentServer:
     def transport_type(self) -> str:
         return self.agent.transport.type.name
 
+    def full(self) -> str | None:
+        """Why a new participant is refused (the agent is at ``max_participants``), or None."""
+        limit = self.agent.transport.params.max_participants
+        active = sum(s.state not in ("ended", "failed") for s in self.sessions.values())
+        if limit is not None and active >= limit:
+            return f"the agent is talking to {active} participants, its limit; try again later"
+        return None
+
     async def run_session(self, peer: Any) -> Session:
         """Builds the agent around ``peer`` (a connection) and runs it until it ends."""
         session = Session(uuid.uuid4().hex[:12], self.transport_type)
@@ -190,6 +198,10 @@ def create_app(agent: Agent) -> FastAPI:
         @app.post("/api/offer")
         async def offer(request: Request):
             body = await _bounded_json(request, Offer)
+            full = None if body.pc_id else server.full()
+            if full:
+                logger.warning(f"refused a WebRTC participant: {full}")
+                raise HTTPException(503, full)
             try:
                 return await server.webrtc.handle_web_request(
                     SmallWebRTCRequest(sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc),
@@ -215,6 +227,11 @@ def create_app(agent: Agent) -> FastAPI:
         @app.websocket("/ws")
         async def websocket(ws: WebSocket):
             await ws.accept()
+            full = server.full()
+            if full:
+                logger.warning(f"refused a WebSocket participant: {full}")
+                await ws.close(code=1013, reason=full[:120])
+                return
             await server.run_session(ws)
 
     return app

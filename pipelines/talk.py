@@ -106,6 +106,11 @@ class Talker:
         if self._reader:
             await asyncio.gather(self._reader, return_exceptions=True)
 
+    @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code once the connection closed (1013: the agent is full)."""
+        return self._ws.close_code if self._ws is not None else None
+
     async def send_raw(self, data: bytes | str) -> None:
         """Sends bytes as they are (tests use it for bad messages)."""
         await self._ws.send(data)

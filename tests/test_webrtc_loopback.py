@@ -148,3 +148,22 @@ async def test_framegraph_run_serves_the_page_and_agent_until_ctrl_c():
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) in (0, 130)  # 130: the CLI's Ctrl-C status
+
+
+async def test_participants_over_the_limit_are_refused_until_one_leaves():
+    async with running(load_agent_text(AGENT.replace("port: 0,", "port: 0, max_participants: 1,"))) as (url, server):
+        first = WebRTCPeer()
+        await first.connect(url)
+        second = WebRTCPeer()
+        try:
+            await second.connect(url)
+            raise AssertionError("a second participant was let in")
+        except aiohttp.ClientResponseError as e:
+            assert e.status == 503
+        await second.pc.close()
+        await first.close()
+        await wait_until(lambda: server.full() is None, 10, "the first participant's session end")
+        third = WebRTCPeer()
+        await third.connect(url)
+        await third.wait_for_message(cm.BOT_READY, timeout=10)
+        await third.close()

@@ -93,3 +93,12 @@ async def test_talk_command_streams_a_wav_and_records_the_reply(tmp_path):
         assert await talk(ws_url(url), said, reply, quiet_secs=0.5, timeout=10) == 0
     with wave.open(str(reply)) as w:
         assert w.getframerate() == 24000 and 0.9 <= w.getnframes() / 24000 <= 1.1
+
+
+async def test_participants_over_the_limit_are_refused():
+    async with running(load_agent_text(AGENT.replace("port: 0,", "port: 0, max_participants: 1,"))) as (url, _):
+        async with Talker(ws_url(url)) as first:
+            await first.wait_for_message(cm.BOT_READY, timeout=10)
+            async with Talker(ws_url(url)) as second:
+                await wait_until(lambda: second.close_code is not None, 5, "the second client's refusal")
+                assert second.close_code == 1013

@@ -8,8 +8,22 @@ from there.
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
+from transports.common import AudioTransportParams
+
 #: Key of ``BuildContext.shared`` holding the accepted connection.
 PEER_KEY = "peer_connection"
+
+
+class ServedParams(AudioTransportParams):
+    """Where the server listens and how many participants it takes."""
+
+    host: str = Field("127.0.0.1", description="address the server listens on")
+    port: int = Field(7860, ge=0, le=65535, description="port the server listens on (0: any free port)")
+    max_participants: int | None = Field(
+        None, gt=0, description="more are refused (HTTP 503, WebSocket close 1013) until one leaves; none: no limit"
+    )
 
 
 def peer_from(ctx: Any, transport_type: str) -> Any:

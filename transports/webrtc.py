@@ -12,13 +12,10 @@ from pydantic import Field
 
 from pipelines.registry import TypeInfo
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
-from transports.common import AudioTransportParams
-from transports.served import peer_from, serve
+from transports.served import ServedParams, peer_from, serve
 
 
-class WebRTCParams(AudioTransportParams):
-    host: str = Field("127.0.0.1", description="address the web page and offer endpoint listen on")
-    port: int = Field(7860, ge=0, le=65535, description="port of the web page and offer endpoint (0: any free port)")
+class WebRTCParams(ServedParams):
     audio_out_10ms_chunks: int = Field(
         2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
     )

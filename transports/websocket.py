@@ -14,16 +14,13 @@ from pydantic import Field, model_validator
 
 from pipelines.registry import TypeInfo
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
-from transports.common import AudioTransportParams
-from transports.served import peer_from, serve
+from transports.served import ServedParams, peer_from, serve
 
 #: Longest a dead peer may go unnoticed, seconds.
 MAX_DEAD_PEER_SECS = 30
 
 
-class WebsocketParams(AudioTransportParams):
-    host: str = Field("127.0.0.1", description="address the WebSocket endpoint listens on")
-    port: int = Field(7860, ge=0, le=65535, description="port of the WebSocket endpoint (0: any free port)")
+class WebsocketParams(ServedParams):
     audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio sent per message, in 10 ms")
     max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client messages are refused")
     ping_interval_secs: float = Field(10.0, gt=0, description="the server pings the client this often")
