@@ -177,7 +177,20 @@ class _Member:
             self.received = epoch
             self.stats.seen.append(epoch)
             await self._process_frame(frame, direction)
+            if isinstance(self.processor, BaseOutputTransport):
+                await self._flush_other_destinations(frame)
             self.handled = epoch
+
+    async def _flush_other_destinations(self, frame: InterruptionFrame) -> None:
+        """Clears the media senders of an output's extra destinations too.
+
+        pipecat's output hands the InterruptionFrame to the sender of the
+        frame's own destination only (the default one), so audio queued for
+        another destination (a second track) would play on.
+        """
+        for destination, sender in self.processor._media_senders.items():
+            if destination != frame.transport_destination:
+                await sender.handle_interruptions(frame)
 
     def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
         guard = self.guard

@@ -11,6 +11,7 @@ by building the same graph without the guard (``interruptions=False``).
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -28,12 +29,14 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.sync_parallel_pipeline import SyncParallelPipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 from pipelines.interruptions import guard_graph
 from pipelines.registry import Registry, TypeInfo, default_registry
 from pipelines.spec import Params
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
+from transports.synthetic import SyntheticOutput
 
 SETTLE = 0.4  # seconds for in-flight work to finish or be cancelled; far above the goal of 1.5 ms
 
@@ -345,11 +348,9 @@ class Counter(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-async def sync_parallel_counts(*, guarded: bool) -> dict[str, int]:
-    """A hand-built graph with a SyncParallelPipeline: interrupt from upstream, then from a branch."""
-    first, left, right, after = (Counter(name=n) for n in ("first", "left", "right", "after"))
-    pipeline = Pipeline([first, SyncParallelPipeline([left], [right]), after])
-    guard = guard_graph(pipeline) if guarded else None
+@asynccontextmanager
+async def running(pipeline: Pipeline):
+    """Runs a hand-built pipeline in a pipecat worker; cancels it at the end."""
     worker = PipelineWorker(pipeline, enable_rtvi=False, idle_timeout_secs=None, cancel_on_idle_timeout=False)
     started = asyncio.Event()
 
@@ -362,17 +363,26 @@ async def sync_parallel_counts(*, guarded: bool) -> dict[str, int]:
     runner_task = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(started.wait(), 10)
-        await first.broadcast_interruption()
-        await asyncio.sleep(0.1)
-        if guard is not None:
-            await worker.queue_frame(Job(tag="between"))  # something to cut, so the next is a new interruption
-            await asyncio.sleep(0.1)
-        await left.broadcast_interruption()
-        await asyncio.sleep(0.2)
-        return {p.name: p.interruptions for p in (first, left, right, after)}
+        yield worker
     finally:
         await worker.cancel()
         await asyncio.wait_for(runner_task, 5)
+
+
+async def sync_parallel_counts(*, guarded: bool) -> dict[str, int]:
+    """A hand-built graph with a SyncParallelPipeline: interrupt from upstream, then from a branch."""
+    first, left, right, after = (Counter(name=n) for n in ("first", "left", "right", "after"))
+    pipeline = Pipeline([first, SyncParallelPipeline([left], [right]), after])
+    if guarded:
+        guard_graph(pipeline)
+    async with running(pipeline) as worker:
+        await first.broadcast_interruption()
+        await asyncio.sleep(0.1)
+        await worker.queue_frame(Job(tag="between"))  # something to cut, so the next is a new interruption
+        await asyncio.sleep(0.1)
+        await left.broadcast_interruption()
+        await asyncio.sleep(0.2)
+    return {p.name: p.interruptions for p in (first, left, right, after)}
 
 
 async def test_gap_sync_parallel_holds_or_doubles_interruptions_in_plain_pipecat():
@@ -402,3 +412,34 @@ async def audio_after_a_stalled_interruption(*, guarded: bool) -> float:
 async def test_gap_stale_bot_audio_in_a_queue_plays_after_the_interruption_in_plain_pipecat():
     assert await audio_after_a_stalled_interruption(guarded=False) >= 300
     assert await audio_after_a_stalled_interruption(guarded=True) == 0
+
+
+async def second_destination_audio_after_interrupt(*, guarded: bool) -> float:
+    """An output with a second audio destination plays 2 s queued for it; the API interrupts after 0.3 s.
+
+    Returns the ms of that audio written after the trigger.
+    """
+    params = TransportParams(audio_out_enabled=True, audio_out_sample_rate=16000, audio_out_destinations=["second"])
+    output = SyntheticOutput(params, realtime=True, name="output")
+    first = Counter(name="first")
+    pipeline = Pipeline([first, output])
+    guard = guard_graph(pipeline) if guarded else None
+    async with running(pipeline):
+        for _ in range(100):
+            chunk = TTSAudioRawFrame(b"\x00\x10" * 320, 16000, 1)
+            chunk.transport_destination = "second"
+            await first.queue_frame(chunk)
+        await asyncio.sleep(0.3)
+        at = time.monotonic()
+        if guard is not None:
+            await guard.interrupt()
+        else:
+            await pipeline.queue_frame(InterruptionFrame())
+        await asyncio.sleep(0.6)
+    return sum(1000 * len(w.frame.audio) / 32000 for w in output.written
+               if w.time > at and w.frame.transport_destination == "second")
+
+
+async def test_gap_audio_queued_for_a_second_destination_plays_on_in_plain_pipecat():
+    assert await second_destination_audio_after_interrupt(guarded=False) >= 300
+    assert await second_destination_audio_after_interrupt(guarded=True) <= 40, "more than the chunk in the card"
