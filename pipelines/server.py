@@ -257,8 +257,12 @@ async def _lifespan(app: FastAPI):
 
 
 def server_config(agent: Agent, host: str | None = None, port: int | None = None) -> uvicorn.Config:
-    """uvicorn settings for ``agent``: its host and port, its WebSocket keep-alive."""
+    """uvicorn settings for ``agent``: its host and port, TLS, its WebSocket keep-alive."""
     params = agent.transport.params
+    tls = {
+        "ssl_certfile": str(agent.config_dir / params.ssl_certfile),
+        "ssl_keyfile": str(agent.config_dir / params.ssl_keyfile),
+    } if params.ssl_certfile else {}
     return uvicorn.Config(
         create_app(agent),
         host=host or params.host,
@@ -269,6 +273,7 @@ def server_config(agent: Agent, host: str | None = None, port: int | None = None
         # Sessions are ended by AgentServer.close(); a connection still open
         # after this long does not hold the shutdown.
         timeout_graceful_shutdown=5,
+        **tls,
     )
 
 
@@ -283,8 +288,10 @@ async def serve(agent: Agent, options: Any = None) -> None:
         await asyncio.sleep(0.05)
     if server.started:
         host, port = server.servers[0].sockets[0].getsockname()[:2]
-        where = f"http://{host}:{port}/"
-        endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at ws://{host}:{port}/ws"
+        secure = "s" if server.config.ssl_certfile else ""
+        where = f"http{secure}://{host}:{port}/"
+        ws = f"ws{secure}://{host}:{port}/ws"
+        endpoint = "open it in a browser" if agent.transport.type.name == "webrtc" else f"WebSocket at {ws}"
         print(f"serving agent {agent.spec.name!r} on {where} ({endpoint}); Ctrl-C stops", flush=True)
     await serving
 
@@ -304,7 +311,8 @@ async def running(agent: Agent, host: str = "127.0.0.1", port: int = 0):
                 task.result()
             await asyncio.sleep(0.02)
         bound = server.servers[0].sockets[0].getsockname()
-        yield f"http://{bound[0]}:{bound[1]}", config.app.state.server
+        scheme = "https" if config.ssl_certfile else "http"
+        yield f"{scheme}://{bound[0]}:{bound[1]}", config.app.state.server
     finally:
         await config.app.state.server.close()
         server.should_exit = True

@@ -13,9 +13,11 @@ import time
 import weakref
 
 import aiohttp
+import pytest
 
 from pipelines.server import running
-from pipelines.validate import load_agent_text
+from pipelines.errors import ConfigErrors
+from pipelines.validate import load_agent, load_agent_text
 from transports import client_messages as cm
 from transports.loopback import tone
 from transports.webrtc_client import WebRTCPeer
@@ -167,3 +169,42 @@ async def test_participants_over_the_limit_are_refused_until_one_leaves():
         await third.connect(url)
         await third.wait_for_message(cm.BOT_READY, timeout=10)
         await third.close()
+
+
+def self_signed(folder) -> tuple[str, str]:
+    """A throwaway certificate and key for 127.0.0.1, as PEM files in ``folder``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return "cert.pem", "key.pem"
+
+
+async def test_serves_https_with_a_certificate(write_config, tmp_path):
+    cert, key = self_signed(tmp_path)
+    path = write_config(AGENT.replace("port: 0,", f"port: 0, ssl_certfile: {cert}, ssl_keyfile: {key},"))
+    async with running(load_agent(path)) as (url, _):
+        assert url.startswith("https://")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, ssl=False) as r:
+                assert r.status == 200
+
+
+def test_certificate_without_key_is_a_config_error():
+    with pytest.raises(ConfigErrors, match="ssl_certfile and ssl_keyfile go together"):
+        load_agent_text(AGENT.replace("port: 0,", "port: 0, ssl_certfile: cert.pem,"))

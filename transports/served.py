@@ -8,7 +8,7 @@ from there.
 from dataclasses import replace
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from transports.common import AudioTransportParams
 
@@ -24,6 +24,17 @@ class ServedParams(AudioTransportParams):
     max_participants: int | None = Field(
         None, gt=0, description="more are refused (HTTP 503, WebSocket close 1013) until one leaves; none: no limit"
     )
+    ssl_certfile: str = Field(
+        "", description="PEM certificate (relative to the config's folder): serve HTTPS/WSS, which browsers "
+        "on other machines need before they share a microphone"
+    )
+    ssl_keyfile: str = Field("", description="PEM private key of ssl_certfile")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> "ServedParams":
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
 
 
 def peer_from(ctx: Any, transport_type: str) -> Any:
