@@ -10,6 +10,7 @@
 "use strict";
 
 const PING_MS = 1000;
+const OFFER_TIMEOUT_MS = 10000;
 const FIRST_RETRY_S = 1;
 const MAX_RETRY_S = 30;
 
@@ -138,6 +139,7 @@ async function connect() {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sdp: peer.localDescription.sdp, type: peer.localDescription.type }),
+      signal: AbortSignal.timeout(OFFER_TIMEOUT_MS),
     });
     if (!response.ok) throw new Error(`the agent refused the call (${response.status})`);
     const answer = await response.json();
