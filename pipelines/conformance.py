@@ -258,7 +258,9 @@ async def run_check(agent: Agent) -> CheckReport:
         await scenario.stream_then_interrupt()
         if USER_CONTEXT in h.processors:
             await scenario.user_turns_with_barge_ins()
-        return scenario.report()
+        report = scenario.report()
+        await h.worker.cancel(reason="conformance check done")  # not waiting for the rest of the reply to play
+        return report
 
 
 def format_report(path: str, report: CheckReport) -> str:

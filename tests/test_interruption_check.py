@@ -9,7 +9,7 @@ from pipecat.frames.frames import InterruptionFrame, TextFrame
 from pipelines.conformance import run_check
 from pipelines.cli import main
 from pipelines.testing import AgentHarness
-from pipelines.validate import load_agent
+from pipelines.validate import load_agent, load_agent_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,3 +75,12 @@ async def interruptions_after_the_swallower(*, guarded: bool) -> int:
 async def test_gap_a_swallowing_processor_hides_the_interruption_in_plain_pipecat():
     assert await interruptions_after_the_swallower(guarded=False) == 0
     assert await interruptions_after_the_swallower(guarded=True) == 1
+
+
+async def test_check_respects_disabled_interruptions_and_still_checks_the_api_one():
+    path = ROOT / "configs" / "assistant.yaml"
+    agent = load_agent_text(path.read_text() + "interruptions: {enabled: false}\n", path)
+    report = await run_check(agent)
+    assert report.ok, report.violations
+    assert [i.origin for i in report.interruptions] == ["api"]
+    assert any("interruptions disabled" in note for note in report.notes), report.notes
