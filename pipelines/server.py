@@ -5,13 +5,15 @@ or ``websocket``. The FastAPI app serves:
 
 - ``GET /``: the web page (``transports/web``), which connects over WebRTC,
 - ``POST /api/offer`` (and ``PATCH`` for trickled ICE candidates): pipecat's
-  SmallWebRTC signalling; each new peer connection starts a session,
+  SmallWebRTC signalling; each new peer connection starts a session, and an
+  offer with a live session's ``pc_id`` and ``restart_pc`` resumes it (a page
+  back from a dropped connection keeps its conversation),
 - ``WS /ws``: a WebSocket participant (pipecat protobuf frames),
 - ``GET /api/sessions``: every session's state and events, for people and tests.
 
 A session is one participant's worker, built from the agent's YAML with the
 accepted connection handed to the transport factory. Its events (connected,
-closed, dropped, refused, ended) are logged and kept on the session.
+resumed, closed, dropped, refused, ended) are logged and kept on the session.
 """
 
 import asyncio
@@ -75,6 +77,8 @@ class Session:
 
     id: str
     transport: str
+    #: The peer connection's id (WebRTC), by which a dropped page resumes this session.
+    peer_id: str = ""
     started_at: float = field(default_factory=time.time)
     state: str = "starting"
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -111,6 +115,12 @@ class AgentServer:
     def transport_type(self) -> str:
         return self.agent.transport.type.name
 
+    def resumable(self, peer_id: str | None) -> bool:
+        """Whether a live session has the peer connection ``peer_id`` (a page coming back)."""
+        return bool(peer_id) and any(
+            s.peer_id == peer_id and s.state not in ("ended", "failed") for s in self.sessions.values()
+        )
+
     def full(self) -> str | None:
         """Why a new participant is refused (the agent is at ``max_participants``), or None."""
         limit = self.agent.transport.params.max_participants
@@ -121,7 +131,7 @@ class AgentServer:
 
     async def run_session(self, peer: Any) -> Session:
         """Builds the agent around ``peer`` (a connection) and runs it until it ends."""
-        session = Session(uuid.uuid4().hex[:12], self.transport_type)
+        session = Session(uuid.uuid4().hex[:12], self.transport_type, getattr(peer, "pc_id", ""))
         self.sessions[session.id] = session
         try:
             built = session.built = build_agent(self.agent, transport=with_peer(self.agent.transport, peer))
@@ -156,7 +166,7 @@ class AgentServer:
     def _watch(transport: Any, session: Session) -> None:
         @transport.event_handler("on_client_connected")
         async def _connected(t, client):
-            session.event("connected")
+            session.event("resumed" if session.state == "connected" else "connected")
 
         @transport.event_handler("on_client_disconnected")
         async def _closed(t, client):
@@ -198,7 +208,7 @@ def create_app(agent: Agent) -> FastAPI:
         @app.post("/api/offer")
         async def offer(request: Request):
             body = await _bounded_json(request, Offer)
-            full = None if body.pc_id else server.full()
+            full = None if server.resumable(body.pc_id) else server.full()
             if full:
                 logger.warning(f"refused a WebRTC participant: {full}")
                 raise HTTPException(503, full)

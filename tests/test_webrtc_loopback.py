@@ -95,6 +95,27 @@ async def test_vanished_peer_is_reported_and_its_worker_ends():
         await peer.close()
 
 
+async def test_a_peer_back_from_a_dropped_connection_resumes_its_session():
+    async with running(load_agent_text(AGENT.replace("peer_timeout_secs: 2", "peer_timeout_secs: 10"))) as (url, server):
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        session = only_session(server)
+        await wait_until(lambda: session.state == "connected", 5, "connected event")
+        await asyncio.sleep(1.5)
+        peer.vanish()
+        await asyncio.sleep(1.0)  # the network is down for a moment
+
+        back = WebRTCPeer()
+        await back.connect(url, resume=peer.pc_id)
+        await wait_until(lambda: any(e["event"] == "resumed" for e in session.events), 10, "resumed event")
+        said = time.monotonic() + back.say(SPEECH)
+        await back.wait_for_loud(timeout=5, after=said)
+        assert list(server.sessions) == [session.id] and session.state == "connected"
+        await back.close()
+        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await peer.close()
+
+
 async def test_offer_endpoint_refuses_bad_requests_and_keeps_serving():
     async with running(load_agent_text(AGENT)) as (url, server):
         async with aiohttp.ClientSession() as http:

@@ -20,7 +20,8 @@ class WebRTCParams(ServedParams):
         2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
     )
     peer_timeout_secs: float = Field(
-        5.0, gt=0, le=30, description="a peer silent this long (no data-channel ping) is dropped and its worker ended"
+        15.0, gt=0, le=27, description="a peer silent this long (no data-channel ping, after 3 s) is dropped and its "
+        "worker ended; until then a page back from a dropped connection resumes its session"
     )
     max_message_bytes: int = Field(
         MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client data-channel messages are refused"

@@ -91,8 +91,12 @@ class WebRTCPeer:
         self.pc.addTransceiver(self.mic, direction="sendrecv")
         self.pc.on("track", self._on_track)
 
-    async def connect(self, url: str) -> None:
-        """Offers to ``url`` (the server's base URL) and waits until the data channel opens."""
+    async def connect(self, url: str, *, resume: str | None = None) -> None:
+        """Offers to ``url`` (the server's base URL) and waits until the data channel opens.
+
+        ``resume``: the ``pc_id`` of a session this peer (or one it replaces)
+        had, to carry on that session on a new connection.
+        """
 
         async def post(offer: dict) -> dict:
             async with aiohttp.ClientSession() as http:
@@ -100,12 +104,15 @@ class WebRTCPeer:
                     response.raise_for_status()
                     return await response.json()
 
-        await self.connect_with(post)
+        await self.connect_with(post, resume=resume)
 
-    async def connect_with(self, signal: Callable[[dict], Awaitable[dict]]) -> None:
+    async def connect_with(self, signal: Callable[[dict], Awaitable[dict]], *, resume: str | None = None) -> None:
         """Connects through ``signal`` (offer dict -> answer dict)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        answer = await signal({"sdp": self.pc.localDescription.sdp, "type": "offer"})
+        offer = {"sdp": self.pc.localDescription.sdp, "type": "offer"}
+        if resume:
+            offer |= {"pc_id": resume, "restart_pc": True}
+        answer = await signal(offer)
         self.pc_id = answer["pc_id"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         opened = asyncio.Event()

@@ -6,11 +6,14 @@
 // stops hearing), the live transcript, and bot-interrupted, on which the page
 // silences the bot's audio until it starts speaking again, so nothing of a
 // cut-off answer is heard. A lost connection is retried after 1 s, then 2, 4,
-// ... up to 30 s, each step shown in the state line.
+// ... up to 30 s, each step shown in the state line; each retry asks to resume
+// the same session (pc_id, restart_pc), so a short network drop keeps the
+// conversation, and the server starts a new one when it has ended it.
 "use strict";
 
 const PING_MS = 1000;
 const OFFER_TIMEOUT_MS = 10000;
+const INTERRUPTED_GRACE_MS = 3000;
 const FIRST_RETRY_S = 1;
 const MAX_RETRY_S = 30;
 
@@ -30,7 +33,9 @@ let mic = null;
 let pc = null;
 let pingTimer = null;
 let retryTimer = null;
+let interruptedTimer = null;
 let attempt = 0;
+let sessionPc = null; // the server's pc_id of our session, to resume it
 let wanted = false;
 
 function setState(state, text) {
@@ -61,6 +66,7 @@ function onMessage(event) {
     return;
   }
   if (msg.type === "signalling" && msg.message && msg.message.type === "peerLeft") {
+    sessionPc = null; // the session is over: the next call starts a new one
     lost("the agent closed the connection");
     return;
   }
@@ -123,12 +129,14 @@ async function connect() {
     peer.onconnectionstatechange = () => {
       if (peer !== pc) return;
       const s = peer.connectionState;
+      clearTimeout(interruptedTimer);
       if (s === "connected") {
         attempt = 0;
         ui.disconnect.disabled = false;
         setState("connected", "connected");
       } else if (s === "disconnected") {
         setState("connecting", "connection interrupted; waiting for it to come back");
+        interruptedTimer = setTimeout(() => peer === pc && lost("the connection was interrupted"), INTERRUPTED_GRACE_MS);
       } else if (s === "failed" || s === "closed") {
         lost(`the connection ${s}`);
       }
@@ -138,12 +146,18 @@ async function connect() {
     const response = await fetch("/api/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: peer.localDescription.sdp, type: peer.localDescription.type }),
+      body: JSON.stringify({
+        sdp: peer.localDescription.sdp,
+        type: peer.localDescription.type,
+        ...(sessionPc ? { pc_id: sessionPc, restart_pc: true } : {}),
+      }),
       signal: AbortSignal.timeout(OFFER_TIMEOUT_MS),
     });
     if (!response.ok) throw new Error(`the agent refused the call (${response.status})`);
     const answer = await response.json();
-    if (peer === pc) await peer.setRemoteDescription(answer);
+    if (peer !== pc) return;
+    sessionPc = answer.pc_id;
+    await peer.setRemoteDescription(answer);
   } catch (err) {
     if (err && err.name === "NotAllowedError") {
       wanted = false;
@@ -157,6 +171,7 @@ async function connect() {
 
 function teardown() {
   clearInterval(pingTimer);
+  clearTimeout(interruptedTimer);
   pingTimer = null;
   const old = pc;
   pc = null;
@@ -192,6 +207,7 @@ ui.connect.addEventListener("click", () => {
 
 ui.disconnect.addEventListener("click", () => {
   wanted = false;
+  sessionPc = null;
   clearTimeout(retryTimer);
   teardown();
   ui.connect.disabled = false;
