@@ -28,8 +28,7 @@ from listening_kit import (
     RATE,
     Feeder,
     Timeline,
-    TimelineObserver,
-    bot_audio_times,
+    BotAudio,
     load_bench_agent,
     load_clips,
     percentile,
@@ -75,26 +74,26 @@ def playback_end(writes: list[tuple[float, float]]) -> float | None:
     return played_until
 
 
-async def _bot_speaking(harness: AgentHarness) -> float:
+async def _bot_speaking(harness: AgentHarness, bot_audio: BotAudio) -> None:
     """Makes the bot speak the long answer; returns once it has spoken for a while."""
+    asked = time.monotonic()
     await harness.inject(TTSSpeakFrame(LONG_ANSWER), at="tts")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        writes = bot_audio_times(harness)
-        if writes and time.monotonic() - writes[0][0] >= BOT_SPEAKS_FIRST_SECS:
-            return writes[0][0]
+    while time.monotonic() < asked + 10:
+        writes = [t for t, _ in bot_audio.update() if t >= asked]
+        if writes and time.monotonic() - writes[0] >= BOT_SPEAKS_FIRST_SECS:
+            return
         await asyncio.sleep(0.02)
     raise TimeoutError("the bot did not start speaking")
 
 
-async def trial(harness: AgentHarness, feeder: Feeder, timeline: Timeline, pcm: bytes, onset: float,
-                speech_secs: float) -> tuple[float | None, float | None]:
+async def trial(harness: AgentHarness, bot_audio: BotAudio, feeder: Feeder, timeline: Timeline, pcm: bytes,
+                onset: float, speech_secs: float) -> tuple[float | None, float | None]:
     """Plays ``pcm`` over the bot's answer: (onset -> interruption, onset -> last bot audio end)."""
-    await _bot_speaking(harness)
+    await _bot_speaking(harness, bot_audio)
     onset_at = (await feeder.play(pcm)) + onset
     await asyncio.sleep(speech_secs + 0.3)
     interrupted = timeline.first(InterruptionFrame.__name__, onset_at)
-    during = [(t, d) for t, d in bot_audio_times(harness) if t <= onset_at + speech_secs]
+    during = [(t, d) for t, d in bot_audio.update() if onset_at - 1.0 <= t <= onset_at + speech_secs]
     end = playback_end(during)
     await asyncio.sleep(SETTLE_SECS)
     return (None if interrupted is None else interrupted - onset_at), (None if end is None else end - onset_at)
@@ -111,14 +110,15 @@ async def main() -> None:
     clips = load_clips()
     timeline = Timeline()
     agent = load_bench_agent(args.config, args.keep_grammar)
-    h = await start_agent(agent, TimelineObserver(timeline, (InterruptionFrame,)))
+    h = await start_agent(agent, timeline, (InterruptionFrame,))
+    bot_audio = BotAudio(h)
     try:
         feeder = Feeder(h)
         feeder.start()
         to_interruption, to_silence = [], []
         for _ in range(args.trials):
             for clip in clips:
-                interrupted, silent = await trial(h, feeder, timeline, clip.pcm, clip.onset, clip.end - clip.onset)
+                interrupted, silent = await trial(h, bot_audio, feeder, timeline, clip.pcm, clip.onset, clip.end - clip.onset)
                 print(f"{clip.name:10} onset -> interruption "
                       f"{'none' if interrupted is None else f'{interrupted * 1000:.0f} ms'}, "
                       f"-> end of bot audio {'n/a' if silent is None else f'{silent * 1000:.0f} ms'}", flush=True)
@@ -127,7 +127,7 @@ async def main() -> None:
                     to_silence.append(silent * 1000)
         false_triggers = []
         for name, pcm in (("noise burst 150 ms", noise_burst()), ("cough 250 ms", cough())):
-            interrupted, silent = await trial(h, feeder, timeline, pcm, 0.0, len(pcm) / (2 * RATE))
+            interrupted, silent = await trial(h, bot_audio, feeder, timeline, pcm, 0.0, len(pcm) / (2 * RATE))
             false_triggers.append(interrupted is not None)
             print(f"{name:18} {'INTERRUPTED the bot' if interrupted is not None else 'did not interrupt'}")
         await feeder.stop()

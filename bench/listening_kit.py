@@ -3,8 +3,8 @@
 The benchmarks run the whole agent (a YAML config on the synthetic transport,
 whose output plays audio in real time like a sound card) and feed it human
 speech at real speed. Times are taken on one clock (``time.monotonic``): the
-frames' push times from pipecat's pipeline clock, the output's write times,
-and the feeding of each 20 ms chunk.
+frames' push times, the output's write times, and the feeding of each 20 ms
+chunk.
 """
 
 import asyncio
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame, TranscriptionFrame
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
 
 from pipelines.testing import AgentHarness
 from pipelines.validate import Agent, load_agent
@@ -85,19 +85,6 @@ def load_bench_agent(config: Path, keep_grammar: bool) -> Agent:
     return agent
 
 
-async def start_agent(agent: Agent, observer: BaseObserver) -> AgentHarness:
-    """Starts ``agent`` on the synthetic transport with ``observer`` as its only observer.
-
-    The test kit's probe observer sees every frame of every processor through
-    pipecat's observer proxy; a server has no such observer, and with eight
-    agents it costs a tenth of a core, so it is removed here.
-    """
-    harness = AgentHarness(agent, observers=[observer])
-    await harness.__aenter__()
-    await harness.worker.remove_observer(harness._observer)
-    return harness
-
-
 @dataclass
 class Timeline:
     """First-push times (monotonic seconds) of frames, by (processor name, frame type name)."""
@@ -112,21 +99,40 @@ class Timeline:
         )
 
 
-class TimelineObserver(BaseObserver):
-    """Records when each processor first pushed each frame, on the monotonic clock."""
+def record_pushes(harness: AgentHarness, timeline: Timeline, frame_types: tuple[type[Frame], ...]) -> None:
+    """Records in ``timeline`` when the agent's processors first push frames of ``frame_types``.
 
-    def __init__(self, timeline: Timeline, frame_types: tuple[type[Frame], ...]):
-        super().__init__()
-        self._timeline = timeline
-        self._types = frame_types
+    Each processor's ``push_frame`` is wrapped: one ``isinstance`` per push,
+    where a pipecat observer would receive every frame of every processor
+    through a queue and a task (about a tenth of a core with eight agents).
+    """
+    seen: set[int] = set()
+    for name, processor in harness.processors.items():
+        original = processor.push_frame
 
-    async def on_push_frame(self, data: FramePushed):
-        if isinstance(data.frame, self._types):
-            clock_start_ns = data.source.get_clock()._time
-            when = (clock_start_ns + data.timestamp) / 1e9
-            self._timeline.events.append((when, data.source.name, type(data.frame).__name__))
-            if isinstance(data.frame, TranscriptionFrame):
-                self._timeline.transcripts.append((when, data.frame.text))
+        async def push_frame(frame, direction=FrameDirection.DOWNSTREAM, _original=original, _name=name):
+            if isinstance(frame, frame_types) and frame.id not in seen:
+                seen.add(frame.id)
+                timeline.events.append((time.monotonic(), _name, type(frame).__name__))
+                if isinstance(frame, TranscriptionFrame):
+                    timeline.transcripts.append((time.monotonic(), frame.text))
+            await _original(frame, direction)
+
+        processor.push_frame = push_frame
+
+
+async def start_agent(agent: Agent, timeline: Timeline, frame_types: tuple[type[Frame], ...]) -> AgentHarness:
+    """Starts ``agent`` on the synthetic transport, recording pushes of ``frame_types``.
+
+    The test kit's probe observer sees every frame of every processor through
+    pipecat's observer proxy; a server has no such observer, and with eight
+    agents it costs a tenth of a core, so it is removed here.
+    """
+    harness = AgentHarness(agent)
+    record_pushes(harness, timeline, frame_types)
+    await harness.__aenter__()
+    await harness.worker.remove_observer(harness._observer)
+    return harness
 
 
 class Feeder:
@@ -167,13 +173,21 @@ class Feeder:
             await asyncio.sleep(max(0.0, start + sent * CHUNK_SECS - loop.time()))
 
 
-def bot_audio_times(harness: AgentHarness) -> list[tuple[float, float]]:
-    """(write time, duration) of every bot audio chunk the output wrote."""
-    return [
-        (w.time, len(w.frame.audio) / (2 * w.frame.num_channels * w.frame.sample_rate))
-        for w in harness.output.written
-        if isinstance(w.frame, OutputAudioRawFrame)
-    ]
+class BotAudio:
+    """(write time, duration) of the bot audio chunks an agent's output wrote, read as they come."""
+
+    def __init__(self, harness: AgentHarness):
+        self._written = harness.output.written
+        self._read = 0
+        self.chunks: list[tuple[float, float]] = []
+
+    def update(self) -> list[tuple[float, float]]:
+        """Reads the chunks written since the last call; returns them all."""
+        for w in self._written[self._read:]:
+            if isinstance(w.frame, OutputAudioRawFrame):
+                self.chunks.append((w.time, len(w.frame.audio) / (2 * w.frame.num_channels * w.frame.sample_rate)))
+        self._read = len(self._written)
+        return self.chunks
 
 
 def _stat_fields(pid: int) -> list[str]:

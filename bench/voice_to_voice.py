@@ -40,8 +40,7 @@ from listening_kit import (
     Clip,
     Feeder,
     Timeline,
-    TimelineObserver,
-    bot_audio_times,
+    BotAudio,
     load_bench_agent,
     load_clips,
     percentile,
@@ -94,6 +93,7 @@ async def _converse(index: int, harness: AgentHarness, timeline: Timeline, clips
                     delay: float) -> list[Turn]:
     feeder = Feeder(harness)
     feeder.start()
+    bot_audio = BotAudio(harness)
     results = []
     try:
         await asyncio.sleep(delay)
@@ -105,7 +105,7 @@ async def _converse(index: int, harness: AgentHarness, timeline: Timeline, clips
             answer = None
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-                writes = [t for t, _ in bot_audio_times(harness) if t >= onset]
+                writes = [t for t, _ in bot_audio.update() if t >= onset]
                 if writes and time.monotonic() > max(speech_end, writes[-1]) + QUIET_AFTER_ANSWER_SECS:
                     answer = next((t for t in writes if t >= speech_end), writes[0])
                     break
@@ -123,7 +123,7 @@ async def _converse(index: int, harness: AgentHarness, timeline: Timeline, clips
 async def run_agents(agent_spec: Agent, clips: list[Clip], agents: int, turns: int) -> dict:
     """Runs ``agents`` agents at once for ``turns`` turns each; returns figures."""
     timelines = [Timeline() for _ in range(agents)]
-    harnesses = [await start_agent(agent_spec, TimelineObserver(t, tuple(STAGES.values()))) for t in timelines]
+    harnesses = [await start_agent(agent_spec, t, tuple(STAGES.values())) for t in timelines]
     try:
         pids = [os.getpid()]
         cpu_start, wall_start = process_tree_cpu_secs(pids), time.monotonic()
