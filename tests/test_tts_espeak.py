@@ -157,4 +157,6 @@ async def test_phoneme_offsets_run_on_across_the_sentences_of_a_reply():
     audio_ms = sum(len(f.audio) for f in tts.of_type(TTSAudioRawFrame)) / 2 / 24
     assert len({p.context_id for p in phonemes}) == 1
     offsets = [p.offset_ms for p in phonemes]
-    assert offsets == sorted(offsets) and offsets[-1] > audio_ms / 2 and offsets[-1] < audio_ms
+    # The last event may mark the very end of the audio: offsets are whole ms on
+    # espeak's 22050 Hz clock, the audio is resampled, so allow 2 ms of rounding.
+    assert offsets == sorted(offsets) and audio_ms / 2 < offsets[-1] <= audio_ms + 2
