@@ -35,7 +35,6 @@ class DailyRoomParams(AudioTransportParams):
     bot_name: str = Field("framegraph", description="the agent's name in the room")
     room_expiry_secs: int = Field(3600, gt=0, description="lifetime of a room the agent creates")
     join_timeout_secs: float = Field(20.0, gt=0, description="give up joining after this long")
-    audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio written per chunk, in 10 ms")
 
 
 class DailyError(RuntimeError):
@@ -118,13 +117,7 @@ def make_daily_transport(params: DailyRoomParams, ctx: Any):
         room.url,
         room.token,
         params.bot_name,
-        DailyParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            audio_in_sample_rate=params.audio_in_sample_rate,
-            audio_out_sample_rate=params.audio_out_sample_rate,
-            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
-        ),
+        DailyParams(**params.audio_io()),
         input_name="input",
         output_name="output",
     )

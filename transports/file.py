@@ -86,6 +86,7 @@ class FileParams(AudioTransportParams):
     input: str = Field(description="WAV the user says: 16-bit PCM, any rate, mono or stereo")
     output: str = Field("", description="WAV of the bot's audio on the input's timeline; empty: not written")
     transcript: str = Field("", description="JSONL of user and bot turns with times; empty: not written")
+    audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(False, description="play the input at its real pace instead of fast-forwarding")
     speed: float = Field(8.0, gt=0, description="fast mode: times real time while the agent only listens")
     tail_secs: float = Field(1.0, ge=0, description="silence after the input, once the bot is quiet, before the end")
@@ -454,12 +455,7 @@ class FileTransport(BaseTransport):
     def __init__(self, options: FileParams, *, pcm: bytes, output: Path | None, transcript: Path | None,
                  name: str | None = None):
         super().__init__(name=name)
-        params = TransportParams(
-            audio_in_enabled=True,
-            audio_in_sample_rate=options.audio_in_sample_rate,
-            audio_out_enabled=True,
-            audio_out_sample_rate=options.audio_out_sample_rate,
-        )
+        params = TransportParams(**options.audio_io())
         self.timeline = Timeline(realtime=options.realtime)
         self._input = FileInput(params, pcm=pcm, options=options, timeline=self.timeline,
                                 transcript=Transcript(transcript), name="input")

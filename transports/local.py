@@ -16,7 +16,6 @@ from transports.common import AudioTransportParams
 class LocalParams(AudioTransportParams):
     input_device_index: int | None = Field(None, ge=0, description="PortAudio input device; default: the system's")
     output_device_index: int | None = Field(None, ge=0, description="PortAudio output device; default: the system's")
-    audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio written per chunk, in 10 ms")
 
 
 def make_local_transport(params: LocalParams, ctx: Any):
@@ -30,11 +29,7 @@ def make_local_transport(params: LocalParams, ctx: Any):
         ) from e
     return LocalAudioTransport(
         LocalAudioTransportParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            audio_in_sample_rate=params.audio_in_sample_rate,
-            audio_out_sample_rate=params.audio_out_sample_rate,
-            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
+            **params.audio_io(),
             input_device_index=params.input_device_index,
             output_device_index=params.output_device_index,
         )

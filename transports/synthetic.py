@@ -22,6 +22,7 @@ from transports.common import AudioTransportParams
 
 
 class SyntheticParams(AudioTransportParams):
+    audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(True, description="play output audio at its real duration, as a sound card does")
     video_out: bool = Field(False, description="accept avatar/video frames at the output")
 
@@ -86,10 +87,7 @@ class SyntheticTransport(BaseTransport):
     def __init__(self, params: SyntheticParams, **kwargs):
         super().__init__(**kwargs)
         transport_params = TransportParams(
-            audio_in_enabled=True,
-            audio_in_sample_rate=params.audio_in_sample_rate,
-            audio_out_enabled=True,
-            audio_out_sample_rate=params.audio_out_sample_rate,
+            **params.audio_io(),
             audio_out_auto_silence=False,
             audio_out_end_silence_secs=0,
             video_out_enabled=params.video_out,

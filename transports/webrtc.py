@@ -16,9 +16,6 @@ from transports.served import ServedParams, peer_from, serve
 
 
 class WebRTCParams(ServedParams):
-    audio_out_10ms_chunks: int = Field(
-        2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
-    )
     peer_timeout_secs: float = Field(
         15.0, gt=0, le=27, description="a peer silent this long (no data-channel ping, after 3 s) is dropped and its "
         "worker ended; until then a page back from a dropped connection resumes its session"
@@ -39,13 +36,7 @@ def make_webrtc_transport(params: WebRTCParams, ctx: Any):
 
     return WebRTCTransport(
         peer_from(ctx, "webrtc"),
-        TransportParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            audio_in_sample_rate=params.audio_in_sample_rate,
-            audio_out_sample_rate=params.audio_out_sample_rate,
-            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
-        ),
+        TransportParams(**params.audio_io()),
         peer_timeout_secs=params.peer_timeout_secs,
         max_message_bytes=params.max_message_bytes,
         input_name="input",

@@ -21,7 +21,6 @@ MAX_DEAD_PEER_SECS = 30
 
 
 class WebsocketParams(ServedParams):
-    audio_out_10ms_chunks: int = Field(2, ge=1, le=10, description="bot audio sent per message, in 10 ms")
     max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client messages are refused")
     ping_interval_secs: float = Field(10.0, gt=0, description="the server pings the client this often")
     ping_timeout_secs: float = Field(10.0, gt=0, description="a client whose pong is this late is dropped")
@@ -44,14 +43,7 @@ def make_websocket_transport(params: WebsocketParams, ctx: Any):
 
     return WebsocketTransport(
         peer_from(ctx, "websocket"),
-        FastAPIWebsocketParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            audio_in_sample_rate=params.audio_in_sample_rate,
-            audio_out_sample_rate=params.audio_out_sample_rate,
-            audio_out_10ms_chunks=params.audio_out_10ms_chunks,
-            allowed_origins=[],
-        ),
+        FastAPIWebsocketParams(**params.audio_io(), allowed_origins=[]),
         max_message_bytes=params.max_message_bytes,
         input_name="input",
         output_name="output",
