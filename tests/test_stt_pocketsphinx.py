@@ -137,3 +137,10 @@ async def test_the_first_words_survive_a_late_vad_start():
         await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.2), at="stt", upstream=True)
         final = await out.wait_for(TranscriptionFrame, timeout=10.0)
     assert final.text == "go forward ten meters"
+
+
+def test_unknown_phrase_words_are_reported_by_validation_with_their_line():
+    with pytest.raises(ConfigErrors) as raised:
+        load_agent_text(agent("{type: pocketsphinx, phrases: [hello, zzyzxq]}"), "agent.yaml")
+    (error,) = raised.value.errors
+    assert error.mark.line == 6 and "zzyzxq" in error.message

@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 
 GRAMMAR_NAME = "phrases"
@@ -60,6 +61,19 @@ def _unknown_words(words: frozenset[str], dictionary_path: str) -> frozenset[str
     return frozenset(unknown)
 
 
+def dictionary_path() -> str:
+    """The pronunciation dictionary inside the pocketsphinx wheel, found without importing pocketsphinx."""
+    spec = find_spec("pocketsphinx")
+    if spec is None or not spec.submodule_search_locations:
+        raise GrammarError("pocketsphinx is not installed (pip install 'framegraph[speech]')")
+    return os.path.join(spec.submodule_search_locations[0], "model", "en-us", "cmudict-en-us.dict")
+
+
+def unknown_words(words: set[str]) -> list[str]:
+    """The ``words`` the pronunciation dictionary lacks, sorted."""
+    return sorted(_unknown_words(frozenset(words), dictionary_path()))
+
+
 def _parse_error(jsgf: str) -> str | None:
     """pocketsphinx's own parser verdict on ``jsgf``: None, or its message.
 
@@ -90,13 +104,11 @@ def _parse_error(jsgf: str) -> str | None:
 
 def check_grammar(jsgf: str, key: str) -> None:
     """Raise GrammarError naming ``key`` unless ``jsgf`` parses and every word is known."""
-    from pocketsphinx import get_model_path
-
     if "public" not in jsgf:
         raise GrammarError(f"{key}: the JSGF grammar has no public rule")
     error = _parse_error(jsgf)
     if error:
         raise GrammarError(f"{key}: JSGF does not parse: {error}")
-    unknown = _unknown_words(frozenset(grammar_words(jsgf)), get_model_path("en-us/cmudict-en-us.dict"))
+    unknown = unknown_words(grammar_words(jsgf))
     if unknown:
-        raise GrammarError(f"{key}: words not in the pronunciation dictionary: {', '.join(sorted(unknown))}")
+        raise GrammarError(f"{key}: words not in the pronunciation dictionary: {', '.join(unknown)}")

@@ -6,7 +6,7 @@ services are imported by the factory, when an agent is built.
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
@@ -30,6 +30,18 @@ class PocketsphinxParams(Params):
     ttfs_p99_latency: float = Field(
         0.5, gt=0, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
     )
+
+    @field_validator("phrases")
+    @classmethod
+    def _words_are_known(cls, phrases: list[str] | None) -> list[str] | None:
+        """Checked when the config is validated: a word the dictionary lacks would never be heard."""
+        from processors.stt.grammar import grammar_words, phrases_to_jsgf, unknown_words
+
+        if phrases:
+            unknown = unknown_words(grammar_words(phrases_to_jsgf(phrases)))
+            if unknown:
+                raise ValueError(f"words not in the pronunciation dictionary: {', '.join(unknown)}")
+        return phrases
 
     @model_validator(mode="after")
     def _one_grammar_source(self):
