@@ -5,6 +5,7 @@ import os
 
 import pytest
 from pipecat.frames.frames import (
+    ErrorFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
@@ -144,3 +145,30 @@ def test_unknown_phrase_words_are_reported_by_validation_with_their_line():
         load_agent_text(agent("{type: pocketsphinx, phrases: [hello, zzyzxq]}"), "agent.yaml")
     (error,) = raised.value.errors
     assert error.mark.line == 6 and "zzyzxq" in error.message
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+async def test_an_agent_whose_decoder_dies_reconnects_and_goes_on():
+    from processors.stt.decoder_pool import HostConfig, decoder_host
+
+    speech = await synthesize_pcm("turn left")
+    async with AgentHarness.from_text(agent(f"{{type: pocketsphinx, phrases: {PHRASES}}}")) as h:
+        out, errors = h.probe("stt"), h.probe("stt", upstream=True)
+        for child in _children(decoder_host(HostConfig()).pid):
+            os.kill(child, 9)
+        await errors.wait_for(ErrorFrame, timeout=5.0)
+        await _utterance(h, speech, 16000)
+        final = await out.wait_for(TranscriptionFrame, timeout=10.0)
+    assert final.text == "turn left"

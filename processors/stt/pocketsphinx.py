@@ -25,7 +25,7 @@ from pipecat.services.stt_service import STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from processors.stt.decoder_pool import DecoderEvent, DecoderHost, DecoderStream
+from processors.stt.decoder_pool import DecoderError, DecoderEvent, DecoderStream, HostConfig, decoder_host
 
 
 class PocketsphinxSTTService(STTService):
@@ -34,7 +34,7 @@ class PocketsphinxSTTService(STTService):
     def __init__(
         self,
         *,
-        host: DecoderHost,
+        host_config: HostConfig,
         grammar: str | None = None,
         preroll_secs: float = 1.0,
         interim_secs: float = 0.3,
@@ -43,7 +43,7 @@ class PocketsphinxSTTService(STTService):
         """Initialize the service.
 
         Args:
-            host: The shared decoder host (one per model configuration).
+            host_config: Which shared decoder host to use (one per configuration and process).
             grammar: JSGF text restricting recognition, or None for the language model.
             preroll_secs: Audio kept before VAD's start; the decoder starts just before its first speech.
             interim_secs: Speech between interim transcripts; 0 disables them.
@@ -52,7 +52,7 @@ class PocketsphinxSTTService(STTService):
         super().__init__(
             settings=STTSettings(model="pocketsphinx-en-us", language=Language.EN_US), **kwargs
         )
-        self._host = host
+        self._host_config = host_config
         self._grammar = grammar
         self._preroll_secs = preroll_secs
         self._interim_secs = interim_secs
@@ -62,13 +62,17 @@ class PocketsphinxSTTService(STTService):
     async def start(self, frame: StartFrame):
         """Connect to a forked decoder (waiting for the host's first load if needed)."""
         await super().start(frame)
-        self._stream = await self._host.open_stream(
+        self._stream = await self._connect()
+        self._receive_task = self.create_task(self._receive(), name="pocketsphinx_receive")
+
+    async def _connect(self) -> DecoderStream:
+        """A stream to a decoder of this agent's own (from a new host if the old one died)."""
+        return await decoder_host(self._host_config).open_stream(
             sample_rate=self.sample_rate,
             grammar=self._grammar,
             preroll_secs=self._preroll_secs,
             interim_secs=self._interim_secs,
         )
-        self._receive_task = self.create_task(self._receive(self._stream), name="pocketsphinx_receive")
 
     async def stop(self, frame: EndFrame):
         """Close the decoder on a graceful end."""
@@ -104,11 +108,20 @@ class PocketsphinxSTTService(STTService):
         if self._stream:
             self._stream.end_utterance()
 
-    async def _receive(self, stream: DecoderStream):
-        while (event := await stream.next_event()) is not None:
-            await self._push_event(event)
-        if self._stream is stream:
-            await self.push_error("pocketsphinx decoder process ended unexpectedly")
+    async def _receive(self):
+        """Pushes the decoder's transcripts; reconnects if its process dies."""
+        while self._stream:
+            while (event := await self._stream.next_event()) is not None:
+                await self._push_event(event)
+            await self.push_error("pocketsphinx decoder process ended unexpectedly; reconnecting")
+            self._stream = None
+            try:
+                self._stream = await self._connect()
+            except DecoderError as e:
+                await self.push_error(f"pocketsphinx: {e}")
+                return
+            if self._user_speaking:
+                self._stream.start_utterance()
 
     async def _push_event(self, event: DecoderEvent):
         if not event.text:

@@ -81,9 +81,10 @@ def build_pocketsphinx(params: PocketsphinxParams, ctx):
     from processors.stt.pocketsphinx import PocketsphinxSTTService
 
     grammar = _grammar(params, ctx)
-    host = decoder_host(HostConfig(max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate))
+    host_config = HostConfig(max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate)
+    decoder_host(host_config)  # starts loading the model now, while the rest of the agent is built
     return PocketsphinxSTTService(
-        host=host,
+        host_config=host_config,
         grammar=grammar,
         preroll_secs=params.preroll_secs,
         interim_secs=params.interim_secs,
