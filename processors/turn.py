@@ -109,11 +109,19 @@ class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
         )
         await self._maybe_trigger_user_turn_stopped()
 
-    async def _discard_pending_end_of_turn(self):
+    async def _cancel_verdict(self):
         if self._verdict_task:
             await self.task_manager.cancel_task(self._verdict_task)
             self._verdict_task = None
+
+    async def _discard_pending_end_of_turn(self):
+        await self._cancel_verdict()
         await super()._discard_pending_end_of_turn()
+
+    async def cleanup(self):
+        """Cancel a pending verdict along with the parent's timers."""
+        await self._cancel_verdict()
+        await super().cleanup()
 
     async def _maybe_trigger_user_turn_stopped(self):
         if (
