@@ -131,14 +131,7 @@ class Talker:
 
     async def wait_for_message(self, kind: str, timeout: float, after: float = 0.0) -> dict:
         """The first RTVI message of type ``kind`` received after ``after``."""
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, msg in self.messages:
-                if t > after and cm.kind_of(msg) == kind:
-                    return msg
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"no {kind!r} message within {timeout} s; got {[cm.kind_of(m) for _, m in self.messages]}")
+        return await cm.wait_for(self.messages, kind, timeout, after)
 
     async def wait_until_quiet(self, quiet_secs: float, timeout: float) -> None:
         """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``)."""

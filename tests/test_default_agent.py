@@ -11,14 +11,13 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame
 from pipecat.utils.time import time_now_iso8601
 from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
 from pipelines.testing import AgentHarness
-from pipelines.validate import Component, load_agent
+from pipelines.validate import load_agent
 from processors.tts.espeak import synthesize_pcm
 
 ROOT = Path(__file__).resolve().parent.parent

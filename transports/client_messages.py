@@ -17,6 +17,8 @@ No pipecat import here: the web page, the ``talk`` client and the tests read
 the same names.
 """
 
+import asyncio
+import time
 from typing import Any
 
 LABEL = "rtvi-ai"
@@ -59,3 +61,18 @@ def first_after(received: list[tuple[float, Any]], kind: str, after: float) -> f
     Infinity when there is none.
     """
     return next((t for t, m in received if t > after and kind_of(m) == kind), float("inf"))
+
+
+async def wait_for(received: list[tuple[float, Any]], kind: str, timeout: float, after: float = 0.0) -> dict:
+    """The first ``kind`` message to arrive in ``received`` after ``after``, polling for up to ``timeout`` s.
+
+    Raises:
+        TimeoutError: naming the kinds that did arrive.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t, msg in received:
+            if t > after and kind_of(msg) == kind:
+                return msg
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"no {kind!r} message within {timeout} s; got {[kind_of(m) for _, m in received]}")

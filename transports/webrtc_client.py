@@ -150,14 +150,7 @@ class WebRTCPeer:
 
     async def wait_for_message(self, kind: str, timeout: float, after: float = 0.0) -> dict:
         """The first message of RTVI type ``kind`` received after ``after``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, msg in self.messages:
-                if t > after and cm.kind_of(msg) == kind:
-                    return msg
-            await asyncio.sleep(0.02)
-        seen = [cm.kind_of(m) for _, m in self.messages]
-        raise TimeoutError(f"no {kind!r} message within {timeout} s; got {seen}")
+        return await cm.wait_for(self.messages, kind, timeout, after)
 
     async def wait_for_loud(self, timeout: float, after: float = 0.0) -> Heard:
         """The first loud bot frame after ``after``, waiting up to ``timeout``."""
