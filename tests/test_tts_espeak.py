@@ -69,7 +69,8 @@ async def test_speaks_at_the_output_rate_with_phonemes_before_their_audio():
         # Streamed as synthesized: many chunks, not one buffer.
         assert len(audio) > 5
         offsets = [p.offset_ms for p in phonemes]
-        assert offsets == sorted(offsets) and offsets[-1] < seconds * 1000
+        # Whole ms on espeak's 22050 Hz clock vs resampled audio: 2 ms of rounding at the very end.
+        assert offsets == sorted(offsets) and offsets[-1] <= seconds * 1000 + 2
         assert "h" in [p.phoneme for p in phonemes]
         # The first phoneme is pushed before the first audio chunk.
         assert tts.frames.index(phonemes[0]) < tts.frames.index(audio[0])
