@@ -24,11 +24,13 @@ if ((${#missing[@]})); then
 fi
 
 [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
-stamp=".venv/.framegraph-setup-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/-}"
-if [[ ! -f "$stamp" ]]; then
+# A stamp per pyproject.toml version and extras; the test set-up includes the run set-up.
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+stamp=".venv/.framegraph-setup-$hash-${extras//,/-}"
+if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" ]]; then
     echo "setup: installing framegraph[$extras] into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[$extras]"
-    rm -f .venv/.framegraph-setup-*
+    find .venv -maxdepth 1 -name '.framegraph-setup-*' ! -name ".framegraph-setup-$hash-*" -delete
     touch "$stamp"
 fi
