@@ -45,6 +45,17 @@ class ConfigErrors(Exception):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+def missing_extra(key: str, extra: str, cause: ImportError, note: str = "") -> ConfigErrors:
+    """The one-line error for a type whose optional dependencies are not installed.
+
+    Raised by factories at build time, so ``framegraph run`` prints it like any
+    other config problem instead of a traceback.
+    """
+    note = f" ({note})" if note else ""
+    message = f"needs the '{extra}' extra{note}: pip install 'framegraph[{extra}]' ({cause})"
+    return ConfigErrors([ConfigError(None, key, message)])
+
+
 def did_you_mean(word: str, choices) -> str:
     """Returns a "did you mean ...?" hint for a misspelt name, or ""."""
     close = get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)

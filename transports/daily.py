@@ -20,6 +20,7 @@ from typing import Any
 from loguru import logger
 from pydantic import Field
 
+from pipelines.errors import missing_extra
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
 from transports.served import PEER_KEY, with_peer
@@ -112,7 +113,7 @@ def make_daily_transport(params: DailyRoomParams, ctx: Any):
     try:
         from pipecat.transports.daily.transport import DailyParams, DailyTransport
     except ImportError as e:
-        raise DailyError("the daily transport needs the `daily` extra: pip install -e '.[daily]'") from e
+        raise missing_extra("transport", "daily", e) from None
     return DailyTransport(
         room.url,
         room.token,

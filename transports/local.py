@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pipelines.errors import missing_extra
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
 
@@ -23,10 +24,7 @@ def make_local_transport(params: LocalParams, ctx: Any):
     try:
         from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
     except ImportError as e:
-        raise RuntimeError(
-            "the local transport needs the `local` extra (PyAudio, and PortAudio from your system, "
-            "e.g. apt-get install portaudio19-dev): pip install -e '.[local]'"
-        ) from e
+        raise missing_extra("transport", "local", e, "PyAudio, and PortAudio from your system: apt-get install portaudio19-dev") from None
     return LocalAudioTransport(
         LocalAudioTransportParams(
             **params.audio_io(),

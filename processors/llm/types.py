@@ -8,7 +8,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipelines.errors import ConfigError, ConfigErrors
+from pipelines.errors import ConfigError, ConfigErrors, missing_extra
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 from processors.llm.persona import fill
@@ -85,7 +85,7 @@ def build_openai(params: OpenAIParams, ctx):
     try:
         from processors.llm.openai import MissingCredentialsError, create_openai_llm
     except ImportError as e:
-        raise RuntimeError(f"{ctx.processor_id}: openai needs the 'openai' extra: pip install 'framegraph[openai]' ({e})") from None
+        raise missing_extra(f"processors.{ctx.processor_id}", "openai", e) from None
 
     try:
         return create_openai_llm(

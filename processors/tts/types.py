@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from pipelines.errors import did_you_mean
+from pipelines.errors import did_you_mean, missing_extra
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 
@@ -60,7 +60,7 @@ def build_espeak(params: EspeakParams, ctx):
     try:
         from processors.tts.espeak import EspeakTTSService
     except ImportError as e:  # espeakng-loader is behind an optional extra (GPL-3)
-        raise RuntimeError(f"{ctx.processor_id}: espeak needs the 'speech' extra: pip install 'framegraph[speech]' ({e})") from None
+        raise missing_extra(f"processors.{ctx.processor_id}", "speech", e) from None
     return EspeakTTSService(
         voice=params.voice,
         rate=params.rate,
