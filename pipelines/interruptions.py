@@ -292,8 +292,6 @@ class InterruptionGuard:
         self.boundary = 0
         #: Every interruption so far, in order.
         self.history: list[Interruption] = []
-        #: Triggers that joined an interruption already under way.
-        self.coalesced = 0
         #: Whether anything an interruption would cut was produced since the latest one.
         self.fresh = False
 
@@ -320,7 +318,6 @@ class InterruptionGuard:
             source: who asked, when no processor of the graph did.
         """
         if self.epoch and not self.fresh:
-            self.coalesced += 1
             return self.epoch
         self.epoch += 1
         self.boundary = obj_id()
