@@ -4,21 +4,44 @@ Loading and validating a config collects every problem before anything runs,
 so an author fixes a whole file in one pass instead of one error per run.
 """
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
+
+#: Characters that must not reach a terminal raw: C0 and C1 controls, DEL, and
+#: the bidirectional overrides that make text read differently than it is.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``), so an error is one harmless line."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
 class Mark:
-    """A position in a config file (1-based line and column)."""
+    """A position in a config file (1-based line and column).
+
+    ``env`` holds the ``(variable, value)`` pairs substituted into the scalar at
+    this position from the environment (``${VAR}``); errors about it never
+    print those values (they are often keys) and name the variable instead.
+    """
 
     file: Path
     line: int
     column: int
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return escape(f"{self.file}:{self.line}:{self.column}")
+
+    def redact(self, text: str) -> str:
+        """``text`` with every value that came from the environment replaced by ``${VAR}``."""
+        for name, value in sorted(self.env, key=lambda pair: -len(pair[1])):
+            if value:
+                text = text.replace(value, "${" + name + "}")
+        return text
 
 
 @dataclass(frozen=True)
@@ -31,10 +54,15 @@ class ConfigError:
     hint: str = ""
 
     def __str__(self) -> str:
+        message, hint = self.message, self.hint
+        if self.mark and self.mark.env:
+            message, hint = self.mark.redact(message), self.mark.redact(hint)
+            names = ", ".join(dict.fromkeys(name for name, _ in self.mark.env))
+            hint = "; ".join(filter(None, [hint, f"the value comes from the environment ({names}) and is not shown"]))
         where = f"{self.mark}: " if self.mark else ""
-        key = f"{self.key}: " if self.key else ""
-        hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{key}{self.message}{hint}"
+        key = f"{escape(self.key)}: " if self.key else ""
+        hint = f" ({hint})" if hint else ""
+        return f"{where}{key}{escape(message)}{escape(hint)}"
 
 
 class ConfigErrors(Exception):

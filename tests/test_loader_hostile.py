@@ -1,0 +1,140 @@
+"""Hostile configs: every one ends in file:line:column errors, quickly, within bounded memory."""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.errors import ConfigErrors
+from pipelines.loader import LIMITS, load_file, load_text
+
+LINE = re.compile(r"^.+:\d+:\d+: ")
+AGENT = """version: 1
+name: ok
+transport: {type: synthetic}
+pipeline: [input, output]
+"""
+
+
+def errors_of(load, *args) -> list[str]:
+    """Loads, expecting ConfigErrors; every error is one line with file:line:column."""
+    with pytest.raises(ConfigErrors) as e:
+        load(*args)
+    lines = [str(err) for err in e.value.errors]
+    for line in lines:
+        assert LINE.match(line) and "\n" not in line, line
+    return lines
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: 10**levels strings from a few hundred bytes."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [{','.join(['*' + prev] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_stops_at_the_line_that_crosses_the_limit():
+    text = billion_laughs()
+    assert len(text) < 600
+    start = time.perf_counter()
+    lines = errors_of(load_text, text, "bomb.yaml")
+    assert time.perf_counter() - start < 5
+    # the first line whose expansion exceeds the limit: level e holds 10**5 strings
+    assert lines == [f"bomb.yaml:5:8: expands to more than {LIMITS.max_values} values"]
+
+
+def test_include_bomb_is_bounded(tmp_path):
+    for i in range(26):
+        (tmp_path / f"f{i}.yaml").write_text(f"[!include f{i + 1}.yaml, !include f{i + 1}.yaml]\n" if i < 25 else "[x]\n")
+    start = time.perf_counter()
+    lines = errors_of(load_file, tmp_path / "f0.yaml")
+    assert time.perf_counter() - start < 5
+    assert lines == [f"{tmp_path / 'f0.yaml'}:1:2: more than {LIMITS.max_includes} includes"]
+
+
+def test_alias_count_is_bounded():
+    text = "a: &a x\nb: [" + ", ".join(["*a"] * (LIMITS.max_aliases + 1)) + "]\n"
+    (line,) = errors_of(load_text, text, "many.yaml")
+    assert line.startswith("many.yaml:2:") and f"more than {LIMITS.max_aliases} aliases" in line
+
+
+def test_recursive_alias_is_refused():
+    (line,) = errors_of(load_text, "a: &a [1, *a]\n", "loop.yaml")
+    assert line == "loop.yaml:1:11: alias *a contains itself"
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error():
+    lines = errors_of(load_text, "a: " + "[" * 900 + "]" * 900 + "\n", "deep.yaml")
+    assert lines == [f"deep.yaml:1:{LIMITS.max_depth + 3}: nested deeper than {LIMITS.max_depth} levels"]
+
+
+def test_control_characters_are_reported_escaped():
+    (line,) = errors_of(load_text, "name: a\x1b[31mred\n", "ctl.yaml")
+    assert line == "ctl.yaml:1:8: character U+001B is not allowed in YAML"
+
+
+def test_merge_and_tagged_keys():
+    lines = errors_of(load_text, "a: &x {b: 1}\nc:\n  <<: *x\n!foo d: 2\n", "keys.yaml")
+    assert lines[0] == "keys.yaml:3:3: c: merge keys (<<) are not supported (write the keys out, or use !include)"
+    assert lines[1].startswith("keys.yaml:4:1: ") and "!foo" in lines[1]
+
+
+def test_unsupported_collection_tag():
+    (line,) = errors_of(load_text, "a: !!set {x, y}\n", "tag.yaml")
+    assert line.startswith("tag.yaml:1:4: a: tag ") and "set" in line
+
+
+def test_bad_include_names_and_contents(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes(b"x: caf\xe9\n")
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    (tmp_path / "agent.yaml").write_text(
+        'a: !include "nul\\0name.yaml"\nb: !include latin1.yaml\nc: !include empty.yaml\nd: !include .\n'
+    )
+    lines = errors_of(load_file, tmp_path / "agent.yaml")
+    assert lines[0].startswith(f"{tmp_path / 'agent.yaml'}:1:4: a: !include nul\\x00name.yaml: not a usable file name")
+    assert lines[1] == f"{tmp_path / 'latin1.yaml'}:1:7: b: !include latin1.yaml: not UTF-8 text (byte 0xe9)"
+    assert lines[2] == f"{tmp_path / 'agent.yaml'}:3:4: c: !include empty.yaml: the file is empty"
+    assert lines[3] == f"{tmp_path / 'agent.yaml'}:4:4: d: !include .: not a regular file"
+
+
+def test_special_files_are_refused_without_reading_or_waiting(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    (tmp_path / "agent.yaml").write_text("a: !include fifo.yaml\nb: !include zero.yaml\n")
+    start = time.perf_counter()
+    assert errors_of(load_file, "/dev/zero") == ["/dev/zero:1:1: cannot read config: not a regular file"]
+    assert errors_of(load_file, fifo) == [f"{fifo}:1:1: cannot read config: not a regular file"]
+    lines = errors_of(load_file, tmp_path / "agent.yaml")
+    assert lines[0].split(": ", 1)[1] == "a: !include fifo.yaml: not a regular file"
+    assert lines[1].split(": ", 1)[1].startswith("b: !include zero.yaml leaves the config's folder")
+    assert time.perf_counter() - start < 5
+
+
+def test_oversized_file_is_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("a: '" + "x" * LIMITS.max_bytes + "'\n")
+    (line,) = errors_of(load_file, big)
+    assert line.startswith(f"{big}:1:1: cannot read config: larger than")
+
+
+def test_empty_file_names_the_file(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert errors_of(load_file, empty) == [f"{empty}:1:1: the file is empty"]
+
+
+def test_validate_reports_every_file_after_a_bad_one(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(billion_laughs())
+    good = tmp_path / "good.yaml"
+    good.write_text(AGENT)
+    assert main(["validate", "/dev/zero", str(bad), str(good)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{good}: ok" in out
+    assert "/dev/zero:1:1: cannot read config" in err and f"{bad}:5:8: expands to more than" in err
