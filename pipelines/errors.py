@@ -37,10 +37,16 @@ class Mark:
         return escape(f"{self.file}:{self.line}:{self.column}")
 
     def redact(self, text: str) -> str:
-        """``text`` with every value that came from the environment replaced by ``${VAR}``."""
+        """``text`` with every value that came from the environment replaced by ``${VAR}``.
+
+        A value is also found lower- or upper-cased and with its control
+        characters escaped, as validators often quote what they were given.
+        """
         for name, value in sorted(self.env, key=lambda pair: -len(pair[1])):
-            if value:
-                text = text.replace(value, "${" + name + "}")
+            forms = sorted({value, escape(value)} - {""}, key=len, reverse=True)
+            if forms:
+                pattern = re.compile("|".join(map(re.escape, forms)), re.IGNORECASE)
+                text = pattern.sub(lambda _: "${" + name + "}", text)
         return text
 
 

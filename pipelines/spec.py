@@ -5,9 +5,10 @@ params are checked against the model its registered type names (see
 ``pipelines.validate``).
 """
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 #: Pipeline ids that name the transport's two ends.
 INPUT, OUTPUT = "input", "output"
@@ -22,6 +23,25 @@ class Params(BaseModel):
     """Base of every type's params: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    """Checks a path param names a readable file, relative to the config's folder.
+
+    The folder comes in the validation context (``config_dir``); a config
+    given as text with no file behind it has none, and its paths are checked
+    when the agent is built.
+    """
+    config_dir = (info.context or {}).get("config_dir")
+    if value and config_dir is not None:
+        path = Path(config_dir) / value
+        if not path.is_file():
+            raise ValueError(f"cannot read {path}: no such file")
+    return value
+
+
+#: A param naming a file that must exist (relative to the config's folder); empty means none.
+ConfigFile = Annotated[str, AfterValidator(_existing_file)]
 
 
 class TypedBlock(BaseModel):
@@ -51,8 +71,8 @@ class InterruptionSettings(Params):
     """When the user may interrupt the bot."""
 
     enabled: bool = True
-    min_words: int = Field(0, ge=0, description="words the user must say before the bot is interrupted")
-    min_speech_secs: float = Field(0.0, ge=0, description="seconds of user speech before the bot is interrupted")
+    min_words: int = Field(0, ge=0, le=100, description="words the user must say before the bot is interrupted")
+    min_speech_secs: float = Field(0.0, ge=0, le=10, description="seconds of user speech before the bot is interrupted")
     while_thinking: bool = Field(True, description="also interrupt while the LLM is generating, before the bot speaks")
 
 

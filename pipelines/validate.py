@@ -60,6 +60,8 @@ class _Validator:
         self.loaded = loaded
         self.registry = registry
         self.errors: list[ConfigError] = []
+        #: Where path params must exist; None for text with no file behind it.
+        self.config_dir = loaded.folder if loaded.path.is_file() else None
 
     def error(self, loc: tuple, message: str, hint: str = "", *, at_key: bool = False) -> None:
         key = ".".join(str(p) for p in loc)
@@ -110,12 +112,25 @@ class _Validator:
             hint = did_you_mean(block.type, self.registry.names(kind))
             self.error(loc + ("type",), f"unknown {kind} type '{block.type}'", hint)
             return None
+        env_named = self.env_names_with_env_values(loc, block.params)
         try:
-            params = info.params.model_validate(block.params)
+            params = info.params.model_validate(block.params, context={"config_dir": self.config_dir})
         except ValidationError as e:
             self.pydantic_errors(e, loc, info.params)
             return None
-        return Component(cid, info, params)
+        return None if env_named else Component(cid, info, params)
+
+    def env_names_with_env_values(self, loc: tuple, params: dict) -> bool:
+        """Refuses ``${VAR}`` in a param that names a variable (``api_key_env``): it would hold a secret."""
+        found = False
+        for key in params:
+            mark = self.loaded.value_marks.get(loc + (key,))
+            if isinstance(key, str) and key.endswith("_env") and mark and mark.env:
+                name = mark.env[0][0]
+                self.error(loc + (key,), "must be the name of an environment variable, not its value",
+                           f"write {key}: {name}")
+                found = True
+        return found
 
     def context(self, spec: AgentSpec, steps: list[Step]) -> Component | None:
         used = [i for i in step_ids(steps) if i in CONTEXT_IDS]

@@ -41,7 +41,7 @@ FrameTypeNames = Annotated[list[str], AfterValidator(_known_frame_types)]
 
 
 class PassThroughParams(Params):
-    delay_ms: float = Field(0.0, ge=0, description="work time spent on each data frame, to simulate a slow stage")
+    delay_ms: float = Field(0.0, ge=0, le=10_000, description="work time spent on each data frame, to simulate a slow stage")
 
 
 class PassThrough(FrameProcessor):

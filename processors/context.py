@@ -34,8 +34,8 @@ class VADSettings(Params):
     """
 
     confidence: float = Field(0.7, gt=0, le=1, description="voice probability that counts as speech")
-    start_secs: float = Field(0.15, ge=0, description="speech needed before the user is speaking (and interrupts)")
-    stop_secs: float = Field(0.2, ge=0, description="silence needed before the user stopped speaking")
+    start_secs: float = Field(0.15, ge=0, le=5, description="speech needed before the user is speaking (and interrupts)")
+    stop_secs: float = Field(0.2, ge=0, le=10, description="silence needed before the user stopped speaking")
     min_volume: float = Field(0.4, ge=0, le=1, description="smoothed volume below which nothing is speech")
 
 
@@ -52,10 +52,10 @@ class TurnSettings(Params):
         "smart_turn: Smart Turn v3 alone; speech_timeout: a fixed silence",
     )
     incomplete_timeout: float = Field(
-        2.0, gt=0, description="smart turn: silence after which a turn judged incomplete ends anyway"
+        2.0, gt=0, le=60, description="smart turn: silence after which a turn judged incomplete ends anyway"
     )
-    speech_timeout: float = Field(0.6, ge=0, description="speech_timeout: silence that ends the turn")
-    stop_timeout: float = Field(5.0, gt=0, description="longest wait for a turn end after the user went quiet")
+    speech_timeout: float = Field(0.6, ge=0, le=60, description="speech_timeout: silence that ends the turn")
+    stop_timeout: float = Field(5.0, gt=0, le=60, description="longest wait for a turn end after the user went quiet")
 
 
 class LLMContextParams(Params):

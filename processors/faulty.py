@@ -15,7 +15,7 @@ from pipelines.spec import Params
 
 
 class SwallowParams(Params):
-    delay_ms: float = Field(0.0, ge=0, description="work time spent on each data frame")
+    delay_ms: float = Field(0.0, ge=0, le=10_000, description="work time spent on each data frame")
 
 
 class SwallowInterruptions(FrameProcessor):

@@ -1,13 +1,19 @@
 """Params every audio transport shares."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from pipelines.spec import Params
 
+#: Sample rates a transport may use: those whose 10 ms chunk is a whole number
+#: of samples (pipecat cuts audio in 10 ms chunks; other rates misbehave or crash).
+SampleRate = Literal[8000, 12000, 16000, 24000, 32000, 44100, 48000]
+
 
 class AudioTransportParams(Params):
-    audio_in_sample_rate: int = Field(16000, gt=0)
-    audio_out_sample_rate: int = Field(24000, gt=0)
+    audio_in_sample_rate: SampleRate = Field(16000, description="Hz of the user's audio inside the pipeline")
+    audio_out_sample_rate: SampleRate = Field(24000, description="Hz of the bot's audio inside the pipeline")
     audio_out_10ms_chunks: int = Field(
         2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
     )

@@ -29,13 +29,13 @@ ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_A
 
 
 class DailyRoomParams(AudioTransportParams):
-    room_url: str = Field("", description=f"room to join; default ${ENV_ROOM_URL}")
+    room_url: str = Field("", pattern=r"^(https://\S+)?$", description=f"room to join; default ${ENV_ROOM_URL}")
     token: str = Field("", description=f"meeting token for the room; default ${ENV_TOKEN}")
     api_key: str = Field("", description=f"Daily API key, to create a room when none is given; default ${ENV_API_KEY}")
-    api_url: str = Field("https://api.daily.co/v1", description="Daily REST API")
-    bot_name: str = Field("framegraph", description="the agent's name in the room")
-    room_expiry_secs: int = Field(3600, gt=0, description="lifetime of a room the agent creates")
-    join_timeout_secs: float = Field(20.0, gt=0, description="give up joining after this long")
+    api_url: str = Field("https://api.daily.co/v1", pattern=r"^https?://\S+$", description="Daily REST API")
+    bot_name: str = Field("framegraph", min_length=1, max_length=100, description="the agent's name in the room")
+    room_expiry_secs: int = Field(3600, gt=0, le=7 * 24 * 3600, description="lifetime of a room the agent creates")
+    join_timeout_secs: float = Field(20.0, gt=0, le=300, description="give up joining after this long")
 
 
 class DailyError(RuntimeError):

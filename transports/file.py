@@ -62,6 +62,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
+from pipelines.spec import ConfigFile
 from transports.common import AudioTransportParams
 
 CHUNK_SECS = 0.02
@@ -83,14 +84,14 @@ class FileTransportError(ValueError):
 
 
 class FileParams(AudioTransportParams):
-    input: str = Field(description="WAV the user says: 16-bit PCM, any rate, mono or stereo")
+    input: ConfigFile = Field(min_length=1, description="WAV the user says: 16-bit PCM, any rate, mono or stereo")
     output: str = Field("", description="WAV of the bot's audio on the input's timeline; empty: not written")
     transcript: str = Field("", description="JSONL of user and bot turns with times; empty: not written")
     audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(False, description="play the input at its real pace instead of fast-forwarding")
-    speed: float = Field(8.0, gt=0, description="fast mode: times real time while the agent only listens")
-    tail_secs: float = Field(1.0, ge=0, description="silence after the input, once the bot is quiet, before the end")
-    reply_timeout_secs: float = Field(5.0, gt=0, description="real seconds to wait for an answer after the user stops")
+    speed: float = Field(8.0, gt=0, le=1000, description="fast mode: times real time while the agent only listens")
+    tail_secs: float = Field(1.0, ge=0, le=60, description="silence after the input, once the bot is quiet, before the end")
+    reply_timeout_secs: float = Field(5.0, gt=0, le=600, description="real seconds to wait for an answer after the user stops")
 
 
 def read_wav(path: Path, sample_rate: int) -> bytes:

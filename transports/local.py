@@ -15,8 +15,8 @@ from transports.common import AudioTransportParams
 
 
 class LocalParams(AudioTransportParams):
-    input_device_index: int | None = Field(None, ge=0, description="PortAudio input device; default: the system's")
-    output_device_index: int | None = Field(None, ge=0, description="PortAudio output device; default: the system's")
+    input_device_index: int | None = Field(None, ge=0, le=1000, description="PortAudio input device; default: the system's")
+    output_device_index: int | None = Field(None, ge=0, le=1000, description="PortAudio output device; default: the system's")
 
 
 def make_local_transport(params: LocalParams, ctx: Any):

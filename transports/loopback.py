@@ -19,11 +19,11 @@ from pipelines.spec import Params
 
 class ToneReplyParams(Params):
     reply_secs: float = Field(3.0, gt=0, le=60, description="length of the tone the bot answers with")
-    tone_hz: float = Field(440.0, gt=0, description="pitch of the answer")
+    tone_hz: float = Field(440.0, gt=0, le=8000, description="pitch of the answer")
     amplitude: int = Field(8000, gt=0, le=32767, description="peak of the answer, 16-bit")
-    speech_rms: float = Field(500.0, gt=0, description="input RMS above which the user counts as speaking")
-    start_ms: float = Field(40.0, ge=0, description="loud input this long starts the user's turn")
-    stop_ms: float = Field(300.0, gt=0, description="quiet input this long ends the user's turn")
+    speech_rms: float = Field(500.0, gt=0, le=32767, description="input RMS above which the user counts as speaking")
+    start_ms: float = Field(40.0, ge=0, le=10_000, description="loud input this long starts the user's turn")
+    stop_ms: float = Field(300.0, gt=0, le=10_000, description="quiet input this long ends the user's turn")
     reply_text: str = Field("beep", description="the bot's transcript of its answer")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from pipelines.spec import ConfigFile
 from transports.common import AudioTransportParams
 
 #: Key of ``BuildContext.shared`` holding the accepted connection.
@@ -19,16 +20,17 @@ PEER_KEY = "peer_connection"
 class ServedParams(AudioTransportParams):
     """Where the server listens and how many participants it takes."""
 
-    host: str = Field("127.0.0.1", description="address the server listens on")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_\[\]-]+$",
+                      description="address the server listens on")
     port: int = Field(7860, ge=0, le=65535, description="port the server listens on (0: any free port)")
     max_participants: int | None = Field(
-        None, gt=0, description="more are refused (HTTP 503, WebSocket close 1013) until one leaves; none: no limit"
+        None, gt=0, le=10_000, description="more are refused (HTTP 503, WebSocket close 1013) until one leaves; none: no limit"
     )
-    ssl_certfile: str = Field(
+    ssl_certfile: ConfigFile = Field(
         "", description="PEM certificate (relative to the config's folder): serve HTTPS/WSS, which browsers "
         "on other machines need before they share a microphone"
     )
-    ssl_keyfile: str = Field("", description="PEM private key of ssl_certfile")
+    ssl_keyfile: ConfigFile = Field("", description="PEM private key of ssl_certfile (relative to the config's folder)")
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "ServedParams":

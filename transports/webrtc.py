@@ -8,6 +8,8 @@ imports aiortc: validating a config must stay cheap.
 
 from typing import Any
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pipelines.registry import TypeInfo
@@ -21,9 +23,9 @@ class WebRTCParams(ServedParams):
         "worker ended; until then a page back from a dropped connection resumes its session"
     )
     max_message_bytes: int = Field(
-        MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client data-channel messages are refused"
+        MAX_CLIENT_MESSAGE_BYTES, gt=0, le=16 * 1024 * 1024, description="larger client data-channel messages are refused"
     )
-    ice_servers: list[str] = Field(
+    ice_servers: list[Annotated[str, Field(pattern=r"^(stun|stuns|turn|turns):\S+$")]] = Field(
         default_factory=list, description="STUN/TURN URLs; none are needed on loopback or a LAN"
     )
 

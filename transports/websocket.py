@@ -21,9 +21,9 @@ MAX_DEAD_PEER_SECS = 30
 
 
 class WebsocketParams(ServedParams):
-    max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, description="larger client messages are refused")
-    ping_interval_secs: float = Field(10.0, gt=0, description="the server pings the client this often")
-    ping_timeout_secs: float = Field(10.0, gt=0, description="a client whose pong is this late is dropped")
+    max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, le=16 * 1024 * 1024, description="larger client messages are refused")
+    ping_interval_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="the server pings the client this often")
+    ping_timeout_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="a client whose pong is this late is dropped")
 
     @model_validator(mode="after")
     def _dead_peer_noticed_in_time(self) -> "WebsocketParams":

@@ -35,7 +35,7 @@ class RuleParams(BaseModel):
 class ScriptedParams(Params):
     rules: list[RuleParams] = Field(default_factory=list, description="tried in order; the first match answers")
     fallback: str = Field("Sorry, I did not understand that.", description="reply when no rule matches")
-    token_delay_ms: float = Field(20.0, ge=0, description="pause before each streamed token")
+    token_delay_ms: float = Field(20.0, ge=0, le=5000, description="pause before each streamed token")
 
 
 def persona_variables(ctx) -> dict[str, str]:
@@ -74,10 +74,11 @@ def build_scripted(params: ScriptedParams, ctx):
 
 class OpenAIParams(Params):
     model: str = Field(min_length=1, description="model name, e.g. gpt-4o-mini")
-    base_url: str = Field("", description="OpenAI-compatible endpoint; empty for OpenAI's own")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    base_url: str = Field("", pattern=r"^(https?://\S+)?$", description="OpenAI-compatible endpoint; empty for OpenAI's own")
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             description="name of the environment variable holding the API key")
     temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0, le=1_000_000)
 
 
 def build_openai(params: OpenAIParams, ctx):

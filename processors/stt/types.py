@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
-from pipelines.spec import Params
+from pipelines.spec import ConfigFile, Params
 
 
 class PocketsphinxParams(Params):
@@ -20,15 +20,15 @@ class PocketsphinxParams(Params):
         None, min_length=1, description="closed domain: recognise exactly one of these phrases"
     )
     grammar: str | None = Field(None, description="closed domain: an inline JSGF grammar")
-    grammar_file: str | None = Field(None, description="closed domain: a JSGF file, relative to the config")
-    interim_secs: float = Field(0.3, ge=0, description="seconds of speech between interim transcripts (0: none)")
+    grammar_file: ConfigFile | None = Field(None, description="closed domain: a JSGF file, relative to the config")
+    interim_secs: float = Field(0.3, ge=0, le=10, description="seconds of speech between interim transcripts (0: none)")
     preroll_secs: float = Field(
         1.0, gt=0, le=3, description="audio kept before VAD's start, decoded from just before its first speech"
     )
-    max_hmm_per_frame: int = Field(3000, ge=500, description="search width: lower is faster, higher more exact")
+    max_hmm_per_frame: int = Field(3000, ge=500, le=100_000, description="search width: lower is faster, higher more exact")
     accurate: bool = Field(False, description="second search passes: slightly fewer errors, ~10x slower final")
     ttfs_p99_latency: float = Field(
-        0.5, gt=0, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
+        0.5, gt=0, le=10, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
     )
 
     @field_validator("phrases")
