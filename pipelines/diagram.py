@@ -1,10 +1,29 @@
-"""Pictures of an agent's graph: Mermaid text and Graphviz DOT (rendered to PNG/SVG by ``dot``)."""
+"""Pictures of an agent's graph: Mermaid text and Graphviz DOT (rendered to PNG/SVG by ``dot``).
 
+Processor ids and the agent's name are whatever the YAML says, so they never
+go into either language raw: nodes get generated ids (``n0``, ``n1``...), and
+labels are written as Mermaid entity codes or quoted DOT strings.
+"""
+
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from pipelines.errors import escape
 from pipelines.spec import Parallel, Step
+
+_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 _.,:()-]")
+
+
+def _mermaid_text(text: str) -> str:
+    """``text`` for inside a quoted Mermaid label: every other character as a ``#code;`` entity."""
+    return "".join(c if _MERMAID_SAFE.fullmatch(c) else f"#{ord(c)};" for c in text)
+
+
+def _dot_string(text: str) -> str:
+    """``text`` as a quoted DOT string: control characters shown escaped, quotes and backslashes escaped."""
+    return '"' + escape(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 from pipelines.validate import Agent
 
 
@@ -12,8 +31,8 @@ class _Graph:
     """Nodes and edges of a series-parallel pipeline."""
 
     def __init__(self, agent: Agent):
-        self.labels: dict[str, str] = {}
-        self.edges: list[tuple[str, str]] = []
+        self.labels: dict[str | tuple, str] = {}
+        self.edges: list[tuple[str | tuple, str | tuple]] = []
         self._joins = 0
         self.agent = agent
         self._chain(agent.steps, [])
@@ -32,7 +51,7 @@ class _Graph:
                 for branch in step.branches:
                     ends.extend(self._chain(branch, tails) if branch else tails)
                 self._joins += 1
-                join = f"join{self._joins}"
+                join = ("join", self._joins)  # not a string: no processor id can be mistaken for it
                 self.labels[join] = "join"
                 self.edges.extend((end, join) for end in dict.fromkeys(ends))
                 tails = [join]
@@ -46,22 +65,24 @@ class _Graph:
 def mermaid(agent: Agent) -> str:
     """The graph as a Mermaid flowchart (paste into any Mermaid viewer)."""
     graph = _Graph(agent)
+    ids = {node: f"n{i}" for i, node in enumerate(graph.labels)}
     lines = ["flowchart LR"]
     for node, label in graph.labels.items():
-        shape = f"(({label}))" if label == "join" else f'["{label}"]'
-        lines.append(f"    {node}{shape}")
-    lines.extend(f"    {a} --> {b}" for a, b in graph.edges)
+        shape = "((join))" if isinstance(node, tuple) else f'["{_mermaid_text(label)}"]'
+        lines.append(f"    {ids[node]}{shape}")
+    lines.extend(f"    {ids[a]} --> {ids[b]}" for a, b in graph.edges)
     return "\n".join(lines) + "\n"
 
 
 def dot(agent: Agent) -> str:
     """The graph in Graphviz DOT."""
     graph = _Graph(agent)
-    lines = [f'digraph "{agent.spec.name}" {{', "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+    ids = {node: f"n{i}" for i, node in enumerate(graph.labels)}
+    lines = [f"digraph {_dot_string(agent.spec.name)} {{", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
     for node, label in graph.labels.items():
-        shape = ", shape=point" if label == "join" else ""
-        lines.append(f'  "{node}" [label="{label}"{shape}];')
-    lines.extend(f'  "{a}" -> "{b}";' for a, b in graph.edges)
+        shape = ", shape=point" if isinstance(node, tuple) else ""
+        lines.append(f"  {ids[node]} [label={_dot_string(label)}{shape}];")
+    lines.extend(f"  {ids[a]} -> {ids[b]};" for a, b in graph.edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
