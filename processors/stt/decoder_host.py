@@ -53,12 +53,31 @@ def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent exits (PR_SET_PDEATHSIG)."""
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent exits (PR_SET_PDEATHSIG)."""
     try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(1, sig)
     except (OSError, AttributeError):
         pass  # not Linux: children still exit at EOF on their socket
+
+
+def _remove_socket_on_sigterm(socket_path: str) -> None:
+    """On SIGTERM, remove the socket and its private folder, then exit.
+
+    The host gets SIGTERM when the agents' process dies, whatever killed it
+    (PR_SET_PDEATHSIG), and from ``DecoderHost.shutdown``: the folder never
+    outlives the host, even when the agents' process had no chance to clean up.
+    """
+
+    def remove_and_exit(signum, frame) -> None:
+        for remove, path in ((os.unlink, socket_path), (os.rmdir, os.path.dirname(socket_path))):
+            try:
+                remove(path)
+            except OSError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, remove_and_exit)
 
 
 def _read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
@@ -196,6 +215,7 @@ class StreamDecoder:
 
 def _serve_child(conn: socket.socket, decoder) -> None:
     _die_with_parent()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the socket is the host's to remove
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         StreamDecoder(decoder, conn).serve()
@@ -209,9 +229,10 @@ def _serve_child(conn: socket.socket, decoder) -> None:
 
 def serve(socket_path: str, config: dict[str, Any]) -> None:
     """Load the model, listen on ``socket_path`` and fork a child per connection."""
+    _remove_socket_on_sigterm(socket_path)
+    _die_with_parent(signal.SIGTERM)
     from pocketsphinx import Decoder
 
-    _die_with_parent()
     decoder = Decoder(**decoder_kwargs(config))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,13 +186,15 @@ class DecoderHost:
         return stream
 
     def shutdown(self) -> None:
-        """Stop the host; its forked decoders follow it."""
+        """Stop the host (it removes its socket on SIGTERM); its forked decoders follow it."""
         if self.alive:
-            self._process.kill()
-            self._process.wait()
-        if os.path.exists(self._socket_path):
-            os.unlink(self._socket_path)
-        os.rmdir(self._dir)
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 _hosts: dict[HostConfig, DecoderHost] = {}
