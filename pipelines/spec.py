@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
+from pipelines.errors import escape
+
 #: Pipeline ids that name the transport's two ends.
 INPUT, OUTPUT = "input", "output"
 #: Pipeline ids that name the two halves of the context block.
@@ -39,6 +41,15 @@ def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
             raise ValueError(f"cannot read {path}: no such file")
     return value
 
+
+def _printable(value: str) -> str:
+    if value != escape(value):
+        raise ValueError(f"'{value}' holds control characters; names are printed to terminals and logs")
+    return value
+
+
+#: A name printed to terminals and logs (the agent's, a processor's id): no control characters.
+PrintableName = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
 
 #: A param naming a file that must exist (relative to the config's folder); empty means none.
 ConfigFile = Annotated[str, AfterValidator(_existing_file)]
@@ -82,11 +93,11 @@ class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1]
-    name: str = Field(min_length=1)
+    name: PrintableName
     description: str = ""
     transport: TypedBlock
     context: ContextBlock | None = None
-    processors: dict[str, TypedBlock] = Field(default_factory=dict)
+    processors: dict[PrintableName, TypedBlock] = Field(default_factory=dict)
     pipeline: list[Any] = Field(min_length=1)
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
 

@@ -70,7 +70,9 @@ class _Validator:
     def pydantic_errors(self, exc: ValidationError, prefix: tuple, model: type[BaseModel] | None) -> None:
         for err in exc.errors():
             loc = prefix + tuple(err["loc"])
-            if err["type"] == "extra_forbidden":
+            if loc[-1] == "[key]":  # a mapping's key itself is wrong
+                self.error(loc[:-1], _message(err["msg"]), at_key=True)
+            elif err["type"] == "extra_forbidden":
                 fields = _model_fields(model, err["loc"][:-1]) if model else []
                 self.error(loc, "unknown key", did_you_mean(loc[-1], fields), at_key=True)
             elif err["type"] == "missing":

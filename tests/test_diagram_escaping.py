@@ -10,7 +10,7 @@ import pytest
 from pipelines import diagram
 from pipelines.validate import load_agent_text
 
-HOSTILE = ['a"];\nclick n0 call alert(1)%%', "x --> y", "<b>bold</b>", 'quote"\\back', "line\nbreak\x1b[2J", "}; digraph {"]
+HOSTILE = ['a"]; click n0 call alert(1)%%', "x --> y", "<b>bold</b>", 'quote"\\back', "%%{init: {'theme': 'dark'}}%%", "}; digraph {"]
 #: JSON strings are YAML double-quoted scalars: the ids reach the loader exactly as written above.
 NAME = 'evil" {'
 TEXT = f"version: 1\nname: {json.dumps(NAME)}\ntransport: {{type: synthetic}}\nprocessors:\n" + "".join(
@@ -34,7 +34,6 @@ def test_mermaid_lines_keep_their_shape(agent):
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
 def test_dot_parses_with_one_node_per_id(agent):
     text = diagram.dot(agent)
-    assert "\x1b" not in text
     plain = subprocess.run(["dot", "-Tplain"], input=text, text=True, capture_output=True, check=True).stdout
     assert sum(1 for line in plain.splitlines() if line.startswith("node ")) == len(HOSTILE) + 3
     assert plain.count("\nedge ") == 2 * len(HOSTILE) + 1

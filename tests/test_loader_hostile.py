@@ -138,3 +138,15 @@ def test_validate_reports_every_file_after_a_bad_one(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert f"{good}: ok" in out
     assert "/dev/zero:1:1: cannot read config" in err and f"{bad}:5:8: expands to more than" in err
+
+
+def test_escape_sequences_in_keys_and_values_never_reach_the_terminal(tmp_path, capsys):
+    path = tmp_path / "esc.yaml"
+    path.write_text(AGENT.replace("name: ok", 'name: "ok\\e[2J"\n"\\e]0;pwned\\a": 1\nprocessors:\n  "p\\u202e": {type: passthrough}'))
+    assert main(["validate", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out + err), err
+    lines = err.splitlines()
+    assert f"{path}:2:7: name: 'ok\\x1b[2J' holds control characters; names are printed to terminals and logs" in lines
+    assert f"{path}:3:1: \\x1b]0;pwned\\x07: unknown key" in lines
+    assert any(line.startswith(f"{path}:5:3: processors.p\\u202e: ") for line in lines), lines
