@@ -23,9 +23,10 @@ def escape(text: str) -> str:
 class Mark:
     """A position in a config file (1-based line and column).
 
-    ``env`` holds the ``(variable, value)`` pairs substituted into the scalar at
-    this position from the environment (``${VAR}``); errors about it never
-    print those values (they are often keys) and name the variable instead.
+    ``env`` holds the ``(variable, value)`` pairs substituted from the
+    environment (``${VAR}``) into the scalar at this position, or anywhere
+    inside the block at this position; errors marked here never print those
+    values (they are often keys) and name the variable instead.
     """
 
     file: Path
@@ -63,8 +64,9 @@ class ConfigError:
         message, hint = self.message, self.hint
         if self.mark and self.mark.env:
             message, hint = self.mark.redact(message), self.mark.redact(hint)
-            names = ", ".join(dict.fromkeys(name for name, _ in self.mark.env))
-            hint = "; ".join(filter(None, [hint, f"the value comes from the environment ({names}) and is not shown"]))
+            if (message, hint) != (self.message, self.hint):
+                names = ", ".join(dict.fromkeys(name for name, _ in self.mark.env))
+                hint = "; ".join(filter(None, [hint, f"a value from the environment ({names}) is not shown"]))
         where = f"{self.mark}: " if self.mark else ""
         key = f"{escape(self.key)}: " if self.key else ""
         hint = f" ({hint})" if hint else ""

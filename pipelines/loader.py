@@ -74,6 +74,12 @@ class LoadedConfig:
                 return self.value_marks[prefix]
         return None
 
+    def env_inside(self, loc: Path_) -> tuple[tuple[str, str], ...]:
+        """The ``(variable, value)`` pairs substituted from the environment at or under ``loc``."""
+        loc = tuple(loc)
+        pairs = (pair for path, mark in self.value_marks.items() if path[:len(loc)] == loc for pair in mark.env)
+        return tuple(dict.fromkeys(pairs))
+
 
 class _Refused(Exception):
     """A problem that stops loading the whole config (a limit crossed, an unreadable file)."""

@@ -4,7 +4,7 @@ Every problem is collected and reported at once with its file:line:column;
 nothing is built from a config that has any.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,11 @@ class _Validator:
 
     def error(self, loc: tuple, message: str, hint: str = "", *, at_key: bool = False) -> None:
         key = ".".join(str(p) for p in loc)
-        self.errors.append(ConfigError(self.loaded.mark_for(loc, at_key=at_key), key, message, hint))
+        mark = self.loaded.mark_for(loc, at_key=at_key)
+        env = self.loaded.env_inside(loc)
+        if mark and env:  # a block's error may quote any value inside it
+            mark = replace(mark, env=env)
+        self.errors.append(ConfigError(mark, key, message, hint))
 
     def pydantic_errors(self, exc: ValidationError, prefix: tuple, model: type[BaseModel] | None) -> None:
         for err in exc.errors():
@@ -130,7 +134,7 @@ class _Validator:
             if isinstance(key, str) and key.endswith("_env") and mark and mark.env:
                 name = mark.env[0][0]
                 self.error(loc + (key,), "must be the name of an environment variable, not its value",
-                           f"write {key}: {name}")
+                           f"write {key}: {name}; its value is not shown")
                 found = True
         return found
 

@@ -107,7 +107,7 @@ def test_a_key_where_a_variable_name_belongs_is_never_printed(write_config, monk
     out, err = capsys.readouterr()
     assert secret not in out + err
     assert (f"{path}:8:18: processors.llm.api_key_env: must be the name of an environment variable, not its value "
-            "(write api_key_env: OPENAI_API_KEY; the value comes from the environment (OPENAI_API_KEY) and is not shown)"
+            "(write api_key_env: OPENAI_API_KEY; its value is not shown)"
             ) in err
 
 
@@ -126,4 +126,21 @@ pipeline: [input, tts, output]
         load_agent(path)
     text = str(e.value)
     assert "secret-voice" not in text and "\x1b" not in text
-    assert "${FG_VOICE}" in text and "(FG_VOICE) and is not shown" in text
+    assert "${FG_VOICE}" in text and "a value from the environment (FG_VOICE) is not shown" in text
+
+
+def test_a_block_error_quoting_an_environment_value_inside_it_is_redacted(write_config, monkeypatch):
+    monkeypatch.setenv("FG_TOPIC", "token-5ecret")
+    path = write_config("""version: 1
+name: persona
+transport: {type: synthetic}
+context:
+  system_prompt: "Talk about {${FG_TOPIC}}."
+  variables: {topic: x}
+pipeline: [input, user_context, output, assistant_context]
+""")
+    with pytest.raises(ConfigErrors) as e:
+        load_agent(path)
+    text = str(e.value)
+    assert "5ecret" not in text
+    assert "'{${FG_TOPIC}}' must be a plain variable name" in text and "(FG_TOPIC) is not shown" in text
