@@ -57,6 +57,8 @@ class LoadedConfig:
     data: Any
     value_marks: dict[Path_, Mark] = field(default_factory=dict)
     key_marks: dict[Path_, Mark] = field(default_factory=dict)
+    #: Paths of the scalars that ``${VAR}`` filled from the environment.
+    env_paths: list[Path_] = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
@@ -77,7 +79,7 @@ class LoadedConfig:
     def env_inside(self, loc: Path_) -> tuple[tuple[str, str], ...]:
         """The ``(variable, value)`` pairs substituted from the environment at or under ``loc``."""
         loc = tuple(loc)
-        pairs = (pair for path, mark in self.value_marks.items() if path[:len(loc)] == loc for pair in mark.env)
+        pairs = (pair for path in self.env_paths if path[:len(loc)] == loc for pair in self.value_marks[path].env)
         return tuple(dict.fromkeys(pairs))
 
 
@@ -314,6 +316,7 @@ class _Composer:
         result = _ENV_PATTERN.sub(replace, value)
         if used:
             self.loaded.value_marks[path] = Mark(mark.file, mark.line, mark.column, env=tuple(used))
+            self.loaded.env_paths.append(path)
         return result
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipelines.errors import ConfigError, ConfigErrors, did_you_mean
+from pipelines.errors import ConfigError, ConfigErrors, Mark, did_you_mean
 from pipelines.loader import LoadedConfig, load_file, load_text
 from pipelines.registry import Registry, TypeInfo, default_registry
 from pipelines.spec import (
@@ -28,6 +28,10 @@ from pipelines.spec import (
     TypedBlock,
     step_ids,
 )
+
+#: Problems reported per config; a file with more is mostly noise, and each costs a lookup.
+MAX_ERRORS = 100
+
 
 @dataclass
 class Component:
@@ -60,10 +64,14 @@ class _Validator:
         self.loaded = loaded
         self.registry = registry
         self.errors: list[ConfigError] = []
+        self.unreported = 0
         #: Where path params must exist; None for text with no file behind it.
         self.config_dir = loaded.folder if loaded.path.is_file() else None
 
     def error(self, loc: tuple, message: str, hint: str = "", *, at_key: bool = False) -> None:
+        if len(self.errors) >= MAX_ERRORS:
+            self.unreported += 1
+            return
         key = ".".join(str(p) for p in loc)
         mark = self.loaded.mark_for(loc, at_key=at_key)
         env = self.loaded.env_inside(loc)
@@ -118,7 +126,7 @@ class _Validator:
             hint = did_you_mean(block.type, self.registry.names(kind))
             self.error(loc + ("type",), f"unknown {kind} type '{block.type}'", hint)
             return None
-        env_named = self.env_names_with_env_values(loc, block.params)
+        env_named = self.refuse_env_in_variable_names(loc, block.params)
         try:
             params = info.params.model_validate(block.params, context={"config_dir": self.config_dir})
         except ValidationError as e:
@@ -126,7 +134,7 @@ class _Validator:
             return None
         return None if env_named else Component(cid, info, params)
 
-    def env_names_with_env_values(self, loc: tuple, params: dict) -> bool:
+    def refuse_env_in_variable_names(self, loc: tuple, params: dict) -> bool:
         """Refuses ``${VAR}`` in a param that names a variable (``api_key_env``): it would hold a secret."""
         found = False
         for key in params:
@@ -235,6 +243,9 @@ def validate_loaded(loaded: LoadedConfig, registry: Registry | None = None) -> A
     """
     validator = _Validator(loaded, registry or default_registry())
     agent = validator.run()
+    if validator.unreported:
+        more = f"{validator.unreported} more problems not shown (fix these first)"
+        validator.errors.append(ConfigError(Mark(loaded.path, 1, 1), "", more))
     if validator.errors or agent is None:
         raise ConfigErrors(validator.errors)
     return agent

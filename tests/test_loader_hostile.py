@@ -10,6 +10,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.errors import ConfigErrors
 from pipelines.loader import LIMITS, load_file, load_text
+from pipelines.validate import MAX_ERRORS, load_agent
 
 LINE = re.compile(r"^.+:\d+:\d+: ")
 AGENT = """version: 1
@@ -150,3 +151,14 @@ def test_escape_sequences_in_keys_and_values_never_reach_the_terminal(tmp_path, 
     assert f"{path}:2:7: name: 'ok\\x1b[2J' holds control characters; names are printed to terminals and logs" in lines
     assert f"{path}:3:1: \\x1b]0;pwned\\x07: unknown key" in lines
     assert any(line.startswith(f"{path}:5:3: processors.p\\u202e: ") for line in lines), lines
+
+
+def test_a_config_with_thousands_of_problems_reports_a_hundred_quickly(tmp_path, monkeypatch):
+    monkeypatch.setenv("FG_ANY", "v")
+    path = tmp_path / "noisy.yaml"
+    path.write_text(AGENT + "processors:\n" + "".join(f"  p{i}: {{type: passthrough, bogus: '${{FG_ANY}}'}}\n" for i in range(3000)))
+    start = time.perf_counter()
+    lines = errors_of(load_agent, path)
+    assert time.perf_counter() - start < 10
+    assert len(lines) == MAX_ERRORS + 1
+    assert lines[-1].startswith(f"{path}:1:1: ") and lines[-1].endswith("more problems not shown (fix these first)")
