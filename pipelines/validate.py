@@ -132,6 +132,9 @@ class _Validator:
         except ValidationError as e:
             self.pydantic_errors(e, loc, info.params)
             return None
+        except Exception as e:  # a type's own validator failed (a plugin's bug): this config still gets its line
+            self.error(loc, f"the {kind} type '{block.type}' failed checking these params ({type(e).__name__}: {e})")
+            return None
         return None if env_named else Component(cid, info, params)
 
     def refuse_env_in_variable_names(self, loc: tuple, params: dict) -> bool:

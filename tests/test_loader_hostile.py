@@ -162,3 +162,28 @@ def test_a_config_with_thousands_of_problems_reports_a_hundred_quickly(tmp_path,
     assert time.perf_counter() - start < 10
     assert len(lines) == MAX_ERRORS + 1
     assert lines[-1].startswith(f"{path}:1:1: ") and lines[-1].endswith("more problems not shown (fix these first)")
+
+
+def test_a_params_validator_that_crashes_is_one_line_and_validation_goes_on(tmp_path):
+    from pydantic import field_validator
+
+    from pipelines.registry import Registry, TypeInfo
+    from pipelines.spec import Params
+    from pipelines.validate import load_agent_text
+
+    class Fragile(Params):
+        x: int = 0
+
+        @field_validator("x")
+        @classmethod
+        def _crash(cls, value):
+            raise KeyError("plugin bug")
+
+    registry = Registry([TypeInfo("transport", "fragile", Fragile, lambda p, c: None, "crashes when checked")])
+    with pytest.raises(ConfigErrors) as e:
+        load_agent_text("version: 1\nname: f\ntransport: {type: fragile, x: 1}\npipeline: [input, outptu]\n", "f.yaml", registry)
+    assert [str(err) for err in e.value.errors] == [
+        "f.yaml:3:12: transport: the transport type 'fragile' failed checking these params (KeyError: 'plugin bug')",
+        "f.yaml:4:19: pipeline.1: 'outptu' is not a declared processor (did you mean 'output'?)",
+        "f.yaml:4:11: pipeline: the pipeline must end at 'output' (the transport's output); context aggregators may come after it",
+    ]
