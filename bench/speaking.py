@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame  # noqa: E402
 from pipecat.utils.time import time_now_iso8601  # noqa: E402
-from pipecat.workers.runner import WorkerRunner  # noqa: E402
+from pipelines.runner import run_worker  # noqa: E402
 from pipelines.builder import build_agent  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import Component, load_agent  # noqa: E402
@@ -98,10 +98,8 @@ async def one_session(folder: Path, question: str, realtime: bool) -> tuple[floa
     transport = agent.transport
     transport = Component(transport.id, transport.type, transport.params.model_copy(update={"realtime": realtime}))
     worker = build_agent(agent, transport=transport).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
     started = time.monotonic()
-    await runner.run()
+    await run_worker(worker)
     wall = time.monotonic() - started
     with wave.open(str(folder / "assistant.wav"), "rb") as wav:
         bot = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)

@@ -9,7 +9,7 @@ from loguru import logger
 
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "pipelines.talk",
+    "transports.clients.talk",
     "pipelines.serve_command",
     "pipelines.check",
     "processors.tts.say",

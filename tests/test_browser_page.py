@@ -1,7 +1,7 @@
 """The web page in headless Chromium: fake microphone in, bot transcript out, reconnection.
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
---test``) is driven over the DevTools protocol (``transports.devtools``); its fake
+--test``) is driven over the DevTools protocol (``transports.clients.chromium``); its fake
 microphone plays espeak-ng saying "hello" to the default assistant
 (configs/assistant.yaml) served over WebRTC.
 """
@@ -13,7 +13,7 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.server import running
-from transports.devtools import chromium
+from transports.clients.chromium import chromium
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
     """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame
 from pipecat.utils.time import time_now_iso8601
-from pipecat.workers.runner import WorkerRunner
+from pipelines.runner import run_worker
 from pipelines.builder import build_agent
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
@@ -54,9 +54,7 @@ async def run_assistant(tmp_path: Path, monkeypatch, *, timeout: float = 60) -> 
     monkeypatch.setenv("FRAMEGRAPH_INPUT", str(tmp_path / "in.wav"))
     monkeypatch.setenv("FRAMEGRAPH_OUT", str(tmp_path))
     worker = build_agent(load_agent(ASSISTANT)).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
-    await asyncio.wait_for(runner.run(), timeout)
+    await asyncio.wait_for(run_worker(worker), timeout)
     turns = [json.loads(line) for line in (tmp_path / "assistant.jsonl").read_text().splitlines()]
     with wave.open(str(tmp_path / "assistant.wav"), "rb") as wav:
         assert wav.getframerate() == 24000

@@ -22,7 +22,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.workers.runner import WorkerRunner
+from pipelines.runner import run_worker
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
 from pipelines.runner import RunOptions
@@ -91,10 +91,8 @@ def test_unusable_wav_is_a_one_line_error_naming_the_file(files_agent, tmp_path,
 async def run_to_end(agent, timeout: float = 30.0) -> float:
     """Runs ``agent`` until its file transport ends the session; returns the wall time."""
     worker = build_agent(agent).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
     started = time.monotonic()
-    await asyncio.wait_for(runner.run(), timeout)
+    await asyncio.wait_for(run_worker(worker), timeout)
     return time.monotonic() - started
 
 

@@ -2,12 +2,13 @@
 
 from pydantic import Field
 
+from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
 from pipelines.spec import Params
 
 
 class AudioTransportParams(Params):
-    audio_in_sample_rate: int = Field(16000, gt=0)
-    audio_out_sample_rate: int = Field(24000, gt=0)
+    audio_in_sample_rate: int = Field(USER_SAMPLE_RATE, gt=0)
+    audio_out_sample_rate: int = Field(BOT_SAMPLE_RATE, gt=0)
     audio_out_10ms_chunks: int = Field(
         2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
     )
