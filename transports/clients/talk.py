@@ -11,8 +11,10 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +22,8 @@ from pipelines.audio import USER_SAMPLE_RATE, WavError, read_wav, write_wav
 from transports import client_messages as cm
 
 FRAME_SECS = 0.02
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -138,6 +142,19 @@ class Talker:
         """The first RTVI message of type ``kind`` received after ``after``."""
         return await cm.wait_for(self.messages, kind, timeout, after)
 
+    async def unless_closed(self, awaitable: Awaitable[T]) -> T:
+        """Awaits ``awaitable``, unless the connection closes first.
+
+        Raises:
+            ConnectionError: The agent closed the connection (its code named).
+        """
+        waiting = asyncio.ensure_future(awaitable)
+        await asyncio.wait({waiting, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            raise ConnectionError(f"the agent closed the connection (code {self.close_code})")
+        return waiting.result()
+
     async def wait_until_quiet(self, quiet_secs: float, timeout: float) -> None:
         """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``, or the connection closed)."""
         deadline = time.monotonic() + timeout
@@ -211,7 +228,7 @@ def _print_transcript(msg: dict) -> None:
 async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float) -> int:
     """Says ``wav_in`` to the agent at ``url`` (at the rate its ``bot-ready`` names); writes the reply."""
     async with Talker(url, echo=True) as talker:
-        ready = await talker.wait_for_message(cm.BOT_READY, timeout)
+        ready = await talker.unless_closed(talker.wait_for_message(cm.BOT_READY, timeout))
         talker.sample_rate = ready["data"].get("audio_in_sample_rate") or talker.sample_rate
         await talker.stream(read_wav(wav_in, talker.sample_rate))
         microphone = asyncio.create_task(talker.stream_silence())

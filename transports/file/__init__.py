@@ -25,10 +25,17 @@ from transports.file.output import FileOutput
 from transports.file.transcript import Transcript
 
 
+#: Marks a param as a file path: relative to the config's folder in the file,
+#: to the current folder when set with ``--set`` (``pipelines.overrides``).
+PATH = {"format": "path"}
+
+
 class FileParams(AudioTransportParams):
-    input: str = Field(description="WAV the user says: 16-bit PCM, any rate, mono or stereo")
-    output: str = Field("", description="WAV of the bot's audio on the input's timeline; empty: not written")
-    transcript: str = Field("", description="JSONL of user and bot turns with times; empty: not written")
+    input: str = Field(description="WAV the user says: 16-bit PCM, any rate, mono or stereo", json_schema_extra=PATH)
+    output: str = Field("", description="WAV of the bot's audio on the input's timeline; empty: not written",
+                        json_schema_extra=PATH)
+    transcript: str = Field("", description="JSONL of user and bot turns with times; empty: not written",
+                            json_schema_extra=PATH)
     audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(False, description="play the input at its real pace instead of fast-forwarding")
     speed: float = Field(8.0, gt=0, description="fast mode: times real time while the agent only listens")
