@@ -6,23 +6,19 @@ microphone plays espeak-ng saying "hello" to the default assistant
 (configs/assistant.yaml) served over WebRTC.
 """
 
-import wave
 from pathlib import Path
 
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
+from pipelines.audio import write_wav
 from pipelines.server import running
 from transports.clients.chromium import chromium
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
     """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""
     samples = bytes(2 * rate * 2) + await speech(text) + bytes(3 * rate * 2)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
+    write_wav(path, samples, rate)
     return path
 
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame
 from pipecat.utils.time import time_now_iso8601
-from pipelines.runner import run_worker
+from pipelines.audio import write_wav
 from pipelines.builder import build_agent
+from pipelines.runner import run_worker
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
 from processors.tts.espeak import synthesize_pcm
@@ -41,11 +42,7 @@ async def conversation_wav(path: Path, lines: list[tuple[float, str]], secs: flo
         audio[at:at + len(speech)] = speech
         loud = np.nonzero(np.abs(speech) > 500)[0]
         spans.append(((at + loud[0]) / RATE, (at + loud[-1]) / RATE))
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes(audio.tobytes())
+    write_wav(path, audio.tobytes(), RATE)
     return spans
 
 

@@ -5,8 +5,9 @@ import socket
 import time
 import wave
 
+from pipelines.audio import write_wav
 from pipelines.server import running
-from transports.clients.talk import Talker, audio_message, talk, write_wav
+from transports.clients.talk import Talker, audio_message, talk
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from processors.tone import tone
