@@ -10,7 +10,6 @@ chunk.
 import asyncio
 import os
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame, TranscriptionFrame
 from pipecat.processors.frame_processor import FrameDirection
 
+from pipelines.audio import read_wav
 from pipelines.testing import AgentHarness
 from pipelines.validate import Agent, load_agent
 
@@ -63,8 +63,7 @@ def load_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
     """Every 16 kHz mono clip in ``folder`` with its speech span."""
     clips = []
     for path in sorted(folder.glob("*.wav")):
-        with wave.open(str(path)) as w:
-            pcm = w.readframes(w.getnframes())
+        pcm = read_wav(path, 16000)
         clips.append(Clip(path.stem, pcm, *speech_span(pcm)))
     if not clips:
         raise SystemExit(f"no clips in {folder}")

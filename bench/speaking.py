@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame  # noqa: E402
 from pipecat.utils.time import time_now_iso8601  # noqa: E402
-from pipecat.workers.runner import WorkerRunner  # noqa: E402
+from pipelines.audio import read_wav, write_wav  # noqa: E402
 from pipelines.builder import build_agent  # noqa: E402
+from pipelines.runner import run_worker  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import Component, load_agent  # noqa: E402
 from processors.tts.espeak import espeak_engine, synthesize_pcm  # noqa: E402
@@ -85,11 +85,7 @@ async def one_session(folder: Path, question: str, realtime: bool) -> tuple[floa
     """Runs the default agent on ``question``; (answer gap on the timeline, wall secs, transcript)."""
     speech = await synthesize_pcm(question, sample_rate=16000)
     lead = 8000  # 0.5 s of silence first
-    with wave.open(str(folder / "in.wav"), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(bytes(2 * lead) + speech + bytes(2 * 8000))
+    write_wav(folder / "in.wav", bytes(2 * lead) + speech + bytes(2 * 8000), 16000)
     loud_in = np.nonzero(np.abs(np.frombuffer(speech, dtype=np.int16)) > 200)[0]
     speech_end = (lead + loud_in[-1]) / 16000  # from the audio's energy
     os.environ["FRAMEGRAPH_INPUT"] = str(folder / "in.wav")
@@ -98,13 +94,10 @@ async def one_session(folder: Path, question: str, realtime: bool) -> tuple[floa
     transport = agent.transport
     transport = Component(transport.id, transport.type, transport.params.model_copy(update={"realtime": realtime}))
     worker = build_agent(agent, transport=transport).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
     started = time.monotonic()
-    await runner.run()
+    await run_worker(worker)
     wall = time.monotonic() - started
-    with wave.open(str(folder / "assistant.wav"), "rb") as wav:
-        bot = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    bot = np.frombuffer(read_wav(folder / "assistant.wav", 24000), dtype=np.int16)
     loud = np.nonzero(np.abs(bot) > 200)[0]
     gap = loud[0] / 24000 - speech_end if len(loud) else float("nan")
     turns = [json.loads(line) for line in (folder / "assistant.jsonl").read_text().splitlines()]

@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loguru import logger  # noqa: E402
 
+from pipelines.audio import write_wav  # noqa: E402
 from pipelines.server import running  # noqa: E402
-from pipelines.talk import Talker  # noqa: E402
 from pipelines.validate import Agent, load_agent_text  # noqa: E402
-from transports.loopback import tone  # noqa: E402
-from transports.devtools import chromium  # noqa: E402
+from processors.tone import tone  # noqa: E402
+from transports.clients.chromium import chromium  # noqa: E402
+from transports.clients.talk import Talker  # noqa: E402
+from transports.clients.webrtc import WebRTCPeer  # noqa: E402
 from transports.served import peer_from  # noqa: E402
-from transports.webrtc_client import WebRTCPeer  # noqa: E402
 
 AGENT = """
 version: 1
@@ -164,11 +164,7 @@ async def browser_trials(agent: Agent, trials: int) -> list[float]:
     burst = tone(0.4, 16000, 300, 12000) + bytes(int(16000 * (SPEAK_SECS + 0.8)) * 2)
     with tempfile.TemporaryDirectory() as tmp:
         mic = Path(tmp) / "mic.wav"
-        with wave.open(str(mic), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes(bytes(2 * 16000 * 2) + burst * (trials + 2))
+        write_wav(mic, bytes(2 * 16000 * 2) + burst * (trials + 2), 16000)
         async with chromium(Path(tmp) / "profile", mic) as page, running(agent) as (url, server):
             await page.call("Page.navigate", url=url)
             await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")

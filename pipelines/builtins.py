@@ -4,6 +4,7 @@ BUILTIN_MODULES = (
     "processors.basic",
     "processors.context",
     "processors.faulty",
+    "processors.tone",
     "processors.llm.types",
     "processors.stt.types",
     "processors.tts.types",
@@ -11,7 +12,6 @@ BUILTIN_MODULES = (
     "transports.synthetic",
     "transports.webrtc",
     "transports.websocket",
-    "transports.loopback",
     "transports.daily",
     "transports.local",
 )

@@ -1,7 +1,20 @@
-"""The ``framegraph`` command: validate, graph, run, list (and commands modules add)."""
+"""The ``framegraph`` command.
+
+Every subcommand follows one pattern: a module-level ``add_parser(subparsers)``
+adds it (with ``set_defaults(func=...)``), and its function takes the parsed
+arguments and returns the exit code. The commands defined here (validate,
+graph, run, list) are added the same way as those other modules hold
+(``COMMAND_MODULES``), which import nothing heavy until they run.
+
+Exit codes: 0 done, 1 a config problem or a failed check, 2 a usage error
+(argparse), 3 ``check`` found no failure but could not build a config here,
+130 Ctrl-C.
+"""
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
@@ -9,30 +22,49 @@ from loguru import logger
 
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "pipelines.talk",
+    "transports.clients.talk",
     "pipelines.serve_command",
     "pipelines.check",
     "processors.tts.say",
 )
 
 
-def _agents(paths: list[str]):
-    """Loads each config; prints every problem; yields (path, agent or None)."""
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--set KEY.PATH=VALUE`` (``pipelines.overrides``) to a command that loads configs."""
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
+        help="override a config value, validated like the file (repeatable), e.g. --set transport.input=q.wav",
+    )
+
+
+def load_agents(paths: list[str], overrides: list[str] = ()) -> Iterator[tuple[str, object]]:
+    """Loads each config with ``overrides`` applied; prints every problem; yields (path, agent or None)."""
     from pipelines.errors import ConfigErrors
-    from pipelines.validate import load_agent
+    from pipelines.overrides import load_agent_with
 
     for path in paths:
         try:
-            yield path, load_agent(path)
+            yield path, load_agent_with(path, overrides)
         except ConfigErrors as e:
-            for error in e.errors:
-                print(error, file=sys.stderr)
+            print_errors(e)
             yield path, None
+
+
+def load_one(path: str, overrides: list[str] = ()):
+    """The agent in ``path`` (overrides applied), or None after printing its problems."""
+    ((_, agent),) = load_agents([path], overrides)
+    return agent
+
+
+def print_errors(errors) -> None:
+    """Prints a ``ConfigErrors``, one problem a line, to stderr."""
+    for error in errors.errors:
+        print(error, file=sys.stderr)
 
 
 def cmd_validate(args) -> int:
     failed = 0
-    for path, agent in _agents(args.files):
+    for path, agent in load_agents(args.files):
         if agent is None:
             failed += 1
         else:
@@ -43,7 +75,7 @@ def cmd_validate(args) -> int:
 def cmd_graph(args) -> int:
     from pipelines import diagram
 
-    (_, agent), = _agents([args.file])
+    agent = load_one(args.file, args.overrides)
     if agent is None:
         return 1
     if args.out:
@@ -61,7 +93,7 @@ def cmd_graph(args) -> int:
 def cmd_run(args) -> int:
     from pipelines.runner import RunOptions, run
 
-    (_, agent), = _agents([args.file])
+    agent = load_one(args.file, args.overrides)
     if agent is None:
         return 1
     run(agent, RunOptions(host=args.host, port=args.port, realtime=args.realtime))
@@ -88,32 +120,43 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framegraph", description="Declarative YAML voice and avatar agents on pipecat.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_validate(sub) -> None:
     p = sub.add_parser("validate", help="check configs; every problem with file:line:column", description="Validate agent configs.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_validate)
 
+
+def add_graph(sub) -> None:
     p = sub.add_parser("graph", help="print the graph as Mermaid, or draw it", description="Show an agent's graph.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--out", metavar="PIC", help="write a picture (.png or .svg; needs Graphviz)")
     p.add_argument("--dot", action="store_true", help="print Graphviz DOT instead of Mermaid")
+    add_set_option(p)
     p.set_defaults(func=cmd_graph)
 
+
+def add_run(sub) -> None:
     p = sub.add_parser("run", help="run an agent", description="Run an agent on its transport.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--host", help="address a serving transport listens on")
     p.add_argument("--port", type=int, help="port a serving transport listens on")
     p.add_argument("--realtime", action="store_true", help="file transport: run at the audio's real speed")
+    add_set_option(p)
     p.set_defaults(func=cmd_run)
 
+
+def add_list(sub) -> None:
     p = sub.add_parser("list", help="registered types and their params", description="List registered types.")
     p.add_argument("--kind", choices=["processor", "transport", "context"])
     p.set_defaults(func=cmd_list)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framegraph", description="Declarative YAML voice and avatar agents on pipecat.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_validate, add_graph, add_run, add_list):
+        add(sub)
     for module in COMMAND_MODULES:
         import_module(module).add_parser(sub)
     return parser
@@ -126,14 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.errors import ConfigErrors
 
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except ConfigErrors as e:
         # Problems only found while building (a missing key file, a model path).
-        for error in e.errors:
-            print(error, file=sys.stderr)
+        print_errors(e)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``framegraph list | head``): stop quietly, as
+        # Python's documentation advises, so the exit flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

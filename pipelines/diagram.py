@@ -98,7 +98,7 @@ def render(agent: Agent, out: Path) -> None:
         raise RuntimeError(f"{out}: picture format must be .png or .svg")
     exe = shutil.which("dot")
     if exe is None:
-        raise RuntimeError("Graphviz 'dot' is not installed (apt-get install graphviz); use --mermaid for text")
+        raise RuntimeError("Graphviz 'dot' is not installed (apt-get install graphviz); without --out it prints Mermaid text")
     result = subprocess.run([exe, f"-T{fmt}", "-o", str(out)], input=dot(agent), text=True, capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"dot failed: {result.stderr.strip()}")

@@ -10,10 +10,10 @@ import asyncio
 
 
 def cmd_serve(args) -> int:
-    from pipelines.cli import _agents
+    from pipelines.cli import load_one
     from pipelines.server import serve, served_on
 
-    ((_, agent),) = _agents([args.file])
+    agent = load_one(args.file, args.overrides)
     if agent is None:
         return 1
     if agent.transport.type.name != args.transport:
@@ -26,6 +26,9 @@ def cmd_serve(args) -> int:
 
 
 def add_parser(subparsers) -> None:
+    """Adds ``framegraph serve``."""
+    from pipelines.cli import add_set_option
+
     p = subparsers.add_parser(
         "serve",
         help="serve any agent to browsers (webrtc) or programs (websocket)",
@@ -35,4 +38,5 @@ def add_parser(subparsers) -> None:
     p.add_argument("--transport", choices=["webrtc", "websocket"], default="webrtc", help="default: webrtc")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 7860)")
+    add_set_option(p)
     p.set_defaults(func=cmd_serve)

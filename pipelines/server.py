@@ -37,9 +37,9 @@ from pipecat.transports.smallwebrtc.request_handler import (
     SmallWebRTCRequest,
     SmallWebRTCRequestHandler,
 )
-from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
 from pipelines.registry import default_registry
+from pipelines.runner import run_worker
 from pipelines.validate import Agent, Component
 from transports.served import with_peer
 from transports.transcripts import TranscriptRelay
@@ -137,11 +137,9 @@ class AgentServer:
             built = session.built = build_agent(self.agent, transport=with_peer(self.agent.transport, peer))
             self._watch(built.transport, session)
             worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
-            runner = WorkerRunner(handle_sigint=False, force_gc=True)
-            await runner.add_workers(worker)
             self._workers.add(worker)
             try:
-                await runner.run()
+                await run_worker(worker)
             finally:
                 self._workers.discard(worker)
             session.event("ended")

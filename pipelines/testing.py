@@ -21,9 +21,10 @@ from pathlib import Path
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame
 from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.workers.runner import WorkerRunner
+from pipelines.audio import USER_SAMPLE_RATE
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.registry import default_registry
+from pipelines.runner import run_worker
 from pipelines.spec import INPUT
 from pipelines.validate import Agent, Component, load_agent, load_agent_text
 
@@ -105,7 +106,6 @@ class AgentHarness:
         self._observer = _ProbeObserver()
         observers = [self._observer, *worker_kwargs.pop("observers", [])]
         self.worker = self.built.worker(observers=observers, **worker_kwargs)
-        self.runner = WorkerRunner(handle_sigint=False, force_gc=True)
         self._start_timeout = start_timeout
         self._run_task: asyncio.Task | None = None
 
@@ -157,7 +157,7 @@ class AgentHarness:
         else:
             await processor.queue_frame(frame, direction)
 
-    async def inject_audio(self, pcm: bytes, *, sample_rate: int = 16000, realtime: bool = False) -> None:
+    async def inject_audio(self, pcm: bytes, *, sample_rate: int = USER_SAMPLE_RATE, realtime: bool = False) -> None:
         """Feeds 16-bit mono PCM at the input in 20 ms chunks (at real speed if ``realtime``)."""
         step = sample_rate * CHUNK_MS // 1000 * 2
         loop = asyncio.get_running_loop()
@@ -177,8 +177,7 @@ class AgentHarness:
         async def _started(worker, frame):
             started.set()
 
-        await self.runner.add_workers(self.worker)
-        self._run_task = asyncio.create_task(self.runner.run())
+        self._run_task = asyncio.create_task(run_worker(self.worker))
         waiter = asyncio.create_task(started.wait())
         done, _ = await asyncio.wait({waiter, self._run_task}, timeout=self._start_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)

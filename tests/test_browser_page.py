@@ -1,28 +1,24 @@
 """The web page in headless Chromium: fake microphone in, bot transcript out, reconnection.
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
---test``) is driven over the DevTools protocol (``transports.devtools``); its fake
+--test``) is driven over the DevTools protocol (``transports.clients.chromium``); its fake
 microphone plays espeak-ng saying "hello" to the default assistant
 (configs/assistant.yaml) served over WebRTC.
 """
 
-import wave
 from pathlib import Path
 
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
+from pipelines.audio import write_wav
 from pipelines.server import running
-from transports.devtools import chromium
+from transports.clients.chromium import chromium
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
     """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""
     samples = bytes(2 * rate * 2) + await speech(text) + bytes(3 * rate * 2)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
+    write_wav(path, samples, rate)
     return path
 
 

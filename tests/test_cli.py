@@ -64,3 +64,55 @@ def test_run_refuses_a_broken_config_without_starting():
     result = framegraph("run", "tests/broken/no_output_end.yaml")
     assert result.returncode == 1
     assert "must end at 'output'" in result.stderr and "StartFrame" not in result.stderr
+
+
+def test_list_into_a_closed_pipe_ends_without_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "list"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # as `| head` does once it has its lines
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+@pytest.mark.parametrize("send_ready", [False, True])
+def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready):
+    """A real WebSocket server that hangs up, before or after its bot-ready."""
+    import asyncio
+    import json
+    import threading
+
+    import websockets
+
+    from pipecat.frames.protobufs import frames_pb2
+    from pipelines.audio import write_wav
+
+    write_wav(tmp_path / "q.wav", bytes(2 * 16000 * 3), 16000)
+    started, port = threading.Event(), []
+
+    async def hang_up(ws):
+        if send_ready:
+            frame = frames_pb2.Frame()
+            frame.message.data = json.dumps({"label": "rtvi-ai", "type": "bot-ready", "data": {}})
+            await ws.send(frame.SerializeToString())
+            await asyncio.sleep(0.3)
+        await ws.close(1011, "server going away")
+
+    async def serve(stop: asyncio.Event):
+        async with websockets.serve(hang_up, "127.0.0.1", 0) as server:
+            port.append(server.sockets[0].getsockname()[1])
+            started.set()
+            await stop.wait()
+
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve(stop)), daemon=True)
+    thread.start()
+    try:
+        assert started.wait(30)
+        result = framegraph("talk", f"ws://127.0.0.1:{port[0]}/ws", "--input", str(tmp_path / "q.wav"), "--timeout", "20")
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "the agent closed the connection" in line and "1011" in line

@@ -14,8 +14,9 @@ import numpy as np
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame
 from pipecat.utils.time import time_now_iso8601
-from pipecat.workers.runner import WorkerRunner
+from pipelines.audio import write_wav
 from pipelines.builder import build_agent
+from pipelines.runner import run_worker
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
 from processors.tts.espeak import synthesize_pcm
@@ -41,11 +42,7 @@ async def conversation_wav(path: Path, lines: list[tuple[float, str]], secs: flo
         audio[at:at + len(speech)] = speech
         loud = np.nonzero(np.abs(speech) > 500)[0]
         spans.append(((at + loud[0]) / RATE, (at + loud[-1]) / RATE))
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes(audio.tobytes())
+    write_wav(path, audio.tobytes(), RATE)
     return spans
 
 
@@ -54,9 +51,7 @@ async def run_assistant(tmp_path: Path, monkeypatch, *, timeout: float = 60) -> 
     monkeypatch.setenv("FRAMEGRAPH_INPUT", str(tmp_path / "in.wav"))
     monkeypatch.setenv("FRAMEGRAPH_OUT", str(tmp_path))
     worker = build_agent(load_agent(ASSISTANT)).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
-    await asyncio.wait_for(runner.run(), timeout)
+    await asyncio.wait_for(run_worker(worker), timeout)
     turns = [json.loads(line) for line in (tmp_path / "assistant.jsonl").read_text().splitlines()]
     with wave.open(str(tmp_path / "assistant.wav"), "rb") as wav:
         assert wav.getframerate() == 24000

@@ -22,10 +22,9 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.workers.runner import WorkerRunner
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
-from pipelines.runner import RunOptions
+from pipelines.runner import RunOptions, run_worker
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
 
@@ -91,10 +90,8 @@ def test_unusable_wav_is_a_one_line_error_naming_the_file(files_agent, tmp_path,
 async def run_to_end(agent, timeout: float = 30.0) -> float:
     """Runs ``agent`` until its file transport ends the session; returns the wall time."""
     worker = build_agent(agent).worker()
-    runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(worker)
     started = time.monotonic()
-    await asyncio.wait_for(runner.run(), timeout)
+    await asyncio.wait_for(run_worker(worker), timeout)
     return time.monotonic() - started
 
 
@@ -202,3 +199,11 @@ async def test_bot_cut_off_mid_sentence_is_an_interrupted_turn_without_words(fil
     lines = [json.loads(line) for line in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
     assert [(r["role"], r["text"]) for r in lines] == [("assistant", ""), ("user", "stop")]
     assert lines[0]["interrupted"] is True and 0.2 < lines[0]["end"] - lines[0]["start"] < 1.0
+
+
+async def test_serve_reports_a_bad_wav_as_config_errors_not_an_exit(files_agent, tmp_path):
+    write_wav(tmp_path / "in.wav", np.zeros(800, dtype=np.uint8), 8000, width=1)
+    agent = files_agent()
+    with pytest.raises(ConfigErrors) as caught:
+        await agent.transport.type.serve(agent, RunOptions())
+    assert [e.key for e in caught.value.errors] == ["transport.input"]

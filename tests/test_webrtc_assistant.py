@@ -13,7 +13,7 @@ from transport_kit import on_transport, speech, wait_until
 
 from pipelines.server import running
 from transports import client_messages as cm
-from transports.webrtc_client import WebRTCPeer
+from transports.clients.webrtc import WebRTCPeer
 
 
 async def test_assistant_answers_and_is_interrupted_over_webrtc():

@@ -19,8 +19,8 @@ from pipelines.server import running
 from pipelines.errors import ConfigErrors
 from pipelines.validate import load_agent, load_agent_text
 from transports import client_messages as cm
-from transports.loopback import tone
-from transports.webrtc_client import WebRTCPeer
+from processors.tone import tone
+from transports.clients.webrtc import WebRTCPeer
 from conftest import ROOT
 from transport_kit import wait_until
 

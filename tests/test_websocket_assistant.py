@@ -11,7 +11,7 @@ from conftest import ROOT
 from transport_kit import on_transport, speech, wait_until
 
 from pipelines.server import running
-from pipelines.talk import Talker
+from transports.clients.talk import Talker
 from transports import client_messages as cm
 
 SILENCE = bytes(int(16000 * 1.0) * 2)

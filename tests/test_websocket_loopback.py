@@ -5,11 +5,12 @@ import socket
 import time
 import wave
 
+from pipelines.audio import write_wav
 from pipelines.server import running
-from pipelines.talk import Talker, audio_message, talk, write_wav
+from transports.clients.talk import Talker, audio_message, talk
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
-from transports.loopback import tone
+from processors.tone import tone
 from transport_kit import wait_until
 
 AGENT = """

@@ -5,7 +5,7 @@ interruption and tell its client, in order with the audio, when to drop what
 it buffered (see ``transports.client_messages``). Plain pipecat keeps playing
 the chunk it was writing and whatever the transport had queued, and a client
 plays out its jitter buffer: about 140 ms of bot audio after an interruption
-on loopback WebRTC (NOTES.md). With the audio queue emptied and the client
+on loopback WebRTC (docs/pipecat-facts.md). With the audio queue emptied and the client
 told, what still plays is the time the message takes to arrive.
 
 ``EndsWorkerOnDisconnect`` makes an input transport end its agent's worker

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
 from pipelines.spec import Params
 
 #: Sample rates a transport may use: those whose 10 ms chunk is a whole number
@@ -12,8 +13,8 @@ SampleRate = Literal[8000, 12000, 16000, 24000, 32000, 44100, 48000]
 
 
 class AudioTransportParams(Params):
-    audio_in_sample_rate: SampleRate = Field(16000, description="Hz of the user's audio inside the pipeline")
-    audio_out_sample_rate: SampleRate = Field(24000, description="Hz of the bot's audio inside the pipeline")
+    audio_in_sample_rate: SampleRate = Field(USER_SAMPLE_RATE, description="Hz of the user's audio inside the pipeline")
+    audio_out_sample_rate: SampleRate = Field(BOT_SAMPLE_RATE, description="Hz of the bot's audio inside the pipeline")
     audio_out_10ms_chunks: int = Field(
         2, ge=1, le=10, description="bot audio written per chunk, in 10 ms; less is less to cut off on an interruption"
     )

@@ -131,9 +131,8 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
         DailyError: no room and no API key, the room could not be created, or
             the join failed or took longer than ``join_timeout_secs``.
     """
-    from pipecat.workers.runner import WorkerRunner
-
     from pipelines.builder import build_agent
+    from pipelines.runner import run_worker
 
     params: DailyRoomParams = agent.transport.params
     room = await open_room(params)
@@ -142,9 +141,7 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
     joined: asyncio.Future = asyncio.get_running_loop().create_future()
     _end_with_the_room(built.transport, worker, joined)
 
-    runner = WorkerRunner(handle_sigint=True, force_gc=True)
-    await runner.add_workers(worker)
-    running = asyncio.create_task(runner.run())
+    running = asyncio.create_task(run_worker(worker, handle_sigint=True))
     logger.info(f"agent {agent.spec.name!r} joining {room.url}")
     try:
         await asyncio.wait_for(asyncio.shield(joined), params.join_timeout_secs)

@@ -4,7 +4,7 @@ The bot's own words go out from the output transport as they are played
 (``ClientSignals``); the user's transcription never reaches the output (the
 context aggregator consumes it), so an observer watches for it anywhere in
 the graph. framegraph's workers run without pipecat's RTVI processor (it
-halves raw frame throughput, NOTES.md), so nothing else would send it.
+halves raw frame throughput, docs/pipecat-facts.md), so nothing else would send it.
 """
 
 from pipecat.frames.frames import InterimTranscriptionFrame, OutputTransportMessageUrgentFrame, TranscriptionFrame

@@ -14,6 +14,8 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
+from pipelines.errors import missing_extra
+
 GRAMMAR_NAME = "phrases"
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _NON_WORDS = re.compile(r"<[^>]*>|\{[^}]*\}|/[^/]*/|[|()\[\]*+;=]")
@@ -65,7 +67,8 @@ def dictionary_path() -> str:
     """The pronunciation dictionary inside the pocketsphinx wheel, found without importing pocketsphinx."""
     spec = find_spec("pocketsphinx")
     if spec is None or not spec.submodule_search_locations:
-        raise GrammarError("pocketsphinx is not installed (pip install 'framegraph[speech]')")
+        missing = missing_extra("", "speech", ModuleNotFoundError("No module named 'pocketsphinx'"))
+        raise GrammarError(missing.errors[0].message)
     return os.path.join(spec.submodule_search_locations[0], "model", "en-us", "cmudict-en-us.dict")
 
 

@@ -2,8 +2,8 @@
 
 The wheel ships ``libespeak-ng`` and its data; we call the C API through
 ctypes in ``AUDIO_OUTPUT_SYNCHRONOUS`` mode, so audio and phoneme events come
-back through one callback as they are synthesized (NOTES.md, "Models that
-ship in wheels").
+back through one callback as they are synthesized (docs/pipecat-facts.md,
+"espeak-ng").
 
 libespeak-ng keeps its voice, parameters and callback in global state: two
 syntheses at once in one process would corrupt each other. Every call into

@@ -6,8 +6,10 @@ with nothing but the wheels framegraph installs.
 
 import asyncio
 import sys
-import wave
 from pathlib import Path
+
+from pipelines.audio import USER_SAMPLE_RATE, write_wav
+from pipelines.errors import missing_extra
 
 
 def cmd_say(args) -> int:
@@ -15,8 +17,7 @@ def cmd_say(args) -> int:
     try:
         from processors.tts.espeak import UnknownVoiceError, synthesize_pcm
     except ImportError as e:
-        print(f"say needs the 'speech' extra: pip install 'framegraph[speech]' ({e})", file=sys.stderr)
-        return 1
+        raise missing_extra("say", "speech", e) from None
     try:
         speech = asyncio.run(synthesize_pcm(args.text, voice=args.voice, rate=args.rate, sample_rate=args.sample_rate))
     except UnknownVoiceError as e:
@@ -24,11 +25,7 @@ def cmd_say(args) -> int:
         return 1
     pad = bytes(2 * int(args.sample_rate * args.pad))
     try:
-        with wave.open(str(args.output), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(args.sample_rate)
-            wav.writeframes(pad + speech + pad)
+        write_wav(args.output, pad + speech + pad, args.sample_rate)
     except OSError as e:
         print(f"{args.output}: {e.strerror}", file=sys.stderr)
         return 1
@@ -44,6 +41,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="WAV")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
     p.add_argument("--rate", type=int, default=175, help="words per minute (default 175)")
-    p.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
+    p.add_argument("--sample-rate", type=int, default=USER_SAMPLE_RATE, help=f"Hz (default {USER_SAMPLE_RATE})")
     p.add_argument("--pad", type=float, default=0.5, help="seconds of silence before and after (default 0.5)")
     p.set_defaults(func=cmd_say)

@@ -1,4 +1,4 @@
-"""``tone_reply``: a stand-in agent for checking a transport end to end.
+"""``tone_reply``: a processor that stands in for an agent, to check a transport end to end.
 
 It needs no speech models: a loud sound from the user counts as speech; when
 it ends the bot answers with a tone (and a line of transcript), and when the

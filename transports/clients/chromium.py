@@ -2,7 +2,7 @@
 
 Chromium is Debian's ``chromium`` package (``scripts/setup.sh --test``
 installs it); never a browser a test tool downloads. The flags are the ones
-NOTES.md lists: a fresh profile, no network services, and a fake microphone
+docs/pipecat-facts.md lists: a fresh profile, no network services, and a fake microphone
 that plays a 16-bit PCM WAV (pad it with silence: it starts playing when the
 page asks for the microphone, before the call connects).
 """

@@ -11,15 +11,19 @@ import asyncio
 import json
 import sys
 import time
-import wave
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
+from pipelines.audio import USER_SAMPLE_RATE, WavError, read_wav, write_wav
 from transports import client_messages as cm
 
 FRAME_SECS = 0.02
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,7 +80,7 @@ class Playback:
 class Talker:
     """One WebSocket participant: send audio, hear the bot, read its messages."""
 
-    def __init__(self, url: str, *, sample_rate: int = 16000, obey_interruptions: bool = True, echo: bool = False):
+    def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True, echo: bool = False):
         self.url = url
         self.echo = echo
         self.sample_rate = sample_rate
@@ -107,6 +111,11 @@ class Talker:
             await asyncio.gather(self._reader, return_exceptions=True)
 
     @property
+    def closed(self) -> bool:
+        """Whether the connection has closed (the server went away or ended the session)."""
+        return self._reader is not None and self._reader.done()
+
+    @property
     def close_code(self) -> int | None:
         """The WebSocket close code once the connection closed (1013: the agent is full)."""
         return self._ws.close_code if self._ws is not None else None
@@ -133,10 +142,23 @@ class Talker:
         """The first RTVI message of type ``kind`` received after ``after``."""
         return await cm.wait_for(self.messages, kind, timeout, after)
 
+    async def unless_closed(self, awaitable: Awaitable[T]) -> T:
+        """Awaits ``awaitable``, unless the connection closes first.
+
+        Raises:
+            ConnectionError: The agent closed the connection (its code named).
+        """
+        waiting = asyncio.ensure_future(awaitable)
+        await asyncio.wait({waiting, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            raise ConnectionError(f"the agent closed the connection (code {self.close_code})")
+        return waiting.result()
+
     async def wait_until_quiet(self, quiet_secs: float, timeout: float) -> None:
-        """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``)."""
+        """Waits until the bot has said nothing for ``quiet_secs`` after speaking (or ``timeout``, or the connection closed)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.closed:
             last = self.playback.played[-1].end if self.playback.played else None
             if last is not None and time.monotonic() - last >= quiet_secs:
                 return
@@ -203,38 +225,18 @@ def _print_transcript(msg: dict) -> None:
         print(f"bot: {data.get('text', '')}", flush=True)
 
 
-def read_wav(path: Path, sample_rate: int) -> bytes:
-    """A 16-bit WAV as mono PCM at ``sample_rate``."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV files are supported")
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, w.getnchannels())
-        rate = w.getframerate()
-    mono = samples.mean(axis=1).astype(np.int16)
-    if rate != sample_rate:
-        import soxr
-
-        mono = soxr.resample(mono, rate, sample_rate).astype(np.int16)
-    return mono.tobytes()
-
-
-def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm)
-
-
 async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float) -> int:
     """Says ``wav_in`` to the agent at ``url`` (at the rate its ``bot-ready`` names); writes the reply."""
     async with Talker(url, echo=True) as talker:
-        ready = await talker.wait_for_message(cm.BOT_READY, timeout)
+        ready = await talker.unless_closed(talker.wait_for_message(cm.BOT_READY, timeout))
         talker.sample_rate = ready["data"].get("audio_in_sample_rate") or talker.sample_rate
         await talker.stream(read_wav(wav_in, talker.sample_rate))
         microphone = asyncio.create_task(talker.stream_silence())
         await talker.wait_until_quiet(quiet_secs, timeout)
         microphone.cancel()
+        await asyncio.gather(microphone, return_exceptions=True)
+        if talker.closed:
+            raise ConnectionError(f"the agent closed the connection (code {talker.close_code})")
     if not talker.playback.played:
         print(f"no reply within {timeout:g} s", file=sys.stderr)
         return 1
@@ -252,8 +254,14 @@ def cmd_talk(args) -> int:
             talk(args.url, Path(args.input), Path(args.output) if args.output else None,
                  quiet_secs=args.quiet, timeout=args.timeout)
         )
-    except (OSError, ValueError, TimeoutError, wave.Error, websockets.InvalidURI, websockets.InvalidHandshake) as e:
-        print(f"talk {args.url}: {e.__class__.__name__}: {e}", file=sys.stderr)
+    except WavError as e:
+        print(f"--input: {e}", file=sys.stderr)
+        return 1
+    except websockets.ConnectionClosed as e:
+        print(f"talk {args.url}: the agent closed the connection ({e})", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
+        print(f"talk {args.url}: {e}", file=sys.stderr)
         return 1
 
 

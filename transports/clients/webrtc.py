@@ -22,9 +22,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from pipelines.audio import USER_SAMPLE_RATE
 from transports import client_messages as cm
 
-MIC_RATE = 16000
+MIC_RATE = USER_SAMPLE_RATE
 MIC_FRAME_SECS = 0.02
 
 
