@@ -84,6 +84,28 @@ class Page(BaseModel):
     next_cursor: str | None = None
 
 
+class Health(BaseModel):
+    """What ``GET /health`` reports (and the dashboard shows): the store's status and session counts."""
+
+    store_ok: bool
+    active: int = Field(description="Live sessions (STARTING or ACTIVE)")
+    disconnected: int = Field(description="Sessions waiting to be resumed")
+    total: int = Field(description="Every session the store holds, ENDED ones included")
+    by_state: dict[SessionState, int]
+
+    @classmethod
+    def from_counts(cls, counts: dict[SessionState, int], store_ok: bool) -> "Health":
+        """The report for a store's ``count_by_state()`` and ``ping()``."""
+        by_state = {s: counts.get(s, 0) for s in SessionState}
+        return cls(
+            store_ok=store_ok,
+            active=sum(by_state[s] for s in LIVE_STATES),
+            disconnected=by_state[SessionState.DISCONNECTED],
+            total=sum(by_state.values()),
+            by_state=by_state,
+        )
+
+
 def new_session_id() -> str:
     """A fresh random session id (32 hex digits)."""
     return uuid.uuid4().hex
