@@ -15,6 +15,7 @@ from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
 from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound
 
+ENDED_TTL_S = 0.5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -23,9 +24,9 @@ def make_store(request, tmp_path):
     """A factory of stores on one backend: every store it makes shares the same data (SQLite file or Redis)."""
     if request.param == "sqlite":
         path = tmp_path / "sessions.db"
-        return lambda: SQLiteSessionStore(path)
+        return lambda: SQLiteSessionStore(path, ended_ttl_s=ENDED_TTL_S)
     url = request.getfixturevalue("redis_url")
-    return lambda: RedisSessionStore(url, prefix="t:", ended_ttl_s=1.0)
+    return lambda: RedisSessionStore(url, prefix="t:", ended_ttl_s=ENDED_TTL_S)
 
 
 @pytest.fixture
@@ -157,6 +158,20 @@ async def test_disconnected_sessions_expire_after_the_grace_period(store):
     assert (await store.get(stays.id)).state is SessionState.DISCONNECTED
     assert (await store.get(live.id)).state is SessionState.ACTIVE
     assert await store.expire_disconnected(grace_s=0.2) == []
+
+
+async def test_ended_sessions_are_dropped_after_their_ttl(store):
+    ended, token = await store.create(agent="a", owner="s", messages=[{"role": "user", "content": "x"}])
+    kept, _ = await store.create(agent="a", owner="s")
+    await store.set_state(ended.id, SessionState.ENDED)
+    assert (await store.count_by_state())[SessionState.ENDED] == 1
+    await asyncio.sleep(ENDED_TTL_S + 0.3)
+    await store.expire_disconnected()
+    with pytest.raises(SessionNotFound):
+        await store.get(ended.id)
+    assert not await store.verify_token(ended.id, token)
+    assert [s.id for s in (await store.list()).items] == [kept.id]
+    assert (await store.count_by_state())[SessionState.ENDED] == 0
 
 
 async def test_recover_marks_live_sessions_disconnected(store):

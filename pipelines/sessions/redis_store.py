@@ -66,7 +66,7 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'latencies', cjson.encode(lat
 return 1
 """
 
-# KEYS: session hash. ARGV: prefix, id, new state, now, owner ('' keeps it), ended TTL s,
+# KEYS: session hash. ARGV: prefix, id, new state, now, owner ('' keeps it), ended TTL (s),
 # states the session must be in (comma list, '' for any).
 _SET_STATE = """
 local h = KEYS[1]
@@ -94,7 +94,7 @@ local keys = {h, h .. ':messages', h .. ':errors'}
 if new == 'ENDED' then
   redis.call('SREM', p .. 'owner:' .. owner, id)
   redis.call('ZADD', p .. 'ended', t, order)
-  for _, k in ipairs(keys) do redis.call('EXPIRE', k, tonumber(ARGV[6])) end
+  for _, k in ipairs(keys) do redis.call('PEXPIRE', k, math.floor(tonumber(ARGV[6]) * 1000)) end
 else
   redis.call('SADD', p .. 'owner:' .. owner, id)
   redis.call('ZREM', p .. 'ended', order)

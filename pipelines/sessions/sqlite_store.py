@@ -94,13 +94,15 @@ def _summary(row: tuple) -> SessionSummary:
 class SQLiteSessionStore(SessionStore):
     """Sessions in one SQLite file (the default store of a single server)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, ended_ttl_s: float = 3600.0):
         """Creates the store; ``open()`` connects.
 
         Args:
             path: The database file (created with its folder when missing).
+            ended_ttl_s: How long an ENDED session stays readable; ``expire_disconnected`` deletes older ones.
         """
         self.path = Path(path)
+        self.ended_ttl_s = ended_ttl_s
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
@@ -298,6 +300,10 @@ class SQLiteSessionStore(SessionStore):
             db.executemany(
                 "UPDATE sessions SET state = ?, updated_at = ? WHERE id = ?",
                 [(SessionState.ENDED.value, t, sid) for sid in ids],
+            )
+            db.execute(
+                "DELETE FROM sessions WHERE state = ? AND updated_at <= ?",
+                (SessionState.ENDED.value, t - self.ended_ttl_s),
             )
             return ids
 

@@ -188,7 +188,12 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def expire_disconnected(self, grace_s: float = DEFAULT_GRACE_S) -> list[str]:
-        """Ends every session DISCONNECTED for longer than ``grace_s``; returns their ids."""
+        """Ends every session DISCONNECTED for longer than ``grace_s``; returns their ids.
+
+        The server calls it periodically (every few seconds). It is also when
+        the SQLite store deletes sessions ENDED longer ago than its
+        ``ended_ttl_s``; Redis drops those by itself (key TTLs).
+        """
 
     @abstractmethod
     async def recover(self, owner: str | None = None) -> list[str]:
