@@ -13,7 +13,7 @@ import pytest
 from pipelines.sessions.model import MAX_ERRORS, MAX_MESSAGES, SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound
+from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound, store_for
 
 ENDED_TTL_S = 0.5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -259,3 +259,12 @@ async def test_acknowledged_writes_survive_sigkill(make_store, tmp_path, request
         assert contents[: acked + 1] == [f"q{i}" for i in range(acked + 1)]
         assert await store.recover(owner="doomed") == [session_id]
         assert (await store.get(session_id)).state is SessionState.DISCONNECTED
+
+
+def test_store_for_picks_the_backend_from_the_location(tmp_path):
+    assert isinstance(store_for("redis://127.0.0.1:6379/0", prefix="x:"), RedisSessionStore)
+    sqlite = store_for(f"sqlite://{tmp_path}/a.db", ended_ttl_s=5)
+    assert isinstance(sqlite, SQLiteSessionStore) and sqlite.path == tmp_path / "a.db"
+    assert store_for("sessions.db").path.name == "sessions.db"
+    with pytest.raises(ValueError, match="SQLite file path or a redis:// URL"):
+        store_for(" ")

@@ -1,7 +1,13 @@
 """Sessions: the durable record of each conversation, its stores, metrics, settings gate and dashboard.
 
-The server builds on this package: ``SessionStore`` (``SQLiteSessionStore``
-embedded, ``RedisSessionStore`` shared), ``SessionMetrics`` for
-``GET /metrics``, ``SettingsGate`` for runtime settings changes, and
-``DASHBOARD_DIR`` for the static page served at ``/dashboard``.
+What the server builds on, one module each:
+
+- ``model``: ``Session``/``SessionSummary``/``SessionState``, resume tokens, ``Health``.
+- ``store``: the ``SessionStore`` interface, its errors, ``store_for(location)``.
+- ``sqlite_store`` (embedded, one server) and ``redis_store`` (several servers;
+  needs the ``redis`` extra): the two implementations.
+- ``metrics``: ``SessionMetrics``, a Prometheus registry per server.
+- ``settings_gate``: ``SettingsGate``, which holds runtime settings changes
+  while a response is generated or spoken.
+- ``dashboard``: ``DASHBOARD_DIR``, the static page served at ``/dashboard/``.
 """

@@ -26,6 +26,13 @@ MAX_ERRORS = 20
 """How many recent errors a session keeps (the newest ones)."""
 
 
+REPLY_LATENCY = "speech_end_to_first_audio_s"
+"""The latency name (in ``latencies``) of the time from the user's speech end to the bot's first audio."""
+
+INTERRUPTION_LATENCY = "interruption_s"
+"""The latency name of the time from a barge-in to the bot's audio stopping."""
+
+
 class SessionState(StrEnum):
     """Where a session is in its life.
 
