@@ -220,33 +220,33 @@ class RedisSessionStore(SessionStore):
             await tx.execute()
         return session, token
 
+    @staticmethod
+    def _parse(session_id: str, fields: dict, errors: list[str]) -> SessionSummary:
+        return SessionSummary(
+            id=session_id,
+            agent=fields["agent"],
+            variables=json.loads(fields["variables"]),
+            state=SessionState(fields["state"]),
+            owner=fields["owner"],
+            created_at=float(fields["created_at"]),
+            updated_at=float(fields["updated_at"]),
+            disconnected_at=float(fields["disconnected_at"]) if "disconnected_at" in fields else None,
+            turns=int(fields["turns"]),
+            latencies=json.loads(fields["latencies"]),
+            errors=[SessionError(**json.loads(e)) for e in errors],
+        )
+
     async def _summaries(self, ids: list[str]) -> list[SessionSummary | None]:
+        """The summaries of ``ids``, read in one MULTI (None where a session is gone)."""
         async with self._redis.pipeline(transaction=True) as tx:
             for sid in ids:
                 tx.hgetall(self._key(sid))
                 tx.lrange(f"{self._key(sid)}:errors", 0, -1)
             replies = await tx.execute()
-        out = []
-        for sid, fields, errors in zip(ids, replies[::2], replies[1::2], strict=True):
-            if not fields:
-                out.append(None)
-                continue
-            out.append(
-                SessionSummary(
-                    id=sid,
-                    agent=fields["agent"],
-                    variables=json.loads(fields["variables"]),
-                    state=SessionState(fields["state"]),
-                    owner=fields["owner"],
-                    created_at=float(fields["created_at"]),
-                    updated_at=float(fields["updated_at"]),
-                    disconnected_at=float(fields["disconnected_at"]) if "disconnected_at" in fields else None,
-                    turns=int(fields["turns"]),
-                    latencies=json.loads(fields["latencies"]),
-                    errors=[SessionError(**json.loads(e)) for e in errors],
-                )
-            )
-        return out
+        return [
+            self._parse(sid, fields, errors) if fields else None
+            for sid, fields, errors in zip(ids, replies[::2], replies[1::2], strict=True)
+        ]
 
     async def _summary(self, session_id: str) -> SessionSummary:
         (summary,) = await self._summaries([session_id])
@@ -255,15 +255,15 @@ class RedisSessionStore(SessionStore):
         return summary
 
     async def get(self, session_id):
-        # Read the hash and the messages in one MULTI so that they come from the same moment.
         key = self._key(session_id)
         async with self._redis.pipeline(transaction=True) as tx:
-            tx.exists(key)
+            tx.hgetall(key)
+            tx.lrange(f"{key}:errors", 0, -1)
             tx.lrange(f"{key}:messages", 0, -1)
-            exists, bodies = await tx.execute()
-        if not exists:
+            fields, errors, bodies = await tx.execute()
+        if not fields:
             raise SessionNotFound(session_id)
-        summary = await self._summary(session_id)
+        summary = self._parse(session_id, fields, errors)
         return Session(**summary.model_dump(), messages=[json.loads(b) for b in bodies])
 
     async def _prune_ended(self) -> None:
