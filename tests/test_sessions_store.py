@@ -13,7 +13,7 @@ import pytest
 from pipelines.sessions.model import MAX_ERRORS, MAX_MESSAGES, SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound, store_for
+from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound, page_size, store_for
 
 ENDED_TTL_S = 0.5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,10 +70,14 @@ async def test_list_pages_in_creation_order_without_messages(store):
             break
         cursor = page.next_cursor
     assert seen == ids
-    assert len((await store.list(limit=10_000)).items) == 7  # clamped to MAX_PAGE, which is above 7
-    assert MAX_PAGE <= 100
+    assert len((await store.list(limit=10_000)).items) == 7
     with pytest.raises(BadCursor):
         await store.list(cursor="garbage")
+
+
+def test_page_size_is_clamped():
+    assert (page_size(10_000), page_size(0), page_size(-3), page_size(25)) == (MAX_PAGE, 1, 1, 25)
+    assert MAX_PAGE == 100
 
 
 async def test_list_filters_by_state_and_counts(store):
@@ -116,6 +120,17 @@ async def test_append_keeps_last_messages_turns_and_latencies(store):
     assert got.messages[-1] == {"role": "assistant", "content": "a59"}
     with pytest.raises(SessionNotFound):
         await store.append("nope", [{"role": "user", "content": "x"}])
+
+
+async def test_runtime_settings_are_kept_for_a_resume(store):
+    session, _ = await store.create(agent="a", owner="s")
+    assert (await store.get(session.id)).settings == {}
+    settings = {"system_prompt": "Be brief.", "tts": {"rate": 250}}
+    await store.set_settings(session.id, settings)
+    assert (await store.get(session.id)).settings == settings
+    assert (await store.list()).items[0].settings == settings
+    with pytest.raises(SessionNotFound):
+        await store.set_settings("nope", {})
 
 
 async def test_recent_errors_are_capped(store):

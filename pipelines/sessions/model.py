@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +77,10 @@ class SessionSummary(BaseModel):
         default_factory=dict, description="Latest value of each measured latency, in seconds, by name"
     )
     errors: list[SessionError] = Field(default_factory=list, description=f"The last {MAX_ERRORS} errors")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume",
+    )
 
 
 class Session(SessionSummary):

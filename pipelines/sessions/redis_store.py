@@ -3,7 +3,8 @@
 Layout (every key under the store's ``prefix``):
 
 - ``session:{id}`` hash: token_hash, agent, variables (JSON), state, owner,
-  created_at, updated_at, disconnected_at, turns, latencies (JSON), order.
+  created_at, updated_at, disconnected_at, turns, latencies (JSON), settings
+  (JSON), order.
 - ``session:{id}:messages`` list (the last ``MAX_MESSAGES``, JSON each) and
   ``session:{id}:errors`` list (the last ``MAX_ERRORS``).
 - ``all`` and ``state:{STATE}``: sorted sets of order keys (score 0, so
@@ -127,6 +128,13 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
 return 1
 """
 
+# KEYS: session hash. ARGV: settings JSON, now.
+_SET_SETTINGS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'settings', ARGV[1], 'updated_at', ARGV[2])
+return 1
+"""
+
 # ARGV: prefix, cutoff. Removes from the indexes the ENDED sessions whose keys have lapsed.
 _PRUNE_ENDED = """
 local p = ARGV[1]
@@ -170,6 +178,7 @@ class RedisSessionStore(SessionStore):
         self._delete = self._redis.register_script(_DELETE)
         self._prune = self._redis.register_script(_PRUNE_ENDED)
         self._record_error = self._redis.register_script(_RECORD_ERROR)
+        self._set_settings = self._redis.register_script(_SET_SETTINGS)
         await self._redis.ping()
 
     async def close(self) -> None:
@@ -209,6 +218,7 @@ class RedisSessionStore(SessionStore):
                     "updated_at": repr(created),
                     "turns": 0,
                     "latencies": "{}",
+                    "settings": "{}",
                     "order": order,
                 },
             )
@@ -234,6 +244,7 @@ class RedisSessionStore(SessionStore):
             turns=int(fields["turns"]),
             latencies=json.loads(fields["latencies"]),
             errors=[SessionError(**json.loads(e)) for e in errors],
+            settings=json.loads(fields["settings"]),
         )
 
     async def _summaries(self, ids: list[str]) -> list[SessionSummary | None]:
@@ -307,6 +318,10 @@ class RedisSessionStore(SessionStore):
         if not done:
             raise SessionNotFound(session_id)
         return await self._summary(session_id)
+
+    async def set_settings(self, session_id, settings):
+        if not await self._set_settings(keys=[self._key(session_id)], args=[json.dumps(settings), repr(now())]):
+            raise SessionNotFound(session_id)
 
     async def record_error(self, session_id, message):
         key = self._key(session_id)

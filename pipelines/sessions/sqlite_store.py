@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     disconnected_at REAL,
     turns INTEGER NOT NULL DEFAULT 0,
     latencies TEXT NOT NULL DEFAULT '{}',
-    errors TEXT NOT NULL DEFAULT '[]'
+    errors TEXT NOT NULL DEFAULT '[]',
+    settings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, order_key);
 CREATE TABLE IF NOT EXISTS messages (
@@ -70,12 +71,13 @@ CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, seq);
 """
 
 _SUMMARY_COLUMNS = (
-    "id, agent, variables, state, owner, created_at, updated_at, disconnected_at, turns, latencies, errors, order_key"
+    "id, agent, variables, state, owner, created_at, updated_at, disconnected_at, turns, latencies, errors, settings,"
+    " order_key"
 )
 
 
 def _summary(row: tuple) -> SessionSummary:
-    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, _ = row
+    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, _ = row
     return SessionSummary(
         id=sid,
         agent=agent,
@@ -88,6 +90,7 @@ def _summary(row: tuple) -> SessionSummary:
         turns=turns,
         latencies=json.loads(latencies),
         errors=[SessionError(**e) for e in json.loads(errors)],
+        settings=json.loads(settings),
     )
 
 
@@ -269,6 +272,18 @@ class SQLiteSessionStore(SessionStore):
             return self._read_summary(db, session_id)
 
         return await self._write(update)
+
+    async def set_settings(self, session_id, settings):
+        body = json.dumps(settings)
+
+        def update(db):
+            cur = db.execute(
+                "UPDATE sessions SET settings = ?, updated_at = ? WHERE id = ?", (body, now(), session_id)
+            )
+            if cur.rowcount == 0:
+                raise SessionNotFound(session_id)
+
+        await self._write(update)
 
     async def record_error(self, session_id, message):
         def update(db):

@@ -171,6 +171,17 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
+    async def set_settings(self, session_id: str, settings: dict) -> None:
+        """Replaces the session's runtime settings (what a resumed session must apply again).
+
+        The server stores the settings gate's changes here, merged
+        (``{"llm": {...}, "tts": {...}, "system_prompt": "..."}``), once they took effect.
+
+        Raises:
+            SessionNotFound: No such session.
+        """
+
+    @abstractmethod
     async def record_error(self, session_id: str, message: str) -> None:
         """Adds an error to the session's recent errors (the last ``MAX_ERRORS`` are kept).
 
