@@ -100,7 +100,10 @@ class SessionStore(ABC):
             agent: The agent (config) name the session runs.
             owner: The id of the server that will run it.
             variables: Persona variables.
-            messages: The initial context (e.g. the system prompt), kept like any other messages.
+            messages: The conversation so far, kept like any later messages. Keep
+                the system prompt out of it: only the last ``MAX_MESSAGES`` are
+                kept, so a resume rebuilds the prompt from the agent, the
+                persona ``variables`` and ``settings["system_prompt"]``.
 
         Returns:
             The session and its resume token. The token is never stored nor
