@@ -225,6 +225,13 @@ class SessionStore(ABC):
     async def delete(self, session_id: str) -> bool:
         """Removes a session and its conversation; False when there was none."""
 
+    async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:
+        """Says that ``server_id`` is alive, for stores shared by several servers.
+
+        A store of one server (SQLite) has no registry: this does nothing.
+        ``RedisSessionStore`` keeps the registry (issue 15's several servers).
+        """
+
 
 def store_for(location: str, **options) -> SessionStore:
     """The store a ``--store`` value names: a ``redis://``/``rediss://``/``unix://`` URL, else a SQLite file path.
