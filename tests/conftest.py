@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from redis_kit import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
@@ -18,3 +19,12 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """The URL of a real redis-server started for this test alone (stopped after it)."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with redis_server(folder) as url:
+        yield url

@@ -1,0 +1,82 @@
+"""Prometheus metrics of one server, in a registry of its own (never the process-global one).
+
+A registry per server keeps two servers in one process (tests, worker
+processes of issue 15) from mixing their figures, and lets ``GET /metrics``
+expose exactly this server's series.
+"""
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from pipelines.sessions.model import SessionState
+
+# Voice replies: from well under 100 ms (text only) to several seconds (an overloaded loop).
+_REPLY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+# Interruptions: the bot's audio should stop within tens of milliseconds.
+_INTERRUPTION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+class SessionMetrics:
+    """The server's metrics and the calls that record them.
+
+    Series (names as Prometheus shows them):
+        framegraph_sessions{state}: sessions in each state (gauge).
+        framegraph_turns_total{agent}: completed turns (counter).
+        framegraph_speech_end_to_first_audio_seconds{agent}: from the end of
+            the user's speech to the bot's first audio (histogram).
+        framegraph_interruption_latency_seconds{agent}: from the user's
+            barge-in to the bot's audio stopping (histogram).
+        framegraph_errors_total{kind}: errors by kind (counter).
+    """
+
+    CONTENT_TYPE = CONTENT_TYPE_LATEST
+    """The ``Content-Type`` of ``exposition()``."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._sessions = Gauge("framegraph_sessions", "Sessions by state", ["state"], registry=self.registry)
+        for state in SessionState:
+            self._sessions.labels(state.value).set(0)
+        self._turns = Counter("framegraph_turns", "Completed turns", ["agent"], registry=self.registry)
+        self._reply = Histogram(
+            "framegraph_speech_end_to_first_audio_seconds",
+            "Time from the end of the user's speech to the bot's first audio",
+            ["agent"],
+            buckets=_REPLY_BUCKETS,
+            registry=self.registry,
+        )
+        self._interruption = Histogram(
+            "framegraph_interruption_latency_seconds",
+            "Time from the user's barge-in to the bot's audio stopping",
+            ["agent"],
+            buckets=_INTERRUPTION_BUCKETS,
+            registry=self.registry,
+        )
+        self._errors = Counter("framegraph_errors", "Errors by kind", ["kind"], registry=self.registry)
+
+    def set_session_counts(self, counts: Mapping[SessionState, int]) -> None:
+        """Sets the sessions gauge from a store's ``count_by_state()``; a state left out counts 0."""
+        for state in SessionState:
+            self._sessions.labels(state.value).set(counts.get(state, 0))
+
+    def turn_completed(self, agent: str) -> None:
+        """Counts one completed turn of ``agent``."""
+        self._turns.labels(agent).inc()
+
+    def reply_latency(self, agent: str, seconds: float) -> None:
+        """Records one time from user speech end to first bot audio."""
+        self._reply.labels(agent).observe(seconds)
+
+    def interruption_latency(self, agent: str, seconds: float) -> None:
+        """Records one time from barge-in to the bot's audio stopping."""
+        self._interruption.labels(agent).observe(seconds)
+
+    def error(self, kind: str) -> None:
+        """Counts one error of ``kind`` (a short fixed word: "llm", "tts", "transport"...; never free text)."""
+        self._errors.labels(kind).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,152 @@
+"""The session record: what a conversation keeps between connections, restarts and servers.
+
+A session is one participant's conversation with one agent. Its durable part
+(this model) outlives the connection and the server process: the store keeps
+it so that a client can come back with the session id and its resume token
+within the grace period and go on where it left off.
+
+The resume token is shown to the client once, at creation; stores keep only
+its SHA-256 digest (the token is 32 random bytes, so a plain digest suffices:
+there is nothing to brute-force) and compare digests in constant time.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_MESSAGES = 100
+"""How many LLM messages a session keeps (the newest ones)."""
+
+MAX_ERRORS = 20
+"""How many recent errors a session keeps (the newest ones)."""
+
+
+REPLY_LATENCY = "speech_end_to_first_audio_s"
+"""The latency name (in ``latencies``) of the time from the user's speech end to the bot's first audio."""
+
+INTERRUPTION_LATENCY = "interruption_s"
+"""The latency name of the time from a barge-in to the bot's audio stopping."""
+
+
+class SessionState(StrEnum):
+    """Where a session is in its life.
+
+    STARTING: created, no connection yet. ACTIVE: a client is connected and the
+    graph runs. DISCONNECTED: the connection dropped (or the server died); the
+    session can be resumed until the grace period ends. ENDED: over for good.
+    """
+
+    STARTING = "STARTING"
+    ACTIVE = "ACTIVE"
+    DISCONNECTED = "DISCONNECTED"
+    ENDED = "ENDED"
+
+
+LIVE_STATES = (SessionState.STARTING, SessionState.ACTIVE)
+"""States a server crash turns into DISCONNECTED."""
+
+
+class SessionError(BaseModel):
+    """One error a session met, for the dashboard and the API."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: float = Field(description="Unix time of the error")
+    message: str
+
+
+class SessionSummary(BaseModel):
+    """A session without its conversation: what listing returns (cheap to read and to send)."""
+
+    id: str
+    agent: str = Field(description="Name of the agent (config) the session runs")
+    variables: dict[str, str] = Field(default_factory=dict, description="Persona variables")
+    state: SessionState = SessionState.STARTING
+    owner: str = Field(description="Id of the server that runs (or last ran) the session")
+    created_at: float
+    updated_at: float
+    disconnected_at: float | None = None
+    turns: int = 0
+    latencies: dict[str, float] = Field(
+        default_factory=dict, description="Latest value of each measured latency, in seconds, by name"
+    )
+    errors: list[SessionError] = Field(default_factory=list, description=f"The last {MAX_ERRORS} errors")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume",
+    )
+
+
+class Session(SessionSummary):
+    """A session with its conversation context (the last ``MAX_MESSAGES`` LLM messages)."""
+
+    messages: list[dict] = Field(default_factory=list)
+
+
+class Page(BaseModel):
+    """One page of a session listing; pass ``next_cursor`` to get the next page (None: last page)."""
+
+    items: list[SessionSummary]
+    next_cursor: str | None = None
+
+
+class Health(BaseModel):
+    """What ``GET /health`` reports (and the dashboard shows): the store's status and session counts."""
+
+    store_ok: bool
+    active: int = Field(description="Live sessions (STARTING or ACTIVE)")
+    disconnected: int = Field(description="Sessions waiting to be resumed")
+    total: int = Field(description="Every session the store holds, ENDED ones included")
+    by_state: dict[SessionState, int]
+
+    @classmethod
+    def from_counts(cls, counts: dict[SessionState, int], store_ok: bool) -> "Health":
+        """The report for a store's ``count_by_state()`` and ``ping()``."""
+        by_state = {s: counts.get(s, 0) for s in SessionState}
+        return cls(
+            store_ok=store_ok,
+            active=sum(by_state[s] for s in LIVE_STATES),
+            disconnected=by_state[SessionState.DISCONNECTED],
+            total=sum(by_state.values()),
+            by_state=by_state,
+        )
+
+
+def new_session_id() -> str:
+    """A fresh random session id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def new_resume_token() -> str:
+    """A fresh resume token: 32 random bytes, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The digest a store keeps instead of ``token``."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_DECOY_DIGEST = hash_token("no session has this token")
+
+
+def token_matches(token: str, digest: str | None) -> bool:
+    """Whether ``token`` hashes to ``digest``, in constant time.
+
+    A missing session (``digest`` None) is compared against a decoy digest so
+    that an unknown id and a wrong token cost the same time and give the same
+    answer.
+    """
+    matches = hmac.compare_digest(hash_token(token), digest or _DECOY_DIGEST)
+    return matches and digest is not None
+
+
+def now() -> float:
+    """The stores' clock (Unix time, seconds)."""
+    return time.time()

@@ -1,0 +1,347 @@
+"""The embedded session store: one SQLite file in WAL mode.
+
+Why the standard library's ``sqlite3`` and not ``aiosqlite``: aiosqlite is a
+thread that owns one connection and runs each call on it; a one-thread
+executor here does the same with no extra dependency, and keeps every
+transaction (read-modify-write included) inside one function call on that
+thread. Every write is one ``BEGIN IMMEDIATE ... COMMIT`` with
+``synchronous=FULL``, and the coroutine returns only after the commit, so
+what a caller acknowledges survives a SIGKILL of the process (and a power
+cut). Several processes may open the same file: ``BEGIN IMMEDIATE`` and the
+busy timeout serialize their writes.
+"""
+
+from __future__ import annotations  # the stores have a method named "list"
+
+import asyncio
+import json
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pipelines.sessions.model import (
+    LIVE_STATES,
+    MAX_ERRORS,
+    MAX_MESSAGES,
+    Page,
+    Session,
+    SessionError,
+    SessionState,
+    SessionSummary,
+    hash_token,
+    new_resume_token,
+    new_session_id,
+    now,
+    token_matches,
+)
+from pipelines.sessions.store import (
+    DEFAULT_GRACE_S,
+    SessionNotFound,
+    SessionStore,
+    decode_cursor,
+    encode_cursor,
+    order_key,
+    page_size,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    order_key TEXT NOT NULL UNIQUE,
+    token_hash TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    variables TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    disconnected_at REAL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    latencies TEXT NOT NULL DEFAULT '{}',
+    errors TEXT NOT NULL DEFAULT '[]',
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, order_key);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, seq);
+"""
+
+_SUMMARY_COLUMNS = (
+    "id, agent, variables, state, owner, created_at, updated_at, disconnected_at, turns, latencies, errors, settings,"
+    " order_key"
+)
+
+
+def _summary(row: tuple) -> SessionSummary:
+    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, _ = row
+    return SessionSummary(
+        id=sid,
+        agent=agent,
+        variables=json.loads(variables),
+        state=SessionState(state),
+        owner=owner,
+        created_at=created,
+        updated_at=updated,
+        disconnected_at=disconnected,
+        turns=turns,
+        latencies=json.loads(latencies),
+        errors=[SessionError(**e) for e in json.loads(errors)],
+        settings=json.loads(settings),
+    )
+
+
+class SQLiteSessionStore(SessionStore):
+    """Sessions in one SQLite file (the default store of a single server)."""
+
+    def __init__(self, path: str | Path, *, ended_ttl_s: float = 3600.0):
+        """Creates the store; ``open()`` connects.
+
+        Args:
+            path: The database file (created with its folder when missing).
+            ended_ttl_s: How long an ENDED session stays readable; ``expire_disconnected`` deletes older ones.
+        """
+        self.path = Path(path)
+        self.ended_ttl_s = ended_ttl_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn, *args):
+        """Runs ``fn(db, *args)`` on the store's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db, *args)
+
+    async def _write(self, fn, *args):
+        """Runs ``fn(db, *args)`` inside one IMMEDIATE transaction; returns after the commit."""
+
+        def transaction(db, *args):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db, *args)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(transaction, *args)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-sessions")
+
+        def connect(_):
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            return db
+
+        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect, None)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(lambda db: db.close())
+            self._db = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(lambda db: db.execute("SELECT 1").fetchone() == (1,))
+        except (sqlite3.Error, RuntimeError, AttributeError):
+            return False
+
+    async def create(self, *, agent, owner, variables=None, messages=None):
+        token = new_resume_token()
+        created = now()
+        session = Session(
+            id=new_session_id(),
+            agent=agent,
+            variables=variables or {},
+            owner=owner,
+            created_at=created,
+            updated_at=created,
+            messages=(messages or [])[-MAX_MESSAGES:],
+        )
+
+        def insert(db):
+            db.execute(
+                "INSERT INTO sessions (id, order_key, token_hash, agent, variables, state, owner, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    order_key(created, session.id),
+                    hash_token(token),
+                    agent,
+                    json.dumps(session.variables),
+                    session.state.value,
+                    owner,
+                    created,
+                    created,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO messages (session_id, body) VALUES (?, ?)",
+                [(session.id, json.dumps(m)) for m in session.messages],
+            )
+
+        await self._write(insert)
+        return session, token
+
+    @staticmethod
+    def _read_summary(db, session_id: str) -> SessionSummary:
+        row = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        return _summary(row)
+
+    async def get(self, session_id):
+        def read(db):
+            db.execute("BEGIN")
+            try:
+                summary = self._read_summary(db, session_id)
+                bodies = db.execute(
+                    "SELECT body FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            return Session(**summary.model_dump(), messages=[json.loads(b) for (b,) in bodies])
+
+        return await self._run(read)
+
+    async def list(self, *, limit=50, cursor=None, state=None):
+        size = page_size(limit)
+        after = decode_cursor(cursor) if cursor else ""
+        where, args = "order_key > ?", [after]
+        if state is not None:
+            where += " AND state = ?"
+            args.append(SessionState(state).value)
+
+        def read(db):
+            return db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM sessions WHERE {where} ORDER BY order_key LIMIT ?", (*args, size + 1)
+            ).fetchall()
+
+        rows = await self._run(read)
+        items = [_summary(r) for r in rows[:size]]
+        return Page(items=items, next_cursor=encode_cursor(rows[size - 1][-1]) if len(rows) > size else None)
+
+    async def count_by_state(self):
+        rows = await self._run(lambda db: db.execute("SELECT state, count(*) FROM sessions GROUP BY state").fetchall())
+        counts = dict.fromkeys(SessionState, 0)
+        counts.update({SessionState(s): n for s, n in rows})
+        return counts
+
+    async def set_state(self, session_id, state, *, owner=None):
+        state = SessionState(state)
+
+        def update(db):
+            t = now()
+            cur = db.execute(
+                "UPDATE sessions SET state = ?, updated_at = ?, owner = coalesce(?, owner),"
+                " disconnected_at = CASE WHEN ? THEN ? ELSE disconnected_at END WHERE id = ?",
+                (state.value, t, owner, state is SessionState.DISCONNECTED, t, session_id),
+            )
+            if cur.rowcount == 0:
+                raise SessionNotFound(session_id)
+            return self._read_summary(db, session_id)
+
+        return await self._write(update)
+
+    async def append(self, session_id, messages, *, turn=True, latencies=None):
+        bodies = [json.dumps(m) for m in messages]
+
+        def update(db):
+            summary = self._read_summary(db, session_id)
+            merged = {**summary.latencies, **(latencies or {})}
+            db.execute(
+                "UPDATE sessions SET turns = turns + ?, latencies = ?, updated_at = ? WHERE id = ?",
+                (int(turn), json.dumps(merged), now(), session_id),
+            )
+            db.executemany("INSERT INTO messages (session_id, body) VALUES (?, ?)", [(session_id, b) for b in bodies])
+            db.execute(
+                "DELETE FROM messages WHERE session_id = ? AND seq NOT IN"
+                " (SELECT seq FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?)",
+                (session_id, session_id, MAX_MESSAGES),
+            )
+            return self._read_summary(db, session_id)
+
+        return await self._write(update)
+
+    async def set_settings(self, session_id, settings):
+        body = json.dumps(settings)
+
+        def update(db):
+            cur = db.execute(
+                "UPDATE sessions SET settings = ?, updated_at = ? WHERE id = ?", (body, now(), session_id)
+            )
+            if cur.rowcount == 0:
+                raise SessionNotFound(session_id)
+
+        await self._write(update)
+
+    async def record_error(self, session_id, message):
+        def update(db):
+            summary = self._read_summary(db, session_id)
+            errors = [*summary.errors, SessionError(at=now(), message=message)][-MAX_ERRORS:]
+            db.execute(
+                "UPDATE sessions SET errors = ?, updated_at = ? WHERE id = ?",
+                (json.dumps([e.model_dump() for e in errors]), now(), session_id),
+            )
+
+        await self._write(update)
+
+    async def verify_token(self, session_id, token):
+        row = await self._run(
+            lambda db: db.execute("SELECT token_hash FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        )
+        return token_matches(token, row[0] if row else None)
+
+    async def expire_disconnected(self, grace_s=DEFAULT_GRACE_S):
+        def update(db):
+            t = now()
+            ids = [
+                sid
+                for (sid,) in db.execute(
+                    "SELECT id FROM sessions WHERE state = ? AND disconnected_at <= ?",
+                    (SessionState.DISCONNECTED.value, t - grace_s),
+                )
+            ]
+            db.executemany(
+                "UPDATE sessions SET state = ?, updated_at = ? WHERE id = ?",
+                [(SessionState.ENDED.value, t, sid) for sid in ids],
+            )
+            db.execute(
+                "DELETE FROM sessions WHERE state = ? AND updated_at <= ?",
+                (SessionState.ENDED.value, t - self.ended_ttl_s),
+            )
+            return ids
+
+        return await self._write(update)
+
+    async def recover(self, owner=None):
+        live = [s.value for s in LIVE_STATES]
+
+        def update(db):
+            t = now()
+            query = f"SELECT id FROM sessions WHERE state IN ({', '.join('?' * len(live))})"
+            args = list(live)
+            if owner is not None:
+                query += " AND owner = ?"
+                args.append(owner)
+            ids = [sid for (sid,) in db.execute(query, args)]
+            db.executemany(
+                "UPDATE sessions SET state = ?, updated_at = ?, disconnected_at = ? WHERE id = ?",
+                [(SessionState.DISCONNECTED.value, t, t, sid) for sid in ids],
+            )
+            return ids
+
+        return await self._write(update)
+
+    async def delete(self, session_id):
+        return await self._write(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0)
