@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from pipelines.sessions.dashboard import DASHBOARD_DIR
 from pipelines.sessions.model import Health, Page, SessionState
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from transports.devtools import chromium
+from transports.clients.chromium import chromium
 
 
 def sessions_api(store: SQLiteSessionStore) -> FastAPI:
