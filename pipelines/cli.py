@@ -11,7 +11,7 @@ from loguru import logger
 COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.talk",
     "pipelines.serve_command",
-    "pipelines.check",
+    "pipelines.interruptions.check",
     "processors.tts.say",
 )
 

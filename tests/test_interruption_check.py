@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipecat.frames.frames import InterruptionFrame, TextFrame
-from pipelines.conformance import run_check
+from pipelines.interruptions.conformance import run_check
 from pipelines.cli import main
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text

@@ -23,7 +23,6 @@ from pydantic import Field
 from pipelines.errors import missing_extra
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
-from transports.served import PEER_KEY, with_peer
 
 ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_API_KEY"
 
@@ -107,7 +106,7 @@ async def _post(http: Any, url: str, body: dict) -> dict:
 
 def make_daily_transport(params: DailyRoomParams, ctx: Any):
     """The room's transport; the room is the one ``serve_daily`` opened, or the one given."""
-    room = ctx.shared.get(PEER_KEY) or given_room(params)
+    room = ctx.peer or given_room(params)
     if room is None:
         raise nothing_to_join()
     try:
@@ -137,7 +136,7 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
 
     params: DailyRoomParams = agent.transport.params
     room = await open_room(params)
-    built = build_agent(agent, transport=with_peer(agent.transport, room))
+    built = build_agent(agent, peer=room)
     worker = built.worker()
     joined: asyncio.Future = asyncio.get_running_loop().create_future()
     _end_with_the_room(built.transport, worker, joined)

@@ -61,6 +61,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipelines.errors import ConfigError, ConfigErrors
+from pipelines.interruptions.output import BufferedOutput
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
 
@@ -379,8 +380,12 @@ def _round(secs: float | None) -> float | None:
     return None if secs is None else round(secs, 3)
 
 
-class FileOutput(BaseOutputTransport):
-    """Writes the bot's audio into a WAV at its place on the timeline, paced like a sound card."""
+class FileOutput(BufferedOutput, BaseOutputTransport):
+    """Writes the bot's audio into a WAV at its place on the timeline, paced like a sound card.
+
+    Implements the interruption contract (``BufferedOutput.clear_buffer``):
+    what its media senders queue is dropped; the WAV has no client to tell.
+    """
 
     def __init__(self, params: TransportParams, *, path: Path | None, timeline: Timeline,
                  input_secs: float, **kwargs):

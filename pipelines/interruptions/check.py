@@ -1,4 +1,4 @@
-"""``framegraph check FILE``: the interruption conformance scenario (``pipelines.conformance``) as a command.
+"""``framegraph check FILE``: the interruption conformance scenario (``pipelines.interruptions.conformance``) as a command.
 
 Imports of pipecat wait until the command runs, so listing commands stays light.
 """
@@ -9,7 +9,7 @@ import sys
 
 def cmd_check(args) -> int:
     from pipelines.cli import _agents
-    from pipelines.conformance import format_report, run_check
+    from pipelines.interruptions.conformance import format_report, run_check
     from pipelines.errors import ConfigErrors
 
     failed = 0

@@ -1,7 +1,7 @@
 """The interruption guarantee: every processor, exactly once, nothing stale after it.
 
 pipecat passes an ``InterruptionFrame`` from processor to processor, and that
-leaves gaps (NOTES.md): the originator's in-flight frame is not cancelled,
+leaves gaps (docs/interruptions.md): the originator's in-flight frame is not cancelled,
 frames still in a processor's input queue overtake the flush and survive it,
 an interruption born inside a ``ParallelPipeline`` branch never reaches its
 sibling branches, a ``SyncParallelPipeline`` holds it back or delivers it
@@ -26,7 +26,10 @@ guard
 3. from then on drops every interruptible, non-system frame produced before
    the boundary wherever it turns up: when a processor dequeues it, when it
    is pushed, when an output transport would write it; and drops what a
-   processor pushes while it is still working on such a frame.
+   processor pushes while it is still working on such a frame;
+4. once an output has processed the interruption, asks it to clear its
+   buffers (``InterruptibleOutput.clear_buffer``: what it still queues, and
+   the client's).
 
 Uninterruptible frames (``frame.interruptible`` False) and system frames are
 never dropped, as in pipecat, and neither are the user's transcripts
@@ -55,12 +58,11 @@ from pipecat.pipeline.pipeline import Pipeline, PipelineSink, PipelineSource
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.utils.utils import obj_id
+from pipelines import pipecat_compat as compat
+from pipelines.interruptions.output import DroppedReport, clear_buffer_of
 
 #: Attribute marking the InterruptionFrames a guard sent, with their epoch.
 EPOCH_ATTR = "framegraph_epoch"
-#: pipecat's private process queue and in-flight frame (name-mangled); read only when an interruption is handled.
-_PROCESS_QUEUE_ATTR = "_FrameProcessor__process_queue"
-_CURRENT_FRAME_ATTR = "_FrameProcessor__process_current_frame"
 
 #: Frames no interruption makes stale: system frames, and what the user said.
 #: An interruption cancels what the bot was doing; a transcript still on its
@@ -94,6 +96,7 @@ class ProcessorStats:
             stale frame after it had processed the interruption: in-flight work its
             flush should have cancelled (a conformance violation).
         dropped_writes: stale audio or images an output transport was kept from writing.
+        cleared: what an output's ``clear_buffer`` dropped, summed over its interruptions.
         duplicates: forwarded copies of an interruption it already had, not delivered again.
     """
 
@@ -107,6 +110,7 @@ class ProcessorStats:
     late_out: int = 0
     dropped_writes: int = 0
     duplicates: int = 0
+    cleared: DroppedReport = field(default_factory=DroppedReport)
 
 
 @dataclass(frozen=True)
@@ -139,17 +143,17 @@ class _Member:
         self.exempt: Frame | None = None
         self.received = 0  # epoch of the latest interruption it started processing
         self.handled = 0  # epoch of the latest interruption it finished processing
-        self._process_frame = processor.process_frame
-        self._push_frame = processor.push_frame
-        self._start_interruption = processor._start_interruption
-        processor.process_frame = self.process_frame
-        processor.push_frame = self.push_frame
-        processor._start_interruption = self.start_interruption
+        own = compat.intercept(
+            processor, process_frame=self.process_frame, push_frame=self.push_frame,
+            start_interruption=self.start_interruption,
+        )
+        self._process_frame, self._push_frame, self._start_interruption = (
+            own.process_frame, own.push_frame, own.start_interruption)
+        self.clear_buffer = None
         if isinstance(processor, BaseOutputTransport):
-            self._write_audio = processor.write_audio_frame
-            self._write_video = processor.write_video_frame
-            processor.write_audio_frame = self.write_audio_frame
-            processor.write_video_frame = self.write_video_frame
+            self._write_audio, self._write_video = compat.intercept_writes(
+                processor, write_audio=self.write_audio_frame, write_video=self.write_video_frame)
+            self.clear_buffer = clear_buffer_of(processor)
 
     def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, SystemFrame):
@@ -177,20 +181,9 @@ class _Member:
             self.received = epoch
             self.stats.seen.append(epoch)
             await self._process_frame(frame, direction)
-            if isinstance(self.processor, BaseOutputTransport):
-                await self._flush_other_destinations(frame)
+            if self.clear_buffer is not None:
+                self.stats.cleared += await self.clear_buffer()
             self.handled = epoch
-
-    async def _flush_other_destinations(self, frame: InterruptionFrame) -> None:
-        """Clears the media senders of an output's extra destinations too.
-
-        pipecat's output hands the InterruptionFrame to the sender of the
-        frame's own destination only (the default one), so audio queued for
-        another destination (a second track) would play on.
-        """
-        for destination, sender in self.processor._media_senders.items():
-            if destination != frame.transport_destination:
-                await sender.handle_interruptions(frame)
 
     def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
         guard = self.guard
@@ -223,9 +216,8 @@ class _Member:
     async def start_interruption(self):
         """The processor's own flush, counted; the frame that started the interruption is spared."""
         processor = self.processor
-        queue = getattr(processor, _PROCESS_QUEUE_ATTR, None)
-        queued = _queued_frames(queue)
-        inflight = getattr(processor, _CURRENT_FRAME_ATTR, None)
+        queued = compat.queued_frames(processor)
+        inflight = compat.current_frame(processor)
         spared = inflight is not None and inflight is self.exempt
         if spared:
             # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
@@ -236,7 +228,7 @@ class _Member:
             if spared:
                 inflight.interruptible = flag
         self.stats.flushes += 1
-        kept = {id(f) for f in _queued_frames(queue)}
+        kept = {id(f) for f in compat.queued_frames(processor)}
         self.stats.flushed.update(type(f).__name__ for f in queued if id(f) not in kept)
         if inflight is not None and inflight.interruptible and not spared:
             self.stats.cancelled += 1
@@ -266,11 +258,6 @@ class _Member:
 
 async def _nothing() -> None:
     """What a dropped frame's process_frame or push_frame comes to."""
-
-
-def _queued_frames(queue) -> list[Frame]:
-    """The frames waiting in a processor's process queue (pipecat's ``FrameQueue`` of (frame, direction, callback))."""
-    return [item[0] for item in getattr(queue, "_queue", ())]
 
 
 class InterruptionGuard:
