@@ -164,6 +164,11 @@ def intercept(
     return originals
 
 
+def wrap_flush(processor: FrameProcessor, wrap: Callable[[Callable], Callable]) -> None:
+    """Replaces ``processor``'s flush (what it runs on an interruption) with ``wrap(flush)``; benchmarks time it."""
+    processor._start_interruption = wrap(processor._start_interruption)
+
+
 def intercept_writes(output: BaseOutputTransport, *, write_audio: Callable, write_video: Callable) -> tuple[Callable, Callable]:
     """Routes an output's ``write_audio_frame``/``write_video_frame`` (public, meant to be overridden) through the callables given.
 

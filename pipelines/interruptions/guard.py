@@ -147,11 +147,11 @@ class _Member:
             processor, process_frame=self.process_frame, push_frame=self.push_frame,
             start_interruption=self.start_interruption,
         )
-        self._process_frame, self._push_frame, self._start_interruption = (
+        self._own_process, self._own_push, self._own_flush = (
             own.process_frame, own.push_frame, own.start_interruption)
         self.clear_buffer = None
         if isinstance(processor, BaseOutputTransport):
-            self._write_audio, self._write_video = compat.intercept_writes(
+            self._own_write_audio, self._own_write_video = compat.intercept_writes(
                 processor, write_audio=self.write_audio_frame, write_video=self.write_video_frame)
             self.clear_buffer = clear_buffer_of(processor)
 
@@ -159,7 +159,7 @@ class _Member:
         if isinstance(frame, SystemFrame):
             if isinstance(frame, InterruptionFrame):
                 return self._interruption(frame, direction)
-            return self._process_frame(frame, direction)
+            return self._own_process(frame, direction)
         guard = self.guard
         if frame.id < guard.boundary and frame is not self.exempt and guard.is_stale(frame):
             self.stats.dropped_in[type(frame).__name__] += 1
@@ -167,7 +167,7 @@ class _Member:
         if not guard.fresh:
             guard.note_fresh(frame)
         self.current, self.current_task = frame, asyncio.current_task()
-        return self._process_frame(frame, direction)
+        return self._own_process(frame, direction)
 
     async def _interruption(self, frame: InterruptionFrame, direction: FrameDirection):
         """Processes the guard's InterruptionFrame once; a copy forwarded by a neighbour, or one from
@@ -180,7 +180,7 @@ class _Member:
         else:
             self.received = epoch
             self.stats.seen.append(epoch)
-            await self._process_frame(frame, direction)
+            await self._own_process(frame, direction)
             if self.clear_buffer is not None:
                 self.stats.cleared += await self.clear_buffer()
             self.handled = epoch
@@ -199,7 +199,7 @@ class _Member:
                 return _nothing()
         if not guard.fresh:
             guard.note_fresh(frame)
-        return self._push_frame(frame, direction)
+        return self._own_push(frame, direction)
 
     def in_stale_work(self, frame: Frame) -> bool:
         """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
@@ -223,7 +223,7 @@ class _Member:
             # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
             flag, inflight.interruptible = inflight.interruptible, False
         try:
-            await self._start_interruption()
+            await self._own_flush()
         finally:
             if spared:
                 inflight.interruptible = flag
@@ -236,12 +236,12 @@ class _Member:
     async def write_audio_frame(self, frame) -> bool:
         if self.stale_output(frame):
             return False
-        return await self._write_audio(frame)
+        return await self._own_write_audio(frame)
 
     async def write_video_frame(self, frame) -> bool:
         if self.stale_output(frame):
             return False
-        return await self._write_video(frame)
+        return await self._own_write_video(frame)
 
     def stale_output(self, frame: Frame) -> bool:
         """Whether an output transport must not write ``frame``.
