@@ -16,6 +16,7 @@ restart through pipecat's own ``MediaSender.handle_interruptions``).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ if not PIPECAT_VERSION.startswith(PIPECAT_SERIES + "."):
 
 _PROCESS_QUEUE = "_FrameProcessor__process_queue"
 _CURRENT_FRAME = "_FrameProcessor__process_current_frame"
+_PROCESS_TASK = "_FrameProcessor__process_frame_task"
 
 
 def _silero_classes() -> tuple[type, type]:
@@ -65,6 +67,7 @@ def _smallwebrtc_classes() -> tuple[type, type, type]:
 CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (FrameProcessor, _PROCESS_QUEUE),
     (FrameProcessor, _CURRENT_FRAME),
+    (FrameProcessor, _PROCESS_TASK),
     (FrameProcessor, "_start_interruption"),
     (FrameProcessor, "_name"),
     (FrameProcessor, "_metrics"),
@@ -132,8 +135,13 @@ def queued_frames(processor: FrameProcessor) -> list[Frame]:
 
 
 def current_frame(processor: FrameProcessor) -> Frame | None:
-    """The frame ``processor``'s process task is working on, or None."""
+    """The frame ``processor``'s process task is working on (None between frames)."""
     return getattr(processor, _CURRENT_FRAME)
+
+
+def process_task(processor: FrameProcessor) -> "asyncio.Task | None":
+    """The task that processes ``processor``'s non-system frames (pipecat recreates it when an interruption cancels work)."""
+    return getattr(processor, _PROCESS_TASK)
 
 
 @dataclass(frozen=True)

@@ -124,11 +124,15 @@ class Interruption:
 
 
 class _Member:
-    """One guarded processor: wraps its process_frame, push_frame, flush (and an output's writes).
+    """One guarded processor: intercepts its process_frame, push_frame, flush (and an output's writes).
 
-    The wrappers are plain functions that hand back the wrapped coroutine on
-    the fast path, so a fresh frame costs a few attribute reads and no extra
-    coroutine per processor.
+    The interceptors are plain functions that hand back the wrapped coroutine
+    on the fast path, so a fresh frame costs a few reads of the member's own
+    attributes and no extra coroutine. The guard keeps each member's copy of
+    what the fast path needs (``boundary``, ``watch``, ``check_current``) up
+    to date, so nothing there reads the guard; the frame in flight is the one
+    pipecat itself tracks (``pipecat_compat.current_frame``), read only after
+    an interruption.
     """
 
     def __init__(self, guard: "InterruptionGuard", processor: FrameProcessor, name: str, ancestors: frozenset[int]):
@@ -136,9 +140,12 @@ class _Member:
         self.processor = processor
         self.ancestors = ancestors
         self.stats = ProcessorStats(name)
-        # The non-system frame the processor worked on last, and the task doing it.
-        self.current: Frame | None = None
-        self.current_task: asyncio.Task | None = None
+        #: The guard's boundary: frames with a lower id were created before the latest interruption.
+        self.boundary = 0
+        #: Whether the guard still waits for the first fresh frame since the latest interruption.
+        self.watch = True
+        #: Whether the frame in flight may predate the latest interruption (until a fresh one starts).
+        self.check_current = False
         # The in-flight frame whose processing started the latest interruption: spared.
         self.exempt: Frame | None = None
         self.received = 0  # epoch of the latest interruption it started processing
@@ -160,13 +167,13 @@ class _Member:
             if isinstance(frame, InterruptionFrame):
                 return self._interruption(frame, direction)
             return self._own_process(frame, direction)
-        guard = self.guard
-        if frame.id < guard.boundary and frame is not self.exempt and guard.is_stale(frame):
+        if frame.id < self.boundary and frame is not self.exempt and self.guard.is_stale(frame):
             self.stats.dropped_in[type(frame).__name__] += 1
             return _nothing()
-        if not guard.fresh:
-            guard.note_fresh(frame)
-        self.current, self.current_task = frame, asyncio.current_task()
+        if self.check_current:
+            self.check_current = False  # a frame starts: whatever was in flight is done
+        if self.watch:
+            self.guard.note_fresh(frame)
         return self._own_process(frame, direction)
 
     async def _interruption(self, frame: InterruptionFrame, direction: FrameDirection):
@@ -186,32 +193,32 @@ class _Member:
             self.handled = epoch
 
     def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
-        guard = self.guard
         if isinstance(frame, InterruptionFrame):
             if not hasattr(frame, EPOCH_ATTR):
-                return guard.interrupt(origin=self)
-        elif frame.id < guard.boundary or (self.current is not None and self.current.id < guard.boundary):
+                return self.guard.interrupt(origin=self)
+        elif frame.id < self.boundary or self.check_current:
             stale_work = self.in_stale_work(frame)
-            if stale_work or guard.is_stale(frame):
+            if stale_work or self.guard.is_stale(frame):
                 self.stats.dropped_out += 1
-                if stale_work and self.handled == guard.epoch:
+                if stale_work and self.handled == self.guard.epoch:
                     self.stats.late_out += 1
                 return _nothing()
-        if not guard.fresh:
-            guard.note_fresh(frame)
+        if self.watch:
+            self.guard.note_fresh(frame)
         return self._own_push(frame, direction)
+
+    def in_flight(self) -> Frame | None:
+        """The frame the processor is working on, when the caller is the task working on it."""
+        if asyncio.current_task() is not compat.process_task(self.processor):
+            return None
+        return compat.current_frame(self.processor)
 
     def in_stale_work(self, frame: Frame) -> bool:
         """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
-        current = self.current
-        return (
-            current is not None
-            and current is not self.exempt
-            and frame.interruptible
-            and not isinstance(frame, NEVER_STALE)
-            and self.guard.is_stale(current)
-            and asyncio.current_task() is self.current_task
-        )
+        if not frame.interruptible or isinstance(frame, NEVER_STALE):
+            return False
+        current = self.in_flight()
+        return current is not None and current is not self.exempt and self.guard.is_stale(current)
 
     async def start_interruption(self):
         """The processor's own flush, counted; the frame that started the interruption is spared."""
@@ -295,6 +302,8 @@ class InterruptionGuard:
         """Remembers that something an interruption would cut exists since the latest one."""
         if frame.interruptible and not isinstance(frame, SystemFrame):
             self.fresh = True
+            for member in self.members:
+                member.watch = False
 
     async def interrupt(self, origin: _Member | None = None, *, source: str = "api") -> int:
         """Starts an interruption (or joins the one just started); returns its epoch.
@@ -311,11 +320,10 @@ class InterruptionGuard:
         self.fresh = False
         at = time.monotonic()
         self.history.append(Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
-        task = asyncio.current_task()
         for member in self.members:
-            member.exempt = None
-        if origin is not None and origin.current is not None and origin.current_task is task:
-            origin.exempt = origin.current
+            member.boundary, member.watch, member.check_current, member.exempt = self.boundary, True, True, None
+        if origin is not None:
+            origin.exempt = origin.in_flight()
         down, up = InterruptionFrame(), InterruptionFrame()
         down.broadcast_sibling_id, up.broadcast_sibling_id = up.id, down.id
         setattr(down, EPOCH_ATTR, self.epoch)
