@@ -20,7 +20,7 @@ from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
-from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, AgentSpec, Parallel, Step
+from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
 
 

@@ -139,7 +139,7 @@ def current_frame(processor: FrameProcessor) -> Frame | None:
     return getattr(processor, _CURRENT_FRAME)
 
 
-def process_task(processor: FrameProcessor) -> "asyncio.Task | None":
+def process_task(processor: FrameProcessor) -> asyncio.Task | None:
     """The task that processes ``processor``'s non-system frames (pipecat recreates it when an interruption cancels work)."""
     return getattr(processor, _PROCESS_TASK)
 
