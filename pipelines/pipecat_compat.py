@@ -4,7 +4,8 @@ Every read or write of pipecat state that pipecat does not publish lives
 here, behind a function named for what framegraph needs; no other module of
 the repository names a pipecat private attribute (``tests/test_pipecat_contract.py``
 greps for it). ``CONTRACT`` lists each private member relied on, and
-``missing_members()`` says which of them the installed pipecat lacks: the
+``missing_members()`` says which of them (and of the protected hooks
+framegraph's subclasses use, ``SUBCLASS_HOOKS``) the installed pipecat lacks: the
 contract test fails naming them, so a pipecat release that renames one stops
 the build instead of silently zeroing flush statistics or leaving queued
 audio playing. Importing this module with another pipecat series raises.
@@ -20,6 +21,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import version
 from typing import Any
 
@@ -95,6 +97,40 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
 ]
 
 
+#: Protected members of pipecat classes that framegraph's subclasses of them
+#: override or read (the subclassing API pipecat's own services use), by the
+#: class that defines them. They stay in the subclasses, where they belong,
+#: but a rename would silently turn an override into dead code, so the
+#: contract test checks them too, and checks that this list is complete.
+SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
+    "pipecat.services.llm_service.LLMService": ("_push_llm_text",),
+    "pipecat.services.stt_service.STTService": (
+        "_handle_vad_user_started_speaking", "_handle_vad_user_stopped_speaking", "_user_id", "_user_speaking",
+    ),
+    "pipecat.services.tts_service.TTSService": ("_settings",),
+    "pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy.TurnAnalyzerUserTurnStopStrategy": (
+        "_discard_pending_end_of_turn", "_handle_prediction_result", "_handle_vad_user_stopped_speaking",
+        "_maybe_trigger_user_turn_stopped", "_stt_timeout", "_text", "_timeout_handler", "_transcript_finalized",
+        "_vad_user_speaking", "_stop_secs", "_vad_stopped", "_turn_complete", "_timeout_task",
+    ),
+    "pipecat.audio.vad.silero.SileroVADAnalyzer": ("_run_analyzer",),
+    "pipecat.transports.smallwebrtc.transport.SmallWebRTCTransport": (
+        "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
+        "_on_app_message", "_on_client_connected", "_on_client_disconnected",
+    ),
+    "pipecat.transports.websocket.fastapi.FastAPIWebsocketTransport": (
+        "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
+        "_on_client_disconnected",
+    ),
+}
+
+
+def hook_owner(path: str) -> type:
+    """The class a ``SUBCLASS_HOOKS`` key names."""
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)
+
+
 def _defines(cls: type, member: str) -> bool:
     """Whether ``cls`` (or a base) has ``member`` as a class attribute or assigns it on ``self`` in its source."""
     if hasattr(cls, member):
@@ -114,12 +150,9 @@ def _defines(cls: type, member: str) -> bool:
 
 def missing_members() -> list[str]:
     """``Class.member`` for every ``CONTRACT`` member the installed pipecat lacks (empty when all are there)."""
-    missing = []
-    for owner, member in CONTRACT:
-        cls = owner if isinstance(owner, type) else owner()
-        if not _defines(cls, member):
-            missing.append(f"{cls.__module__}.{cls.__qualname__}.{member}")
-    return missing
+    owned = [(owner if isinstance(owner, type) else owner(), member) for owner, member in CONTRACT]
+    owned += [(hook_owner(path), member) for path, members in SUBCLASS_HOOKS.items() for member in members]
+    return [f"{cls.__module__}.{cls.__qualname__}.{member}" for cls, member in owned if not _defines(cls, member)]
 
 
 # -- a processor's queue and in-flight work ---------------------------------------------------

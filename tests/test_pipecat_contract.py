@@ -153,3 +153,38 @@ def test_no_subclass_outside_the_seam_reads_the_private_state_the_seam_owns():
                         and any(issubclass(cls, owner) for owner in owners[node.attr])):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {cls.__name__} reads self.{node.attr}")
     assert not found, "private pipecat state the seam owns, read outside it:\n" + "\n".join(found)
+
+
+def test_every_protected_hook_a_framegraph_subclass_uses_is_declared_to_the_seam():
+    """Overrides and reads of a pipecat base's protected members, so the contract test checks each of them."""
+    declared = [(compat.hook_owner(path), set(members)) for path, members in compat.SUBCLASS_HOOKS.items()]
+    undeclared = []
+    for path, module, cls_node, cls in _pipecat_subclasses():
+        assigned = {n.attr for n in ast.walk(cls_node)
+                    if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_self(n.value)}
+        used = {n.attr for n in ast.walk(cls_node)
+                if isinstance(n, ast.Attribute) and (_is_self(n.value) or _is_super(n.value))} - assigned
+        used |= {n.name for n in cls_node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        bases = [b for b in cls.__mro__[1:] if b.__module__.split(".")[0] == "pipecat"]
+        for member in sorted(used & pipecat_private_names()):
+            inherited = any(compat._defines(b, member) for b in bases)  # noqa: SLF001 (the seam's own helper)
+            covered = any(issubclass(cls, owner) and member in members for owner, members in declared)
+            if inherited and not covered:
+                undeclared.append(f"{path.relative_to(ROOT)}: {cls.__name__} uses {member}")
+    assert not undeclared, "add these to pipecat_compat.SUBCLASS_HOOKS:\n" + "\n".join(undeclared)
+
+
+def _pipecat_subclasses():
+    """(path, module, class node, class) for every class in pipelines/processors/transports with a pipecat base."""
+    for path in _sources():
+        if path.parts[len(ROOT.parts)] not in ("pipelines", "processors", "transports"):
+            continue
+        module_name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        try:
+            module = sys.modules.get(module_name) or import_module(module_name)
+        except ImportError:  # an optional extra (daily, local) that is not installed here
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            cls = getattr(module, node.name, None) if isinstance(node, ast.ClassDef) else None
+            if isinstance(cls, type) and any(b.__module__.split(".")[0] == "pipecat" for b in cls.__mro__[1:]):
+                yield path, module, node, cls
