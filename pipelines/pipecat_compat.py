@@ -82,6 +82,7 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (UserTurnController, "_user_turn_strategies"),
     (BaseOutputTransport.MediaSender, "_audio_queue"),
     (BaseOutputTransport.MediaSender, "_audio_runs"),
+    (BaseOutputTransport.MediaSender, "_clock_queue"),
     (LLMUserAggregator, "_vad_controller"),
     (VADController, "_vad_analyzer"),
     (lambda: _silero_classes()[0], "_model"),
@@ -226,23 +227,25 @@ def intercept_writes(output: BaseOutputTransport, *, write_audio: Callable, writ
 
 
 async def clear_media_senders(output: BaseOutputTransport, frame: InterruptionFrame | None = None) -> int:
-    """Clears every destination's media sender that still queues interruptible audio or images.
+    """Clears the media senders of every destination of ``output``, with pipecat's own ``MediaSender.handle_interruptions``.
 
     pipecat's output hands an ``InterruptionFrame`` to the sender of the
-    frame's own destination only, so audio queued for another destination (a
-    second track) would play on. Each sender is cleared with pipecat's own
-    ``MediaSender.handle_interruptions``.
+    frame's own destination only (the default one), so audio or images queued
+    for another destination (a second track) would play on: every other
+    destination's sender is cleared, and the default one's when it still
+    queues anything interruptible (it was not cleared yet).
 
     Returns:
-        How many queued frames were dropped.
+        How many queued interruptible frames (audio chunks, timed frames) were dropped.
     """
     frame = frame or InterruptionFrame()
     dropped = 0
-    for sender in output._media_senders.values():
-        queued = [f for f in sender._audio_queue._queue if getattr(f, "interruptible", False)]
-        runs = [r for r in sender._audio_runs if not r[1]]
-        if queued or runs:
-            dropped += len(queued) + len(runs)
+    for destination, sender in output._media_senders.items():
+        queued = sum(1 for f in sender._audio_queue._queue if getattr(f, "interruptible", False))
+        queued += sum(1 for _, uninterruptible in sender._audio_runs if not uninterruptible)
+        queued += sum(1 for item in sender._clock_queue._queue if item[2].interruptible)
+        if destination is not None or queued:
+            dropped += queued
             await sender.handle_interruptions(frame)
     return dropped
 
