@@ -31,6 +31,7 @@ from loguru import logger
 
 from pipecat.frames.frames import EndFrame, OutputAudioRawFrame, TextFrame, TTSAudioRawFrame
 from pipecat.workers.runner import WorkerRunner
+from pipelines import pipecat_compat as compat
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.validate import load_agent_text
 
@@ -54,10 +55,10 @@ class Running:
         self.reached: dict[str, float] = {}
         self.duplicates = 0
         for pid, processor in self.built.processors.items():
-            processor._start_interruption = self._recorder(pid, processor._start_interruption)
+            compat.wrap_flush(processor, lambda flush, pid=pid: self._recorder(pid, flush))
 
     def _recorder(self, pid: str, flush):
-        """Wraps a processor's flush (pipecat's ``_start_interruption``) to note when it first ran."""
+        """Wraps a processor's flush to note when it first ran."""
         async def record():
             if pid in self.reached:
                 self.duplicates += 1

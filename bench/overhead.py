@@ -4,13 +4,15 @@ Both graphs are 10 pass-through processors between the synthetic transport's
 input and output, run in the same kind of pipecat worker; rounds alternate so
 both see the same machine state. Goal: ratio <= 1.05. The YAML-built graph
 carries the interruption guard (pipelines.interruptions); the same graph built
-without it shows what the guard itself costs.
+without it shows what the guard itself costs. The machine's load average is
+printed before and after: on a shared machine, compare ratios from the same run.
 
     .venv/bin/python bench/overhead.py [--frames 3000] [--rounds 7]
 """
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -54,8 +56,12 @@ def hand_graph():
     return pipeline, transport.input(), worker
 
 
-async def per_frame_us(make, frames: int) -> float:
-    """Microseconds per frame from the first push at the input to the last frame at the sink."""
+async def per_frame_us(make, frames: int) -> tuple[float, float]:
+    """Microseconds per frame from the first push at the input to the last frame at the sink: (wall, CPU).
+
+    CPU time is this process's (all threads): other processes on a busy
+    machine lengthen the wall time but not it.
+    """
     _, source, worker = make()
     worker.set_reached_downstream_filter((TextFrame,))
     started, finished = asyncio.Event(), asyncio.Event()
@@ -76,31 +82,38 @@ async def per_frame_us(make, frames: int) -> float:
     await runner.add_workers(worker)
     run = asyncio.create_task(runner.run())
     await asyncio.wait_for(started.wait(), 10)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(frames):
         await source.push_frame(TextFrame(str(i)))
     await asyncio.wait_for(finished.wait(), 120)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     await worker.queue_frame(EndFrame())
     await run
-    return elapsed / frames * 1e6
+    return elapsed / frames * 1e6, cpu / frames * 1e6
 
 
 async def main(frames: int, rounds: int) -> None:
     logger.remove()
+    load_before = os.getloadavg()[0]
     variants = {"yaml-built": yaml_graph, "yaml, no guard": unguarded_yaml_graph, "hand-written": hand_graph}
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    cpus: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(rounds):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in order:
-            times[name].append(await per_frame_us(variants[name], frames))
-    median = {name: statistics.median(t) for name, t in times.items()}
+            wall, cpu = await per_frame_us(variants[name], frames)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
     print(f"graph: {STAGES} pass-through processors + synthetic input/output, {frames} frames x {rounds} rounds")
-    for name, value in median.items():
-        print(f"{name:15} per frame: {value:8.1f} us (median)")
-    hand = median["hand-written"]
-    print(f"ratio yaml/hand: {median['yaml-built'] / hand:.3f} (goal <= 1.05); "
-          f"without the guard: {median['yaml, no guard'] / hand:.3f}")
+    for label, times in (("wall", walls), ("CPU", cpus)):
+        median = {name: statistics.median(t) for name, t in times.items()}
+        for name, value in median.items():
+            print(f"{name:15} {label:4} per frame: {value:8.1f} us (median)")
+        hand = median["hand-written"]
+        print(f"{label} ratio yaml/hand: {median['yaml-built'] / hand:.3f} (goal <= 1.05); "
+              f"without the guard: {median['yaml, no guard'] / hand:.3f}; the guard: "
+              f"{(median['yaml-built'] - median['yaml, no guard']) / (STAGES + 2):.2f} us per processor per frame")
+    print(f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -1,36 +1,111 @@
-"""The registry of processor, transport and context types.
+"""The registry of processor, transport and context types: the plug-in contract.
 
 A type is a name, a pydantic params model and a factory. Built-in modules
-(``pipelines.builtins``) and third-party packages (entry point group
-``framegraph.types``) export ``TYPES`` lists; a config can only name a
-registered type, so it never imports code of its own choosing.
+(``pipelines.builtins``) and third-party packages export ``TYPES`` lists of
+``TypeInfo``; a package registers its list under the entry point group
+``framegraph.types`` (``[project.entry-points."framegraph.types"] NAME =
+"package.module:TYPES"``). A config can only name a registered type, so it
+never imports code of its own choosing. This module and pydantic are all a
+plug-in needs to know; it imports nothing heavy, so configs validate without
+loading pipecat's services.
+
+The contract:
+
+- ``params``: a ``pipelines.spec.Params`` subclass. Unknown keys and wrong
+  types in the config are errors at load time, with file:line:column.
+- ``factory(params, ctx) -> object`` (``Factory``): called once per build
+  with the validated params and a ``BuildContext``. A ``processor`` factory
+  returns a pipecat ``FrameProcessor`` (name it ``ctx.processor_id``); a
+  ``transport`` factory returns a pipecat ``BaseTransport`` whose ``input()``
+  and ``output()`` are the pipeline's ends, and whose output implements
+  ``pipelines.interruptions.InterruptibleOutput`` (subclass ``BufferedOutput``)
+  so an interruption clears its buffers; a ``context`` factory returns a
+  pipecat ``LLMContextAggregatorPair``.
+- ``serve(agent, options) -> None`` (``Serve``, transports only): for a
+  transport that runs many participants or owns its own loop; ``framegraph
+  run`` awaits it instead of running one worker. It builds each participant's
+  graph with ``build_agent(agent, peer=CONNECTION)``, and the factory finds the
+  connection in ``ctx.peer``.
+
+Naming rule: a type's factory is ``make_<type name>`` (``make_espeak``,
+``make_llm_context``), a transport's ``make_<type name>_transport``, and its
+serve ``serve_<type name>`` or the shared ``serve``; trivial factories may be
+lambdas in the ``TYPES`` list.
 """
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pipelines.spec import Params
+from pipelines.spec import AgentSpec, Params
+
+if TYPE_CHECKING:
+    from pipelines.validate import Agent
 
 ENTRY_POINT_GROUP = "framegraph.types"
 KINDS = ("processor", "transport", "context")
 
 
 @dataclass(frozen=True)
+class BuildContext:
+    """What a factory may know about the agent it is building for.
+
+    Attributes:
+        spec: the whole validated agent spec.
+        config_dir: the config file's folder (resolve relative paths against it).
+        processor_id: the config id of the component being built (``input``/``output``'s transport id for transports).
+        audio_in_sample_rate: the transport's input rate (Hz).
+        audio_out_sample_rate: the transport's output rate (Hz).
+        peer: the connection a ``serve`` accepted for this participant (a
+            SmallWebRTC connection, a WebSocket, a Daily room), or None when
+            the agent is not being built for a served participant.
+    """
+
+    spec: AgentSpec
+    config_dir: Path
+    processor_id: str
+    audio_in_sample_rate: int
+    audio_out_sample_rate: int
+    peer: Any = None
+
+
+class Factory(Protocol):
+    """Builds one component from its validated params (see the module docstring)."""
+
+    def __call__(self, params: Any, ctx: BuildContext, /) -> Any: ...
+
+
+class Serve(Protocol):
+    """Runs a served transport's agent: accepts participants and builds a graph for each."""
+
+    async def __call__(self, agent: "Agent", options: Any, /) -> None: ...
+
+
+@dataclass(frozen=True)
 class TypeInfo:
-    """A registered type: what ``type: NAME`` means in a config."""
+    """A registered type: what ``type: NAME`` means in a config.
+
+    Attributes:
+        kind: "processor", "transport" or "context".
+        name: what the config's ``type:`` says.
+        params: the pydantic model of the component's params.
+        factory: ``factory(params, ctx)``, see ``Factory``.
+        summary: one line for ``framegraph list``.
+        serve: transports that serve many participants (webrtc, websocket,
+            daily, file): awaited by ``framegraph run`` instead of one worker;
+            ``options`` are the run options (``pipelines.runner.RunOptions``:
+            host, port, realtime).
+    """
 
     kind: str
     name: str
     params: type[Params]
-    factory: Callable[[Any, Any], Any]
+    factory: Factory
     summary: str
-    #: For transports that serve many participants (webrtc, websocket): an
-    #: async ``serve(agent, options) -> None`` that ``framegraph run`` awaits
-    #: instead of running one worker. ``options`` is the CLI's run options.
-    serve: Callable[[Any, Any], Awaitable[None]] | None = None
+    serve: Serve | None = None
 
 
 class Registry:

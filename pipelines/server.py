@@ -41,7 +41,6 @@ from pipelines.builder import build_agent
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.validate import Agent, Component
-from transports.served import with_peer
 from transports.transcripts import TranscriptRelay
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "transports" / "web"
@@ -134,7 +133,7 @@ class AgentServer:
         session = Session(uuid.uuid4().hex[:12], self.transport_type, getattr(peer, "pc_id", ""))
         self.sessions[session.id] = session
         try:
-            built = session.built = build_agent(self.agent, transport=with_peer(self.agent.transport, peer))
+            built = session.built = build_agent(self.agent, peer=peer)
             self._watch(built.transport, session)
             worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
             self._workers.add(worker)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors
-from pipelines.registry import TypeInfo
+from pipelines.registry import BuildContext, TypeInfo
 from pipelines.spec import Params
 from processors.llm.persona import render_persona
 
@@ -83,22 +83,13 @@ class LLMContextParams(Params):
 def _turn_strategies(turn: TurnSettings, interruptions):
     """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings."""
     from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
-    from pipecat.turns.user_start import (
-        MinWordsUserTurnStartStrategy,
-        TranscriptionUserTurnStartStrategy,
-        VADUserTurnStartStrategy,
-    )
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
     from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+    from pipelines.interruptions.policy import start_strategies
     from processors.turn import SharedSmartTurnAnalyzer, TranscriptAwareTurnStopStrategy
 
-    enabled = interruptions.enabled
-    if interruptions.min_words > 0:
-        start = [MinWordsUserTurnStartStrategy(min_words=interruptions.min_words, enable_interruptions=enabled)]
-    else:
-        kinds = {"vad": VADUserTurnStartStrategy, "transcription": TranscriptionUserTurnStartStrategy}
-        start = [kinds[name](enable_interruptions=enabled) for name in turn.start]
+    start = start_strategies(turn.start, interruptions)
     if turn.stop == "speech_timeout":
         stop = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=turn.speech_timeout)
     else:
@@ -108,8 +99,8 @@ def _turn_strategies(turn: TurnSettings, interruptions):
     return UserTurnStrategies(start=start, stop=[stop])
 
 
-def build_context(params: LLMContextParams, ctx):
-    """Creates the shared LLM context and its aggregator pair, VAD and turn strategies included."""
+def make_llm_context(params: LLMContextParams, ctx: BuildContext):
+    """Creates the LLM context and its aggregator pair, VAD and turn strategies included (``BuiltAgent.llm_context`` is the context)."""
     from pipecat.audio.vad.vad_analyzer import VADParams
     from pipecat.processors.aggregators.llm_context import LLMContext
     from pipecat.processors.aggregators.llm_response_universal import (
@@ -135,10 +126,9 @@ def build_context(params: LLMContextParams, ctx):
     )
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
-    ctx.shared["llm_context"] = context
     return LLMContextAggregatorPair(context, user_params=user_params)
 
 
 TYPES = [
-    TypeInfo("context", "llm_context", LLMContextParams, build_context, "LLM context with user/assistant aggregators, Silero VAD and Smart Turn"),
+    TypeInfo("context", "llm_context", LLMContextParams, make_llm_context, "LLM context with user/assistant aggregators, Silero VAD and Smart Turn"),
 ]

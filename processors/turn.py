@@ -17,10 +17,11 @@ import time
 from functools import cache
 
 from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
-from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.frames.frames import VADUserStoppedSpeakingFrame
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
+from pipelines.pipecat_compat import init_smart_turn_with_session, turn_analyzer
 
 #: Words after which an English utterance is not over: articles, conjunctions,
 #: possessives, subject pronouns, the commonest prepositions and hesitations.
@@ -62,14 +63,12 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
     The analyzer's per-stream state (audio buffer, speech timing) stays per
     agent; only the stateless, thread-safe session is shared.
     ``LocalSmartTurnAnalyzerV3.__init__`` would load a private session, so the
-    base class is initialized directly.
+    seam (``pipelines.pipecat_compat``) initializes it around the shared one.
     """
 
     def __init__(self, *, params: SmartTurnParams | None = None):
         """Initialize the analyzer around the shared session."""
-        BaseSmartTurn.__init__(self, params=params)
-        self._log_data = False
-        self._session = _shared_smart_turn_session()
+        init_smart_turn_with_session(self, params, _shared_smart_turn_session())
 
 
 class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
@@ -100,7 +99,7 @@ class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
     async def _await_verdict(self, frame: VADUserStoppedSpeakingFrame):
         """Smart Turn's verdict, then the parent's STT safety net and trigger check."""
         stt_deadline = frame.timestamp - frame.stop_secs + self._stt_timeout
-        state, prediction = await self._turn_analyzer.analyze_end_of_turn()
+        state, prediction = await turn_analyzer(self).analyze_end_of_turn()
         self._verdict_task = None  # from here on, ending the turn must not cancel this task
         await self._handle_prediction_result(prediction)
         self._turn_complete = self._turn_complete or state == EndOfTurnState.COMPLETE

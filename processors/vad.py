@@ -14,8 +14,9 @@ time and VAD's events come late. Here the analysis runs inline.
 
 from functools import cache
 
-from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+from pipelines.pipecat_compat import init_silero_with_session
 
 
 @cache
@@ -38,20 +39,8 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     """Silero VAD whose ONNX session is the process-wide shared one."""
 
     def __init__(self, *, params: VADParams | None = None):
-        """Initialize the analyzer around the shared session.
-
-        ``SileroVADAnalyzer.__init__`` would load a private session, so the
-        base ``VADAnalyzer`` is initialized directly and the per-stream model
-        wrapper is given the shared session.
-        """
-        VADAnalyzer.__init__(self, params=params)
-        model = SileroOnnxModel.__new__(SileroOnnxModel)
-        model.session = _shared_model_session()
-        model.sample_rates = [8000, 16000]
-        model.reset_states()
-        self._model = model
-        self._windows_since_reset = 0
-        self._low_confidence_windows = 0
+        """Initialize the analyzer around the shared session (``SileroVADAnalyzer.__init__`` would load its own)."""
+        init_silero_with_session(self, params, _shared_model_session())
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Analyzes ``buffer`` on the event loop (see the module's docstring)."""

@@ -62,7 +62,7 @@ pipeline: [input, user_context, output, assistant_context]
 """))
     assert isinstance(built.processors["user_context"], LLMUserAggregator)
     assert isinstance(built.processors["assistant_context"], LLMAssistantAggregator)
-    assert built.shared["llm_context"].get_messages()[0]["content"] == "Be brief."
+    assert built.llm_context.get_messages()[0]["content"] == "Be brief."
     assert (built.params.audio_in_sample_rate, built.params.audio_out_sample_rate) == (8000, 16000)
 
 

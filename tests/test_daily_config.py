@@ -86,7 +86,7 @@ async def aiohttp_server_factory():
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]
+        port = runner.addresses[0][1]
         return f"http://127.0.0.1:{port}"
 
     yield start

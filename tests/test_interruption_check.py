@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from pipecat.frames.frames import InterruptionFrame, TextFrame
-from pipelines.conformance import run_check
-from pipelines.check import NOT_CHECKED
+from pipelines.interruptions.conformance import run_check
+from pipelines.interruptions.check import NOT_CHECKED
 from pipelines.cli import main
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text

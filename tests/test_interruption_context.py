@@ -41,7 +41,7 @@ pipeline: [input, user_context, llm, tts, output, assistant_context]
 
 
 def assistant_said(h: AgentHarness) -> str:
-    messages = [m for m in h.built.shared["llm_context"].messages if m.get("role") == "assistant"]
+    messages = [m for m in h.built.llm_context.messages if m.get("role") == "assistant"]
     assert messages, "no assistant message in the context"
     return " ".join(messages[-1]["content"].split())
 

@@ -62,7 +62,7 @@ async def mock_openai_endpoint():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/v1", requests
     await runner.cleanup()
 

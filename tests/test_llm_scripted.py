@@ -103,7 +103,7 @@ async def test_persona_fills_the_system_prompt_and_the_replies():
         'system_prompt: "You are helpful.", ', "")
     async with AgentHarness.from_text(text) as h:
         assert await reply_to(h, "hello") == "Hello from your French tutor."
-        system = h.built.shared["llm_context"].get_messages()[0]
+        system = h.built.llm_context.get_messages()[0]
         assert system == {"role": "system", "content": "You teach French to beginner learners."}
 
 
@@ -133,5 +133,5 @@ async def test_language_tutor_config_speaks_in_character():
     async with AgentHarness.from_file(tutor, transport_params={"realtime": False}) as h:
         assert await reply_to(h, "hello") == (
             "Hello! Today we practise Spanish at beginner level. In Spanish, hello is hola.")
-        system = h.built.shared["llm_context"].get_messages()[0]["content"]
+        system = h.built.llm_context.get_messages()[0]["content"]
         assert system.startswith("You are a patient Spanish tutor for a beginner learner.")

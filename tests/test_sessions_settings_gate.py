@@ -162,7 +162,7 @@ async def test_change_while_idle_applies_at_once_and_reaches_the_llm():
         await agent.wait_applied()
         assert not agent.applied[0][1].held
         await asyncio.sleep(0.2)
-        assert agent.llm._settings.temperature == 0.3
+        assert agent.llm.settings.temperature == 0.3
         await agent.user_says("hi")
         await agent.recorder.wait_count(LLMFullResponseEndFrame, 1)
         assert agent.snapshots.prompts == ["IDLE"]
@@ -180,7 +180,7 @@ async def test_second_change_while_held_replaces_the_first():
         await asyncio.sleep(0.2)
         assert [a.change for _, a in agent.applied] == [SettingsChange(system_prompt="SECOND")]
         assert agent.context.get_messages()[0]["content"] == "SECOND"
-        assert agent.llm._settings.temperature is None  # the replaced change never reached the LLM
+        assert agent.llm.settings.temperature is None  # the replaced change never reached the LLM
 
 
 async def test_interruption_applies_the_held_change_at_once():
@@ -217,4 +217,4 @@ async def test_tts_change_waits_until_the_bot_stops_speaking():
         last_audio = agent.output.written[-1].time
         assert applied_at >= last_audio
         await asyncio.sleep(0.2)
-        assert agent.tts._settings.rate == 300
+        assert agent.tts.settings.rate == 300

@@ -9,6 +9,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
+from pipelines import pipecat_compat as compat
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness
@@ -78,12 +79,12 @@ def _user_aggregator(yaml_text: str):
 def test_agents_share_one_vad_and_one_smart_turn_session():
     text = AGENT.format(stop="transcript_aware").replace("vad: null", "vad: {stop_secs: 0.15}")
     first, second = _user_aggregator(text), _user_aggregator(text)
-    vads = [a._vad_controller._vad_analyzer for a in (first, second)]
+    vads = [compat.vad_analyzer(a) for a in (first, second)]
     assert vads[0] is not vads[1]
-    assert vads[0]._model.session is vads[1]._model.session
+    assert compat.onnx_session(vads[0]) is compat.onnx_session(vads[1])
     assert vads[0].params.stop_secs == 0.15
-    turn_analyzers = [a._user_turn_controller._user_turn_strategies.stop[0]._turn_analyzer for a in (first, second)]
-    assert turn_analyzers[0]._session is turn_analyzers[1]._session
+    turn_analyzers = [compat.turn_analyzer(compat.user_turn_strategies(a).stop[0]) for a in (first, second)]
+    assert compat.onnx_session(turn_analyzers[0]) is compat.onnx_session(turn_analyzers[1])
     assert turn_analyzers[0].params.stop_secs == 3.0
 
 
@@ -91,7 +92,7 @@ def test_min_words_interruptions_start_turns_on_words():
     from pipecat.turns.user_start import MinWordsUserTurnStartStrategy
 
     text = AGENT.format(stop="speech_timeout") + "interruptions: {min_words: 2}\n"
-    start = _user_aggregator(text)._user_turn_controller._user_turn_strategies.start
+    start = compat.user_turn_strategies(_user_aggregator(text)).start
     assert [type(s) for s in start] == [MinWordsUserTurnStartStrategy]
 
 

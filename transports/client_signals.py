@@ -2,7 +2,9 @@
 
 ``ClientSignals`` makes an output transport stop bot audio at once on an
 interruption and tell its client, in order with the audio, when to drop what
-it buffered (see ``transports.client_messages``). Plain pipecat keeps playing
+it buffered (see ``transports.client_messages``): it implements the output
+contract ``pipelines.interruptions.InterruptibleOutput``, whose
+``clear_buffer`` the interruption guard calls. Plain pipecat keeps playing
 the chunk it was writing and whatever the transport had queued, and a client
 plays out its jitter buffer: about 140 ms of bot audio after an interruption
 on loopback WebRTC (docs/pipecat-facts.md). With the audio queue emptied and the client
@@ -28,10 +30,12 @@ from pipecat.frames.frames import (
     TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
+from pipelines.interruptions.output import BufferedOutput
+from pipelines.pipecat_compat import io_params
 from transports import client_messages as cm
 
 
-class ClientSignals:
+class ClientSignals(BufferedOutput):
     """Mixin for a ``BaseOutputTransport``: stop at once and tell the client.
 
     Attributes:
@@ -41,8 +45,9 @@ class ClientSignals:
 
     interrupted_at: float = 0.0
 
-    def drop_queued_audio(self) -> None:
-        """Forgets audio the transport has accepted but not yet sent; transports override it."""
+    async def tell_client_to_drop(self) -> bool:
+        await self.tell_client(cm.message(cm.BOT_INTERRUPTED))
+        return True
 
     async def tell_client(self, msg: dict) -> None:
         """Sends ``msg`` to the client now, ahead of queued frames."""
@@ -51,20 +56,13 @@ class ClientSignals:
     async def start(self, frame: StartFrame):
         await super().start(frame)
         # Every processor before the output has started: the agent listens.
-        rates = {"audio_in_sample_rate": self._params.audio_in_sample_rate, "audio_out_sample_rate": self.sample_rate}
+        rates = {"audio_in_sample_rate": io_params(self).audio_in_sample_rate, "audio_out_sample_rate": self.sample_rate}
         await self.tell_client(cm.message(cm.BOT_READY, rates))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
-        if not isinstance(frame, InterruptionFrame):
-            await super().process_frame(frame, direction)
-            return
-        self.interrupted_at = time.monotonic()
-        await self.tell_client(cm.message(cm.BOT_INTERRUPTED))
-        self.drop_queued_audio()
+        if isinstance(frame, InterruptionFrame):
+            self.interrupted_at = time.monotonic()
         await super().process_frame(frame, direction)
-        # The audio task may have queued one more chunk while the base class
-        # awaited; its queue is reset now, so this second drop is the last.
-        self.drop_queued_audio()
 
     async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
         if direction == FrameDirection.DOWNSTREAM:

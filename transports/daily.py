@@ -6,7 +6,7 @@ The room comes from the YAML (``room_url``, ``token``) or the environment
 and prints its URL. Configs validate without the extra and without a network.
 
 Daily's own client never reports a join it cannot make offline: it hangs
-(NOTES.md). ``serve_daily`` bounds the join by ``join_timeout_secs`` and fails
+(seen with daily-python on a machine without network). ``serve_daily`` bounds the join by ``join_timeout_secs`` and fails
 with what to check; pipecat already guards the process-wide ``Daily.init()``,
 which aborts the process when called twice.
 """
@@ -21,9 +21,8 @@ from loguru import logger
 from pydantic import Field
 
 from pipelines.errors import missing_extra
-from pipelines.registry import TypeInfo
+from pipelines.registry import BuildContext, TypeInfo
 from transports.common import AudioTransportParams
-from transports.served import PEER_KEY, with_peer
 
 ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_API_KEY"
 
@@ -105,9 +104,9 @@ async def _post(http: Any, url: str, body: dict) -> dict:
         return await response.json()
 
 
-def make_daily_transport(params: DailyRoomParams, ctx: Any):
-    """The room's transport; the room is the one ``serve_daily`` opened, or the one given."""
-    room = ctx.shared.get(PEER_KEY) or given_room(params)
+def make_daily_transport(params: DailyRoomParams, ctx: BuildContext):
+    """The room's transport; the room is the one ``serve_daily`` opened (``ctx.peer``), or the one given."""
+    room = ctx.peer or given_room(params)
     if room is None:
         raise nothing_to_join()
     try:
@@ -136,7 +135,7 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
 
     params: DailyRoomParams = agent.transport.params
     room = await open_room(params)
-    built = build_agent(agent, transport=with_peer(agent.transport, room))
+    built = build_agent(agent, peer=room)
     worker = built.worker()
     joined: asyncio.Future = asyncio.get_running_loop().create_future()
     _end_with_the_room(built.transport, worker, joined)

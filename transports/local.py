@@ -5,12 +5,11 @@ pipecat's local audio transport (PyAudio/PortAudio) until Ctrl-C. Use
 headphones, or the agent hears itself. Configs validate without the extra.
 """
 
-from typing import Any
 
 from pydantic import Field
 
 from pipelines.errors import missing_extra
-from pipelines.registry import TypeInfo
+from pipelines.registry import BuildContext, TypeInfo
 from transports.common import AudioTransportParams
 
 
@@ -19,7 +18,7 @@ class LocalParams(AudioTransportParams):
     output_device_index: int | None = Field(None, ge=0, le=1000, description="PortAudio output device; default: the system's")
 
 
-def make_local_transport(params: LocalParams, ctx: Any):
+def make_local_transport(params: LocalParams, ctx: BuildContext):
     """pipecat's local audio transport on the chosen (or default) devices."""
     try:
         from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams

@@ -1,21 +1,17 @@
 """Transports the server builds once per connecting client (webrtc, websocket).
 
-The server accepts a connection, then builds the agent with the connection
-placed in ``BuildContext.shared[PEER_KEY]``; the transport factory takes it
-from there.
+The server accepts a connection, then builds the agent with
+``build_agent(agent, peer=connection)``; the transport factory finds it in
+``BuildContext.peer``.
 """
 
-from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, model_validator
 
+from pipelines.registry import BuildContext
 from pipelines.spec import ConfigFile
 from transports.common import AudioTransportParams
-
-#: Key of ``BuildContext.shared`` holding the accepted connection.
-PEER_KEY = "peer_connection"
-
 
 class ServedParams(AudioTransportParams):
     """Where the server listens and how many participants it takes."""
@@ -39,34 +35,20 @@ class ServedParams(AudioTransportParams):
         return self
 
 
-def peer_from(ctx: Any, transport_type: str) -> Any:
+def peer_from(ctx: BuildContext, transport_type: str) -> Any:
     """The connection the server accepted for this participant.
 
     Raises:
         RuntimeError: when the transport is built outside the server, naming
             the command that serves it.
     """
-    peer = ctx.shared.get(PEER_KEY)
+    peer = ctx.peer
     if peer is None:
         raise RuntimeError(
             f"the {transport_type} transport is built for each connecting client by the server: "
             "start the agent with `framegraph run FILE`"
         )
     return peer
-
-
-def with_peer(component: Any, peer: Any) -> Any:
-    """A copy of a transport ``Component`` whose factory finds ``peer`` in ``ctx.shared``.
-
-    Pass it to ``build_agent(agent, transport=...)``.
-    """
-    factory = component.type.factory
-
-    def factory_with_peer(params, ctx):
-        ctx.shared[PEER_KEY] = peer
-        return factory(params, ctx)
-
-    return replace(component, type=replace(component.type, factory=factory_with_peer))
 
 
 async def serve(agent: Any, options: Any) -> None:

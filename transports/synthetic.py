@@ -17,6 +17,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipelines.interruptions.output import BufferedOutput
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
 
@@ -50,8 +51,12 @@ class SyntheticInput(BaseInputTransport):
             await self.push_frame(frame, FrameDirection.DOWNSTREAM)
 
 
-class SyntheticOutput(BaseOutputTransport):
-    """Output end: records every written audio chunk and image, in order."""
+class SyntheticOutput(BufferedOutput, BaseOutputTransport):
+    """Output end: records every written audio chunk and image, in order.
+
+    Its ``clear_buffer`` (the interruption contract) drops what its media
+    senders queue; the "card" it plays into has no buffer beyond the chunk playing.
+    """
 
     def __init__(self, params: TransportParams, *, realtime: bool, **kwargs):
         super().__init__(params, **kwargs)

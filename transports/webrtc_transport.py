@@ -27,6 +27,7 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCOutputTransport,
     SmallWebRTCTransport,
 )
+from pipelines.pipecat_compat import drop_webrtc_track_chunks
 from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 
 #: How often the peer watchdog looks at the connection.
@@ -36,18 +37,9 @@ WATCH_PERIOD_SECS = 0.5
 class WebRTCOutput(ClientSignals, SmallWebRTCOutputTransport):
     """SmallWebRTC output that stops at once on an interruption."""
 
-    def drop_queued_audio(self) -> None:
-        # pipecat's RawAudioTrack keeps 10 ms chunks in `_chunk_queue`, each
-        # with an optional future the writer awaits; resolve them so the
-        # writer moves on to the (already reset) audio queue.
-        track = getattr(self._client, "_audio_output_track", None)
-        queue = getattr(track, "_chunk_queue", None)
-        if not queue:
-            return
-        while queue:
-            _, future = queue.popleft()
-            if future and not future.done():
-                future.set_result(True)
+    def drop_queued_audio(self) -> int:
+        """Drops the 10 ms chunks SmallWebRTC's audio track still queues."""
+        return drop_webrtc_track_chunks(self)
 
 
 class WebRTCInput(EndsWorkerOnDisconnect, SmallWebRTCInputTransport):

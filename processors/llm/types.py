@@ -44,7 +44,7 @@ def persona_variables(ctx) -> dict[str, str]:
     return dict(context.params.get("variables") or {}) if context else {}
 
 
-def build_scripted(params: ScriptedParams, ctx):
+def make_scripted(params: ScriptedParams, ctx):
     """Creates the scripted LLM service.
 
     With a persona, replies may use its variables too (``Let's practise
@@ -81,7 +81,7 @@ class OpenAIParams(Params):
     max_tokens: int | None = Field(None, gt=0, le=1_000_000)
 
 
-def build_openai(params: OpenAIParams, ctx):
+def make_openai(params: OpenAIParams, ctx):
     """Creates pipecat's OpenAI LLM service; fails at build time without key or base URL."""
     try:
         from processors.llm.openai import MissingCredentialsError, create_openai_llm
@@ -102,6 +102,6 @@ def build_openai(params: OpenAIParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "scripted", ScriptedParams, build_scripted, "deterministic LLM: ordered regex rules, streamed replies"),
-    TypeInfo("processor", "openai", OpenAIParams, build_openai, "LLM at any OpenAI-compatible endpoint (key from env)"),
+    TypeInfo("processor", "scripted", ScriptedParams, make_scripted, "deterministic LLM: ordered regex rules, streamed replies"),
+    TypeInfo("processor", "openai", OpenAIParams, make_openai, "LLM at any OpenAI-compatible endpoint (key from env)"),
 ]

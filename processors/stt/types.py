@@ -75,7 +75,7 @@ def _grammar(params: PocketsphinxParams, ctx) -> str | None:
     return jsgf
 
 
-def build_pocketsphinx(params: PocketsphinxParams, ctx):
+def make_pocketsphinx(params: PocketsphinxParams, ctx):
     """Builds the STT service; the shared decoder host starts loading now."""
     from processors.stt.decoder_pool import HostConfig, decoder_host
     from processors.stt.pocketsphinx import PocketsphinxSTTService
@@ -95,7 +95,7 @@ def build_pocketsphinx(params: PocketsphinxParams, ctx):
 
 TYPES = [
     TypeInfo(
-        "processor", "pocketsphinx", PocketsphinxParams, build_pocketsphinx,
+        "processor", "pocketsphinx", PocketsphinxParams, make_pocketsphinx,
         "offline speech-to-text (pocketsphinx, decoded in shared worker processes)",
     ),
 ]

@@ -55,7 +55,7 @@ class EspeakParams(Params):
         return voice
 
 
-def build_espeak(params: EspeakParams, ctx):
+def make_espeak(params: EspeakParams, ctx):
     """Creates the espeak-ng TTS service, speaking at the transport's output rate."""
     try:
         from processors.tts.espeak import EspeakTTSService
@@ -71,5 +71,5 @@ def build_espeak(params: EspeakParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "espeak", EspeakParams, build_espeak, "espeak-ng TTS in process, streaming, with phoneme events"),
+    TypeInfo("processor", "espeak", EspeakParams, make_espeak, "espeak-ng TTS in process, streaming, with phoneme events"),
 ]

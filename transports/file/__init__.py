@@ -68,7 +68,7 @@ def _resolve(folder: Path, path: str) -> Path | None:
     return (folder / path).expanduser().resolve() if path else None
 
 
-def build_file_transport(params: FileParams, ctx) -> FileTransport:
+def make_file_transport(params: FileParams, ctx) -> FileTransport:
     """Reads the input WAV (so a bad file fails at build time) and makes the transport.
 
     Relative paths are resolved against the config's folder; output folders
@@ -115,6 +115,6 @@ async def serve(agent, options) -> None:
 
 
 TYPES = [
-    TypeInfo("transport", "file", FileParams, build_file_transport,
+    TypeInfo("transport", "file", FileParams, make_file_transport,
              "WAV file in; bot audio WAV and JSONL transcript out, fast or real time", serve=serve),
 ]

@@ -20,11 +20,16 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipelines.audio import open_wav_writer
+from pipelines.interruptions.output import BufferedOutput
 from transports.file.clock import Timeline
 
 
-class FileOutput(BaseOutputTransport):
-    """Writes the bot's audio into a WAV at its place on the timeline, paced like a sound card."""
+class FileOutput(BufferedOutput, BaseOutputTransport):
+    """Writes the bot's audio into a WAV at its place on the timeline, paced like a sound card.
+
+    Implements the interruption contract (``BufferedOutput.clear_buffer``):
+    what its media senders queue is dropped; the WAV has no client to tell.
+    """
 
     def __init__(self, params: TransportParams, *, path: Path | None, timeline: Timeline,
                  input_secs: float, **kwargs):

@@ -1,4 +1,4 @@
-"""``framegraph check FILE``: the interruption conformance scenario (``pipelines.conformance``) as a command.
+"""``framegraph check FILE``: the interruption conformance scenario (``pipelines.interruptions.conformance``) as a command.
 
 Exit codes: 0 every config passed, 1 a config failed (or did not load), and
 ``NOT_CHECKED`` (3; 2 is argparse's usage error) when nothing failed but a
@@ -16,7 +16,7 @@ NOT_CHECKED = 3
 
 def cmd_check(args) -> int:
     from pipelines.cli import load_agents
-    from pipelines.conformance import format_report, run_check
+    from pipelines.interruptions.conformance import format_report, run_check
     from pipelines.errors import ConfigErrors
 
     failed = unchecked = 0

@@ -1,7 +1,7 @@
 """The interruption guarantee: every processor, exactly once, nothing stale after it.
 
 pipecat passes an ``InterruptionFrame`` from processor to processor, and that
-leaves gaps (NOTES.md): the originator's in-flight frame is not cancelled,
+leaves gaps (docs/interruptions.md): the originator's in-flight frame is not cancelled,
 frames still in a processor's input queue overtake the flush and survive it,
 an interruption born inside a ``ParallelPipeline`` branch never reaches its
 sibling branches, a ``SyncParallelPipeline`` holds it back or delivers it
@@ -26,7 +26,10 @@ guard
 3. from then on drops every interruptible, non-system frame produced before
    the boundary wherever it turns up: when a processor dequeues it, when it
    is pushed, when an output transport would write it; and drops what a
-   processor pushes while it is still working on such a frame.
+   processor pushes while it is still working on such a frame;
+4. once an output has processed the interruption, asks it to clear its
+   buffers (``InterruptibleOutput.clear_buffer``: what it still queues, and
+   the client's).
 
 Uninterruptible frames (``frame.interruptible`` False) and system frames are
 never dropped, as in pipecat, and neither are the user's transcripts
@@ -55,12 +58,11 @@ from pipecat.pipeline.pipeline import Pipeline, PipelineSink, PipelineSource
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.utils.utils import obj_id
+from pipelines import pipecat_compat as compat
+from pipelines.interruptions.output import DroppedReport, clear_buffer_of
 
 #: Attribute marking the InterruptionFrames a guard sent, with their epoch.
 EPOCH_ATTR = "framegraph_epoch"
-#: pipecat's private process queue and in-flight frame (name-mangled); read only when an interruption is handled.
-_PROCESS_QUEUE_ATTR = "_FrameProcessor__process_queue"
-_CURRENT_FRAME_ATTR = "_FrameProcessor__process_current_frame"
 
 #: Frames no interruption makes stale: system frames, and what the user said.
 #: An interruption cancels what the bot was doing; a transcript still on its
@@ -94,6 +96,7 @@ class ProcessorStats:
             stale frame after it had processed the interruption: in-flight work its
             flush should have cancelled (a conformance violation).
         dropped_writes: stale audio or images an output transport was kept from writing.
+        cleared: what an output's ``clear_buffer`` dropped, summed over its interruptions.
         duplicates: forwarded copies of an interruption it already had, not delivered again.
     """
 
@@ -107,6 +110,7 @@ class ProcessorStats:
     late_out: int = 0
     dropped_writes: int = 0
     duplicates: int = 0
+    cleared: DroppedReport = field(default_factory=DroppedReport)
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,15 @@ class Interruption:
 
 
 class _Member:
-    """One guarded processor: wraps its process_frame, push_frame, flush (and an output's writes).
+    """One guarded processor: intercepts its process_frame, push_frame, flush (and an output's writes).
 
-    The wrappers are plain functions that hand back the wrapped coroutine on
-    the fast path, so a fresh frame costs a few attribute reads and no extra
-    coroutine per processor.
+    The interceptors are plain functions that hand back the wrapped coroutine
+    on the fast path, so a fresh frame costs a few reads of the member's own
+    attributes and no extra coroutine. The guard keeps each member's copy of
+    what the fast path needs (``boundary``, ``watch``, ``check_current``) up
+    to date, so nothing there reads the guard; the frame in flight is the one
+    pipecat itself tracks (``pipecat_compat.current_frame``), read only after
+    an interruption.
     """
 
     def __init__(self, guard: "InterruptionGuard", processor: FrameProcessor, name: str, ancestors: frozenset[int]):
@@ -132,38 +140,41 @@ class _Member:
         self.processor = processor
         self.ancestors = ancestors
         self.stats = ProcessorStats(name)
-        # The non-system frame the processor worked on last, and the task doing it.
-        self.current: Frame | None = None
-        self.current_task: asyncio.Task | None = None
+        #: The guard's boundary: frames with a lower id were created before the latest interruption.
+        self.boundary = 0
+        #: Whether the guard still waits for the first fresh frame since the latest interruption.
+        self.watch = True
+        #: Whether the frame in flight may predate the latest interruption (until a fresh one starts).
+        self.check_current = False
         # The in-flight frame whose processing started the latest interruption: spared.
         self.exempt: Frame | None = None
         self.received = 0  # epoch of the latest interruption it started processing
         self.handled = 0  # epoch of the latest interruption it finished processing
-        self._process_frame = processor.process_frame
-        self._push_frame = processor.push_frame
-        self._start_interruption = processor._start_interruption
-        processor.process_frame = self.process_frame
-        processor.push_frame = self.push_frame
-        processor._start_interruption = self.start_interruption
+        own = compat.intercept(
+            processor, process_frame=self.process_frame, push_frame=self.push_frame,
+            start_interruption=self.start_interruption,
+        )
+        self._own_process, self._own_push, self._own_flush = (
+            own.process_frame, own.push_frame, own.start_interruption)
+        self.clear_buffer = None
         if isinstance(processor, BaseOutputTransport):
-            self._write_audio = processor.write_audio_frame
-            self._write_video = processor.write_video_frame
-            processor.write_audio_frame = self.write_audio_frame
-            processor.write_video_frame = self.write_video_frame
+            self._own_write_audio, self._own_write_video = compat.intercept_writes(
+                processor, write_audio=self.write_audio_frame, write_video=self.write_video_frame)
+            self.clear_buffer = clear_buffer_of(processor)
 
     def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, SystemFrame):
             if isinstance(frame, InterruptionFrame):
                 return self._interruption(frame, direction)
-            return self._process_frame(frame, direction)
-        guard = self.guard
-        if frame.id < guard.boundary and frame is not self.exempt and guard.is_stale(frame):
+            return self._own_process(frame, direction)
+        if frame.id < self.boundary and frame is not self.exempt and self.guard.is_stale(frame):
             self.stats.dropped_in[type(frame).__name__] += 1
             return _nothing()
-        if not guard.fresh:
-            guard.note_fresh(frame)
-        self.current, self.current_task = frame, asyncio.current_task()
-        return self._process_frame(frame, direction)
+        if self.check_current:
+            self.check_current = False  # a frame starts: whatever was in flight is done
+        if self.watch:
+            self.guard.note_fresh(frame)
+        return self._own_process(frame, direction)
 
     async def _interruption(self, frame: InterruptionFrame, direction: FrameDirection):
         """Processes the guard's InterruptionFrame once; a copy forwarded by a neighbour, or one from
@@ -176,67 +187,55 @@ class _Member:
         else:
             self.received = epoch
             self.stats.seen.append(epoch)
-            await self._process_frame(frame, direction)
-            if isinstance(self.processor, BaseOutputTransport):
-                await self._flush_other_destinations(frame)
+            await self._own_process(frame, direction)
+            if self.clear_buffer is not None:
+                self.stats.cleared += await self.clear_buffer()
             self.handled = epoch
 
-    async def _flush_other_destinations(self, frame: InterruptionFrame) -> None:
-        """Clears the media senders of an output's extra destinations too.
-
-        pipecat's output hands the InterruptionFrame to the sender of the
-        frame's own destination only (the default one), so audio queued for
-        another destination (a second track) would play on.
-        """
-        for destination, sender in self.processor._media_senders.items():
-            if destination != frame.transport_destination:
-                await sender.handle_interruptions(frame)
-
     def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
-        guard = self.guard
         if isinstance(frame, InterruptionFrame):
             if not hasattr(frame, EPOCH_ATTR):
-                return guard.interrupt(origin=self)
-        elif frame.id < guard.boundary or (self.current is not None and self.current.id < guard.boundary):
+                return self.guard.interrupt(origin=self)
+        elif frame.id < self.boundary or self.check_current:
             stale_work = self.in_stale_work(frame)
-            if stale_work or guard.is_stale(frame):
+            if stale_work or self.guard.is_stale(frame):
                 self.stats.dropped_out += 1
-                if stale_work and self.handled == guard.epoch:
+                if stale_work and self.handled == self.guard.epoch:
                     self.stats.late_out += 1
                 return _nothing()
-        if not guard.fresh:
-            guard.note_fresh(frame)
-        return self._push_frame(frame, direction)
+        if self.watch:
+            self.guard.note_fresh(frame)
+        return self._own_push(frame, direction)
+
+    def in_flight(self) -> Frame | None:
+        """The frame the processor is working on, when the caller is the task working on it."""
+        if asyncio.current_task() is not compat.process_task(self.processor):
+            return None
+        return compat.current_frame(self.processor)
 
     def in_stale_work(self, frame: Frame) -> bool:
         """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
-        current = self.current
-        return (
-            current is not None
-            and current is not self.exempt
-            and frame.interruptible
-            and not isinstance(frame, NEVER_STALE)
-            and self.guard.is_stale(current)
-            and asyncio.current_task() is self.current_task
-        )
+        if not frame.interruptible or isinstance(frame, NEVER_STALE):
+            return False
+        current = self.in_flight()
+        return current is not None and current is not self.exempt and self.guard.is_stale(current)
 
     async def start_interruption(self):
         """The processor's own flush, counted; the frame that started the interruption is spared."""
         processor = self.processor
-        queue = getattr(processor, _PROCESS_QUEUE_ATTR, None)
-        queued = _queued_frames(queue)
-        inflight = getattr(processor, _CURRENT_FRAME_ATTR, None)
+        queued = compat.queued_frames(processor)
+        inflight = compat.current_frame(processor)
         spared = inflight is not None and inflight is self.exempt
         if spared:
             # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
             flag, inflight.interruptible = inflight.interruptible, False
         try:
-            await self._start_interruption()
+            await self._own_flush()
         finally:
             if spared:
                 inflight.interruptible = flag
         self.stats.flushes += 1
-        kept = {id(f) for f in _queued_frames(queue)}
+        kept = {id(f) for f in compat.queued_frames(processor)}
         self.stats.flushed.update(type(f).__name__ for f in queued if id(f) not in kept)
         if inflight is not None and inflight.interruptible and not spared:
             self.stats.cancelled += 1
@@ -244,12 +243,12 @@ class _Member:
     async def write_audio_frame(self, frame) -> bool:
         if self.stale_output(frame):
             return False
-        return await self._write_audio(frame)
+        return await self._own_write_audio(frame)
 
     async def write_video_frame(self, frame) -> bool:
         if self.stale_output(frame):
             return False
-        return await self._write_video(frame)
+        return await self._own_write_video(frame)
 
     def stale_output(self, frame: Frame) -> bool:
         """Whether an output transport must not write ``frame``.
@@ -266,11 +265,6 @@ class _Member:
 
 async def _nothing() -> None:
     """What a dropped frame's process_frame or push_frame comes to."""
-
-
-def _queued_frames(queue) -> list[Frame]:
-    """The frames waiting in a processor's process queue (pipecat's ``FrameQueue`` of (frame, direction, callback))."""
-    return [item[0] for item in getattr(queue, "_queue", ())]
 
 
 class InterruptionGuard:
@@ -308,6 +302,8 @@ class InterruptionGuard:
         """Remembers that something an interruption would cut exists since the latest one."""
         if frame.interruptible and not isinstance(frame, SystemFrame):
             self.fresh = True
+            for member in self.members:
+                member.watch = False
 
     async def interrupt(self, origin: _Member | None = None, *, source: str = "api") -> int:
         """Starts an interruption (or joins the one just started); returns its epoch.
@@ -324,11 +320,10 @@ class InterruptionGuard:
         self.fresh = False
         at = time.monotonic()
         self.history.append(Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
-        task = asyncio.current_task()
         for member in self.members:
-            member.exempt = None
-        if origin is not None and origin.current is not None and origin.current_task is task:
-            origin.exempt = origin.current
+            member.boundary, member.watch, member.check_current, member.exempt = self.boundary, True, True, None
+        if origin is not None:
+            origin.exempt = origin.in_flight()
         down, up = InterruptionFrame(), InterruptionFrame()
         down.broadcast_sibling_id, up.broadcast_sibling_id = up.id, down.id
         setattr(down, EPOCH_ATTR, self.epoch)

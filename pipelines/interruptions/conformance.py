@@ -34,7 +34,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipelines.interruptions import NEVER_STALE, Interruption, ProcessorStats
+from pipelines.interruptions.guard import NEVER_STALE, Interruption, ProcessorStats
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
 from pipelines.validate import Agent

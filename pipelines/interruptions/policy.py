@@ -1,8 +1,8 @@
 """When the user may interrupt: the YAML's ``interruptions`` block on the user aggregator.
 
 ``enabled`` and ``min_words`` map onto pipecat's own turn start strategies
-(``enable_interruptions`` and ``MinWordsUserTurnStartStrategy``), which the
-context block builds (``processors.context``). The other two settings have no
+(``enable_interruptions`` and ``MinWordsUserTurnStartStrategy``):
+``start_strategies`` builds them for the context block (``processors.context``). The other two settings have no
 pipecat counterpart; ``apply_interruption_settings`` adds them by putting an
 ``InterruptionPolicy`` in front of the aggregator's start strategies:
 
@@ -25,7 +25,30 @@ from pipecat.frames.frames import (
 )
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
+from pipelines import pipecat_compat as compat
 from pipelines.spec import InterruptionSettings
+
+
+def start_strategies(kinds: list[str], settings: InterruptionSettings) -> list[BaseUserTurnStartStrategy]:
+    """pipecat's turn start strategies for the ``turn.start`` kinds and the interruption settings.
+
+    Args:
+        kinds: what starts a user turn, from the context's ``turn.start`` ("vad", "transcription").
+        settings: the agent's ``interruptions`` block: ``enabled`` becomes each
+            strategy's ``enable_interruptions``; ``min_words`` > 0 replaces the
+            kinds with pipecat's ``MinWordsUserTurnStartStrategy``.
+    """
+    from pipecat.turns.user_start import (
+        MinWordsUserTurnStartStrategy,
+        TranscriptionUserTurnStartStrategy,
+        VADUserTurnStartStrategy,
+    )
+
+    enabled = settings.enabled
+    if settings.min_words > 0:
+        return [MinWordsUserTurnStartStrategy(min_words=settings.min_words, enable_interruptions=enabled)]
+    by_kind = {"vad": VADUserTurnStartStrategy, "transcription": TranscriptionUserTurnStartStrategy}
+    return [by_kind[kind](enable_interruptions=enabled) for kind in kinds]
 
 
 class InterruptionPolicy(BaseUserTurnStartStrategy):
@@ -94,12 +117,12 @@ class InterruptionPolicy(BaseUserTurnStartStrategy):
 def apply_interruption_settings(user_aggregator, settings: InterruptionSettings) -> None:
     """Puts an ``InterruptionPolicy`` in front of the aggregator's start strategies when the settings need one.
 
-    Reads pipecat 1.14's ``LLMUserAggregator._user_turn_controller`` (no
-    public accessor), and marks the strategies as the user's own, so a
+    The strategies are reached through the seam (``pipelines.pipecat_compat``:
+    pipecat has no public accessor) and marked as the user's own, so a
     service's recommended strategies do not replace them.
     """
     if settings.min_speech_secs == 0 and settings.while_thinking:
         return
-    strategies = user_aggregator._user_turn_controller.user_turn_strategies
+    strategies = compat.user_turn_strategies(user_aggregator)
     strategies.start = [InterruptionPolicy(settings, list(strategies.start or [])), *(strategies.start or [])]
-    user_aggregator._params.user_turn_strategies = strategies
+    compat.set_user_turn_strategies(user_aggregator, strategies)
