@@ -4,8 +4,9 @@ Two sources, one shape of answer (a weight per viseme, summing to 1):
 
 - :class:`PhonemeTrack`, from the TTS's timed phonemes, blends neighbours with
   Cohen and Massaro's dominance model: each phoneme pulls the mouth toward its
-  viseme with a strength that peaks right after its start (a plateau through
-  a long sound) and decays exponentially before and after, so a pose melts
+  viseme with a strength that peaks at its start (a plateau through a long
+  sound) and decays exponentially before it (anticipation, 30 ms) and after it
+  (release, 15 ms: a sound gives way quickly to the next), so a pose melts
   into the next instead of snapping, the lips still close for a ``p``, and a
   tongue consonant borrows the vowel around it. The decay reaches into the
   future, which is why the avatar waits for ``lookahead`` of phonemes before
@@ -32,15 +33,19 @@ class PhonemeTrack:
 
     Args:
         onset: Seconds after a phoneme's start at which its viseme peaks.
-        tau: Decay time constant of a phoneme's dominance, in seconds.
+        anticipation: Time constant (s) of a phoneme's dominance before its peak: how early the
+            mouth starts shaping a coming sound.
+        release: Time constant (s) of its dominance after its plateau: how long a sound lingers.
         tail: Shortest time before a long segment's end at which its plateau stops.
     """
 
     #: Duration assumed for the last phoneme until the next one (or the end) is known.
     DEFAULT_DURATION = 0.1
 
-    def __init__(self, *, onset: float = 0.01, tau: float = 0.03, tail: float = 0.07):
-        self._onset, self._tau, self._tail = onset, tau, tail
+    def __init__(self, *, onset: float = 0.0, anticipation: float = 0.03, release: float = 0.015,
+                 tail: float = 0.07):
+        self._onset, self._tail = onset, tail
+        self._before, self._after = anticipation, release
         self._phonemes: list[tuple[float, list[int]]] = []
         self._end: float | None = None
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -87,13 +92,13 @@ class PhonemeTrack:
         if self._segments is None:
             self._segments = self._build()
         starts, ends, visemes = self._segments
-        reach = 5 * self._tau
-        lo = bisect.bisect_left(ends, t - reach)  # core ends never decrease
-        hi = bisect.bisect_right(starts, t + reach)
+        lo = bisect.bisect_left(ends, t - 5 * self._after)  # core ends never decrease
+        hi = bisect.bisect_right(starts, t + 5 * self._before)
         weights = _SILENT * 1e-3  # a faint pull to rest where no phoneme reaches
         if lo < hi:
-            distance = np.maximum(np.maximum(starts[lo:hi] - t, t - ends[lo:hi]), 0.0)
-            dominance = DOMINANCE[visemes[lo:hi]] * np.exp(-distance / self._tau)
+            ahead = np.maximum(starts[lo:hi] - t, 0.0) / self._before
+            behind = np.maximum(t - ends[lo:hi], 0.0) / self._after
+            dominance = DOMINANCE[visemes[lo:hi]] * np.exp(-(ahead + behind))
             weights = weights + np.bincount(visemes[lo:hi], weights=dominance, minlength=N_VISEMES)
         return (weights / weights.sum()).astype(np.float32)
 
