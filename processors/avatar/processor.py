@@ -15,7 +15,9 @@ a non-audio frame follows, or ``hold_ms`` pass with nothing new (checked each
 frame period).
 
 Between replies a clock task draws idle poses (blinks, gaze, brows) at the
-same rate. On an interruption the pending audio and phonemes are dropped and
+same rate, skipping those that differ from the last pose by less than one
+step of the wire format's quantisation (a client keeps showing the last one,
+and pipecat's video output keeps repeating the last frame). On an interruption the pending audio and phonemes are dropped and
 the face eases from what was on screen (the pose whose audio was playing) to
 neutral within 100 ms, through poses the avatar makes itself after the
 interruption, so none of them is stale.
@@ -64,6 +66,8 @@ except ImportError:  # no espeak-ng (the speech extra): no TTS here times its ph
 EASE_SECS = 0.1
 #: The audio-driven mouth is read this far ahead, to make up for its smoothing lag.
 _AUDIO_LEAD = 0.02
+#: One step of the wire format's quantisation: an idle pose closer than this to the last is not sent.
+_UNSEEN = 1 / 255
 
 
 class AvatarOutput(StrEnum):
@@ -155,7 +159,8 @@ class AvatarProcessor(FrameProcessor):
         self._renderer = FaceRenderer(size) if self._output in (AvatarOutput.VIDEO, AvatarOutput.POSES_AND_VIDEO) else None
         self._messages = self._output in (AvatarOutput.POSES, AvatarOutput.POSES_AND_VIDEO)
         self._face_t = 0.0
-        self._last = np.zeros(len(BLENDSHAPES[0]), dtype=np.float32)
+        self._last = np.zeros(len(BLENDSHAPES[0]), dtype=np.float32)  # the face now
+        self._pushed = self._last  # the last pose pushed
         self._utterance: _Utterance | None = None
         self._playing: list[_Utterance] = []  # utterances whose audio may still be playing
         self._count = 0
@@ -342,11 +347,15 @@ class AvatarProcessor(FrameProcessor):
                         await self._idle_pose()
 
     async def _idle_pose(self) -> None:
+        """The next idle (or easing) pose; one no client could tell from the last pushed is skipped."""
         if self._ease:
             weights = self._ease.pop(0).astype(np.float32)
             self._last = weights
         else:
             weights = self._step(self._life.at(self._face_t))
+            if np.max(np.abs(weights - self._pushed)) < _UNSEEN:
+                self._face_t += self._dt
+                return
         await self._push_pose(PoseFrame(weights=weights, utterance=0, time_s=self._face_t))
 
     # Shared
@@ -360,6 +369,7 @@ class AvatarProcessor(FrameProcessor):
 
     async def _push_pose(self, pose: PoseFrame) -> None:
         self._face_t += self._dt
+        self._pushed = pose.weights
         await self.push_frame(pose)
         if self._messages:
             await self.push_frame(OutputTransportMessageFrame(message=rtvi_message(pose)))
