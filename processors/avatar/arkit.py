@@ -44,3 +44,8 @@ def pose(weights: dict[str, float]) -> np.ndarray:
         for side in sides:
             vector[INDEX[side]] = weight
     return vector
+
+
+def neutral_mouth(weights: np.ndarray, tolerance: float = 0.01) -> bool:
+    """Whether every jaw and mouth weight of a pose is at rest (the neutral face's mouth)."""
+    return bool(np.all(np.asarray(weights)[MOUTH] <= tolerance))

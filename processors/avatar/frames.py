@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipecat.frames.frames import DataFrame
+from processors.avatar.arkit import COUNT
 
 
 @dataclass
@@ -33,7 +34,7 @@ class PoseFrame(DataFrame):
         viseme: The viseme weighing most in this pose (``sil`` at rest).
     """
 
-    weights: np.ndarray = field(default_factory=lambda: np.zeros(52, dtype=np.float32))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(COUNT, dtype=np.float32))
     utterance: int = 0
     time_s: float = 0.0
     sample: int = -1

@@ -47,7 +47,6 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from processors.avatar.arkit import MOUTH
 from processors.avatar.coarticulation import AudioTrack, PhonemeTrack
 from processors.avatar.face import FaceLife
 from processors.avatar.frames import PoseFrame
@@ -161,6 +160,7 @@ class AvatarProcessor(FrameProcessor):
         self._face_t = 0.0
         self._last = np.zeros(len(BLENDSHAPES[0]), dtype=np.float32)  # the face now
         self._pushed = self._last  # the last pose pushed
+        self._before_speech = self._last  # the face on screen when the bot started a reply
         self._utterance: _Utterance | None = None
         self._playing: list[_Utterance] = []  # utterances whose audio may still be playing
         self._count = 0
@@ -216,7 +216,9 @@ class AvatarProcessor(FrameProcessor):
         self._count += 1
         u = _Utterance(self._count, context_id)
         previous = self._playing[-1] if self._playing else None
-        if previous is not None and previous.anchor is not None:
+        if previous is None:
+            self._before_speech = self._last
+        elif previous.anchor is not None:
             # Its audio plays right after the previous reply's.
             u.anchor = max(time.monotonic(), previous.anchor + previous.received_s)
         self._utterance = u
@@ -317,7 +319,8 @@ class AvatarProcessor(FrameProcessor):
         self._speaking = False
         if not was_speaking:
             return
-        start = self._last if on_screen is None else on_screen
+        # Nothing of the reply has played yet: the face is still the one from before it.
+        start = self._before_speech if on_screen is None else on_screen
         target = self._life.at(self._face_t)
         n = self.ease_frames
         self._ease = [start + (target - start) * (k / n) for k in range(1, n + 1)]
@@ -396,8 +399,3 @@ def _mono(pcm: bytes, channels: int) -> bytes:
     if channels == 1:
         return pcm
     return np.frombuffer(pcm, dtype=np.int16)[::channels].tobytes()
-
-
-def neutral_mouth(weights: np.ndarray, tolerance: float = 0.01) -> bool:
-    """Whether every jaw and mouth weight of a pose is at rest."""
-    return bool(np.all(np.asarray(weights)[MOUTH] <= tolerance))
