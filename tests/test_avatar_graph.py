@@ -11,12 +11,14 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     OutputImageRawFrame,
     OutputTransportMessageFrame,
+    TTSAudioRawFrame,
     TTSSpeakFrame,
 )
 from pipelines.testing import AgentHarness
 from processors.avatar import arkit, wire
 from processors.avatar.arkit import neutral_mouth
 from processors.avatar.frames import PoseFrame
+from processors.tts.espeak import synthesize_pcm
 
 AGENT = """
 version: 1
@@ -135,3 +137,22 @@ async def test_rendered_face_reaches_the_video_output_and_moves_while_speaking()
         assert images
         # pipecat's output scales frames to its video size; the face changed from frame to frame.
         assert len({hash(i.image) for i in images}) > 5
+
+
+async def test_tts_audio_without_phonemes_drives_the_mouth_reply_by_reply():
+    """Behind a TTS that times no phonemes and sends no stop frame (as cloud TTSs stream): its audio alone."""
+    pcm = await synthesize_pcm("Hello there.", sample_rate=24000)
+    duration = len(pcm) / 2 / 24000
+    async with AgentHarness.from_text(agent("output: frames")) as h:
+        avatar = h.probe("avatar")
+        for reply in (1, 2):
+            for i in range(0, len(pcm), 2400):
+                await h.inject(TTSAudioRawFrame(pcm[i:i + 2400], 24000, 1, context_id=f"reply-{reply}"), at="avatar")
+        # The second reply's last pose comes out though no stop frame follows it (hold_ms).
+        await avatar.wait_for(PoseFrame, where=lambda p: p.utterance == 2 and p.time_s >= duration - 1 / 30, timeout=10)
+        poses = speech_poses(avatar.frames)
+        assert {p.utterance for p in poses} == {1, 2}
+        for reply in (1, 2):
+            times = [p.time_s for p in poses if p.utterance == reply]
+            assert times[0] == 0.0 and times[-1] >= duration - 1 / 30
+            assert max(p.weights[JAW] for p in poses if p.utterance == reply) > 0.2

@@ -303,7 +303,7 @@ class AvatarProcessor(FrameProcessor):
                 break
 
     def _bot_stopped(self) -> None:
-        self._playing = [u for u in self._playing if u is self._utterance]
+        self._playing = [p for p in self._playing if p is self._utterance]
         if self._utterance is None:
             self._speaking = False
 
