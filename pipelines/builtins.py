@@ -8,6 +8,7 @@ BUILTIN_MODULES = (
     "processors.llm.types",
     "processors.stt.types",
     "processors.tts.types",
+    "processors.avatar.types",
     "transports.file",
     "transports.synthetic",
     "transports.webrtc",

@@ -1,0 +1,44 @@
+"""The avatar's frame: one face pose on the bot's audio timeline."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipecat.frames.frames import DataFrame
+from processors.avatar.arkit import COUNT
+
+
+@dataclass
+class PoseFrame(DataFrame):
+    """One face pose: ARKit's 52 blendshape weights, stamped on the bot's audio timeline.
+
+    A data frame, interruptible like the bot audio it goes with: an
+    interruption flushes it and the interruption guard drops it wherever a
+    stale one turns up. The avatar pushes each pose just before the audio
+    sample it belongs to, so the output transport handles it in order with
+    the audio.
+
+    The timeline: utterance ``n`` (1, 2, ... in a session) is one TTS
+    context, one bot reply; ``time_s`` counts from its first audio sample
+    (``sample / sample_rate`` at the avatar, which is the audio the output
+    plays). A client shows the pose when that sample plays. Poses with
+    ``utterance`` 0 belong to no audio (idle, blinks, the ease back to neutral
+    after an interruption): show them when they arrive; their ``time_s`` is
+    the avatar's clock since it started.
+
+    Parameters:
+        weights: 52 float32 weights in 0..1, in ``processors.avatar.arkit.NAMES`` order.
+        utterance: The utterance number, or 0 for a pose tied to no audio.
+        time_s: Seconds from the utterance's first sample (or the avatar's clock).
+        sample: The audio sample index within the utterance (-1 for utterance 0).
+        viseme: The viseme weighing most in this pose (``sil`` at rest).
+    """
+
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(COUNT, dtype=np.float32))
+    utterance: int = 0
+    time_s: float = 0.0
+    sample: int = -1
+    viseme: str = "sil"
+
+    def __str__(self):
+        return f"{self.name}(utterance: {self.utterance}, time: {self.time_s:.3f}, viseme: {self.viseme})"
