@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipecat.frames.frames import BotStartedSpeakingFrame, BotStoppedSpeakingFrame, OutputAudioRawFrame, TTSSpeakFrame  # noqa: E402
+from pipelines.pipecat_compat import io_params
 from pipelines.testing import AgentHarness  # noqa: E402
 from processors.avatar.arkit import MOUTH  # noqa: E402
 from processors.avatar.coarticulation import PhonemeTrack  # noqa: E402
@@ -83,7 +84,8 @@ async def session(output: str | None) -> dict:
     if output and "video" in output:
         # The synthetic output's video size is pipecat's default (1024x768): match the face so
         # pipecat does not rescale every frame (a real transport sets video_out_width/height).
-        h.output._params.video_out_width = h.output._params.video_out_height = 256
+        params = io_params(h.output)
+        params.video_out_width = params.video_out_height = 256
     async with h:
         tts, out = h.probe("tts"), h.probe("output")
         avatar = h.probe("avatar") if output else None

@@ -7,10 +7,10 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.server import running
-from pipelines.talk import Talker
+from transports.clients.talk import Talker
 from processors.avatar import arkit, wire
 from transports import client_messages as cm
-from transports.webrtc_client import WebRTCPeer
+from transports.clients.webrtc import WebRTCPeer
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
 

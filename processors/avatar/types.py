@@ -22,7 +22,7 @@ class AvatarParams(Params):
     max_change_per_s: float = Field(12.0, gt=0, le=100, description="largest change of any blendshape weight per second")
     blinks: bool = Field(True, description="the eyes blink every 2-5 s")
     idle_motion: bool = Field(True, description="eyes and brows move slightly")
-    seed: int | None = Field(None, description="seeds blinks and idle motion (reproducible faces)")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="seeds blinks and idle motion (reproducible faces)")
 
 
 def build_avatar(params: AvatarParams, ctx):
