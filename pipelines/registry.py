@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.spec import Params
 
 ENTRY_POINT_GROUP = "framegraph.types"
-KINDS = ("processor", "transport", "context")
+KINDS = ("processor", "transport", "context", "tool")
 
 
 @dataclass(frozen=True)
