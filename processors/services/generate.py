@@ -105,7 +105,7 @@ def docs(catalogue: dict) -> str:
         "processors:",
         "  stt: {type: deepgram_stt, settings: {model: nova-3, language: en-US}}",
         "  llm: {type: anthropic_llm, settings: {model: claude-sonnet-4-5}}",
-        "  tts: {type: cartesia_tts, voice_id: YOUR_VOICE}",
+        "  tts: {type: cartesia_tts, settings: {voice: YOUR_VOICE_ID}}",
         "```",
         "",
         "| type | pipecat class | pip extra | API key variable |",
