@@ -20,6 +20,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from pipelines.registry import KINDS
+
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "transports.clients.talk",
@@ -103,10 +105,17 @@ def cmd_run(args) -> int:
 def cmd_list(args) -> int:
     from pipelines.registry import default_registry
 
-    for info in default_registry().all():
-        if args.kind and info.kind != args.kind:
+    registry = default_registry()
+    unknown = [name for name in args.types if not any(registry.get(kind, name) for kind in KINDS)]
+    if unknown:
+        print(f"no such type: {', '.join(unknown)}", file=sys.stderr)
+        return 1
+    for info in registry.all():
+        if (args.kind and info.kind != args.kind) or (args.types and info.name not in args.types):
             continue
         print(f"{info.kind:9} {info.name:16} {info.summary}")
+        if args.types and info.params.__doc__:
+            print("\n".join(f"{'':28}{line}" for line in info.params.__doc__.strip().splitlines()))
         for name, field in info.params.model_fields.items():
             default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
             note = f"  {field.description}" if field.description else ""
@@ -147,7 +156,8 @@ def add_run(sub) -> None:
 
 def add_list(sub) -> None:
     p = sub.add_parser("list", help="registered types and their params", description="List registered types.")
-    p.add_argument("--kind", choices=["processor", "transport", "context"])
+    p.add_argument("types", nargs="*", metavar="TYPE", help="only these types, with their documentation")
+    p.add_argument("--kind", choices=KINDS)
     p.set_defaults(func=cmd_list)
 
 

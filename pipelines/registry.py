@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pipelines.validate import Agent
 
 ENTRY_POINT_GROUP = "framegraph.types"
-KINDS = ("processor", "transport", "context")
+KINDS = ("processor", "transport", "context", "tool")
 
 
 @dataclass(frozen=True)

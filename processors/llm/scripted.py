@@ -6,14 +6,27 @@ against ordered regular expressions and the first rule that matches gives
 the reply, or the fallback does. Replies stream token by token with a
 configurable delay, so the TTS sees text arrive as it would from a real
 model, and an interruption can land in the middle of a reply.
+
+A rule may call a tool instead (see :mod:`processors.tools`): it says its
+``say`` text if any, calls the tool through pipecat's function calling (the
+same path a real model's tool call takes: the call and its result enter the
+context), and when the result comes back speaks ``reply`` filled from the
+result's fields and the match's named groups (``on_error`` when the result
+is ``{"error": ...}``). A call cancelled by an interruption has no result,
+so nothing of it is spoken.
 """
 
 import asyncio
+import json
 import re
-from dataclasses import dataclass
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipecat.frames.frames import (
     Frame,
+    FunctionCallFromLLM,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -29,10 +42,25 @@ _TOKEN = re.compile(r"\s*\S+")
 
 @dataclass(frozen=True)
 class Rule:
-    """Reply ``reply`` when ``pattern`` is found in the user's last message."""
+    """Reply ``reply`` when ``pattern`` is found in the user's last message, or call ``tool`` first."""
 
     pattern: re.Pattern
     reply: str
+    tool: str | None = None
+    #: The call's arguments; string values are filled from the match's named groups.
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    #: Spoken before the tool is called.
+    say: str = ""
+    #: Spoken when the tool's result is ``{"error": ...}`` (the fallback when empty).
+    on_error: str = ""
+
+
+def fill_template(template: str, values: Mapping[str, Any]) -> str | None:
+    """``template`` with its ``{name}`` fields from ``values``; None when one is missing or malformed."""
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
 
 
 def tokens(text: str) -> list[str]:
@@ -63,13 +91,17 @@ class ScriptedLLMService(LLMService):
     processed); no end frame follows a cancelled reply.
     """
 
-    def __init__(self, *, rules: list[Rule], fallback: str, token_delay_s: float = 0.0, **kwargs):
+    def __init__(
+        self, *, rules: list[Rule], fallback: str, token_delay_s: float = 0.0,
+        variables: Mapping[str, str] | None = None, **kwargs,
+    ):
         """Creates the service.
 
         Args:
             rules: Tried in order; the first whose pattern is found answers.
             fallback: The reply when no rule matches ("" for no reply at all).
             token_delay_s: Pause before each token, as a model's generation time.
+            variables: Persona variables, also available to tool rules' replies.
             **kwargs: Passed to pipecat's ``LLMService`` (``name``...).
         """
         settings = LLMSettings(
@@ -89,13 +121,40 @@ class ScriptedLLMService(LLMService):
         self._rules = rules
         self._fallback = fallback
         self._token_delay_s = token_delay_s
+        self._variables = dict(variables or {})
+        #: Tool calls in flight: tool_call_id -> (rule, the match's named groups).
+        self._calls: dict[str, tuple[Rule, dict[str, str]]] = {}
 
     def reply_to(self, text: str) -> str:
-        """The reply the rules give to ``text``."""
+        """The reply the rules give to ``text`` (a tool rule's ``say``)."""
+        rule, _ = self._match(text)
+        if rule is None:
+            return self._fallback
+        return rule.say if rule.tool else rule.reply
+
+    def _match(self, text: str) -> tuple[Rule | None, dict[str, str]]:
         for rule in self._rules:
-            if rule.pattern.search(text):
-                return rule.reply
-        return self._fallback
+            if match := rule.pattern.search(text):
+                return rule, {k: v for k, v in match.groupdict().items() if v is not None}
+        return None, {}
+
+    def _reply_to_result(self, message: dict) -> str | None:
+        """The reply to a tool result message of one of our calls, or None if it is not one."""
+        call = self._calls.pop(message.get("tool_call_id"), None)
+        if call is None:
+            return None
+        rule, groups = call
+        content = message.get("content")
+        try:
+            result = json.loads(content) if isinstance(content, str) else content
+        except ValueError:
+            result = content  # "COMPLETED" and other plain words
+        values = {**self._variables, **groups, "result": content}
+        if isinstance(result, dict):
+            values.update(result)
+            if "error" in result:
+                return rule.on_error or self._fallback
+        return fill_template(rule.reply, values) or self._fallback
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Answers ``LLMContextFrame``; passes every other frame on."""
@@ -106,12 +165,44 @@ class ScriptedLLMService(LLMService):
             await self.push_frame(frame, direction)
 
     async def _answer(self, context: LLMContext):
-        reply = self.reply_to(last_user_text(context))
+        messages = context.get_messages()
+        last = messages[-1] if messages else {}
+        if isinstance(last, dict) and last.get("role") == "tool":
+            reply = self._reply_to_result(last)
+            if reply is not None:
+                await self._speak(reply)
+            return
+        rule, groups = self._match(last_user_text(context))
+        if rule is None or not rule.tool:
+            await self._speak(rule.reply if rule else self._fallback)
+            return
+        await self._call(rule, groups, context)
+
+    async def _speak(self, text: str, *, then=None):
         await self.push_frame(LLMFullResponseStartFrame())
         await self.start_ttfb_metrics()
-        for token in tokens(reply):
+        for token in tokens(text):
             if self._token_delay_s:
                 await asyncio.sleep(self._token_delay_s)
             await self.stop_ttfb_metrics()
             await self._push_llm_text(token)
+        if then is not None:
+            await then()
         await self.push_frame(LLMFullResponseEndFrame())
+
+    async def _call(self, rule: Rule, groups: dict[str, str], context: LLMContext):
+        """Says the rule's ``say``, then calls its tool as a model's tool call would."""
+        arguments = {
+            name: (fill_template(value, groups) or value) if isinstance(value, str) else value
+            for name, value in rule.arguments.items()
+        }
+        call_id = f"call_{uuid.uuid4().hex[:12]}"
+        self._calls[call_id] = (rule, groups)
+
+        async def run_call():
+            await self.run_function_calls(
+                [FunctionCallFromLLM(function_name=rule.tool, tool_call_id=call_id, arguments=arguments,
+                                     context=context)]
+            )
+
+        await self._speak(rule.say, then=run_call)

@@ -5,13 +5,15 @@ never imports pipecat's service modules or the OpenAI client.
 """
 
 import re
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors, missing_extra
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 from processors.llm.persona import fill
+from processors.tools.params import ToolParams, unique_names
 
 
 class RuleParams(BaseModel):
@@ -20,7 +22,14 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     match: str = Field(description="regular expression searched in the user's last message (case-insensitive)")
-    reply: str = Field(description="what the bot says; several sentences stream token by token")
+    reply: str = Field("", description="what the bot says; with a tool, after its result: {field} from the "
+                       "result's JSON object and the match's named groups")
+    tool: str | None = Field(None, description="a tool of this LLM's tools: list to call first")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="the tool call's arguments; {group} in strings from the match"
+    )
+    say: str = Field("", description="with a tool: said before calling it")
+    on_error: str = Field("", description="with a tool: said when its result is an error (default: the fallback)")
 
     @field_validator("match")
     @classmethod
@@ -31,11 +40,35 @@ class RuleParams(BaseModel):
             raise ValueError(f"invalid regular expression: {e}") from None
         return pattern
 
+    @model_validator(mode="after")
+    def _says_something(self):
+        if not (self.reply or self.tool):
+            raise ValueError("a rule needs a reply or a tool")
+        if not self.tool and (self.arguments or self.say or self.on_error):
+            raise ValueError("arguments, say and on_error need a tool")
+        return self
+
+
+#: The ``tools:`` param every LLM type shares.
+TOOLS_FIELD = Field(default_factory=list, description="functions the LLM may call (see docs/tools.md)")
+
 
 class ScriptedParams(Params):
     rules: list[RuleParams] = Field(default_factory=list, description="tried in order; the first match answers")
     fallback: str = Field("Sorry, I did not understand that.", description="reply when no rule matches")
     token_delay_ms: float = Field(20.0, ge=0, le=5000, description="pause before each streamed token")
+    tools: list[ToolParams] = TOOLS_FIELD
+
+    _unique_tools = field_validator("tools")(unique_names)
+
+    @model_validator(mode="after")
+    def _rules_call_declared_tools(self):
+        names = {t.name for t in self.tools}
+        for i, rule in enumerate(self.rules):
+            if rule.tool and rule.tool not in names:
+                raise ValueError(f"rules[{i}].tool '{rule.tool}' is not in tools "
+                                 f"({', '.join(sorted(names)) or 'none declared'})")
+        return self
 
 
 def persona_variables(ctx) -> dict[str, str]:
@@ -51,6 +84,7 @@ def make_scripted(params: ScriptedParams, ctx):
     {subject}``), so one script serves every persona.
     """
     from processors.llm.scripted import Rule, ScriptedLLMService
+    from processors.tools.runtime import install_tools
 
     variables = persona_variables(ctx)
 
@@ -62,14 +96,27 @@ def make_scripted(params: ScriptedParams, ctx):
         except ValueError as e:
             raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.{key}", str(e))]) from None
 
-    rules = [Rule(re.compile(r.match, re.IGNORECASE), say(r.reply, f"rules[{i}].reply"))
-             for i, r in enumerate(params.rules)]
-    return ScriptedLLMService(
+    rules = [
+        Rule(
+            re.compile(r.match, re.IGNORECASE),
+            # A tool rule's reply is filled when the result comes, persona variables included.
+            r.reply if r.tool else say(r.reply, f"rules[{i}].reply"),
+            tool=r.tool,
+            arguments=r.arguments,
+            say=say(r.say, f"rules[{i}].say"),
+            on_error=say(r.on_error, f"rules[{i}].on_error"),
+        )
+        for i, r in enumerate(params.rules)
+    ]
+    service = ScriptedLLMService(
         rules=rules,
         fallback=say(params.fallback, "fallback"),
         token_delay_s=params.token_delay_ms / 1000.0,
+        variables=variables,
         name=ctx.processor_id,
     )
+    install_tools(service, params.tools, ctx)
+    return service
 
 
 class OpenAIParams(Params):
@@ -79,6 +126,9 @@ class OpenAIParams(Params):
                              description="name of the environment variable holding the API key")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0, le=1_000_000)
+    tools: list[ToolParams] = TOOLS_FIELD
+
+    _unique_tools = field_validator("tools")(unique_names)
 
 
 def make_openai(params: OpenAIParams, ctx):
@@ -88,8 +138,10 @@ def make_openai(params: OpenAIParams, ctx):
     except ImportError as e:
         raise missing_extra(f"processors.{ctx.processor_id}", "openai", e) from None
 
+    from processors.tools.runtime import install_tools
+
     try:
-        return create_openai_llm(
+        service = create_openai_llm(
             model=params.model,
             base_url=params.base_url,
             api_key_env=params.api_key_env,
@@ -99,6 +151,8 @@ def make_openai(params: OpenAIParams, ctx):
         )
     except MissingCredentialsError as e:
         raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}", str(e))]) from None
+    install_tools(service, params.tools, ctx)
+    return service
 
 
 TYPES = [

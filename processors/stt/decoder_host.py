@@ -29,6 +29,7 @@ from collections import deque
 from typing import Any, BinaryIO
 
 from processors.stt import protocol
+from processors.stt.out_of_domain import DomainCheck, speech_words
 
 MODEL_SAMPLE_RATE = 16000
 LEAD_IN_SECS = 0.2  # audio decoded before the first speech found in the pre-roll
@@ -94,10 +95,12 @@ def _read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
 class StreamDecoder:
     """One agent's stream: pre-roll, utterances, interim and final hypotheses."""
 
-    def __init__(self, decoder, conn: socket.socket):
+    def __init__(self, decoder, conn: socket.socket, open_decoder=None):
         from pocketsphinx import Vad
 
         self._decoder = decoder
+        self._open_decoder = open_decoder  # the language-model decoder for out-of-domain checks
+        self._check: DomainCheck | None = None
         self._vad = Vad(Vad.LOOSE, MODEL_SAMPLE_RATE)
         self._conn = conn
         self._resampler = None
@@ -129,6 +132,9 @@ class StreamDecoder:
                 self._send(protocol.ERROR, {"message": f"grammar: {e}"})
                 return
             self._decoder.activate_search(GRAMMAR_SEARCH)
+            margin = config.get("out_of_domain_margin")
+            if margin is not None and self._open_decoder is not None:
+                self._check = DomainCheck(self._open_decoder, margin, FRAMES_PER_SEC)
         self._send(protocol.READY, {})
 
     def _to_model_rate(self, pcm: bytes) -> bytes:
@@ -149,11 +155,16 @@ class StreamDecoder:
             while self._preroll and self._preroll_bytes - len(self._preroll[0]) >= self._preroll_limit:
                 self._preroll_bytes -= len(self._preroll.popleft())
             return
-        self._decoder.process_raw(pcm, False, False)
+        self._process(pcm)
         self._since_interim += len(pcm)
         if self._interim_bytes and self._since_interim >= self._interim_bytes:
             self._since_interim = 0
             self._send_interim()
+
+    def _process(self, pcm: bytes) -> None:
+        self._decoder.process_raw(pcm, False, False)
+        if self._check:
+            self._check.process(pcm)
 
     def _send_interim(self) -> None:
         hyp = self._decoder.hyp()
@@ -175,6 +186,8 @@ class StreamDecoder:
         if self._in_utterance:
             return
         self._decoder.start_utt()
+        if self._check:
+            self._check.start()
         self._in_utterance = True
         self._since_interim = 0
         self._last_interim = ""
@@ -182,7 +195,7 @@ class StreamDecoder:
         self._preroll.clear()
         self._preroll_bytes = 0
         if preroll:
-            self._decoder.process_raw(preroll, False, False)
+            self._process(preroll)
 
     def end(self) -> None:
         """Finish the utterance and send its final hypothesis with word timings."""
@@ -192,12 +205,17 @@ class StreamDecoder:
         self._decoder.end_utt()
         self._in_utterance = False
         hyp = self._decoder.hyp()
+        segments = speech_words(self._decoder.seg())  # None when a grammar rejected the speech
         words = [
             [seg.word.split("(")[0], seg.start_frame / FRAMES_PER_SEC, seg.end_frame / FRAMES_PER_SEC]
-            for seg in self._decoder.seg() or ()  # None when a grammar rejected the speech
-            if not (seg.word.startswith(("<", "[")) or seg.word == "(NULL)")
+            for seg in segments
         ]
-        self._send(protocol.FINAL, {"text": hyp.hypstr if hyp else "", "words": words})
+        final = {"text": hyp.hypstr if hyp else "", "words": words}
+        if self._check:
+            verdict = self._check.judge([seg.word for seg in segments])
+            if verdict.out_of_domain:
+                final = {"text": verdict.open_text, "words": verdict.open_words, "out_of_domain": True}
+        self._send(protocol.FINAL, final)
 
     def serve(self) -> None:
         """Handle messages until the agent closes its end of the socket."""
@@ -213,12 +231,12 @@ class StreamDecoder:
             handlers[tag](payload)
 
 
-def _serve_child(conn: socket.socket, decoder) -> None:
+def _serve_child(conn: socket.socket, decoder, open_decoder) -> None:
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the socket is the host's to remove
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        StreamDecoder(decoder, conn).serve()
+        StreamDecoder(decoder, conn, open_decoder).serve()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the agent went away
     except Exception:
@@ -234,6 +252,7 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
     from pocketsphinx import Decoder
 
     decoder = Decoder(**decoder_kwargs(config))
+    open_decoder = Decoder(**decoder_kwargs(config)) if config.get("domain_check") else None
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -242,7 +261,7 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
         conn, _ = server.accept()
         if os.fork() == 0:
             server.close()
-            _serve_child(conn, decoder)
+            _serve_child(conn, decoder, open_decoder)
         conn.close()
 
 

@@ -37,10 +37,13 @@ class HostConfig:
 
     max_hmm_per_frame: int = 3000
     accurate: bool = False
+    #: Also load a language-model decoder, for streams that reject out-of-domain speech.
+    domain_check: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON the host process receives on its command line."""
-        return {"max_hmm_per_frame": self.max_hmm_per_frame, "accurate": self.accurate}
+        return {"max_hmm_per_frame": self.max_hmm_per_frame, "accurate": self.accurate,
+                "domain_check": self.domain_check}
 
 
 @dataclass
@@ -50,6 +53,8 @@ class DecoderEvent:
     final: bool
     text: str
     words: list[tuple[str, float, float]] = field(default_factory=list)
+    #: A final the open-vocabulary pass found outside the grammar (``text`` is what that pass heard).
+    out_of_domain: bool = False
 
 
 class DecoderStream:
@@ -117,7 +122,8 @@ class DecoderStream:
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
         words = [(w, start, end) for w, start, end in value.get("words", [])]
-        return DecoderEvent(final=tag == protocol.FINAL, text=value["text"], words=words)
+        return DecoderEvent(final=tag == protocol.FINAL, text=value["text"], words=words,
+                            out_of_domain=value.get("out_of_domain", False))
 
     async def close(self) -> None:
         """Close the connection; the forked decoder exits."""
@@ -159,7 +165,8 @@ class DecoderHost:
         return self._process.poll() is None
 
     async def open_stream(
-        self, *, sample_rate: int, grammar: str | None, preroll_secs: float, interim_secs: float
+        self, *, sample_rate: int, grammar: str | None, preroll_secs: float, interim_secs: float,
+        out_of_domain_margin: float | None = None,
     ) -> DecoderStream:
         """Connect a new agent stream, waiting for the host to finish loading if needed."""
         loop = asyncio.get_running_loop()
@@ -181,6 +188,7 @@ class DecoderHost:
                 "grammar": grammar,
                 "preroll_secs": preroll_secs,
                 "interim_secs": interim_secs,
+                "out_of_domain_margin": out_of_domain_margin,
             }
         )
         return stream

@@ -9,6 +9,12 @@ which lets pipecat's turn strategies end the turn at once instead of waiting
 out their STT timeout. Interim transcripts arrive while the user speaks; word
 timings (seconds from the utterance's first pre-roll sample) ride in the final
 frame's ``result``.
+
+With a closed domain (a grammar or phrase list) and ``out_of_domain_margin``
+set, an utterance the open-vocabulary check rejects (see
+:mod:`processors.stt.out_of_domain`) is transcribed as what that pass heard,
+with ``result["out_of_domain"]`` true, instead of as the nearest phrase: a
+scripted LLM then gives its fallback, a real one sees the user's own words.
 """
 
 from pipecat.frames.frames import (
@@ -38,6 +44,7 @@ class PocketsphinxSTTService(STTService):
         grammar: str | None = None,
         preroll_secs: float = 1.0,
         interim_secs: float = 0.3,
+        out_of_domain_margin: float | None = None,
         **kwargs,
     ):
         """Initialize the service.
@@ -47,6 +54,9 @@ class PocketsphinxSTTService(STTService):
             grammar: JSGF text restricting recognition, or None for the language model.
             preroll_secs: Audio kept before VAD's start; the decoder starts just before its first speech.
             interim_secs: Speech between interim transcripts; 0 disables them.
+            out_of_domain_margin: With a grammar, reject utterances the open-vocabulary
+                pass finds outside it (None: never reject). The host must load that pass
+                (``HostConfig.domain_check``).
             **kwargs: STTService arguments (``ttfs_p99_latency``, ``name``...).
         """
         super().__init__(
@@ -56,6 +66,7 @@ class PocketsphinxSTTService(STTService):
         self._grammar = grammar
         self._preroll_secs = preroll_secs
         self._interim_secs = interim_secs
+        self._out_of_domain_margin = out_of_domain_margin
         self._stream: DecoderStream | None = None
         self._receive_task = None
 
@@ -72,6 +83,7 @@ class PocketsphinxSTTService(STTService):
             grammar=self._grammar,
             preroll_secs=self._preroll_secs,
             interim_secs=self._interim_secs,
+            out_of_domain_margin=self._out_of_domain_margin,
         )
 
     async def stop(self, frame: EndFrame):
@@ -132,13 +144,14 @@ class PocketsphinxSTTService(STTService):
             )
             return
         words = [{"word": w, "start": start, "end": end} for w, start, end in event.words]
+        result = {"words": words, "out_of_domain": True} if event.out_of_domain else {"words": words}
         await self.push_frame(
             TranscriptionFrame(
                 event.text,
                 self._user_id,
                 time_now_iso8601(),
                 Language.EN_US,
-                result={"words": words},
+                result=result,
                 finalized=True,
             )
         )

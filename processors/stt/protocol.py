@@ -13,7 +13,7 @@ from typing import Any
 HEADER = struct.Struct(">cI")
 
 # Agent -> decoder.
-CONFIG = b"C"  # {"sample_rate", "grammar", "preroll_secs", "interim_secs"}
+CONFIG = b"C"  # {"sample_rate", "grammar", "preroll_secs", "interim_secs", "out_of_domain_margin"}
 AUDIO = b"A"  # raw 16-bit mono PCM at the configured sample rate
 START = b"S"  # begin an utterance (with the pre-roll kept so far)
 END = b"E"  # end the utterance: the decoder answers with FINAL
@@ -22,7 +22,7 @@ END = b"E"  # end the utterance: the decoder answers with FINAL
 READY = b"R"  # {} after CONFIG was applied
 ERROR = b"X"  # {"message"}: CONFIG could not be applied
 INTERIM = b"I"  # {"text"}
-FINAL = b"F"  # {"text", "words": [[word, start_secs, end_secs], ...]}
+FINAL = b"F"  # {"text", "words": [[word, start_secs, end_secs], ...], "out_of_domain"?: true}
 
 
 def encode(tag: bytes, payload: bytes) -> bytes:

@@ -27,6 +27,11 @@ class PocketsphinxParams(Params):
     )
     max_hmm_per_frame: int = Field(3000, ge=500, le=100_000, description="search width: lower is faster, higher more exact")
     accurate: bool = Field(False, description="second search passes: slightly fewer errors, ~10x slower final")
+    out_of_domain_margin: float | None = Field(
+        0.8, ge=0, le=10,
+        description="closed domain only: reject speech whose open-vocabulary reading has more phones outside "
+        "the phrase than this times the phrase's (transcribed as heard, so the LLM falls back); null: never reject",
+    )
     ttfs_p99_latency: float = Field(
         0.5, gt=0, le=10, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
     )
@@ -81,13 +86,17 @@ def make_pocketsphinx(params: PocketsphinxParams, ctx):
     from processors.stt.pocketsphinx import PocketsphinxSTTService
 
     grammar = _grammar(params, ctx)
-    host_config = HostConfig(max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate)
+    margin = params.out_of_domain_margin if grammar is not None else None
+    host_config = HostConfig(
+        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None
+    )
     decoder_host(host_config)  # starts loading the model now, while the rest of the agent is built
     return PocketsphinxSTTService(
         host_config=host_config,
         grammar=grammar,
         preroll_secs=params.preroll_secs,
         interim_secs=params.interim_secs,
+        out_of_domain_margin=margin,
         ttfs_p99_latency=params.ttfs_p99_latency,
         name=ctx.processor_id,
     )

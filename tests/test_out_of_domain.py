@@ -1,0 +1,112 @@
+"""The default agent rejects speech outside its phrases, and still answers every phrase.
+
+configs/assistant.yaml restricts pocketsphinx to seven phrases; its
+open-vocabulary check (processors/stt/out_of_domain.py) must turn any other
+speech into the scripted LLM's fallback. Each test is one conversation WAV
+run through the whole agent on the file transport.
+"""
+
+import asyncio
+import json
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipecat.workers.runner import WorkerRunner
+from pipelines.builder import build_agent
+from pipelines.validate import load_agent
+from processors.stt.out_of_domain import common_subsequence, phones
+from processors.tts.espeak import synthesize_pcm
+from conftest import HUMAN_AUDIO, ROOT
+
+ASSISTANT = ROOT / "configs" / "assistant.yaml"
+RATE = 16000
+SPEC = yaml.safe_load(ASSISTANT.read_text())
+PHRASES = SPEC["processors"]["stt"]["phrases"]
+FALLBACK = SPEC["processors"]["llm"]["fallback"]
+#: Seconds from one question's end to the next one's start: every answer but the story's fits.
+GAP_SECS = 5.0
+
+
+def reply_to(phrase: str) -> str:
+    """The reply configs/assistant.yaml's rules give to ``phrase``."""
+    import re
+
+    rules = SPEC["processors"]["llm"]["rules"]
+    return next(r["reply"] for r in rules if re.search(r["match"], phrase, re.IGNORECASE))
+
+
+def conversation(path: Path, clips: list[np.ndarray]) -> None:
+    """Writes the clips one after the other, each followed by GAP_SECS of silence."""
+    gap = np.zeros(int(GAP_SECS * RATE), dtype=np.int16)
+    audio = np.concatenate([np.zeros(RATE // 2, dtype=np.int16)] + [part for clip in clips for part in (clip, gap)])
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(audio.tobytes())
+
+
+async def assistant_turns(tmp_path: Path, monkeypatch) -> list[tuple[str, str]]:
+    """Runs configs/assistant.yaml on tmp_path/in.wav; its (role, text) turns."""
+    monkeypatch.setenv("FRAMEGRAPH_INPUT", str(tmp_path / "in.wav"))
+    monkeypatch.setenv("FRAMEGRAPH_OUT", str(tmp_path))
+    runner = WorkerRunner(handle_sigint=False, force_gc=True)
+    await runner.add_workers(build_agent(load_agent(ASSISTANT)).worker())
+    await asyncio.wait_for(runner.run(), 120)
+    lines = (tmp_path / "assistant.jsonl").read_text().splitlines()
+    return [(t["role"], t["text"]) for t in map(json.loads, lines)]
+
+
+def test_unexplained_phones_are_counted_against_the_phrase():
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(loglevel="FATAL")
+    phrase = phones(decoder, ["what", "time", "is", "it"])
+    assert phrase == "W AH T T AY M IH Z IH T".split()
+    heard = phones(decoder, ["go", "forward", "ten", "meters"])
+    assert len(heard) - common_subsequence(phrase, heard) >= 9  # nearly nothing of the phrase in it
+    assert common_subsequence(phrase, phones(decoder, ["what", "i"])) == 4  # W AH T AY: all of it is in the phrase
+
+
+@pytest.mark.parametrize("voice,rate", [("en-us", 175), ("en-us+f3", 140)])
+async def test_every_phrase_still_gets_its_answer(tmp_path, monkeypatch, voice, rate):
+    # The story's long answer would be interrupted by a next question: it comes last.
+    phrases = sorted(PHRASES, key=lambda p: "story" in p)
+    clips = [np.frombuffer(await synthesize_pcm(p, voice=voice, rate=rate, sample_rate=RATE), dtype=np.int16)
+             for p in phrases]
+    conversation(tmp_path / "in.wav", clips)
+    turns = await assistant_turns(tmp_path, monkeypatch)
+    expected = [turn for phrase in phrases for turn in (("user", phrase), ("assistant", reply_to(phrase)))]
+    assert turns == expected
+
+
+async def test_the_bundled_question_gets_its_answer(tmp_path, monkeypatch):
+    with wave.open(str(ROOT / "configs" / "audio" / "question.wav")) as wav:
+        question = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    conversation(tmp_path / "in.wav", [question])
+    assert await assistant_turns(tmp_path, monkeypatch) == [
+        ("user", "what is the weather like today"), ("assistant", reply_to("what is the weather like today")),
+    ]
+
+
+async def test_each_human_clip_gets_the_fallback(tmp_path, monkeypatch):
+    folder = Path(os.environ.get("FRAMEGRAPH_HUMAN_AUDIO", HUMAN_AUDIO))
+    clips = sorted(folder.glob("*.wav"))
+    if not clips:
+        pytest.skip(f"no human clips in {folder} (FRAMEGRAPH_HUMAN_AUDIO names another folder)")
+    audio = []
+    for clip in clips:
+        with wave.open(str(clip)) as wav:
+            assert wav.getframerate() == RATE
+            audio.append(np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16))
+    conversation(tmp_path / "in.wav", audio)
+    turns = await assistant_turns(tmp_path, monkeypatch)
+    answers = [text for role, text in turns if role == "assistant"]
+    # A clip may be heard as one utterance or several; every answer is the fallback.
+    assert len(answers) >= len(clips), turns
+    assert set(answers) == {FALLBACK}, turns
