@@ -5,6 +5,7 @@ BUILTIN_MODULES = (
     "processors.context",
     "processors.faulty",
     "processors.llm.types",
+    "processors.local.types",
     "processors.services.types",
     "processors.stt.types",
     "processors.tts.types",
