@@ -6,6 +6,7 @@ BUILTIN_MODULES = (
     "processors.faulty",
     "processors.tone",
     "processors.llm.types",
+    "processors.local.types",
     "processors.services.types",
     "processors.stt.types",
     "processors.tts.types",

@@ -5,7 +5,6 @@ pip extra is not installed must fail validation with the one line naming it.
 """
 
 import json
-import os
 import typing
 
 import pytest

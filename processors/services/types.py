@@ -28,7 +28,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import ConfigDict, Field, SecretStr, create_model, field_validator, model_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
@@ -252,7 +252,7 @@ def factory(name: str, entry: dict):
         kwargs.update({name: session for name in session_params})
         try:
             service = cls(**kwargs)
-        except (TypeError, ValueError) as e:
+        except Exception as e:  # a provider client refusing its arguments (e.g. no key) is a config problem
             raise ConfigErrors([ConfigError(None, key, f"{entry['class']}: {_redact(str(e), kwargs.get('api_key'))}")]) from None
         if session is not None:
             _close_with(service, session)

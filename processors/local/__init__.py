@@ -1,0 +1,1 @@
+"""Local models named by path (extra ``torch``): Whisper speech-to-text and a chat LLM, through transformers."""
