@@ -18,8 +18,8 @@ from pipelines.spec import Params
 
 class LocalModelParams(Params):
     model_path: str = Field(min_length=1, description="model directory (relative to the config), e.g. a downloaded whisper-tiny.en")
-    max_new_tokens: int = Field(128, gt=0, description="longest output, in tokens")
-    threads: int | None = Field(None, gt=0, description="torch threads (default: torch's own)")
+    max_new_tokens: int = Field(128, gt=0, le=100_000, description="longest output, in tokens")
+    threads: int | None = Field(None, gt=0, le=1024, description="torch threads (default: torch's own)")
 
 
 class LocalWhisperParams(LocalModelParams):
