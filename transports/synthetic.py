@@ -17,6 +17,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
 from pipelines.registry import TypeInfo
 from transports.common import AudioTransportParams
@@ -51,7 +52,7 @@ class SyntheticInput(BaseInputTransport):
             await self.push_frame(frame, FrameDirection.DOWNSTREAM)
 
 
-class SyntheticOutput(BufferedOutput, BaseOutputTransport):
+class SyntheticOutput(AudioClockedOutput, BufferedOutput, BaseOutputTransport):
     """Output end: records every written audio chunk and image, in order.
 
     Its ``clear_buffer`` (the interruption contract) drops what its media
@@ -69,6 +70,9 @@ class SyntheticOutput(BufferedOutput, BaseOutputTransport):
         await self.set_transport_ready(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        return await self.clocked_write(frame, self._play(frame))
+
+    async def _play(self, frame: OutputAudioRawFrame) -> bool:
         if self._realtime:
             # Block while the previous chunk is still playing: one chunk of buffer.
             await asyncio.sleep(max(0.0, self._played_until - time.monotonic()))
@@ -76,6 +80,10 @@ class SyntheticOutput(BufferedOutput, BaseOutputTransport):
             self._played_until = max(time.monotonic(), self._played_until) + duration
         self.written.append(Written(time.monotonic(), frame))
         return True
+
+    def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
+        """Real time: the chunk written starts playing when the write returns; otherwise it has played at once."""
+        return self.audio_clock(), first if self._realtime else end
 
     async def write_video_frame(self, frame: OutputImageRawFrame) -> bool:
         self.written.append(Written(time.monotonic(), frame))
