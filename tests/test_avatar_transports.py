@@ -1,18 +1,27 @@
 """configs/avatar_assistant.yaml over WebSocket and WebRTC: pose messages reach real clients, stamped on the reply."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.server import running
+from pipelines.validate import Agent, Component
 from transports.clients.talk import Talker
 from processors.avatar import arkit, wire
 from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
+
+
+def with_avatar_output(agent: Agent, output: str) -> Agent:
+    """``agent`` with its avatar's ``output`` param set to ``output``."""
+    avatar = agent.processors["avatar"]
+    changed = Component(avatar.id, avatar.type, avatar.params.model_copy(update={"output": output}))
+    return replace(agent, processors={**agent.processors, "avatar": changed})
 
 
 def assert_reply_poses(messages: list[tuple[float, dict]], after: float) -> None:
@@ -55,3 +64,28 @@ async def test_pose_messages_reach_a_webrtc_peer_on_the_data_channel():
             assert_reply_poses(peer.messages, asked)
         finally:
             await peer.close()
+
+
+async def test_a_webrtc_peer_sees_the_face_move_while_the_bot_speaks():
+    question = await speech("what time is it")
+    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc")
+    agent = with_avatar_output(agent, "poses_and_video")
+    async with running(agent) as (url, _):
+        peer = WebRTCPeer(video=True)
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=15)
+            asked = time.monotonic()
+            peer.say(question)
+            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+            await peer.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+        finally:
+            await peer.close()
+    speaking = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, asked)
+    stopped = cm.first_after(peer.messages, cm.BOT_STOPPED_SPEAKING, asked)
+    frames = [s.image for s in peer.seen if speaking <= s.time <= stopped]
+    assert frames and frames[0].shape == (256, 256, 3)
+    # The face's mouth (lower middle of the frame) changes from frame to frame while the bot speaks.
+    mouth = [f[150:220, 80:176].astype(np.int16) for f in frames]
+    changes = [np.abs(b - a).mean() for a, b in zip(mouth, mouth[1:])]
+    assert len(frames) > 15 and sum(c > 2 for c in changes) > len(changes) / 4

@@ -19,14 +19,14 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
-from pipelines.registry import TypeInfo
-from transports.common import AudioTransportParams
+from pipelines.registry import TypeInfo, VideoOut
+from transports.common import AudioTransportParams, video_io
 
 
 class SyntheticParams(AudioTransportParams):
     audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(True, description="play output audio at its real duration, as a sound card does")
-    video_out: bool = Field(False, description="accept avatar/video frames at the output")
+    video_out: bool = Field(False, description="accept avatar/video frames at the output (at the avatar's size and rate)")
 
 
 @dataclass
@@ -97,13 +97,13 @@ class SyntheticOutput(AudioClockedOutput, BufferedOutput, BaseOutputTransport):
 class SyntheticTransport(BaseTransport):
     """A transport whose peer is the test itself."""
 
-    def __init__(self, params: SyntheticParams, **kwargs):
+    def __init__(self, params: SyntheticParams, video_out: VideoOut | None = None, **kwargs):
         super().__init__(**kwargs)
         transport_params = TransportParams(
             **params.audio_io(),
             audio_out_auto_silence=False,
             audio_out_end_silence_secs=0,
-            video_out_enabled=params.video_out,
+            **(video_io(video_out) if params.video_out and video_out else dict(video_out_enabled=params.video_out)),
         )
         self._input = SyntheticInput(transport_params, name="input")
         self._output = SyntheticOutput(transport_params, realtime=params.realtime, name="output")
@@ -118,7 +118,7 @@ class SyntheticTransport(BaseTransport):
 TYPES = [
     TypeInfo(
         "transport", "synthetic", SyntheticParams,
-        lambda p, ctx: SyntheticTransport(p, name="synthetic"),
+        lambda p, ctx: SyntheticTransport(p, ctx.video_out, name="synthetic"),
         "in-process input and recording output, for tests",
     ),
 ]

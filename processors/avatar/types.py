@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipelines.registry import TypeInfo
+from pipelines.registry import TypeInfo, VideoOut
 from pipelines.spec import Params
 
 
@@ -23,6 +23,12 @@ class AvatarParams(Params):
     blinks: bool = Field(True, description="the eyes blink every 2-5 s")
     idle_motion: bool = Field(True, description="eyes and brows move slightly")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="seeds blinks and idle motion (reproducible faces)")
+
+    def video_out(self) -> VideoOut | None:
+        """The face it draws, for the transport's video out (``output: video`` or ``poses_and_video``)."""
+        if self.output in ("video", "poses_and_video"):
+            return VideoOut(self.size, self.size, self.fps)
+        return None
 
 
 def build_avatar(params: AvatarParams, ctx):
