@@ -8,7 +8,8 @@ obeys ``bot-interrupted``: bot audio is dropped until the next
 its arrival time and whether it was played, which is what the loopback tests
 and ``bench/transport_latency.py`` measure. With ``video=True`` it also asks
 for the agent's video track (the avatar's face) and keeps every decoded frame
-with its arrival time (``seen``).
+with its arrival time (``seen``); with ``keep_audio=True`` the bot's audio
+too (``audio``), to line it up with what the agent sent.
 """
 
 import asyncio
@@ -88,11 +89,15 @@ class Seen:
 class WebRTCPeer:
     """One participant: connect, speak, listen (and watch), close (or vanish)."""
 
-    def __init__(self, *, obey_interruptions: bool = True, loud_rms: float = 300.0, video: bool = False):
+    def __init__(self, *, obey_interruptions: bool = True, loud_rms: float = 300.0, video: bool = False,
+                 keep_audio: bool = False):
         self.pc = RTCPeerConnection()
         self.mic = Microphone()
         self.heard: list[Heard] = []
         self.seen: list[Seen] = []
+        #: With ``keep_audio``: each bot audio frame's arrival time and first channel (int16), at ``audio_rate``.
+        self.audio: list[tuple[float, np.ndarray]] | None = [] if keep_audio else None
+        self.audio_rate = 0
         self.messages: list[tuple[float, dict]] = []
         self.obey_interruptions = obey_interruptions
         self.loud_rms = loud_rms
@@ -235,6 +240,10 @@ class WebRTCPeer:
             except MediaStreamError:
                 return
             samples = frame.to_ndarray().astype(np.float64)
+            if self.audio is not None:
+                self.audio_rate = frame.sample_rate
+                channels = len(frame.layout.channels)
+                self.audio.append((time.monotonic(), samples.reshape(-1)[::channels].astype(np.int16)))
             level = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
             self.heard.append(Heard(time.monotonic(), frame.samples / frame.sample_rate, level, not self.muted))
 
