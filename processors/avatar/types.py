@@ -12,7 +12,7 @@ class AvatarParams(Params):
     fps: int = Field(30, ge=5, le=60, description="poses (and video frames) per second")
     output: Literal["poses", "video", "poses_and_video", "frames"] = Field(
         "poses",
-        description="poses: pose messages to the client; video: a rendered face (the transport needs video_out); "
+        description="poses: pose messages to the client; video: a rendered face as the agent's video track (webrtc, daily); "
                     "poses_and_video: both; frames: PoseFrames only (tests, 3D clients)",
     )
     size: int = Field(256, ge=64, le=1024, description="rendered face width and height in pixels")

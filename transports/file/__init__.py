@@ -120,5 +120,5 @@ async def serve(agent, options) -> None:
 
 TYPES = [
     TypeInfo("transport", "file", FileParams, make_file_transport,
-             "WAV file in; bot audio WAV and JSONL transcript out, fast or real time", serve=serve),
+             "WAV file in; bot audio WAV, JSONL transcript and avatar poses out, fast or real time", serve=serve),
 ]
