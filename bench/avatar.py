@@ -12,7 +12,11 @@ whose output plays audio in real time like a sound card, and prints:
   side; likeness is the cosine similarity of the mouth weights
   times their size relative to the viseme's, at most 1) minus the time the
   phoneme's audio starts, on the
-  stamped timeline and as delivered at the output (goal |offset| p95 <= 40 ms);
+  stamped timeline, as delivered at the synthetic output, at an aiortc client
+  over WebRTC loopback (the pose message's arrival minus the arrival of the
+  phoneme's audio, found by lining up the audio the client decoded with the
+  audio the avatar sent), and in the file transport's JSONL (the pose's WAV
+  sample minus the phoneme's) (goal |offset| p95 <= 40 ms);
   phonemes whose neighbours share their viseme, pauses and tongue consonants
   (DD, kk, nn: they borrow the vowels' shape) are skipped;
 - CPU per session (process CPU time over wall time, this process only) while
@@ -26,10 +30,13 @@ whose output plays audio in real time like a sound card, and prints:
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +45,17 @@ from loguru import logger
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipecat.frames.frames import BotStartedSpeakingFrame, BotStoppedSpeakingFrame, OutputAudioRawFrame, TTSSpeakFrame  # noqa: E402
-from pipelines.pipecat_compat import io_params
+from pipecat.frames.frames import (  # noqa: E402
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    OutputAudioRawFrame,
+    TTSSpeakFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipelines.server import running  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
+from pipelines.validate import load_agent, load_agent_text  # noqa: E402
+from processors.avatar import wire  # noqa: E402
 from processors.avatar.arkit import MOUTH  # noqa: E402
 from processors.avatar.coarticulation import PhonemeTrack  # noqa: E402
 from processors.avatar.face import FaceLife  # noqa: E402
@@ -48,6 +63,8 @@ from processors.avatar.frames import PoseFrame  # noqa: E402
 from processors.avatar.renderer import FaceRenderer  # noqa: E402
 from processors.avatar.visemes import BLENDSHAPES, VISEMES, visemes_for  # noqa: E402
 from processors.tts.espeak import PhonemeFrame  # noqa: E402
+from transports import client_messages as cm  # noqa: E402
+from transports.clients.webrtc import WebRTCPeer  # noqa: E402
 
 RATE = 24000
 TEXT = ("Once upon a time, a small robot learned to speak. It said hello to everyone it met. "
@@ -61,7 +78,29 @@ processors:
   {avatar}
 pipeline: [input, tts, {steps}output]
 """
+WEBRTC_AGENT = """
+version: 1
+name: bench_avatar_webrtc
+transport: {type: webrtc, audio_out_sample_rate: 24000}
+processors:
+  tts: {type: espeak}
+  avatar: {type: avatar, output: poses, seed: 1}
+pipeline: [input, tts, avatar, output]
+"""
+FILE_AGENT = """
+version: 1
+name: bench_avatar_file
+transport: {type: file, input: in.wav, output: bot.wav, poses: poses.jsonl, tail_secs: 0.2, realtime: true}
+processors:
+  tts: {type: espeak}
+  avatar: {type: avatar, output: frames, seed: 1}
+pipeline: [input, tts, avatar, output]
+"""
 IDLE_SECS = 3.0
+#: aiortc's audio receiver holds 4 packets of 20 ms before it plays (JitterBuffer(prefetch=4) in
+#: aiortc/rtcrtpreceiver.py); data-channel messages are not held. A client shows poses after its
+#: playout delay, as the page does with its jitterBufferDelay stats.
+AIORTC_PLAYOUT_MS = 80
 #: Visemes with a shape of their own. Tongue consonants (DD, kk, nn) take the shape of the vowels
 #: around them by design (low dominance), so no pose "peaks" for them; pauses have no shape.
 VISIBLE = {VISEMES.index(v) for v in ("PP", "FF", "TH", "CH", "SS", "RR", "aa", "E", "ih", "oh", "ou")}
@@ -80,13 +119,7 @@ def percentile(values, q: float) -> float:
 
 async def session(output: str | None) -> dict:
     """One spoken reply and a stretch of silence; probes and CPU figures."""
-    h = AgentHarness.from_text(agent(output))
-    if output and "video" in output:
-        # The synthetic output's video size is pipecat's default (1024x768): match the face so
-        # pipecat does not rescale every frame (a real transport sets video_out_width/height).
-        params = io_params(h.output)
-        params.video_out_width = params.video_out_height = 256
-    async with h:
+    async with AgentHarness.from_text(agent(output)) as h:  # video out at the face's size (256x256)
         tts, out = h.probe("tts"), h.probe("output")
         avatar = h.probe("avatar") if output else None
         await asyncio.sleep(0.5)
@@ -118,15 +151,19 @@ def play_time(written) -> callable:
     return at
 
 
-def av_offsets(phonemes: list[PhonemeFrame], poses: list[PoseFrame], delivered: dict[int, float], play) -> tuple[list, list]:
-    """(stamped offsets, delivered offsets) in ms, one per phoneme with a clear viseme peak."""
+def av_offsets(phonemes: list[PhonemeFrame], poses: list[PoseFrame], pose_clock, phoneme_clock) -> list[float]:
+    """A/V offsets in ms, one per phoneme with a clear viseme peak (and its pose delivered).
+
+    ``pose_clock(pose)``: when the pose was shown or sent (None: never);
+    ``phoneme_clock(secs)``: when the utterance's audio at ``secs`` played, on the same clock.
+    """
     targets = BLENDSHAPES[:, MOUTH]
     norms = np.linalg.norm(targets, axis=1)
     mouths = np.array([p.weights[MOUTH] for p in poses])
     mouth_norms = np.linalg.norm(mouths, axis=1) + 1e-9
     times = np.array([p.time_s for p in poses])
     firsts = [visemes_for(p.phoneme)[0] for p in phonemes]
-    stamped, at_output = [], []
+    offsets = []
     for k, (ph, v) in enumerate(zip(phonemes, firsts)):
         neighbours = firsts[max(0, k - 1):k] + firsts[k + 1:k + 2]
         if v not in VISIBLE or v in neighbours:
@@ -142,11 +179,98 @@ def av_offsets(phonemes: list[PhonemeFrame], poses: list[PoseFrame], delivered: 
         score = (mouths[window] @ targets[v] / (mouth_norms[window] * norms[v])
                  * np.minimum(1.0, mouth_norms[window] / norms[v]))
         best = window[int(np.flatnonzero(score >= score.max() - 0.05)[0])]  # where a plateau begins
-        stamped.append((times[best] - start) * 1000)
-        pose = poses[best]
-        if id(pose) in delivered:
-            at_output.append((delivered[id(pose)] - play(round(start * RATE))) * 1000)
-    return stamped, at_output
+        shown = pose_clock(poses[best])
+        if shown is not None:
+            offsets.append((shown - phoneme_clock(start)) * 1000)
+    return offsets
+
+
+def client_audio_clock(peer: WebRTCPeer, sent: bytes):
+    """Utterance seconds -> when the client received that audio, by lining up its audio with ``sent`` (24 kHz).
+
+    Both are reduced to 1 ms loudness envelopes and cross-correlated.
+    """
+    block = RATE // 1000
+    ours = np.frombuffer(sent, dtype=np.int16).astype(np.float64)
+    ratio = peer.audio_rate // RATE
+    theirs = np.concatenate([pcm for _, pcm in peer.audio]).astype(np.float64)[::ratio]
+
+    def envelope(x):
+        n = len(x) // block
+        return np.sqrt((x[: n * block].reshape(n, block) ** 2).mean(axis=1))
+
+    a, b = envelope(ours), envelope(theirs)
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
+    lag = int(np.argmax(corr[: len(b)])) * block * ratio  # client sample where the utterance starts
+    starts = np.cumsum([0] + [len(pcm) for _, pcm in peer.audio])
+    arrivals = [t for t, _ in peer.audio]
+
+    def at(secs: float) -> float:
+        index = lag + round(secs * peer.audio_rate)
+        i = max(0, int(np.searchsorted(starts, index, side="right")) - 1)
+        return arrivals[min(i, len(arrivals) - 1)] + (index - starts[i]) / peer.audio_rate
+
+    return at
+
+
+async def webrtc_offsets() -> list[float]:
+    """A/V offsets at an aiortc client over WebRTC loopback, for one reply."""
+    async with running(load_agent_text(WEBRTC_AGENT)) as (url, server):
+        peer = WebRTCPeer(keep_audio=True)
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=15)
+            (session,) = server.sessions.values()
+            tts, avatar = session.built.processors["tts"], session.built.processors["avatar"]
+            phonemes, poses, sent = [], [], bytearray()
+
+            @tts.event_handler("on_before_push_frame")
+            async def _phoneme(processor, frame):
+                if isinstance(frame, PhonemeFrame):
+                    phonemes.append(frame)
+
+            @avatar.event_handler("on_before_push_frame")
+            async def _pushed(processor, frame):
+                if isinstance(frame, PoseFrame) and frame.utterance:
+                    poses.append(frame)
+                elif isinstance(frame, OutputAudioRawFrame):
+                    sent.extend(frame.audio)
+
+            asked = time.monotonic()
+            await tts.queue_frame(TTSSpeakFrame(TEXT))
+            await peer.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=60, after=asked)
+            await asyncio.sleep(0.3)
+        finally:
+            await peer.close()
+    arrived = {m["data"]["t"]: t for t, m in peer.messages
+               if cm.kind_of(m) == "server-message" and m["data"].get("type") == wire.MESSAGE_TYPE and m["data"]["u"]}
+    return av_offsets(phonemes, poses, lambda p: arrived.get(round(p.time_s * 1000)), client_audio_clock(peer, bytes(sent)))
+
+
+async def file_offsets() -> list[float]:
+    """A/V offsets in the file transport's output: each pose's WAV sample (JSONL) against the phonemes' in the WAV."""
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        with wave.open(str(folder / "in.wav"), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(16000)
+            wav.writeframes(bytes(2 * 16000 * 16))
+        (folder / "agent.yaml").write_text(FILE_AGENT)
+        async with AgentHarness(load_agent(folder / "agent.yaml"), transport=None) as h:
+            tts, avatar = h.probe("tts"), h.probe("avatar")
+            while h.built.transport.timeline.now() < 0.5:
+                await asyncio.sleep(0.01)
+            await h.inject(VADUserStoppedSpeakingFrame(), at="input", upstream=True)
+            await h.inject(TTSSpeakFrame(TEXT), at="tts")
+            await h.probe("input", upstream=True).wait_for(BotStoppedSpeakingFrame, timeout=60)
+            start = h.built.transport.timeline.bot_audio.start
+            await h.stop()
+        lines = [json.loads(line) for line in (folder / "poses.jsonl").read_text().splitlines()]
+    in_wav = {r["t"]: r["sample"] / RATE for r in lines if r["u"] == 1}
+    poses = [p for p in avatar.of_type(PoseFrame) if p.utterance]
+    return av_offsets(tts.of_type(PhonemeFrame), poses, lambda p: in_wav.get(round(p.time_s * 1000)), lambda s: start + s)
 
 
 def microbench() -> tuple[float, float]:
@@ -176,7 +300,7 @@ async def main() -> None:
     logger.add(sys.stderr, level="WARNING")
     load_before = os.getloadavg()
 
-    rates, delivered_rates, jitters, stamped_all, output_all = [], [], [], [], []
+    rates, delivered_rates, jitters, stamped_all, output_all, client_all, file_all = [], [], [], [], [], [], []
     cpu: dict[str | None, list[tuple[float, float]]] = {}
     for run in range(args.runs):
         for output in (None, "frames", "poses", "poses_and_video"):
@@ -196,9 +320,11 @@ async def main() -> None:
             lag = [(delivered[id(p)] - play(p.sample)) * 1000 for p in speech if id(p) in delivered]
             median = statistics.median(lag)
             jitters.extend(abs(x - median) for x in lag)
-            stamped, at_output = av_offsets(s["tts"].of_type(PhonemeFrame), speech, delivered, play)
-            stamped_all.extend(stamped)
-            output_all.extend(at_output)
+            phonemes = s["tts"].of_type(PhonemeFrame)
+            stamped_all.extend(av_offsets(phonemes, speech, lambda p: p.time_s, lambda secs: secs))
+            output_all.extend(av_offsets(phonemes, speech, lambda p: delivered.get(id(p)), lambda secs: play(round(secs * RATE))))
+            client_all.extend(await webrtc_offsets())
+            file_all.extend(await file_offsets())
             print(f"run {run + 1}: {len(speech)} poses over {audio_s:.2f} s of speech; "
                   f"delivery minus audio play time: median {median:.1f} ms")
 
@@ -210,7 +336,11 @@ async def main() -> None:
           f"delivered by the output {statistics.mean(delivered_rates):.2f} (goal 30)")
     print(f"delivery jitter around the audio: p50 {percentile(jitters, 50):.1f} ms, p95 {percentile(jitters, 95):.1f} ms, "
           f"max {max(jitters):.1f} ms")
-    for name, values in (("stamped timeline", stamped_all), ("delivered at the output", output_all)):
+    for name, values in (("stamped timeline", stamped_all), ("delivered at the synthetic output", output_all),
+                         ("at an aiortc client over WebRTC loopback, as received", client_all),
+                         (f"same, shown after the client's playout delay ({AIORTC_PLAYOUT_MS} ms)",
+                          [x + AIORTC_PLAYOUT_MS for x in client_all]),
+                         ("in the file transport's WAV and JSONL", file_all)):
         v = np.array(values)
         print(f"A/V offset, {name}: n={len(v)} median {np.median(v):+.1f} ms, mean {v.mean():+.1f} ms, "
               f"|offset| p95 {percentile(np.abs(v), 95):.1f} ms (goal <= 40)")

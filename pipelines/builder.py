@@ -91,9 +91,13 @@ class _Builder:
         tp = self.transport_component.params
         self.rates = (getattr(tp, "audio_in_sample_rate", 16000), getattr(tp, "audio_out_sample_rate", 24000))
         self.processors: dict[str, FrameProcessor] = {}
+        self.video_out = next(
+            (v for c in agent.processors.values() if hasattr(c.params, "video_out") and (v := c.params.video_out())), None
+        )
 
     def context(self, cid: str) -> BuildContext:
-        return BuildContext(self.agent.spec, self.agent.config_dir, cid, *self.rates, peer=self.peer)
+        return BuildContext(self.agent.spec, self.agent.config_dir, cid, *self.rates, peer=self.peer,
+                            video_out=self.video_out)
 
     def make(self, component: Component) -> Any:
         return component.type.factory(component.params, self.context(component.id))

@@ -29,7 +29,7 @@ from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTu
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 from pipecat.audio.vad.vad_controller import VADController
-from pipecat.frames.frames import Frame, InterruptionFrame
+from pipecat.frames.frames import Frame, InterruptionFrame, OutputImageRawFrame
 from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_input import BaseInputTransport
@@ -83,6 +83,7 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (BaseOutputTransport.MediaSender, "_audio_queue"),
     (BaseOutputTransport.MediaSender, "_audio_runs"),
     (BaseOutputTransport.MediaSender, "_clock_queue"),
+    (BaseOutputTransport.MediaSender, "_set_video_image"),
     (LLMUserAggregator, "_vad_controller"),
     (VADController, "_vad_analyzer"),
     (lambda: _silero_classes()[0], "_model"),
@@ -249,6 +250,18 @@ async def clear_media_senders(output: BaseOutputTransport, frame: InterruptionFr
             dropped += queued
             await sender.handle_interruptions(frame)
     return dropped
+
+
+async def show_video_image(output: BaseOutputTransport, image: OutputImageRawFrame) -> None:
+    """Makes ``image`` the image ``output``'s video task shows (and repeats) from now on.
+
+    What pipecat's media sender does with an image it takes from its audio
+    queue, for an image framegraph's output releases by its own audio clock
+    (``pipelines.av_sync``). A destination the output does not know is ignored, as pipecat does.
+    """
+    sender = output._media_senders.get(image.transport_destination)
+    if sender is not None:
+        await sender._set_video_image(image)
 
 
 def io_params(transport_io: BaseInputTransport | BaseOutputTransport) -> Any:

@@ -26,6 +26,10 @@ The contract:
   run`` awaits it instead of running one worker. It builds each participant's
   graph with ``build_agent(agent, peer=CONNECTION)``, and the factory finds the
   connection in ``ctx.peer``.
+- ``video_out() -> VideoOut | None`` (optional, on a processor's params): the
+  video the processor draws into the agent's output (the avatar's face). The
+  builder hands the first one to the transport factory as ``ctx.video_out``;
+  a transport that carries video enables its video out at that size and rate.
 
 Naming rule: a type's factory is ``make_<type name>`` (``make_espeak``,
 ``make_llm_context``), a transport's ``make_<type name>_transport``, and its
@@ -50,6 +54,15 @@ KINDS = ("processor", "transport", "context", "tool")
 
 
 @dataclass(frozen=True)
+class VideoOut:
+    """The video a processor draws into the agent's output: frame size and rate."""
+
+    width: int
+    height: int
+    fps: int
+
+
+@dataclass(frozen=True)
 class BuildContext:
     """What a factory may know about the agent it is building for.
 
@@ -62,6 +75,8 @@ class BuildContext:
         peer: the connection a ``serve`` accepted for this participant (a
             SmallWebRTC connection, a WebSocket, a Daily room), or None when
             the agent is not being built for a served participant.
+        video_out: the video a processor of the agent draws (``VideoOut``), or
+            None when none does; transports that carry video enable it with this.
     """
 
     spec: AgentSpec
@@ -70,6 +85,7 @@ class BuildContext:
     audio_in_sample_rate: int
     audio_out_sample_rate: int
     peer: Any = None
+    video_out: VideoOut | None = None
 
 
 class Factory(Protocol):

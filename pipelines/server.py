@@ -37,6 +37,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
     SmallWebRTCRequest,
     SmallWebRTCRequestHandler,
 )
+from pipelines.agent_info import agent_info
 from pipelines.builder import build_agent
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
@@ -195,6 +196,10 @@ def create_app(agent: Agent) -> FastAPI:
         return FileResponse(WEB_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/api/agent")  # what the page tells a new user (pipelines.agent_info)
+    async def info():
+        return agent_info(agent)
 
     @app.get("/api/sessions")
     async def sessions():

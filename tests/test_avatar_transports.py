@@ -1,18 +1,29 @@
 """configs/avatar_assistant.yaml over WebSocket and WebRTC: pose messages reach real clients, stamped on the reply."""
 
+import asyncio
 import time
+from dataclasses import replace
 
 import numpy as np
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.server import running
+from pipelines.validate import Agent, Component
 from transports.clients.talk import Talker
 from processors.avatar import arkit, wire
+from processors.avatar.renderer import FaceRenderer
 from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
+
+
+def with_avatar_output(agent: Agent, output: str) -> Agent:
+    """``agent`` with its avatar's ``output`` param set to ``output``."""
+    avatar = agent.processors["avatar"]
+    changed = Component(avatar.id, avatar.type, avatar.params.model_copy(update={"output": output}))
+    return replace(agent, processors={**agent.processors, "avatar": changed})
 
 
 def assert_reply_poses(messages: list[tuple[float, dict]], after: float) -> None:
@@ -55,3 +66,68 @@ async def test_pose_messages_reach_a_webrtc_peer_on_the_data_channel():
             assert_reply_poses(peer.messages, asked)
         finally:
             await peer.close()
+
+
+async def test_a_webrtc_peer_sees_the_face_move_while_the_bot_speaks():
+    question = await speech("what time is it")
+    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc")
+    agent = with_avatar_output(agent, "poses_and_video")
+    async with running(agent) as (url, _):
+        peer = WebRTCPeer(video=True)
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=15)
+            asked = time.monotonic()
+            peer.say(question)
+            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+            await peer.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+        finally:
+            await peer.close()
+    speaking = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, asked)
+    stopped = cm.first_after(peer.messages, cm.BOT_STOPPED_SPEAKING, asked)
+    frames = [s.image for s in peer.seen if speaking <= s.time <= stopped]
+    assert frames and frames[0].shape == (256, 256, 3)
+    # The face's mouth (lower middle of the frame) changes from frame to frame while the bot speaks.
+    mouth = [f[150:220, 80:176].astype(np.int16) for f in frames]
+    changes = [np.abs(b - a).mean() for a, b in zip(mouth, mouth[1:])]
+    assert len(frames) > 15 and sum(c > 2 for c in changes) > len(changes) / 4
+
+
+async def test_after_a_barge_in_no_pose_or_frame_of_the_story_and_the_face_rests_within_100_ms():
+    story, hello = await speech("tell me a story"), await speech("hello")
+    agent = with_avatar_output(on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc"), "poses_and_video")
+    async with running(agent) as (url, server):
+        peer = WebRTCPeer(video=True)
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=15)
+            asked = time.monotonic()
+            peer.say(story)
+            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+            await asyncio.sleep(1.5)  # well into the story
+            barged = time.monotonic()
+            peer.say(hello)
+            await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
+            (session,) = server.sessions.values()
+            interrupted_at = session.built.transport.output().interrupted_at
+            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=interrupted_at)
+        finally:
+            await peer.close()
+    answered = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, interrupted_at)
+    poses = [(t, m["data"]) for t, m in peer.messages
+             if cm.kind_of(m) == "server-message" and m["data"].get("type") == wire.MESSAGE_TYPE]
+    story_poses = [t for t, p in poses if p["u"] == 1]
+    assert story_poses and max(story_poses) < interrupted_at + 0.005  # none after (data-channel transit aside)
+    # The ease back to neutral: poses tied to no audio, the mouth at rest by 100 ms.
+    ease = [(t, wire.decode(p)[2]) for t, p in poses if interrupted_at < t < answered and p["u"] == 0]
+    rested = next(t for t, w in ease if arkit.neutral_mouth(w, tolerance=1 / 255))
+    assert rested - interrupted_at <= 0.1 + 0.05  # 100 ms, and loopback transit under load
+    # The video track shows a closed mouth once the ease is over, until the answer.
+    neutral = FaceRenderer(256).render(np.zeros(arkit.COUNT, dtype=np.float32))
+    neutral_mouth = np.frombuffer(neutral, dtype=np.uint8).reshape(256, 256, 3)[150:220, 80:176].astype(np.int16)
+    after = [s.image[150:220, 80:176].astype(np.int16) for s in peer.seen if interrupted_at + 0.25 < s.time < answered]
+    during = [s.image[150:220, 80:176].astype(np.int16) for s in peer.seen if barged - 1.0 < s.time < barged]
+    assert after and during
+    rest = max(np.abs(f - neutral_mouth).mean() for f in after)
+    speaking = max(np.abs(f - neutral_mouth).mean() for f in during)
+    assert speaking > 10 and rest < speaking / 4  # VP8 leaves a little noise on a closed mouth

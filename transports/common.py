@@ -1,10 +1,11 @@
-"""Params every audio transport shares."""
+"""Params every audio transport shares, and the video out a processor asks for."""
 
 from typing import Literal
 
 from pydantic import Field
 
 from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
+from pipelines.registry import VideoOut
 from pipelines.spec import Params
 
 #: Sample rates a transport may use: those whose 10 ms chunk is a whole number
@@ -28,3 +29,16 @@ class AudioTransportParams(Params):
             audio_out_sample_rate=self.audio_out_sample_rate,
             audio_out_10ms_chunks=self.audio_out_10ms_chunks,
         )
+
+
+def video_io(video_out: VideoOut | None) -> dict:
+    """Keyword arguments of pipecat's TransportParams for the video a processor draws (none: no video out).
+
+    Frames come already drawn at the frame rate, in step with the audio
+    (``pipelines.av_sync``): pipecat's video task repeats the latest one
+    at ``fps`` (not live: no queue of frames to fall behind on).
+    """
+    if video_out is None:
+        return {}
+    return dict(video_out_enabled=True, video_out_is_live=False, video_out_width=video_out.width,
+                video_out_height=video_out.height, video_out_framerate=video_out.fps)

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipelines.errors import missing_extra
 from pipelines.registry import BuildContext, TypeInfo
-from transports.common import AudioTransportParams
+from transports.common import AudioTransportParams, video_io
 
 ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_API_KEY"
 
@@ -117,7 +117,7 @@ def make_daily_transport(params: DailyRoomParams, ctx: BuildContext):
         room.url,
         room.token,
         params.bot_name,
-        DailyParams(**params.audio_io()),
+        DailyParams(**params.audio_io(), **video_io(ctx.video_out)),
         input_name="input",
         output_name="output",
     )

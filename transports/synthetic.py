@@ -17,15 +17,16 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
-from pipelines.registry import TypeInfo
-from transports.common import AudioTransportParams
+from pipelines.registry import TypeInfo, VideoOut
+from transports.common import AudioTransportParams, video_io
 
 
 class SyntheticParams(AudioTransportParams):
     audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(True, description="play output audio at its real duration, as a sound card does")
-    video_out: bool = Field(False, description="accept avatar/video frames at the output")
+    video_out: bool = Field(False, description="accept avatar/video frames at the output (at the avatar's size and rate)")
 
 
 @dataclass
@@ -51,7 +52,7 @@ class SyntheticInput(BaseInputTransport):
             await self.push_frame(frame, FrameDirection.DOWNSTREAM)
 
 
-class SyntheticOutput(BufferedOutput, BaseOutputTransport):
+class SyntheticOutput(AudioClockedOutput, BufferedOutput, BaseOutputTransport):
     """Output end: records every written audio chunk and image, in order.
 
     Its ``clear_buffer`` (the interruption contract) drops what its media
@@ -69,6 +70,9 @@ class SyntheticOutput(BufferedOutput, BaseOutputTransport):
         await self.set_transport_ready(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        return await self.clocked_write(frame, self._play(frame))
+
+    async def _play(self, frame: OutputAudioRawFrame) -> bool:
         if self._realtime:
             # Block while the previous chunk is still playing: one chunk of buffer.
             await asyncio.sleep(max(0.0, self._played_until - time.monotonic()))
@@ -76,6 +80,10 @@ class SyntheticOutput(BufferedOutput, BaseOutputTransport):
             self._played_until = max(time.monotonic(), self._played_until) + duration
         self.written.append(Written(time.monotonic(), frame))
         return True
+
+    def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
+        """Real time: the chunk written starts playing when the write returns; otherwise it has played at once."""
+        return self.audio_clock(), first if self._realtime else end
 
     async def write_video_frame(self, frame: OutputImageRawFrame) -> bool:
         self.written.append(Written(time.monotonic(), frame))
@@ -89,13 +97,13 @@ class SyntheticOutput(BufferedOutput, BaseOutputTransport):
 class SyntheticTransport(BaseTransport):
     """A transport whose peer is the test itself."""
 
-    def __init__(self, params: SyntheticParams, **kwargs):
+    def __init__(self, params: SyntheticParams, video_out: VideoOut | None = None, **kwargs):
         super().__init__(**kwargs)
         transport_params = TransportParams(
             **params.audio_io(),
             audio_out_auto_silence=False,
             audio_out_end_silence_secs=0,
-            video_out_enabled=params.video_out,
+            **(video_io(video_out) if params.video_out and video_out else dict(video_out_enabled=params.video_out)),
         )
         self._input = SyntheticInput(transport_params, name="input")
         self._output = SyntheticOutput(transport_params, realtime=params.realtime, name="output")
@@ -110,7 +118,7 @@ class SyntheticTransport(BaseTransport):
 TYPES = [
     TypeInfo(
         "transport", "synthetic", SyntheticParams,
-        lambda p, ctx: SyntheticTransport(p, name="synthetic"),
+        lambda p, ctx: SyntheticTransport(p, ctx.video_out, name="synthetic"),
         "in-process input and recording output, for tests",
     ),
 ]

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from pipelines.registry import TypeInfo
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
+from transports.common import video_io
 from transports.served import ServedParams, peer_from, serve
 
 
@@ -38,7 +39,7 @@ def make_webrtc_transport(params: WebRTCParams, ctx: Any):
 
     return WebRTCTransport(
         peer_from(ctx, "webrtc"),
-        TransportParams(**params.audio_io()),
+        TransportParams(**params.audio_io(), **video_io(ctx.video_out)),
         peer_timeout_secs=params.peer_timeout_secs,
         max_message_bytes=params.max_message_bytes,
         input_name="input",

@@ -27,6 +27,7 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCOutputTransport,
     SmallWebRTCTransport,
 )
+from pipelines.av_sync import AudioClockedOutput
 from pipelines.pipecat_compat import drop_webrtc_track_chunks
 from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 
@@ -34,8 +35,12 @@ from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 WATCH_PERIOD_SECS = 0.5
 
 
-class WebRTCOutput(ClientSignals, SmallWebRTCOutputTransport):
-    """SmallWebRTC output that stops at once on an interruption."""
+class WebRTCOutput(AudioClockedOutput, ClientSignals, SmallWebRTCOutputTransport):
+    """SmallWebRTC output that stops at once on an interruption and sends poses as their audio goes out."""
+
+    def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
+        """A write returns when the track takes its last 10 ms for sending."""
+        return self.audio_clock(), end - self.sample_rate // 100
 
     def drop_queued_audio(self) -> int:
         """Drops the 10 ms chunks SmallWebRTC's audio track still queues."""

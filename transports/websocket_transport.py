@@ -26,6 +26,7 @@ from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketParams,
     FastAPIWebsocketTransport,
 )
+from pipelines.av_sync import AudioClockedOutput
 from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 
 #: WebSocket close codes of a peer that said goodbye.
@@ -87,8 +88,12 @@ class _CloseCodeWebSocket:
         return getattr(self._websocket, name)
 
 
-class WebsocketOutput(ClientSignals, FastAPIWebsocketOutputTransport):
-    """FastAPI WebSocket output that tells the client on an interruption."""
+class WebsocketOutput(AudioClockedOutput, ClientSignals, FastAPIWebsocketOutputTransport):
+    """FastAPI WebSocket output that tells the client on an interruption and sends poses as their audio plays."""
+
+    def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
+        """A write sends the chunk, then sleeps as long as it plays: its end is playing when it returns."""
+        return self.audio_clock(), end
 
 
 class WebsocketInput(EndsWorkerOnDisconnect, FastAPIWebsocketInputTransport):

@@ -1,10 +1,11 @@
 """The avatar's frame: one face pose on the bot's audio timeline."""
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from pipecat.frames.frames import DataFrame
+from pipecat.frames.frames import DataFrame, OutputImageRawFrame, OutputTransportMessageFrame
 from processors.avatar.arkit import COUNT
 
 
@@ -34,6 +35,8 @@ class PoseFrame(DataFrame):
         viseme: The viseme weighing most in this pose (``sil`` at rest).
     """
 
+    audio_clocked: ClassVar[bool] = True  # framegraph's outputs release it when its sample plays (pipelines.av_sync)
+
     weights: np.ndarray = field(default_factory=lambda: np.zeros(COUNT, dtype=np.float32))
     utterance: int = 0
     time_s: float = 0.0
@@ -42,3 +45,20 @@ class PoseFrame(DataFrame):
 
     def __str__(self):
         return f"{self.name}(utterance: {self.utterance}, time: {self.time_s:.3f}, viseme: {self.viseme})"
+
+
+@dataclass
+class PoseMessageFrame(OutputTransportMessageFrame):
+    """A pose as the client message (``processors.avatar.wire``), released with its pose's audio sample."""
+
+    audio_clocked: ClassVar[bool] = True
+
+
+@dataclass
+class FaceImageFrame(OutputImageRawFrame):
+    """A rendered face for the video track, shown when its pose's audio sample plays.
+
+    ``sync_with_audio`` is set too, for outputs without framegraph's audio clock (pipecat's own, e.g. Daily).
+    """
+
+    audio_clocked: ClassVar[bool] = True

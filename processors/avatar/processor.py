@@ -39,8 +39,6 @@ from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
     OutputAudioRawFrame,
-    OutputImageRawFrame,
-    OutputTransportMessageFrame,
     StartFrame,
     SystemFrame,
     TTSAudioRawFrame,
@@ -49,7 +47,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from processors.avatar.coarticulation import AudioTrack, PhonemeTrack
 from processors.avatar.face import FaceLife
-from processors.avatar.frames import PoseFrame
+from processors.avatar.frames import FaceImageFrame, PoseFrame, PoseMessageFrame
 from processors.avatar.renderer import FaceRenderer
 from processors.avatar.visemes import BLENDSHAPES, VISEMES
 from processors.avatar.wire import rtvi_message
@@ -375,11 +373,11 @@ class AvatarProcessor(FrameProcessor):
         self._pushed = pose.weights
         await self.push_frame(pose)
         if self._messages:
-            await self.push_frame(OutputTransportMessageFrame(message=rtvi_message(pose)))
+            await self.push_frame(PoseMessageFrame(message=rtvi_message(pose)))
         if self._renderer is not None:
             size = self._renderer.size
-            image = OutputImageRawFrame(image=self._renderer.render(pose.weights), size=(size, size), format="RGB")
-            image.sync_with_audio = True  # shown once the audio before it has been sent
+            image = FaceImageFrame(image=self._renderer.render(pose.weights), size=(size, size), format="RGB")
+            image.sync_with_audio = True
             await self.push_frame(image)
             await asyncio.sleep(0)  # a reply's frames render in a burst: let the loop breathe
 

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipelines.registry import TypeInfo
+from pipelines.registry import TypeInfo, VideoOut
 from pipelines.spec import Params
 
 
@@ -12,7 +12,7 @@ class AvatarParams(Params):
     fps: int = Field(30, ge=5, le=60, description="poses (and video frames) per second")
     output: Literal["poses", "video", "poses_and_video", "frames"] = Field(
         "poses",
-        description="poses: pose messages to the client; video: a rendered face (the transport needs video_out); "
+        description="poses: pose messages to the client; video: a rendered face as the agent's video track (webrtc, daily); "
                     "poses_and_video: both; frames: PoseFrames only (tests, 3D clients)",
     )
     size: int = Field(256, ge=64, le=1024, description="rendered face width and height in pixels")
@@ -23,6 +23,12 @@ class AvatarParams(Params):
     blinks: bool = Field(True, description="the eyes blink every 2-5 s")
     idle_motion: bool = Field(True, description="eyes and brows move slightly")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="seeds blinks and idle motion (reproducible faces)")
+
+    def video_out(self) -> VideoOut | None:
+        """The face it draws, for the transport's video out (``output: video`` or ``poses_and_video``)."""
+        if self.output in ("video", "poses_and_video"):
+            return VideoOut(self.size, self.size, self.fps)
+        return None
 
 
 def build_avatar(params: AvatarParams, ctx):

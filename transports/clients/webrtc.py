@@ -6,7 +6,10 @@ PCM it is given, silence otherwise), and plays the bot. Like the page, it
 obeys ``bot-interrupted``: bot audio is dropped until the next
 ``bot-started-speaking``. Every 20 ms of bot audio received is recorded with
 its arrival time and whether it was played, which is what the loopback tests
-and ``bench/transport_latency.py`` measure.
+and ``bench/transport_latency.py`` measure. With ``video=True`` it also asks
+for the agent's video track (the avatar's face) and keeps every decoded frame
+with its arrival time (``seen``); with ``keep_audio=True`` the bot's audio
+too (``audio``), to line it up with what the agent sent.
 """
 
 import asyncio
@@ -75,13 +78,26 @@ class Microphone(MediaStreamTrack):
         return frame
 
 
-class WebRTCPeer:
-    """One participant: connect, speak, listen, close (or vanish)."""
+@dataclass
+class Seen:
+    """One decoded frame of the agent's video."""
 
-    def __init__(self, *, obey_interruptions: bool = True, loud_rms: float = 300.0):
+    time: float  # time.monotonic() of arrival
+    image: np.ndarray  # height x width x 3, RGB
+
+
+class WebRTCPeer:
+    """One participant: connect, speak, listen (and watch), close (or vanish)."""
+
+    def __init__(self, *, obey_interruptions: bool = True, loud_rms: float = 300.0, video: bool = False,
+                 keep_audio: bool = False):
         self.pc = RTCPeerConnection()
         self.mic = Microphone()
         self.heard: list[Heard] = []
+        self.seen: list[Seen] = []
+        #: With ``keep_audio``: each bot audio frame's arrival time and first channel (int16), at ``audio_rate``.
+        self.audio: list[tuple[float, np.ndarray]] | None = [] if keep_audio else None
+        self.audio_rate = 0
         self.messages: list[tuple[float, dict]] = []
         self.obey_interruptions = obey_interruptions
         self.loud_rms = loud_rms
@@ -90,6 +106,8 @@ class WebRTCPeer:
         self._channel = self.pc.createDataChannel("chat", ordered=True)
         self._channel.on("message", self._on_message)
         self.pc.addTransceiver(self.mic, direction="sendrecv")
+        if video:
+            self.pc.addTransceiver("video", direction="recvonly")
         self.pc.on("track", self._on_track)
 
     async def connect(self, url: str, *, resume: str | None = None) -> None:
@@ -204,6 +222,16 @@ class WebRTCPeer:
     def _on_track(self, track):
         if track.kind == "audio":
             self._tasks.append(asyncio.create_task(self._listen(track)))
+        elif track.kind == "video":
+            self._tasks.append(asyncio.create_task(self._watch(track)))
+
+    async def _watch(self, track):
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.seen.append(Seen(time.monotonic(), frame.to_ndarray(format="rgb24")))
 
     async def _listen(self, track):
         while True:
@@ -212,6 +240,10 @@ class WebRTCPeer:
             except MediaStreamError:
                 return
             samples = frame.to_ndarray().astype(np.float64)
+            if self.audio is not None:
+                self.audio_rate = frame.sample_rate
+                channels = len(frame.layout.channels)
+                self.audio.append((time.monotonic(), samples.reshape(-1)[::channels].astype(np.int16)))
             level = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
             self.heard.append(Heard(time.monotonic(), frame.samples / frame.sample_rate, level, not self.muted))
 

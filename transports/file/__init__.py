@@ -5,7 +5,8 @@ transport's input rate and pushed in 20 ms chunks (``input``). Output: the
 bot's audio as a WAV on the same timeline as the input (an answer at 3.2 s
 into the output file came 3.2 s into the conversation; ``output``), and a
 JSONL transcript of the user's and the bot's turns with their times
-(``transcript``). Both ends share one clock (``clock``): the wall clock with
+(``transcript``), and the avatar's poses as JSONL, each with its sample in
+the WAV (``poses``). Both ends share one clock (``clock``): the wall clock with
 ``realtime: true``, otherwise a virtual one that fast-forwards while the
 agent only listens.
 """
@@ -37,6 +38,8 @@ class FileParams(AudioTransportParams):
                         json_schema_extra=PATH)
     transcript: str = Field("", description="JSONL of user and bot turns with times; empty: not written",
                             json_schema_extra=PATH)
+    poses: str = Field("", description="JSONL of the avatar's poses, each with its sample in the output WAV; "
+                       "empty: not written", json_schema_extra=PATH)
     audio_out_10ms_chunks: int = Field(4, ge=1, le=10, description="bot audio written per chunk, in 10 ms (pipecat's default)")
     realtime: bool = Field(False, description="play the input at its real pace instead of fast-forwarding")
     speed: float = Field(8.0, gt=0, le=1000, description="fast mode: times real time while the agent only listens")
@@ -48,14 +51,14 @@ class FileTransport(BaseTransport):
     """A WAV file in; a WAV and a JSONL transcript out."""
 
     def __init__(self, options: FileParams, *, pcm: bytes, output: Path | None, transcript: Path | None,
-                 name: str | None = None):
+                 poses: Path | None = None, name: str | None = None):
         super().__init__(name=name)
         params = TransportParams(**options.audio_io())
         self.timeline = Timeline(realtime=options.realtime)
         self._input = FileInput(params, pcm=pcm, options=options, timeline=self.timeline,
                                 transcript=Transcript(transcript), name="input")
         self._output = FileOutput(params, path=output, timeline=self.timeline,
-                                  input_secs=self._input.input_secs, name="output")
+                                  input_secs=self._input.input_secs, poses=poses, name="output")
 
     def input(self) -> FileInput:
         return self._input
@@ -84,13 +87,14 @@ def make_file_transport(params: FileParams, ctx) -> FileTransport:
         raise ConfigErrors([ConfigError(None, "transport.input", str(e))]) from None
     output = _resolve(ctx.config_dir, params.output)
     transcript = _resolve(ctx.config_dir, params.transcript)
-    for key, path in (("transport.output", output), ("transport.transcript", transcript)):
+    poses = _resolve(ctx.config_dir, params.poses)
+    for key, path in (("transport.output", output), ("transport.transcript", transcript), ("transport.poses", poses)):
         if path:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise ConfigErrors([ConfigError(None, key, f"{path}: cannot create its folder ({e.strerror})")]) from None
-    return FileTransport(params, pcm=pcm, output=output, transcript=transcript, name=ctx.processor_id)
+    return FileTransport(params, pcm=pcm, output=output, transcript=transcript, poses=poses, name=ctx.processor_id)
 
 
 async def serve(agent, options) -> None:
@@ -109,12 +113,12 @@ async def serve(agent, options) -> None:
         transport = Component(transport.id, transport.type, transport.params.model_copy(update={"realtime": True}))
     await run_worker(build_agent(agent, transport=transport).worker(), handle_sigint=True)
     params = transport.params
-    for label, path in (("bot audio", params.output), ("transcript", params.transcript)):
+    for label, path in (("bot audio", params.output), ("transcript", params.transcript), ("avatar poses", params.poses)):
         if path:
             print(f"{label}: {_resolve(agent.config_dir, path)}")
 
 
 TYPES = [
     TypeInfo("transport", "file", FileParams, make_file_transport,
-             "WAV file in; bot audio WAV and JSONL transcript out, fast or real time", serve=serve),
+             "WAV file in; bot audio WAV, JSONL transcript and avatar poses out, fast or real time", serve=serve),
 ]

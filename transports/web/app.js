@@ -71,6 +71,7 @@ function onMessage(event) {
     return;
   }
   if (msg.label !== "rtvi-ai") return;
+  if (window.framegraphFace) window.framegraphFace.onMessage(msg); // face hook (face.js): poses, speaking state
   framegraph.messages.push({ type: msg.type, at: Date.now() });
   if (framegraph.messages.length > KEPT_MESSAGES) framegraph.messages.shift();
   const data = msg.data || {};
@@ -120,6 +121,7 @@ async function connect() {
     peer.ontrack = (event) => {
       ui.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
     };
+    if (window.framegraphFace) window.framegraphFace.attach(peer, mic); // face hook (face.js): playout delay, mic level
     const channel = peer.createDataChannel("chat", { ordered: true });
     channel.onopen = () => {
       pingTimer = setInterval(() => channel.readyState === "open" && channel.send("ping"), PING_MS);

@@ -1,0 +1,184 @@
+"""Audio-clocked frames: what goes with the bot's audio leaves the output when that audio plays.
+
+pipecat's output queues a frame that must stay in step with the audio (an
+image with ``sync_with_audio``, a transport message) behind the audio chunks
+before it, and hands it on once they have been *written*. A write returns
+when the transport has taken the chunk (SmallWebRTC: sent; a sound card:
+when the previous chunk has played), and audio short of a whole chunk is
+still in the sender's buffer behind the frame: avatar poses and face images
+left about 64 ms before their sample played (docs/avatar.md).
+
+``AudioClockedOutput`` (a mixin for framegraph's ``BaseOutputTransport``
+subclasses) takes a frame whose class says ``audio_clocked = True`` out of
+pipecat's queue when it arrives, notes its place in the audio stream (the
+samples that entered the output before it), and releases it when that
+sample plays, by the output's audio clock: each write tells it which sample
+is playing when (``playing_after_write``, one line per transport). An
+interruption drops every frame not yet released. An output without the
+mixin (pipecat's own, e.g. Daily) treats these frames as pipecat does.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable
+
+from pipecat.frames.frames import (
+    Frame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    OutputTransportMessageFrame,
+    StartFrame,
+    SystemFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipelines import pipecat_compat as compat
+from pipelines.interruptions.output import DroppedReport
+
+#: Longest wait between two looks at the clock (a virtual clock moves without telling).
+_POLL_SECS = 0.02
+
+
+def audio_clocked(frame: Frame) -> bool:
+    """Whether ``frame`` belongs to the audio sample it follows (its class sets ``audio_clocked``)."""
+    return getattr(frame, "audio_clocked", False)
+
+
+class AudioClockedOutput:
+    """Mixin for a ``BaseOutputTransport``: releases audio-clocked frames when their sample plays.
+
+    List it first among the output's bases. Transports say, in
+    ``playing_after_write``, which sample is playing when a write returns.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._entered = 0  # samples (at the output rate) that entered in whole chunks
+        self._partial = 0  # samples entered but short of a whole chunk
+        self._written = 0  # samples handed to write_audio_frame
+        self._playing: tuple[float, int] | None = None  # (clock time, sample playing then)
+        self._held: deque[tuple[int, Frame]] = deque()
+        self._wake = asyncio.Event()
+        self._release_task: asyncio.Task | None = None
+
+    # The transport's clock (overridden by outputs with their own timeline)
+
+    def audio_clock(self) -> float:
+        """The clock ``playing_after_write`` reads, in seconds."""
+        return time.monotonic()
+
+    def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
+        """(clock time, sample playing then) right after samples ``first``..``end`` were written.
+
+        The default is a sound card's: a write returns when the chunk before
+        it has played, so ``first`` starts playing now.
+        """
+        return self.audio_clock(), first
+
+    async def write_clocked_frame(self, frame: Frame, at: float) -> None:
+        """Hands on a released frame that is neither a message nor an image (a pose); ``at`` is its clock time."""
+        await self.write_transport_frame(frame)
+
+    # Frames in
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, StartFrame) and self._release_task is None:
+                self._release_task = self.create_task(self._release(), "audio-clocked-release")
+            elif isinstance(frame, InterruptionFrame):
+                self._drop_held()
+            elif isinstance(frame, OutputAudioRawFrame) and frame.transport_destination is None:
+                self._count_in(frame)
+            elif isinstance(frame, TTSStoppedFrame) and self._partial:
+                self._entered += self._chunk_samples()  # pipecat pads the rest of the chunk with silence
+                self._partial = 0
+            elif audio_clocked(frame) and not isinstance(frame, SystemFrame):
+                self._held.append((self._entered + self._partial, frame))
+                self._wake.set()
+                return
+        await super().process_frame(frame, direction)
+
+    def _chunk_samples(self) -> int:
+        return max(1, self.audio_chunk_size // (2 * compat.io_params(self).audio_out_channels))
+
+    def _count_in(self, frame: OutputAudioRawFrame) -> None:
+        samples = len(frame.audio) // (2 * frame.num_channels)
+        if frame.sample_rate != self.sample_rate:
+            samples = round(samples * self.sample_rate / frame.sample_rate)
+        chunk = self._chunk_samples()
+        self._partial += samples
+        self._entered += self._partial // chunk * chunk
+        self._partial %= chunk
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        return await self.clocked_write(frame, super().write_audio_frame(frame))
+
+    async def clocked_write(self, frame: OutputAudioRawFrame, write: Awaitable[bool]) -> bool:
+        """Awaits ``write`` (the transport writing ``frame``) and notes which sample plays then.
+
+        An output that defines its own ``write_audio_frame`` returns
+        ``await self.clocked_write(frame, self.its_own_write(frame))``.
+        """
+        first = self._written
+        self._written += len(frame.audio) // (2 * frame.num_channels)
+        written = await write
+        self._playing = self.playing_after_write(first, self._written)
+        self._wake.set()
+        return written
+
+    # Release
+
+    def _due(self, position: int) -> float | None:
+        """Clock time when sample ``position`` plays; None while its audio is not written yet."""
+        if position > self._written:
+            return None
+        if self._playing is None:
+            return self.audio_clock()
+        at, sample = self._playing
+        return at + (position - sample) / self.sample_rate
+
+    async def _release(self) -> None:
+        while True:
+            due = self._due(self._held[0][0]) if self._held else None
+            wait = None if due is None else due - self.audio_clock()
+            if wait is not None and wait <= 0:
+                _, frame = self._held.popleft()
+                await self._hand_on(frame, due)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), None if wait is None else min(wait, _POLL_SECS))
+            except TimeoutError:
+                pass
+
+    async def _hand_on(self, frame: Frame, at: float) -> None:
+        if isinstance(frame, OutputTransportMessageFrame):
+            await self.send_message(frame)
+        elif isinstance(frame, OutputImageRawFrame):
+            await compat.show_video_image(self, frame)
+        else:
+            await self.write_clocked_frame(frame, at)
+        await self.push_frame(frame)
+
+    # Interruptions
+
+    def _drop_held(self) -> int:
+        """Drops every frame not released; the stream goes on from the audio written."""
+        dropped = len(self._held)
+        self._held.clear()
+        self._entered, self._partial = self._written, 0
+        self._playing = None
+        return dropped
+
+    async def clear_buffer(self) -> DroppedReport:
+        """The output contract's clear, plus the audio-clocked frames not yet released."""
+        report = await super().clear_buffer()
+        return report + DroppedReport(self._drop_held())
+
+    async def cleanup(self):
+        if self._release_task is not None:
+            await self.cancel_task(self._release_task)
+            self._release_task = None
+        await super().cleanup()
