@@ -8,7 +8,7 @@ Factories get a ``pipelines.registry.BuildContext``.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
@@ -22,6 +22,9 @@ from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
+
+if TYPE_CHECKING:
+    from processors.conversation import ConversationKeeper
 
 
 @dataclass
@@ -118,18 +121,38 @@ class _Builder:
         for pid, component in self.agent.processors.items():
             self.processors[pid] = _label(self.make(component), pid)
         steps = self.chain(self.agent.steps)
+        keeper = self.conversation()
+        if keeper is not None:
+            steps.insert(0, keeper)
         client_observer = None
         if self.peer is not None:
             from transports.rtvi import client_protocol
 
             rtvi, client_observer = client_protocol()
             steps.insert(0, rtvi)
+            if keeper is not None:
+                rtvi.add_event_handler("on_client_ready", keeper.on_client_ready)
         pipeline = Pipeline(steps)
         guard = None
         if self.guard_interruptions:
             guard = InterruptionGuard(pipeline, {p: pid for pid, p in self.processors.items()})
         return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
                           client_observer)
+
+    def conversation(self) -> "ConversationKeeper | None":
+        """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
+        settings = self.agent.spec.conversation
+        if settings.greeting is None and settings.idle is None:
+            return None
+        from processors.conversation import ConversationKeeper
+
+        keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
+        if settings.idle is not None:
+            user = self.processors.get(USER_CONTEXT)
+            if user is None:
+                raise ValueError(f"{self.agent.spec.name}: conversation.idle needs a context: block (its user aggregator notices silence)")
+            user.add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
+        return keeper
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]

@@ -24,6 +24,7 @@ from loguru import logger
 COMMAND_MODULES: tuple[str, ...] = (
     "transports.clients.talk",
     "pipelines.serve_command",
+    "pipelines.eval_command",
     "pipelines.interruptions.check",
     "processors.tts.say",
 )
