@@ -93,7 +93,7 @@ function onMessage(event) {
       silenceBot(false);
       break;
     case "user-input":
-      if (data.final && data.input_type !== "text") addLine("user", data.text);
+      if (data.final) addLine("user", data.text);
       break;
     case "bot-tts-text":
       addLine("bot", data.text);
