@@ -8,6 +8,9 @@ user's voice espeak-ng, the bot's audio transcribed by pocketsphinx). A
 negative control, the same agent answering the question wrongly, must fail.
 """
 
+import asyncio
+import sys
+
 from conftest import ROOT
 
 from pipelines.eval_command import run_eval
@@ -35,3 +38,14 @@ async def test_negative_control_an_agent_answering_wrongly_fails(tmp_path):
     rc = await run_eval(agent, [str(EVALS / "text.yaml")], timeout_secs=3, logs_dir=str(tmp_path))
     log = (tmp_path / "greeter_text__greeter_text.eval.log").read_text()
     assert rc != 0 and "sunny and warm" in log and "cold and raining" in log
+
+
+async def test_pipecat_eval_suite_spawns_framegraph_agents_from_a_manifest(tmp_path):
+    """``pipecat eval suite tests/evals/suite.yaml``: pipecat's runner spawns ``framegraph serve`` per run."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pipecat.evals", "suite", str(EVALS / "suite.yaml"), "--scenario", "greeter_text",
+        "--runs-dir", str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+    )
+    output = (await asyncio.wait_for(process.communicate(), 120))[0].decode()
+    assert process.returncode == 0, output
+    assert "1/1 passed" in output
