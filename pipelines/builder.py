@@ -147,11 +147,8 @@ class _Builder:
         from processors.conversation import ConversationKeeper
 
         keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
-        if settings.idle is not None:
-            user = self.processors.get(USER_CONTEXT)
-            if user is None:
-                raise ValueError(f"{self.agent.spec.name}: conversation.idle needs a context: block (its user aggregator notices silence)")
-            user.add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
+        if settings.idle is not None:  # validation made sure there is a context block
+            self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
         return keeper
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:

@@ -112,6 +112,10 @@ class ConversationSettings(Params):
 
     greeting: Utterance | None = Field(None, description="the bot's opening line when a participant connects")
     idle: IdleCheckIn | None = Field(None, description="check in on a silent user; end the session after end_after")
+    turn_completion: bool = Field(
+        False, description="pipecat's turn-completion markers: the LLM starts each reply with one, and a turn it "
+        "judges incomplete stays open (an LLM that follows the instruction, e.g. openai; not scripted)"
+    )
 
 
 class AgentSpec(BaseModel):

@@ -56,3 +56,30 @@ async def test_greets_then_checks_in_on_a_silent_user_then_ends_the_session():
 def test_an_utterance_is_text_or_instruction_not_both():
     with pytest.raises(ConfigErrors, match="conversation.greeting.*either text or instruction"):
         load_agent_text(greeter('conversation:\n  greeting: {text: "hi", instruction: "greet"}\n'))
+
+
+def test_turn_completion_passes_pipecats_marker_strategies_to_the_user_aggregator():
+    from pipecat.turns.user_stop import LLMTurnCompletionUserTurnStopStrategy
+    from pipecat.turns.user_turn_strategies import FilterIncompleteUserTurnStrategies
+
+    from pipelines.builder import build_agent
+    from pipelines.pipecat_compat import user_turn_strategies
+
+    for enabled in (True, False):
+        text = GREETER.replace("conversation:\n", f"conversation:\n  turn_completion: {str(enabled).lower()}\n")
+        built = build_agent(load_agent_text(text.replace("type: websocket,", "type: synthetic,")))
+        strategies = user_turn_strategies(built.processors["user_context"])
+        assert isinstance(strategies, FilterIncompleteUserTurnStrategies) is enabled
+        assert any(isinstance(s, LLMTurnCompletionUserTurnStopStrategy) for s in strategies.stop) is enabled
+
+
+def test_an_idle_check_in_without_a_context_block_is_a_config_error():
+    text = """version: 1
+name: no_context
+transport: {type: synthetic}
+conversation:
+  idle: {after_secs: 5, text: "Still there?"}
+pipeline: [input, output]
+"""
+    with pytest.raises(ConfigErrors, match=r"<text>:\d+:\d+: conversation.idle: an idle check-in needs a context block"):
+        load_agent_text(text)
