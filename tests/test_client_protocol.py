@@ -180,7 +180,7 @@ async def test_messages_about_output_made_before_an_interruption_are_dropped_at_
     output = _Output()
     in_flight = OutputTransportMessageUrgentFrame(message=cm.message(cm.BOT_TTS_TEXT, {"text": "old"}))
     about_old = OutputTransportMessageUrgentFrame(message=cm.message(cm.BOT_LLM_TEXT, {"text": "old too"}))
-    old_text = TTSTextFrame("old too", aggregated_by="word")
+    old_text = TTSTextFrame("old too", text_type="word")
     await output.clear_buffer()  # the interruption
     setattr(about_old, SOURCE_FRAME_ATTR, old_text.id)  # reported on after it, about a frame made before it
     fresh = OutputTransportMessageUrgentFrame(message=cm.message(cm.BOT_TTS_TEXT, {"text": "new"}))

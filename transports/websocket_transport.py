@@ -71,9 +71,10 @@ class GuardedProtobufSerializer(ProtobufFrameSerializer):
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         reason, frame = self.size_problem(data), None
-        if reason:
-            pass
-        elif isinstance(data, str):
+        if reason is not None:
+            await self.refuse(reason)
+            return None
+        if isinstance(data, str):
             reason = "a text message; frames are binary protobuf"
         else:
             try:
@@ -132,20 +133,19 @@ class NegotiatedSerializer(FrameSerializer):
         return await self.protobuf.serialize(frame)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
-        if self.mode is None:
-            self.mode = "json" if isinstance(data, str) else "protobuf"
-            logger.debug(f"the client speaks {self.mode}")
-            if self.mode == "json":
-                flags = _eval_flags(data)
-                if flags is not None:
-                    self.json.set_capture_audio(flags.capture_bot_audio)
-                    await self._on_eval_connect(flags)
-        if self.mode == "protobuf":
+        if self.mode == "protobuf" or (self.mode is None and isinstance(data, bytes)):
+            self.mode = "protobuf"
             return await self.protobuf.deserialize(data)
         refused = self.protobuf.size_problem(data)
         if refused:
             await self.protobuf.refuse(refused)
             return None
+        if self.mode is None:
+            self.mode = "json"
+            flags = _eval_flags(data)
+            if flags is not None:
+                self.json.set_capture_audio(flags.capture_bot_audio)
+                await self._on_eval_connect(flags)
         return await self.json.deserialize(data)
 
 
