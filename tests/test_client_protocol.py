@@ -190,3 +190,19 @@ async def test_messages_about_output_made_before_an_interruption_are_dropped_at_
         await output.send_message(frame)
     assert [(m["type"], m["data"].get("text")) for m in output.sent] == [
         (cm.BOT_INTERRUPTED, None), (cm.BOT_TTS_TEXT, "new"), (cm.USER_INPUT, "mine")]
+
+
+def test_only_graphs_built_for_a_client_carry_rtvi():
+    """pipecat's RTVI halves raw frame throughput: graphs that serve no client must not pay for it."""
+    from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIProcessor
+
+    from pipelines.builder import build_agent
+    from pipelines.validate import load_agent_text
+
+    agent = load_agent_text((ROOT / "configs" / "graph_tour.yaml").read_text())
+    plain = build_agent(agent)
+    assert plain.client_observer is None
+    assert not any(isinstance(p, RTVIProcessor) for p in plain.pipeline.processors)
+    served = build_agent(agent, peer=object())  # the synthetic transport ignores its peer
+    # first after the pipeline's source: raw-audio it pushes downstream reaches the input
+    assert isinstance(served.pipeline.processors[1], RTVIProcessor) and isinstance(served.client_observer, RTVIObserver)
