@@ -8,7 +8,7 @@ Factories get a ``pipelines.registry.BuildContext``.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
@@ -22,6 +22,9 @@ from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
+
+if TYPE_CHECKING:
+    from processors.conversation import ConversationKeeper
 
 
 @dataclass
@@ -37,6 +40,8 @@ class BuiltAgent:
         llm_context: the context block's pipecat ``LLMContext``; None without a context block.
         interruptions: the interruption guarantee's guard; None when built
             without it (to compare with plain pipecat).
+        client_observer: the RTVI observer a served graph's worker runs
+            (``transports.rtvi``); None for graphs built for no client.
     """
 
     agent: Agent
@@ -46,6 +51,7 @@ class BuiltAgent:
     pipeline: Pipeline
     llm_context: Any = None
     interruptions: InterruptionGuard | None = None
+    client_observer: Any = None
 
     async def interrupt(self) -> None:
         """Interrupts the bot: every processor flushes, nothing said before comes out after.
@@ -70,11 +76,14 @@ class BuiltAgent:
     def worker(self, **kwargs) -> PipelineWorker:
         """A pipecat worker for this agent's pipeline.
 
-        pipecat's RTVI processor and idle timeout are off unless asked for:
-        the RTVI processor halves raw frame throughput (bench/overhead.py measures
-        without it), and an
+        pipecat's default RTVI processor and idle timeout are off: the RTVI
+        processor halves raw frame throughput (bench/overhead.py measures
+        without it), so only a graph built for a client carries RTVI (its own
+        processor, first in the pipeline, and ``client_observer``); and an
         agent waiting for its user is not idle.
         """
+        if self.client_observer is not None:
+            kwargs["observers"] = [*kwargs.get("observers", []), self.client_observer]
         kwargs.setdefault("enable_rtvi", False)
         kwargs.setdefault("idle_timeout_secs", None)
         kwargs.setdefault("cancel_on_idle_timeout", False)
@@ -115,11 +124,36 @@ class _Builder:
             apply_interruption_settings(pair.user(), self.agent.spec.interruptions)
         for pid, component in self.agent.processors.items():
             self.processors[pid] = _label(self.make(component), pid)
-        pipeline = Pipeline(self.chain(self.agent.steps))
+        steps = self.chain(self.agent.steps)
+        keeper = self.conversation()
+        if keeper is not None:
+            steps.insert(0, keeper)
+        client_observer = None
+        if self.peer is not None:
+            from transports.rtvi import client_protocol
+
+            rtvi, client_observer = client_protocol()
+            steps.insert(0, rtvi)
+            if keeper is not None:
+                rtvi.add_event_handler("on_client_ready", keeper.on_client_ready)
+        pipeline = Pipeline(steps)
         guard = None
         if self.guard_interruptions:
             guard = InterruptionGuard(pipeline, {p: pid for pid, p in self.processors.items()})
-        return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard)
+        return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
+                          client_observer)
+
+    def conversation(self) -> "ConversationKeeper | None":
+        """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
+        settings = self.agent.spec.conversation
+        if settings.greeting is None and settings.idle is None:
+            return None
+        from processors.conversation import ConversationKeeper
+
+        keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
+        if settings.idle is not None:  # validation made sure there is a context block
+            self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
+        return keeper
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]
@@ -148,7 +182,8 @@ def build_agent(
     """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
 
     ``peer`` is the connection a transport's ``serve`` accepted for this
-    participant; factories find it in ``BuildContext.peer``.
+    participant; factories find it in ``BuildContext.peer``. A graph built for
+    a peer speaks pipecat's client protocol (RTVI, ``transports.rtvi``).
 
     ``guard_interruptions=False`` builds the plain pipecat graph, without the
     interruption guarantee: only tests and benchmarks comparing with pipecat want it.

@@ -26,6 +26,7 @@ from pipelines.registry import KINDS
 COMMAND_MODULES: tuple[str, ...] = (
     "transports.clients.talk",
     "pipelines.serve_command",
+    "pipelines.eval_command",
     "pipelines.interruptions.check",
     "processors.tts.say",
 )

@@ -42,7 +42,6 @@ from pipelines.builder import build_agent
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.validate import Agent, Component
-from transports.transcripts import TranscriptRelay
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "transports" / "web"
 #: Largest signalling request body accepted (an SDP offer is a few KiB).
@@ -136,7 +135,7 @@ class AgentServer:
         try:
             built = session.built = build_agent(self.agent, peer=peer)
             self._watch(built.transport, session)
-            worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
+            worker = built.worker()
             self._workers.add(worker)
             try:
                 await run_worker(worker)

@@ -8,7 +8,7 @@ params are checked against the model its registered type names (see
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from pipelines.errors import escape
 
@@ -87,6 +87,37 @@ class InterruptionSettings(Params):
     while_thinking: bool = Field(True, description="also interrupt while the LLM is generating, before the bot speaks")
 
 
+class Utterance(Params):
+    """Something the bot says: fixed ``text``, or what the LLM answers to an ``instruction``."""
+
+    text: str = Field("", max_length=2000, description="say these words as they are")
+    instruction: str = Field("", max_length=2000, description="ask the LLM to say something, with this instruction")
+
+    @model_validator(mode="after")
+    def _one_of_text_or_instruction(self) -> "Utterance":
+        if bool(self.text.strip()) == bool(self.instruction.strip()):
+            raise ValueError("give either text or instruction (one of them)")
+        return self
+
+
+class IdleCheckIn(Utterance):
+    """What the bot does when the user falls silent."""
+
+    after_secs: float = Field(..., gt=0, le=3600, description="seconds of user silence (after the bot spoke) before a check-in")
+    end_after: int = Field(2, ge=1, le=100, description="end the session when the user stays silent after this many check-ins")
+
+
+class ConversationSettings(Params):
+    """How the bot behaves around the user's turns."""
+
+    greeting: Utterance | None = Field(None, description="the bot's opening line when a participant connects")
+    idle: IdleCheckIn | None = Field(None, description="check in on a silent user; end the session after end_after")
+    turn_completion: bool = Field(
+        False, description="pipecat's turn-completion markers: the LLM starts each reply with one, and a turn it "
+        "judges incomplete stays open (an LLM that follows the instruction, e.g. openai; not scripted)"
+    )
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -100,6 +131,7 @@ class AgentSpec(BaseModel):
     processors: dict[PrintableName, TypedBlock] = Field(default_factory=dict)
     pipeline: list[Any] = Field(min_length=1)
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
 
 
 class Parallel(BaseModel):

@@ -116,6 +116,8 @@ class _Validator:
         steps = self.steps(spec.pipeline, ("pipeline",), nested=False)
         context = self.context(spec, steps)
         self.graph_rules(spec, steps)
+        if spec.conversation.idle is not None and context is None:
+            self.error(("conversation", "idle"), "an idle check-in needs a context block (its user aggregator notices the silence)", at_key=True)
         if self.errors:
             return None
         return Agent(spec, self.loaded.path, transport, context, processors, steps)

@@ -80,11 +80,16 @@ class LLMContextParams(Params):
         return render_persona(self.system_prompt, self.variables) if self.variables else self.system_prompt
 
 
-def _turn_strategies(turn: TurnSettings, interruptions):
-    """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings."""
+def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = False):
+    """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings.
+
+    With ``turn_completion`` (``conversation.turn_completion``), pipecat's
+    ``FilterIncompleteUserTurnStrategies``: the same detectors only ask the
+    LLM, whose turn-completion marker finalizes the turn.
+    """
     from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
-    from pipecat.turns.user_turn_strategies import UserTurnStrategies
+    from pipecat.turns.user_turn_strategies import FilterIncompleteUserTurnStrategies, UserTurnStrategies
 
     from pipelines.interruptions.policy import start_strategies
     from processors.turn import SharedSmartTurnAnalyzer, TranscriptAwareTurnStopStrategy
@@ -96,7 +101,8 @@ def _turn_strategies(turn: TurnSettings, interruptions):
         strategy = TranscriptAwareTurnStopStrategy if turn.stop == "transcript_aware" else TurnAnalyzerUserTurnStopStrategy
         analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=turn.incomplete_timeout))
         stop = strategy(turn_analyzer=analyzer)
-    return UserTurnStrategies(start=start, stop=[stop])
+    strategies = FilterIncompleteUserTurnStrategies if turn_completion else UserTurnStrategies
+    return strategies(start=start, stop=[stop])
 
 
 def make_llm_context(params: LLMContextParams, ctx: BuildContext):
@@ -121,7 +127,7 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
         vad_analyzer = SharedSileroVADAnalyzer(params=VADParams(**params.vad.model_dump()))
     user_params = LLMUserAggregatorParams(
         vad_analyzer=vad_analyzer,
-        user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions),
+        user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions, ctx.spec.conversation.turn_completion),
         user_turn_stop_timeout=params.turn.stop_timeout,
     )
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []

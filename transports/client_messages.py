@@ -1,51 +1,52 @@
-"""The messages framegraph's transports send to their clients, in RTVI's shape.
+"""Names of pipecat's client protocol (RTVI) messages, for framegraph's clients and tests.
 
-Every message is a JSON object ``{"label": "rtvi-ai", "type": ..., "data": ...}``
-as pipecat's RTVI protocol defines it, so pipecat's own clients understand
-them too. The transports send the speaking and interruption messages straight
-from the output transport, in order with the audio, rather than through the
-pipeline, because a client obeys them to drop stale audio:
+Every message is a JSON object ``{"label": "rtvi-ai", "type": ..., "id": ..., "data": ...}``
+as pipecat's RTVI protocol defines it. Served agents speak it through
+pipecat's own ``RTVIProcessor`` and ``RTVIObserver`` (``transports.rtvi``;
+docs/transports.md lists every message). A client says ``client-ready`` once
+it listens; the agent answers ``bot-ready``. The one message framegraph sends
+itself is ``bot-interrupted``, straight from the output transport in order
+with the audio: drop every bit of bot audio buffered or still arriving, and
+stay silent until the next ``bot-started-speaking``.
 
-- ``bot-ready``: the agent's pipeline has started; it hears what is sent from
-  now on. ``data`` has its ``audio_in_sample_rate`` and ``audio_out_sample_rate``.
-- ``bot-interrupted``: drop every bit of bot audio buffered or still arriving,
-  and stay silent until the next ``bot-started-speaking``.
-- ``bot-started-speaking`` / ``bot-stopped-speaking``: the bot's speech turns.
-- ``user-transcription`` / ``bot-tts-text``: the live transcript.
-
-No pipecat import here: the web page, the ``talk`` client and the tests read
-the same names.
+No pipecat import here: the ``talk`` client, the WebRTC client and the tests
+read the same names.
 """
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
 LABEL = "rtvi-ai"
+#: The RTVI protocol version framegraph's clients declare in ``client-ready``.
+PROTOCOL_VERSION = "1.0.0"
+CLIENT_READY = "client-ready"
 BOT_READY = "bot-ready"
 BOT_INTERRUPTED = "bot-interrupted"
 BOT_STARTED_SPEAKING = "bot-started-speaking"
 BOT_STOPPED_SPEAKING = "bot-stopped-speaking"
 USER_TRANSCRIPTION = "user-transcription"
 BOT_TTS_TEXT = "bot-tts-text"
+BOT_LLM_TEXT = "bot-llm-text"
+USER_INPUT = "user-input"
+SERVER_MESSAGE = "server-message"
 
 #: Largest client message (bytes of JSON) a transport accepts; larger ones are refused.
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 
+_ids = itertools.count(1)
+
+
 def message(kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An RTVI-shaped message of type ``kind``."""
-    return {"label": LABEL, "type": kind, "data": data or {}}
+    """An RTVI-shaped message of type ``kind`` with a fresh id."""
+    return {"label": LABEL, "type": kind, "id": f"fg-{next(_ids)}", "data": data or {}}
 
 
-def user_transcription(text: str, *, final: bool, user_id: str = "", timestamp: str = "") -> dict[str, Any]:
-    """What the user said, as the STT heard it."""
-    return message(USER_TRANSCRIPTION, {"text": text, "final": final, "user_id": user_id, "timestamp": timestamp})
-
-
-def bot_text(text: str) -> dict[str, Any]:
-    """Words the bot is speaking, sent as their audio is played."""
-    return message(BOT_TTS_TEXT, {"text": text})
+def client_ready() -> dict[str, Any]:
+    """What a client says once it listens; the agent answers ``bot-ready``."""
+    return message(CLIENT_READY, {"version": PROTOCOL_VERSION, "about": {"library": "framegraph"}})
 
 
 def kind_of(msg: Any) -> str | None:

@@ -10,6 +10,15 @@ plays out its jitter buffer: about 140 ms of bot audio after an interruption
 on loopback WebRTC (docs/pipecat-facts.md). With the audio queue emptied and the client
 told, what still plays is the time the message takes to arrive.
 
+Every other client message is pipecat's RTVI (``pipelines.client_protocol``
+puts pipecat's ``RTVIProcessor`` and ``RTVIObserver`` in every served graph).
+A message about the bot's output is stale when that output is: an RTVI
+message about text or audio made before an interruption (``bot-llm-text``,
+``bot-tts-text``, ``bot-started-speaking``, ...) that reaches the output after
+it is dropped, so a client never shows words the user interrupted after it
+was told to drop their audio. The observer's own ``bot-interrupted`` is
+dropped too: the output's, sent in order with the audio, is the one that counts.
+
 ``EndsWorkerOnDisconnect`` makes an input transport end its agent's worker
 when the peer leaves, so a closed or dropped connection never leaves a worker
 running with nobody to talk to.
@@ -20,23 +29,29 @@ import time
 from loguru import logger
 
 from pipecat.frames.frames import (
-    BotStartedSpeakingFrame,
-    BotStoppedSpeakingFrame,
     CancelWorkerFrame,
     Frame,
     InterruptionFrame,
+    OutputTransportMessageFrame,
     OutputTransportMessageUrgentFrame,
-    StartFrame,
-    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
+from pipecat.utils.utils import obj_id
 from pipelines.interruptions.output import BufferedOutput
-from pipelines.pipecat_compat import io_params
 from transports import client_messages as cm
+
+#: RTVI server messages about the bot's output: stale when that output is.
+BOT_OUTPUT_MESSAGES = frozenset({
+    "bot-llm-started", "bot-llm-text", "bot-llm-stopped", "bot-llm-marker",
+    "bot-tts-started", "bot-tts-text", "bot-tts-stopped", "bot-output",
+    cm.BOT_STARTED_SPEAKING,
+})
+#: Attribute of a message frame naming the id of the frame it reports on.
+SOURCE_FRAME_ATTR = "framegraph_source_frame_id"
 
 
 class ClientSignals(BufferedOutput):
-    """Mixin for a ``BaseOutputTransport``: stop at once and tell the client.
+    """Mixin for a ``BaseOutputTransport``: stop at once, tell the client, drop stale reports.
 
     Attributes:
         interrupted_at: ``time.monotonic()`` of the last interruption this
@@ -44,35 +59,31 @@ class ClientSignals(BufferedOutput):
     """
 
     interrupted_at: float = 0.0
+    #: Messages about frames with a lower id than this were made before the latest interruption.
+    _stale_before: int = 0
 
     async def tell_client_to_drop(self) -> bool:
+        self._stale_before = obj_id()
         await self.tell_client(cm.message(cm.BOT_INTERRUPTED))
         return True
 
     async def tell_client(self, msg: dict) -> None:
         """Sends ``msg`` to the client now, ahead of queued frames."""
-        await self.send_message(OutputTransportMessageUrgentFrame(message=msg))
+        await super().send_message(OutputTransportMessageUrgentFrame(message=msg))
 
-    async def start(self, frame: StartFrame):
-        await super().start(frame)
-        # Every processor before the output has started: the agent listens.
-        rates = {"audio_in_sample_rate": io_params(self).audio_in_sample_rate, "audio_out_sample_rate": self.sample_rate}
-        await self.tell_client(cm.message(cm.BOT_READY, rates))
+    async def send_message(self, frame: OutputTransportMessageFrame | OutputTransportMessageUrgentFrame):
+        kind = cm.kind_of(frame.message)
+        if kind == cm.BOT_INTERRUPTED:
+            return
+        if kind in BOT_OUTPUT_MESSAGES and getattr(frame, SOURCE_FRAME_ATTR, frame.id) < self._stale_before:
+            logger.debug(f"{self}: dropped a stale {kind!r} message (its output was interrupted)")
+            return
+        await super().send_message(frame)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, InterruptionFrame):
             self.interrupted_at = time.monotonic()
         await super().process_frame(frame, direction)
-
-    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
-        if direction == FrameDirection.DOWNSTREAM:
-            if isinstance(frame, BotStartedSpeakingFrame):
-                await self.tell_client(cm.message(cm.BOT_STARTED_SPEAKING))
-            elif isinstance(frame, BotStoppedSpeakingFrame):
-                await self.tell_client(cm.message(cm.BOT_STOPPED_SPEAKING))
-            elif isinstance(frame, TTSTextFrame) and frame.text.strip():
-                await self.tell_client(cm.bot_text(frame.text))
-        await super().push_frame(frame, direction)
 
 
 class EndsWorkerOnDisconnect:

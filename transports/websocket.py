@@ -1,14 +1,18 @@
 """The ``websocket`` transport type: a program talks to the agent over a WebSocket.
 
 ``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``);
-each connection gets its own worker. Frames use pipecat's protobuf format
-(``pipecat.frames.protobufs``), which pipecat's JavaScript and Python clients
-speak; ``framegraph talk URL --input in.wav`` is a ready client. The server
+each connection gets its own worker. ``serializer`` picks the wire format:
+pipecat's protobuf frames (``pipecat.frames.protobufs``, which pipecat's
+JavaScript client and ``framegraph talk URL --input in.wav`` speak), JSON RTVI
+(pipecat's eval harness and ``RTVIClientSerializer``), or ``auto`` (the
+default): the client's first message says which. The server
 pings every ``ping_interval_secs`` and drops a client whose pong is
 ``ping_timeout_secs`` late, so a dead peer is noticed within their sum.
 """
 
 from typing import Any
+
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -21,6 +25,9 @@ MAX_DEAD_PEER_SECS = 30
 
 
 class WebsocketParams(ServedParams):
+    serializer: Literal["auto", "protobuf", "json"] = Field(
+        "auto", description="wire format: pipecat protobuf, JSON RTVI, or auto (the client's first message says which)"
+    )
     max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, le=16 * 1024 * 1024, description="larger client messages are refused")
     ping_interval_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="the server pings the client this often")
     ping_timeout_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="a client whose pong is this late is dropped")
@@ -45,6 +52,7 @@ def make_websocket_transport(params: WebsocketParams, ctx: Any):
         peer_from(ctx, "websocket"),
         FastAPIWebsocketParams(**params.audio_io(), allowed_origins=[]),
         max_message_bytes=params.max_message_bytes,
+        serializer=params.serializer,
         input_name="input",
         output_name="output",
     )
@@ -57,6 +65,6 @@ TYPES = [
         params=WebsocketParams,
         factory=make_websocket_transport,
         serve=serve,
-        summary="a program over a WebSocket, pipecat protobuf frames; `framegraph talk` is a client",
+        summary="a program over a WebSocket: pipecat protobuf or JSON RTVI (pipecat's eval harness); `framegraph talk` is a client",
     ),
 ]

@@ -1,7 +1,21 @@
 """framegraph's WebSocket transport: pipecat's FastAPI WebSocket transport, guarded.
 
-One participant per WebSocket connection to the server's ``/ws`` endpoint,
-frames in pipecat's protobuf format. On top of pipecat:
+One participant per WebSocket connection to the server's ``/ws`` endpoint.
+Two wire formats, both pipecat's serializers, chosen by the YAML's
+``serializer`` (``auto`` by default: the client's first message says which):
+
+- ``protobuf``: pipecat's ``ProtobufFrameSerializer`` (binary frames; RTVI
+  messages inside message frames), what pipecat's JavaScript WebSocket
+  transport and ``framegraph talk`` speak.
+- ``json``: RTVI as JSON text, pipecat's ``EvalSerializer`` (the bot end of
+  the wire pipecat's ``RTVIClientSerializer`` and eval harness speak): user
+  audio comes in as ``raw-audio``, the bot's goes out as ``eval-bot-audio``.
+  When the first message is the eval harness's ``eval-connect``, its flags
+  apply as pipecat's dev runner applies them (``capture_bot_audio``, and
+  ``skip_tts`` before anything is said), so ``pipecat eval run --bot-url
+  ws://HOST:PORT/ws`` works against any framegraph agent.
+
+On top of pipecat:
 
 - Bot audio stops at once on an interruption and the client is told
   (``ClientSignals``); pipecat's own serialized ``InterruptionFrame`` follows.
@@ -13,12 +27,15 @@ frames in pipecat's protobuf format. On top of pipecat:
   died) is reported with the ``on_peer_dropped`` event.
 """
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
 
-from pipecat.frames.frames import Frame, InputAudioRawFrame
+from pipecat.evals.serializer import EvalConnectionFlags, EvalSerializer, parse_eval_connect
+from pipecat.frames.frames import Frame, InputAudioRawFrame, LLMConfigureOutputFrame
+from pipecat.serializers.base_serializer import FrameSerializer
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketInputTransport,
@@ -42,11 +59,23 @@ class GuardedProtobufSerializer(ProtobufFrameSerializer):
         self._sample_rate = audio_in_sample_rate
         self._on_refused = on_refused
 
-    async def deserialize(self, data: str | bytes) -> Frame | None:
-        reason, frame = None, None
+    def size_problem(self, data: str | bytes) -> str | None:
+        """Why a message is refused for its size, or None."""
         if len(data) > self._max_bytes:
-            reason = f"{len(data)} bytes is over the limit of {self._max_bytes}"
-        elif isinstance(data, str):
+            return f"{len(data)} bytes is over the limit of {self._max_bytes}"
+        return None
+
+    async def refuse(self, reason: str) -> None:
+        """Logs and reports a refused client message."""
+        logger.warning(f"refused a client message: {reason}")
+        await self._on_refused(reason)
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        reason, frame = self.size_problem(data), None
+        if reason is not None:
+            await self.refuse(reason)
+            return None
+        if isinstance(data, str):
             reason = "a text message; frames are binary protobuf"
         else:
             try:
@@ -56,8 +85,7 @@ class GuardedProtobufSerializer(ProtobufFrameSerializer):
         if isinstance(frame, InputAudioRawFrame):
             reason = self._audio_problem(frame)
         if reason:
-            logger.warning(f"refused a client message: {reason}")
-            await self._on_refused(reason)
+            await self.refuse(reason)
             return None
         return frame
 
@@ -68,6 +96,64 @@ class GuardedProtobufSerializer(ProtobufFrameSerializer):
             return f"audio with {frame.num_channels} channels"
         if not frame.audio or len(frame.audio) % (2 * frame.num_channels):
             return f"audio of {len(frame.audio)} bytes is not whole 16-bit frames"
+        return None
+
+
+#: The ``serializer`` choices of a WebSocket agent.
+SERIALIZERS = ("auto", "protobuf", "json")
+
+
+class NegotiatedSerializer(FrameSerializer):
+    """One connection's wire format: protobuf or JSON RTVI, fixed or chosen by the client's first message.
+
+    A binary first message means protobuf, a text one JSON RTVI; an
+    ``eval-connect`` first message (pipecat's eval harness) also hands its
+    flags to ``on_eval_connect``. Until the client has spoken, frames go out
+    as protobuf (an RTVI client says ``client-ready`` before the agent says anything).
+    """
+
+    def __init__(self, choice: str, protobuf: "GuardedProtobufSerializer", *,
+                 on_eval_connect: Callable[[EvalConnectionFlags], Awaitable[None]]):
+        super().__init__()
+        if choice not in SERIALIZERS:
+            raise ValueError(f"serializer must be one of {SERIALIZERS}, not {choice!r}")
+        self.protobuf = protobuf
+        self.json = EvalSerializer()
+        self.json.set_capture_audio(True)
+        self.mode = None if choice == "auto" else choice
+        self._on_eval_connect = on_eval_connect
+
+    async def setup(self, frame):
+        await super().setup(frame)
+        await self.protobuf.setup(frame)
+        await self.json.setup(frame)
+
+    async def serialize(self, frame: Frame) -> str | bytes | None:
+        if self.mode == "json":
+            return await self.json.serialize(frame)
+        return await self.protobuf.serialize(frame)
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        if self.mode == "protobuf" or (self.mode is None and isinstance(data, bytes)):
+            self.mode = "protobuf"
+            return await self.protobuf.deserialize(data)
+        refused = self.protobuf.size_problem(data)
+        if refused:
+            await self.protobuf.refuse(refused)
+            return None
+        if self.mode is None:
+            self.mode = "json"
+            flags = _eval_flags(data)
+            if flags is not None:
+                self.json.set_capture_audio(flags.capture_bot_audio)
+                await self._on_eval_connect(flags)
+        return await self.json.deserialize(data)
+
+
+def _eval_flags(data: str) -> EvalConnectionFlags | None:
+    try:
+        return parse_eval_connect(json.loads(data))
+    except ValueError:
         return None
 
 
@@ -110,18 +196,25 @@ class WebsocketTransport(FastAPIWebsocketTransport):
     - ``on_message_refused(transport, reason)``: a client message was refused.
     """
 
-    def __init__(self, websocket: Any, params: FastAPIWebsocketParams, *, max_message_bytes: int, **kwargs):
+    def __init__(self, websocket: Any, params: FastAPIWebsocketParams, *, max_message_bytes: int,
+                 serializer: str = "auto", **kwargs):
         self._socket = _CloseCodeWebSocket(websocket)
-        params.serializer = GuardedProtobufSerializer(
+        protobuf = GuardedProtobufSerializer(
             max_message_bytes=max_message_bytes,
             audio_in_sample_rate=params.audio_in_sample_rate,
             on_refused=self._refused,
         )
+        params.serializer = NegotiatedSerializer(serializer, protobuf, on_eval_connect=self._eval_connected)
         super().__init__(self._socket, params, **kwargs)
         self._input = WebsocketInput(self, self._client, self._params, name=self._input_name)
         self._output = WebsocketOutput(self, self._client, self._params, name=self._output_name)
         self._register_event_handler("on_peer_dropped")
         self._register_event_handler("on_message_refused")
+
+    async def _eval_connected(self, flags: EvalConnectionFlags):
+        """Applies the eval harness's flags as pipecat's eval transport does: ``skip_tts`` before anything is said."""
+        logger.info(f"{self}: pipecat's eval harness connected ({flags.model_dump()})")
+        await self._input.push_frame(LLMConfigureOutputFrame(skip_tts=flags.skip_tts))
 
     async def _refused(self, reason: str):
         await self._call_event_handler("on_message_refused", reason)

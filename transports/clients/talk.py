@@ -98,6 +98,10 @@ class Talker:
 
         self._ws = await websockets.connect(self.url, max_size=None)
         self._reader = asyncio.create_task(self._read())
+        try:
+            await self.send_message(cm.client_ready())
+        except websockets.ConnectionClosed:
+            pass  # refused at once (the agent is full): ``close_code`` says why
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -123,6 +127,10 @@ class Talker:
     async def send_raw(self, data: bytes | str) -> None:
         """Sends bytes as they are (tests use it for bad messages)."""
         await self._ws.send(data)
+
+    async def send_message(self, msg: dict) -> None:
+        """Sends an RTVI client message (a protobuf message frame)."""
+        await self._ws.send(message_frame(msg))
 
     async def stream(self, pcm: bytes) -> None:
         """Sends 16-bit mono ``pcm`` at ``sample_rate`` in real time, 20 ms a frame."""
@@ -216,20 +224,28 @@ def audio_message(pcm: bytes, sample_rate: int) -> bytes:
     return frame.SerializeToString()
 
 
+def message_frame(msg: dict) -> bytes:
+    """One protobuf message frame carrying ``msg`` as JSON, as pipecat's serializer reads it."""
+    from pipecat.frames.protobufs import frames_pb2
+
+    frame = frames_pb2.Frame()
+    frame.message.data = json.dumps(msg)
+    return frame.SerializeToString()
+
+
 def _print_transcript(msg: dict) -> None:
 
     kind, data = cm.kind_of(msg), msg.get("data") or {}
-    if kind == cm.USER_TRANSCRIPTION and data.get("final"):
+    if kind == cm.USER_INPUT and data.get("final"):
         print(f"you: {data.get('text', '')}", flush=True)
     elif kind == cm.BOT_TTS_TEXT:
         print(f"bot: {data.get('text', '')}", flush=True)
 
 
 async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float) -> int:
-    """Says ``wav_in`` to the agent at ``url`` (at the rate its ``bot-ready`` names); writes the reply."""
+    """Says ``wav_in`` to the agent at ``url`` once it says ``bot-ready``; writes the reply."""
     async with Talker(url, echo=True) as talker:
-        ready = await talker.unless_closed(talker.wait_for_message(cm.BOT_READY, timeout))
-        talker.sample_rate = ready["data"].get("audio_in_sample_rate") or talker.sample_rate
+        await talker.unless_closed(talker.wait_for_message(cm.BOT_READY, timeout))
         await talker.stream(read_wav(wav_in, talker.sample_rate))
         microphone = asyncio.create_task(talker.stream_silence())
         await talker.wait_until_quiet(quiet_secs, timeout)

@@ -140,6 +140,8 @@ class WebRTCPeer:
         self._channel.on("open", opened.set)
         await asyncio.wait_for(opened.wait(), 20)
         self._tasks.append(asyncio.create_task(self._ping()))
+        if not resume:
+            self.send(cm.client_ready())
 
     def say(self, pcm: bytes) -> float:
         """Sends 16 kHz mono ``pcm`` as microphone audio; returns seconds it takes."""

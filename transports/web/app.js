@@ -57,6 +57,14 @@ function silenceBot(silent) {
   ui.audio.muted = silent;
 }
 
+// pipecat's RTVI: the agent answers client-ready with bot-ready.
+function sayClientReady(channel) {
+  channel.send(JSON.stringify({
+    label: "rtvi-ai", type: "client-ready", id: `page-${Date.now()}`,
+    data: { version: "1.0.0", about: { library: "framegraph-page" } },
+  }));
+}
+
 function onMessage(event) {
   if (typeof event.data !== "string") return;
   let msg;
@@ -85,7 +93,7 @@ function onMessage(event) {
     case "bot-started-speaking":
       silenceBot(false);
       break;
-    case "user-transcription":
+    case "user-input":
       if (data.final) addLine("user", data.text);
       break;
     case "bot-tts-text":
@@ -124,6 +132,7 @@ async function connect() {
     if (window.framegraphFace) window.framegraphFace.attach(peer, mic); // face hook (face.js): playout delay, mic level
     const channel = peer.createDataChannel("chat", { ordered: true });
     channel.onopen = () => {
+      sayClientReady(channel);
       pingTimer = setInterval(() => channel.readyState === "open" && channel.send("ping"), PING_MS);
     };
     channel.onmessage = onMessage;

@@ -1,0 +1,1 @@
+"""Offline speech for pipecat's eval harness, as scenario ``factory:`` entries."""
