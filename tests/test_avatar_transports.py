@@ -6,7 +6,7 @@ import numpy as np
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
-from pipelines.server import running
+from pipelines.server.app import running
 from transports.clients.talk import Talker
 from processors.avatar import arkit, wire
 from transports import client_messages as cm

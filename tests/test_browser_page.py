@@ -12,7 +12,7 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.audio import write_wav
-from pipelines.server import running
+from pipelines.server.app import running
 from transports.clients.chromium import chromium
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:

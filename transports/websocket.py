@@ -1,6 +1,6 @@
 """The ``websocket`` transport type: a program talks to the agent over a WebSocket.
 
-``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``);
+``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``, docs/sessions.md);
 each connection gets its own worker. Frames use pipecat's protobuf format
 (``pipecat.frames.protobufs``), which pipecat's JavaScript and Python clients
 speak; ``framegraph talk URL --input in.wav`` is a ready client. The server
@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from pipelines.registry import TypeInfo
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
-from transports.served import ServedParams, peer_from, serve
+from pipelines.server.served import SOCKET, ServedParams, peer_from, serve
 
 #: Longest a dead peer may go unnoticed, seconds.
 MAX_DEAD_PEER_SECS = 30
@@ -57,6 +57,7 @@ TYPES = [
         params=WebsocketParams,
         factory=make_websocket_transport,
         serve=serve,
+        servable=SOCKET,
         summary="a program over a WebSocket, pipecat protobuf frames; `framegraph talk` is a client",
     ),
 ]
