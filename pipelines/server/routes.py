@@ -76,16 +76,11 @@ class StartResult(BaseModel):
 def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> FastAPI:
     """The FastAPI app of ``manager``'s server (``app.state.manager``)."""
     key_required = [Depends(_bearer_key(api_key))] if api_key else []
-    app = FastAPI(
-        title=title,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
-        redoc_url=None,
-        dependencies=[],
-    )
-    if api_key:  # the schema and its page are behind the key too
-        app.openapi_url = None
-        app.docs_url = None
+    # With a key, the schema and its page are behind it too (routes of our own below).
+    public_docs = api_key is None
+    app = FastAPI(title=title, docs_url="/docs" if public_docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if public_docs else None)
+    if not public_docs:
         _protected_docs(app, key_required)
     app.state.manager = manager
 

@@ -29,10 +29,17 @@ _TOKEN = re.compile(r"\s*\S+")
 
 @dataclass(frozen=True)
 class Rule:
-    """Reply ``reply`` when ``pattern`` is found in the user's last message."""
+    """Reply ``reply`` when ``pattern`` is found in the user's last message.
+
+    With ``recall``, the rule applies only when ``recall`` is also found in an
+    earlier user message (the newest that matches); ``\\1``... in ``reply``
+    are its groups. That lets a script answer a follow-up that needs the
+    earlier turns (a resumed conversation's context).
+    """
 
     pattern: re.Pattern
     reply: str
+    recall: re.Pattern | None = None
 
 
 def tokens(text: str) -> list[str]:
@@ -40,17 +47,19 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def last_user_text(context: LLMContext) -> str:
-    """The text of the newest user message in ``context``, or ""."""
+def user_texts(context: LLMContext) -> list[str]:
+    """The texts of the user messages in ``context``, newest first."""
+    texts = []
     for message in reversed(context.get_messages()):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
         if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.append(" ".join(part.get("text", "") for part in content if isinstance(part, dict)))
+    return texts
+
 
 
 class ScriptedLLMService(LLMService):
@@ -90,11 +99,16 @@ class ScriptedLLMService(LLMService):
         self._fallback = fallback
         self._token_delay_s = token_delay_s
 
-    def reply_to(self, text: str) -> str:
-        """The reply the rules give to ``text``."""
+    def reply_to(self, text: str, earlier: list[str] = ()) -> str:
+        """The reply the rules give to ``text``, after the ``earlier`` user texts (newest first)."""
         for rule in self._rules:
-            if rule.pattern.search(text):
+            if not rule.pattern.search(text):
+                continue
+            if rule.recall is None:
                 return rule.reply
+            found = next((m for m in map(rule.recall.search, earlier) if m), None)
+            if found:
+                return found.expand(rule.reply)
         return self._fallback
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -106,7 +120,8 @@ class ScriptedLLMService(LLMService):
             await self.push_frame(frame, direction)
 
     async def _answer(self, context: LLMContext):
-        reply = self.reply_to(last_user_text(context))
+        texts = user_texts(context)
+        reply = self.reply_to(texts[0] if texts else "", texts[1:])
         await self.push_frame(LLMFullResponseStartFrame())
         await self.start_ttfb_metrics()
         for token in tokens(reply):

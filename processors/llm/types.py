@@ -20,11 +20,18 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     match: str = Field(description="regular expression searched in the user's last message (case-insensitive)")
-    reply: str = Field(description="what the bot says; several sentences stream token by token")
+    reply: str = Field(description="what the bot says; several sentences stream token by token; with `recall`, "
+                       "`\\1`... are its groups")
+    recall: str | None = Field(
+        None, description="regular expression searched in the user's earlier messages (newest first); the rule "
+        "applies only when one matches, so a reply can depend on what was said before"
+    )
 
-    @field_validator("match")
+    @field_validator("match", "recall")
     @classmethod
-    def _compiles(cls, pattern: str) -> str:
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
         try:
             re.compile(pattern)
         except re.error as e:
@@ -62,7 +69,8 @@ def make_scripted(params: ScriptedParams, ctx):
         except ValueError as e:
             raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.{key}", str(e))]) from None
 
-    rules = [Rule(re.compile(r.match, re.IGNORECASE), say(r.reply, f"rules[{i}].reply"))
+    rules = [Rule(re.compile(r.match, re.IGNORECASE), say(r.reply, f"rules[{i}].reply"),
+                  re.compile(r.recall, re.IGNORECASE) if r.recall else None)
              for i, r in enumerate(params.rules)]
     return ScriptedLLMService(
         rules=rules,
