@@ -38,7 +38,7 @@ def cmd_serve(args) -> int:
         max_sessions=args.max_sessions, grace_s=args.grace, idle_timeout_s=args.idle_timeout,
         connect_timeout_s=args.connect_timeout, max_body_bytes=args.max_body_bytes,
         max_message_bytes=args.max_message_bytes, allowed_origins=args.allow_origin or [],
-        allowed_hosts=args.allow_host or [],
+        allowed_hosts=args.allow_host or [], server_id=args.server_id,
     )
     try:
         asyncio.run(serve(agents, options))
@@ -99,5 +99,7 @@ def add_parser(subparsers) -> None:
                    help="another origin (https://host:port) allowed to use the API and WebSockets (repeatable)")
     p.add_argument("--allow-host", action="append", metavar="NAME",
                    help="another Host name the server answers to (repeatable; default: loopback and --host)")
+    p.add_argument("--server-id", help="this server's id in the store (default: host name and agent names; "
+                   "give each of several servers on one machine its own)")
     add_set_option(p)
     p.set_defaults(func=cmd_serve)

@@ -6,7 +6,7 @@ in the caller's event loop for tests and benchmarks.
 """
 
 import asyncio
-import uuid
+import socket
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +43,8 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
     location = options.store or default_store(agents[0])
     if not location.startswith(("redis://", "rediss://", "unix://")):
         Path(location.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-    manager = SessionManager(by_name, store_for(location), options, server_id=f"server-{uuid.uuid4().hex[:8]}")
+    server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
+    manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
     title = "framegraph: " + ", ".join(by_name)
     fastapi_app = create_app(manager, api_key=options.api_key, title=title)
     fastapi_app.router.lifespan_context = _lifespan

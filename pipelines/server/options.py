@@ -34,6 +34,11 @@ class ServerOptions:
         allowed_hosts: Host headers served (empty: loopback names and the listening address).
         keep_alive_s: Idle HTTP keep-alive connections are closed after this.
         retry_after_s: The ``Retry-After`` a full server answers with.
+        housekeeping_s: Seconds between rounds of grace expiry, gauges and heartbeat.
+        server_id: This server's id, the owner of its sessions in the store. The
+            default (host name and agent names) is the same after a restart, so
+            the restarted server takes back the sessions its crash left live;
+            give each of several servers on one machine its own.
     """
 
     host: str | None = None
@@ -54,3 +59,4 @@ class ServerOptions:
     keep_alive_s: float = 5.0
     retry_after_s: int = 5
     housekeeping_s: float = 2.0
+    server_id: str | None = None
