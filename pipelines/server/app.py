@@ -18,7 +18,7 @@ from loguru import logger
 from starlette.middleware.cors import CORSMiddleware
 
 from pipelines.registry import default_registry
-from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning
+from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
 from pipelines.server.manager import SessionManager
 from pipelines.server.options import ServerOptions
 from pipelines.server.routes import create_app
@@ -84,8 +84,9 @@ def server_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.
         ws_ping_timeout=getattr(first, "ping_timeout_secs", 10.0),
         ws_max_size=options.max_message_bytes,
         # An idle keep-alive connection is closed after this; a request whose
-        # headers do not finish is closed by h11's own incomplete-event limit.
+        # headers do not arrive in time by TimelyH11Protocol; large headers by h11's limit.
         timeout_keep_alive=options.keep_alive_s,
+        http=timely_http_protocol(options.header_timeout_s),
         h11_max_incomplete_event_size=16 * 1024,
         limit_concurrency=1000,
         log_level="warning",

@@ -13,6 +13,7 @@
   seconds, and a connection that keeps sending junk is closed.
 """
 
+import asyncio
 import ipaddress
 import json
 import time
@@ -21,10 +22,6 @@ from collections.abc import Iterable
 from loguru import logger
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
-
-
-class BodyTooLarge(Exception):
-    """A request body went past the limit while it was read."""
 
 
 class BodyLimit:
@@ -46,29 +43,32 @@ class BodyLimit:
             if too_large:
                 logger.warning(f"refused a {declared}-byte body to {scope['path']} (limit {self.max_bytes})")
                 return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
-        received = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal received
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        # No declared length (chunked): read at most the limit before the app sees any of it.
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                logger.warning(f"stopped reading a chunked body to {scope['path']} at {self.max_bytes} bytes")
+                return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        async def tracking_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            logger.warning(f"stopped reading a chunked body to {scope['path']} at {self.max_bytes} bytes")
-            if not started:
-                await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
+        await self.app(scope, replay, send)
 
 
 class AccessGuard:
@@ -190,3 +190,101 @@ async def _deny(scope, send, detail: str) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": detail})
     else:
         await _refuse(send, 403, detail)
+
+
+def timely_http_protocol(header_timeout_s: float):
+    """uvicorn's h11 protocol, closing a connection whose request headers do not arrive in time.
+
+    uvicorn closes an idle keep-alive connection after a response
+    (``timeout_keep_alive``) but waits forever for the first request's
+    headers, and any byte resets its idle timer: a client that opens
+    connections and sends nothing, or a header a byte at a time, would hold
+    them for good. This arms a timer when a connection opens and after each
+    response; the next request's complete headers (or a WebSocket upgrade)
+    disarm it.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimelyH11Protocol(H11Protocol):
+        _header_timer = None
+        _armed_cycle = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._armed_cycle = self.cycle
+            self._header_timer = self.loop.call_later(header_timeout_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self.cycle is self._armed_cycle and not self.transport.is_closing():
+                logger.info(f"closed a connection from {self.client} whose request did not arrive within "
+                            f"{header_timeout_s:g} s")
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not self._armed_cycle:
+                self._disarm()
+
+        def handle_websocket_upgrade(self, event) -> None:
+            self._disarm()
+            super().handle_websocket_upgrade(event)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return TimelyH11Protocol
+
+
+class GuardedSocket:
+    """A WebSocket as handed to a transport, with the server's bound on what one connection may cost.
+
+    It passes everything through to the accepted socket except ``receive()``,
+    which yields to the event loop every ``yield_every`` messages (a client's
+    queued flood is otherwise read in one go, with nothing else running), and
+    which reports a disconnect at once after ``close()`` (the server closing
+    a connection that sent too much junk), so no queued message is read after.
+    """
+
+    def __init__(self, websocket, *, yield_every: int = 20):
+        self._websocket = websocket
+        self._yield_every = yield_every
+        self._received = 0
+        self._closed_code: int | None = None
+
+    async def receive(self) -> dict:
+        if self._closed_code is not None:
+            return {"type": "websocket.disconnect", "code": self._closed_code}
+        self._received += 1
+        if self._received % self._yield_every == 0:
+            await asyncio.sleep(0)
+        if self._closed_code is not None:
+            return {"type": "websocket.disconnect", "code": self._closed_code}
+        return await self._websocket.receive()
+
+    async def close(self, code: int = 1008, reason: str = "") -> None:
+        """Closes the connection; the transport sees a disconnect with ``code`` on its next read."""
+        if self._closed_code is None:
+            self._closed_code = code
+            try:
+                await self._websocket.close(code=code, reason=reason)
+            except RuntimeError:  # already closed by the client
+                pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._websocket, name)

@@ -244,12 +244,12 @@ class SessionManager:
             self.metrics.error("session")
             await self._quietly(self.store.record_error(live.id, f"{e.__class__.__name__}: {e}"))
         finally:
-            live.built = live.worker = None  # a finished graph is large; let it be collected
+            live.built = live.worker = live.close_peer = None  # a finished graph is large; let it be collected
             await self._release(live)
 
-    def connect_soon(self, live: LiveSession, peer: Any) -> None:
+    def connect_soon(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
         """``connect`` in the background (an SDP answer goes back at once)."""
-        self._spawn(self.connect(live, peer))
+        self._spawn(self.connect(live, peer, close_peer))
 
     async def end(self, session_id: str) -> bool:
         """Ends a session for good (``DELETE``): its worker stops, its record is ENDED."""
@@ -287,6 +287,7 @@ class SessionManager:
         if live.junk is not None and live.junk.refused(reason) and live.close_peer is not None:
             close, live.close_peer = live.close_peer, None
             logger.warning(f"session {live.id}: closing a connection that sent {live.junk.total} refused messages")
+            live.event("dropped", "too many refused messages")
             self._spawn(close())
 
     # -- internals -------------------------------------------------------------

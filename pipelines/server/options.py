@@ -33,6 +33,8 @@ class ServerOptions:
         allowed_origins: Origins allowed for CORS and WebSockets (empty: the server's own).
         allowed_hosts: Host headers served (empty: loopback names and the listening address).
         keep_alive_s: Idle HTTP keep-alive connections are closed after this.
+        header_timeout_s: A connection whose request headers are not complete this long after
+            it opened (or after its last response) is closed.
         retry_after_s: The ``Retry-After`` a full server answers with.
         housekeeping_s: Seconds between rounds of grace expiry, gauges and heartbeat.
         server_id: This server's id, the owner of its sessions in the store. The
@@ -57,6 +59,7 @@ class ServerOptions:
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
     keep_alive_s: float = 5.0
+    header_timeout_s: float = 10.0
     retry_after_s: int = 5
     housekeeping_s: float = 2.0
     server_id: str | None = None

@@ -28,6 +28,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
     SmallWebRTCRequest,
     SmallWebRTCRequestHandler,
 )
+from pipelines.server.limits import GuardedSocket
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
@@ -303,7 +304,7 @@ async def _answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, li
 
     async def run(connection) -> None:
         started.append(connection)
-        manager.connect_soon(live, connection)
+        manager.connect_soon(live, connection, close_peer=connection.disconnect)
 
     try:
         answer = await webrtc.handle_web_request(
@@ -344,7 +345,8 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
         await ws.close(code=1008, reason="this agent does not take WebSockets")
         return
     await ws.accept()
-    await manager.connect(live, ws, close_peer=lambda: ws.close(code=1008, reason="too many refused messages"))
+    guarded = GuardedSocket(ws)
+    await manager.connect(live, guarded, close_peer=lambda: guarded.close(1008, "too many refused messages"))
 
 
 def _bearer(headers) -> str | None:
