@@ -100,7 +100,7 @@ async def test_a_junk_flood_on_a_websocket_is_closed_and_stalls_no_one():
         stop.set()
         assert floods and all(code == 1008 for _, code in floods), floods
         assert_answered(await watcher)
-        sessions = [s for s in manager._finished if s.id == created["id"]]
+        sessions = [s for s in manager.sessions.values() if s.id == created["id"]]
         assert all(len(s.events) <= manager.options.kept_events for s in sessions)
         # The server stopped reading long before the 100,000th (the client's count is what its socket took).
         assert max(s.junk.total for s in sessions) < 20_000
