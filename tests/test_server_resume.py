@@ -86,6 +86,12 @@ async def test_resume_over_websocket_keeps_the_context_and_refuses_wrong_tokens(
         await wait_until(lambda: not manager.live, 15, "the dropped session's worker end")
         assert (await http.get(f"/sessions/{created['id']}")).json()["state"] == "DISCONNECTED"
 
+        # The turn's latency went to the store and the metrics.
+        stored = (await http.get(f"/sessions/{created['id']}")).json()
+        assert 0 < stored["latencies"]["speech_end_to_first_audio_s"] < 10
+        assert b'framegraph_speech_end_to_first_audio_seconds_count{agent="memory"} 1.0' in (
+            await http.get("/metrics")).content
+
         wrong = Talker(ws_of(url, created | {"token": "x" * 43}))
         with pytest.raises(Exception, match="403"):
             await wrong.__aenter__()

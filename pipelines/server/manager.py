@@ -34,7 +34,8 @@ from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.metrics import SessionMetrics
-from pipelines.sessions.model import Session, SessionState, new_session_id
+from pipelines.server.latency import TurnLatency
+from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
 from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.validate import Agent, Component
@@ -75,6 +76,8 @@ class LiveSession:
     #: Created here (not resumed): ends, rather than waits for a resume, when no client ever connects.
     fresh: bool = False
     connected_once: bool = False
+    #: Latencies measured since the last stored turn, by name.
+    latencies: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.events = deque(maxlen=self.kept_events)
@@ -236,7 +239,9 @@ class SessionManager:
             built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
             persisted = restore_context(built, session)
             self._watch(live, built, session, persisted)
-            live.worker = built.worker(observers=[TranscriptRelay(built.transport.output())])
+            latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
+                                  lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
+            live.worker = built.worker(observers=[TranscriptRelay(built.transport.output()), latency])
             await run_worker(live.worker)
             live.event("ended")
         except Exception as e:
@@ -328,7 +333,8 @@ class SessionManager:
                 new, state["persisted"] = messages[state["persisted"]:], len(messages)
                 live.last_turn_at = time.monotonic()
                 self.metrics.turn_completed(agent)
-                await self._quietly(self.store.append(live.id, new, turn=True))
+                latencies, live.latencies = live.latencies, {}
+                await self._quietly(self.store.append(live.id, new, turn=True, latencies=latencies or None))
 
         if built.settings_gate is not None:
 
@@ -379,6 +385,12 @@ class SessionManager:
                 if live.worker is not None and live.state == "connected" and now - live.last_turn_at > idle:
                     live.event("idle", f"no turn for {idle:g} s")
                     await live.worker.cancel(reason="idle")
+
+    def _latency(self, live: LiveSession, name: str, seconds: float) -> None:
+        """Keeps a measured latency for the turn's store write and records it in the metrics."""
+        live.latencies[name] = round(seconds, 4)
+        record = self.metrics.reply_latency if name == REPLY_LATENCY else self.metrics.interruption_latency
+        record(live.agent.spec.name, seconds)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
