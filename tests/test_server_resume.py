@@ -54,10 +54,15 @@ def transcript(text: str) -> TranscriptionFrame:
     return TranscriptionFrame(text, "user", time_now_iso8601(), finalized=True)
 
 
+async def send_transcript(talker: Talker, text: str) -> None:
+    """Sends ``text`` as the user's transcript (pipecat protobuf)."""
+    await talker.send_raw(await ProtobufFrameSerializer().serialize(transcript(text)))
+
+
 async def say_over_ws(talker: Talker, text: str) -> str:
     """Sends ``text`` as the user's transcript; returns the text of the bot's reply."""
     asked = time.monotonic()
-    await talker.send_raw(await ProtobufFrameSerializer().serialize(transcript(text)))
+    await send_transcript(talker, text)
     return (await talker.wait_for_message(cm.BOT_TTS_TEXT, timeout=20, after=asked))["data"]["text"]
 
 
@@ -158,7 +163,7 @@ async def test_a_system_prompt_change_mid_reply_waits_for_the_reply_end():
         async with Talker(ws_of(url, created)) as talker:
             await talker.wait_for_message(cm.BOT_READY, timeout=15)
             asked = time.monotonic()
-            await say_over_ws(talker, "tell me a story")
+            await send_transcript(talker, "tell me a story")
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=20, after=asked)
             changed = await http.patch(f"/sessions/{created['id']}", json={"system_prompt": "Be brief."})
             assert changed.json() == {"applied": False, "held": True}
@@ -166,6 +171,9 @@ async def test_a_system_prompt_change_mid_reply_waits_for_the_reply_end():
             assert context.get_messages()[0]["content"] == "You remember names."  # not mid-reply
             await talker.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=30, after=asked)
             await wait_until(lambda: context.get_messages()[0]["content"] == "Be brief.", 5, "the held change")
+            told = await talker.wait_for_message("server-message", timeout=5, after=asked)
+            assert told["data"]["type"] == "settings-applied" and told["data"]["held"] is True
+            assert told["data"]["change"] == {"system_prompt": "Be brief."}
             stored = (await http.get(f"/sessions/{created['id']}")).json()["settings"]
             assert stored == {"system_prompt": "Be brief."}
             events = [e["event"] for e in manager.live[created["id"]].events]

@@ -28,6 +28,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.runner import run_worker
 from pipelines.server.limits import JunkMeter
@@ -39,6 +40,7 @@ from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Sessio
 from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.validate import Agent, Component
+from transports.client_messages import message as client_message
 from transports.transcripts import TranscriptRelay
 
 
@@ -343,6 +345,10 @@ class SessionManager:
                 applied_settings.update(merge_settings(applied_settings, applied.change))
                 live.event("settings-applied", "held until the response ended" if applied.held else "at once")
                 await self._quietly(self.store.set_settings(live.id, applied_settings))
+                # The client is told (an RTVI server message, in order with the bot's output).
+                told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
+                        "change": applied.change.model_dump(exclude_none=True)}
+                await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
 
             stored = {k: v for k, v in session.settings.items() if k in ("llm", "tts")}
             if stored:
