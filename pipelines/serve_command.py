@@ -18,7 +18,7 @@ def cmd_serve(args) -> int:
 
     from pipelines.server.app import servable_transports
 
-    if args.transport not in servable_transports():
+    if args.transport is not None and args.transport not in servable_transports():
         print(f"error: --transport {args.transport}: choose one of {', '.join(servable_transports())}")
         return 1
     agents = []
@@ -26,8 +26,10 @@ def cmd_serve(args) -> int:
         agent = load_one(file, args.overrides)
         if agent is None:
             return 1
-        if agent.transport.type.servable is None or agent.transport.type.name != args.transport:
+        if args.transport is not None and agent.transport.type.name != args.transport:
             agent = served_on(agent, args.transport)
+        elif agent.transport.type.servable is None:
+            agent = served_on(agent, "webrtc")
         agents.append(agent)
     api_key = args.api_key or (os.environ.get(args.api_key_env) if args.api_key_env else None)
     if args.api_key_env and not api_key:
@@ -74,8 +76,8 @@ def add_parser(subparsers) -> None:
         "whatever transport their files name, with a REST API, resumable sessions and a dashboard.",
     )
     p.add_argument("files", metavar="FILE", nargs="+")
-    p.add_argument("--transport", default="webrtc", help="a servable transport for agents whose file names "
-                   "another one (webrtc or websocket; default: webrtc)")
+    p.add_argument("--transport", help="serve every agent over this transport (webrtc or websocket); default: "
+                   "the one each file names when it can be served, else webrtc")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 7860)")
     p.add_argument("--store", help="sessions: a SQLite file path or redis://HOST:PORT/DB "

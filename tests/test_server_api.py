@@ -142,3 +142,33 @@ async def test_pipecat_runner_protocol_start_then_offer_connects_and_talks():
         await peer.close()
         await wait_until(lambda: not manager.live, 10, "the session's end")
         await asyncio.sleep(0)
+
+
+async def test_framegraph_serve_runs_several_files_each_on_its_own_transport(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "rtc.yaml").write_text(RTC)
+    (tmp_path / "ws.yaml").write_text(WS)
+    cli = [sys.executable, "-m", "pipelines.cli", "serve"]
+    wrong = subprocess.run([*cli, str(tmp_path / "ws.yaml"), "--transport", "carrier-pigeon"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "carrier-pigeon" in wrong.stdout and "Traceback" not in wrong.stderr
+    proc = await asyncio.create_subprocess_exec(
+        *cli, str(tmp_path / "rtc.yaml"), str(tmp_path / "ws.yaml"), "--port", "0",
+        "--store", str(tmp_path / "s.db"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        url = re.search(r"(http://[\d.]+:\d+)/", line).group(1)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            kinds = {name: (await http.post("/sessions", json={"agent": name})).json()["signalling"]
+                     for name in ("tone-rtc", "tone-ws")}
+            assert kinds == {"tone-rtc": "sdp-offer", "tone-ws": "socket"}
+            assert (await http.post("/sessions")).status_code == 422  # which one? the server runs two
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 20)
