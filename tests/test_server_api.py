@@ -141,7 +141,6 @@ async def test_pipecat_runner_protocol_start_then_offer_connects_and_talks():
         assert again.status_code == 404
         await peer.close()
         await wait_until(lambda: not manager.live, 10, "the session's end")
-        await asyncio.sleep(0)
 
 
 async def test_framegraph_serve_runs_several_files_each_on_its_own_transport(tmp_path):

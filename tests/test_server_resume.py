@@ -201,7 +201,7 @@ async def test_sigkill_and_restart_every_session_resumes_with_its_context(backen
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             created = (await http.post("/sessions")).json()
-            async with Talker(ws_of(url.replace("http", "http"), created)) as talker:
+            async with Talker(ws_of(url, created)) as talker:
                 await talker.wait_for_message(cm.BOT_READY, timeout=20)
                 assert (await say_over_ws(talker, name)).startswith("Nice")
                 await wait_for_turns(http, created["id"], 1)
