@@ -143,6 +143,7 @@ async def running(agent: Agent | list[Agent], host: str = "127.0.0.1", port: int
             scheme = "https" if config.ssl_certfile else "http"
             yield f"{scheme}://{bound[0]}:{bound[1]}", manager
         finally:
+            await manager.stop_sessions()  # before uvicorn waits for the sessions' connections to close
             server.should_exit = True
             await task
 

@@ -130,9 +130,17 @@ class SessionManager:
         self._spawn(self._idle_watch())
         return recovered
 
-    async def close(self) -> None:
-        """Ends every worker (their sessions stay resumable), stops housekeeping, closes the store."""
+    async def stop_sessions(self) -> None:
+        """Ends every worker (their sessions stay resumable) and waits until their connections are released."""
         await asyncio.gather(*(s.worker.cancel(reason="the server is shutting down") for s in self.live.values() if s.worker))
+        for _ in range(100):
+            if not any(s.worker for s in self.live.values()):
+                break
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """Ends every worker, stops housekeeping, closes the store."""
+        await self.stop_sessions()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
