@@ -79,8 +79,10 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     key_required = [Depends(_bearer_key(api_key))] if api_key else []
     # With a key, the schema and its page are behind it too (routes of our own below).
     public_docs = api_key is None
+    # Operation ids are the handlers' names (create_session, list_sessions...), what client generators name methods after.
     app = FastAPI(title=title, docs_url="/docs" if public_docs else None, redoc_url=None,
-                  openapi_url="/openapi.json" if public_docs else None)
+                  openapi_url="/openapi.json" if public_docs else None,
+                  generate_unique_id_function=lambda route: route.name)
     if not public_docs:
         _protected_docs(app, key_required)
     app.state.manager = manager
