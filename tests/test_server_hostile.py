@@ -20,6 +20,7 @@ from pipelines.server.app import running
 from pipelines.server.limits import exposure_warning
 from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
+from processors.tone import tone
 from transports.clients.webrtc import WebRTCPeer
 from transport_kit import wait_until
 
@@ -226,3 +227,22 @@ def test_listening_beyond_loopback_without_tls_or_key_warns():
     assert "TLS" in exposure_warning("0.0.0.0", tls=False, api_key=True)
     assert "API key" in exposure_warning("192.168.1.5", tls=True, api_key=False)
     assert exposure_warning("0.0.0.0", tls=True, api_key=True) is None
+
+
+async def test_junk_on_a_webrtc_data_channel_closes_that_connection_only():
+    agent = load_agent_text(RTC.replace("peer_timeout_secs: 3", "peer_timeout_secs: 3, max_message_bytes: 2000"))
+    async with running(agent, junk_burst=50, junk_per_s=5) as (url, manager):
+        flooder, calm = WebRTCPeer(), WebRTCPeer()
+        await flooder.connect(url)
+        await calm.connect(url)
+        await wait_until(lambda: len(manager.live) == 2 and all(s.state == "connected" for s in manager.live.values()),
+                         10, "both connected")
+        (target,) = [s for s in manager.live.values() if s.peer_id == flooder.pc_id]
+        for _ in range(500):
+            flooder.send({"label": "rtvi-ai", "type": "client-message", "data": "x" * 3000})  # over max_message_bytes
+        await wait_until(lambda: target.id not in manager.live, 15, "the flooding peer's session closing")
+        assert len(target.events) <= manager.options.kept_events and target.junk.total < 500
+        said = time.monotonic() + calm.say(tone(0.3, 16000, 300, 10000))
+        await calm.wait_for_loud(timeout=5, after=said)  # the other participant still talks
+        await flooder.close()
+        await calm.close()
