@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger  # noqa: E402
 
 from pipelines.audio import write_wav  # noqa: E402
-from pipelines.server import running  # noqa: E402
+from pipelines.server.app import running  # noqa: E402
 from pipelines.validate import Agent, load_agent_text  # noqa: E402
 from processors.tone import tone  # noqa: E402
 from transports.clients.chromium import chromium  # noqa: E402
 from transports.clients.talk import Talker  # noqa: E402
 from transports.clients.webrtc import WebRTCPeer  # noqa: E402
-from transports.served import peer_from  # noqa: E402
+from pipelines.server.served import peer_from  # noqa: E402
 
 AGENT = """
 version: 1

@@ -52,6 +52,8 @@ class BuiltAgent:
     llm_context: Any = None
     interruptions: InterruptionGuard | None = None
     client_observer: Any = None
+    settings_gate: Any = None
+    """The ``SettingsGate`` placed after the LLM when built with ``settings_gate=True`` (and an LLM at the top level)."""
 
     async def interrupt(self) -> None:
         """Interrupts the bot: every processor flushes, nothing said before comes out after.
@@ -92,8 +94,12 @@ class BuiltAgent:
 
 
 class _Builder:
-    def __init__(self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool):
+    def __init__(
+        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool
+    ):
         self.agent = agent
+        self.settings_gate = settings_gate
+        self.gate = None
         self.peer = peer
         self.guard_interruptions = guard_interruptions
         self.transport_component = transport_override or agent.transport
@@ -125,6 +131,8 @@ class _Builder:
         for pid, component in self.agent.processors.items():
             self.processors[pid] = _label(self.make(component), pid)
         steps = self.chain(self.agent.steps)
+        if self.settings_gate:
+            steps = self.gated(steps, llm_context)
         keeper = self.conversation()
         if keeper is not None:
             steps.insert(0, keeper)
@@ -141,7 +149,7 @@ class _Builder:
         if self.guard_interruptions:
             guard = InterruptionGuard(pipeline, {p: pid for pid, p in self.processors.items()})
         return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
-                          client_observer)
+                          client_observer, self.gate)
 
     def conversation(self) -> "ConversationKeeper | None":
         """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
@@ -154,6 +162,26 @@ class _Builder:
         if settings.idle is not None:  # validation made sure there is a context block
             self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
         return keeper
+
+    def gated(self, chain: list[FrameProcessor], llm_context: Any) -> list[FrameProcessor]:
+        """``chain`` with a ``SettingsGate`` right after its (top-level) LLM; unchanged without one."""
+        from pipecat.services.llm_service import LLMService
+        from pipecat.services.settings import LLMSettings, TTSSettings
+        from pipecat.services.tts_service import TTSService
+        from pipelines.sessions.settings_gate import SettingsGate
+
+        llms = [i for i, p in enumerate(chain) if isinstance(p, LLMService)]
+        if not llms:
+            return chain
+        tts = next((p for p in self.processors.values() if isinstance(p, TTSService)), None)
+        self.gate = SettingsGate(
+            context=llm_context,
+            speaks=tts is not None,
+            llm_settings=getattr(type(chain[llms[0]]), "Settings", LLMSettings),
+            tts_settings=getattr(type(tts), "Settings", TTSSettings),
+            name="settings_gate",
+        )
+        return chain[: llms[0] + 1] + [self.gate] + chain[llms[0] + 1 :]
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]
@@ -177,7 +205,12 @@ def _label(processor: FrameProcessor, pid: str) -> FrameProcessor:
 
 
 def build_agent(
-    agent: Agent, *, transport: Component | None = None, peer: Any = None, guard_interruptions: bool = True
+    agent: Agent,
+    *,
+    transport: Component | None = None,
+    peer: Any = None,
+    guard_interruptions: bool = True,
+    settings_gate: bool = False,
 ) -> BuiltAgent:
     """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
 
@@ -187,5 +220,8 @@ def build_agent(
 
     ``guard_interruptions=False`` builds the plain pipecat graph, without the
     interruption guarantee: only tests and benchmarks comparing with pipecat want it.
+
+    ``settings_gate=True`` places a ``SettingsGate`` right after the LLM (the
+    server does, so runtime settings changes wait for the response's end).
     """
-    return _Builder(agent, transport, peer, guard_interruptions).build()
+    return _Builder(agent, transport, peer, guard_interruptions, settings_gate).build()

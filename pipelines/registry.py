@@ -94,6 +94,24 @@ class Factory(Protocol):
     def __call__(self, params: Any, ctx: BuildContext, /) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Servable:
+    """How the agent server (``pipelines.server``) connects a participant to a transport it serves.
+
+    A transport type with a ``servable`` descriptor can be served by
+    ``framegraph serve``; the server reads only this, never the type's name.
+
+    Attributes:
+        signalling: ``"sdp-offer"``: the client posts an SDP offer over HTTP
+            and the server answers it (trickled ICE candidates follow); the
+            factory gets the accepted peer connection (SmallWebRTC).
+            ``"socket"``: the client opens a WebSocket and the factory gets
+            the accepted socket as it is (its serializer is the transport's).
+    """
+
+    signalling: str
+
+
 class Serve(Protocol):
     """Runs a served transport's agent: accepts participants and builds a graph for each."""
 
@@ -114,6 +132,8 @@ class TypeInfo:
             daily, file): awaited by ``framegraph run`` instead of one worker;
             ``options`` are the run options (``pipelines.runner.RunOptions``:
             host, port, realtime).
+        servable: how the agent server connects a participant to this
+            transport (see ``Servable``); None when it cannot be served.
     """
 
     kind: str
@@ -122,6 +142,7 @@ class TypeInfo:
     factory: Factory
     summary: str
     serve: Serve | None = None
+    servable: Servable | None = None
 
 
 class Registry:

@@ -8,7 +8,7 @@ import numpy as np
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
-from pipelines.server import running
+from pipelines.server.app import running
 from pipelines.validate import Agent, Component
 from transports.clients.talk import Talker
 from processors.avatar import arkit, wire

@@ -1,4 +1,4 @@
-"""The web page in headless Chromium: fake microphone in, bot transcript out, reconnection.
+"""The web page in headless Chromium: fake microphone in, bot transcript out, reconnection and resume.
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
 --test``) is driven over the DevTools protocol (``transports.clients.chromium``); its fake
@@ -12,7 +12,7 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.audio import write_wav
-from pipelines.server import running
+from pipelines.server.app import running
 from transports.clients.chromium import chromium
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
@@ -26,7 +26,8 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
     agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
     mic = await fake_microphone(tmp_path / "mic.wav", "hello")
     async with chromium(tmp_path / "profile", mic) as page:
-        async with running(agent) as (url, server):
+        store = str(tmp_path / "sessions.db")
+        async with running(agent, store=store) as (url, server):
             port = int(url.rsplit(":", 1)[1])
             await page.call("Page.navigate", url=url)
             await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")
@@ -39,6 +40,7 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
             assert line.startswith("Hello!")
             assert await page.eval("(window.framegraph.transcript.find(l => l.who === 'user') || {}).text") == "hello"
             assert line in await page.eval("document.getElementById('transcript').textContent")
+            first = await page.eval("window.framegraph.session.id")
 
         # The server is gone: the page shows each retry step, 1 s then 2 s.
         await page.wait_for(
@@ -46,8 +48,10 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
             15,
             "second reconnection step",
         )
-        async with running(agent, port=port) as (_, server):
+        # The server is back with its store: the page resumes the same session with its token.
+        async with running(agent, port=port, store=store) as (_, server):
             await page.wait_for("window.framegraph.state === 'connected'", 20, "reconnected")
             texts = await page.eval("window.framegraph.history.map(h => h.text)")
             assert any("reconnecting in 1 s (attempt 1)" in t for t in texts)
-            assert len(server.sessions) == 1
+            assert list(server.sessions) == [first]
+            assert await page.eval("window.framegraph.session.id") == first

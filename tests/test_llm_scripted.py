@@ -32,6 +32,7 @@ processors:
       - {{match: "weather|rain", reply: "It is sunny today. Enjoy it!"}}
       - {{match: "\\\\bhello\\\\b", reply: "Hello{greeting}."}}
       - {{match: "story", reply: "{story}"}}
+      - {{match: "my name", recall: "call me (\\\\w+)", reply: "Your name is \\\\1."}}
     fallback: "Sorry, say that again?"
     token_delay_ms: {delay}
 pipeline: [input, user_context, llm, output, assistant_context]
@@ -66,6 +67,14 @@ async def test_first_matching_rule_answers_case_insensitively_else_the_fallback(
         assert await reply_to(h, "Will it RAIN tomorrow?") == "It is sunny today. Enjoy it!"
         assert await reply_to(h, "hello there") == "Hello."
         assert await reply_to(h, "othello") == "Sorry, say that again?"
+
+
+async def test_a_recall_rule_answers_from_earlier_user_turns_only():
+    async with AgentHarness(load_agent_text(agent())) as h:
+        assert await reply_to(h, "what is my name?") == "Sorry, say that again?"  # nothing to recall yet
+        await reply_to(h, "please call me Ada")
+        await reply_to(h, "hello")
+        assert await reply_to(h, "what is my name?") == "Your name is Ada."
 
 
 async def test_reply_streams_token_by_token_between_start_and_end():

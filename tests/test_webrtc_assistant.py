@@ -11,7 +11,7 @@ import time
 from conftest import ROOT
 from transport_kit import on_transport, speech, wait_until
 
-from pipelines.server import running
+from pipelines.server.app import running
 from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 

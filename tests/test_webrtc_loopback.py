@@ -15,7 +15,7 @@ import weakref
 import aiohttp
 import pytest
 
-from pipelines.server import running
+from pipelines.server.app import running
 from pipelines.errors import ConfigErrors
 from pipelines.validate import load_agent, load_agent_text
 from transports import client_messages as cm

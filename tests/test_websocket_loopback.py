@@ -6,7 +6,7 @@ import time
 import wave
 
 from pipelines.audio import write_wav
-from pipelines.server import running
+from pipelines.server.app import running
 from transports.clients.talk import Talker, audio_message, talk
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
@@ -74,7 +74,7 @@ async def test_dead_peer_is_noticed_by_keepalive_and_its_worker_ends():
         # A raw socket that upgrades to WebSocket and then never answers pings.
         sock = socket.create_connection((host, int(port)))
         sock.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         try:

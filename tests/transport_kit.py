@@ -4,7 +4,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from pipelines.server import served_on
+from pipelines.server.app import served_on
 from pipelines.validate import Agent, load_agent
 
 

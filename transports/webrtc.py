@@ -1,7 +1,7 @@
 """The ``webrtc`` transport type: a browser (or any WebRTC peer) talks to the agent.
 
 ``framegraph run FILE`` serves the agent's web page and the SmallWebRTC offer
-endpoint on ``host:port`` (``pipelines.server``); each peer that connects gets
+endpoint on ``host:port`` (``pipelines.server``, docs/sessions.md); each peer that connects gets
 its own worker, built with this transport around its connection. Nothing here
 imports aiortc: validating a config must stay cheap.
 """
@@ -14,8 +14,8 @@ from pydantic import Field
 
 from pipelines.registry import TypeInfo
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
+from pipelines.server.served import SDP_OFFER, ServedParams, peer_from, serve
 from transports.common import video_io
-from transports.served import ServedParams, peer_from, serve
 
 
 class WebRTCParams(ServedParams):
@@ -54,6 +54,7 @@ TYPES = [
         params=WebRTCParams,
         factory=make_webrtc_transport,
         serve=serve,
+        servable=SDP_OFFER,
         summary="browser or WebRTC peer over SmallWebRTC (aiortc); `framegraph run` serves the page",
     ),
 ]

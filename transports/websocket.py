@@ -1,6 +1,6 @@
 """The ``websocket`` transport type: a program talks to the agent over a WebSocket.
 
-``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``);
+``framegraph run FILE`` serves ``ws://host:port/ws`` (``pipelines.server``, docs/sessions.md);
 each connection gets its own worker. ``serializer`` picks the wire format:
 pipecat's protobuf frames (``pipecat.frames.protobufs``, which pipecat's
 JavaScript client and ``framegraph talk URL --input in.wav`` speak), JSON RTVI
@@ -10,15 +10,13 @@ pings every ``ping_interval_secs`` and drops a client whose pong is
 ``ping_timeout_secs`` late, so a dead peer is noticed within their sum.
 """
 
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from pipelines.registry import TypeInfo
+from pipelines.server.served import SOCKET, ServedParams, peer_from, serve
 from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
-from transports.served import ServedParams, peer_from, serve
 
 #: Longest a dead peer may go unnoticed, seconds.
 MAX_DEAD_PEER_SECS = 30
@@ -65,6 +63,7 @@ TYPES = [
         params=WebsocketParams,
         factory=make_websocket_transport,
         serve=serve,
+        servable=SOCKET,
         summary="a program over a WebSocket: pipecat protobuf or JSON RTVI (pipecat's eval harness); `framegraph talk` is a client",
     ),
 ]

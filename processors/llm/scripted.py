@@ -42,10 +42,17 @@ _TOKEN = re.compile(r"\s*\S+")
 
 @dataclass(frozen=True)
 class Rule:
-    """Reply ``reply`` when ``pattern`` is found in the user's last message, or call ``tool`` first."""
+    """Reply ``reply`` when ``pattern`` is found in the user's last message, or call ``tool`` first.
+
+    With ``recall``, the rule applies only when ``recall`` is also found in an
+    earlier user message (the newest that matches); ``\\1``... in ``reply``
+    are its groups. That lets a script answer a follow-up that needs the
+    earlier turns (a resumed conversation's context).
+    """
 
     pattern: re.Pattern
     reply: str
+    recall: re.Pattern | None = None
     tool: str | None = None
     #: The call's arguments; string values are filled from the match's named groups.
     arguments: Mapping[str, Any] = field(default_factory=dict)
@@ -68,17 +75,18 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def last_user_text(context: LLMContext) -> str:
-    """The text of the newest user message in ``context``, or ""."""
+def user_texts(context: LLMContext) -> list[str]:
+    """The texts of the user messages in ``context``, newest first."""
+    texts = []
     for message in reversed(context.get_messages()):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
         if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.append(" ".join(part.get("text", "") for part in content if isinstance(part, dict)))
+    return texts
 
 
 class ScriptedLLMService(LLMService):
@@ -125,18 +133,25 @@ class ScriptedLLMService(LLMService):
         #: Tool calls in flight: tool_call_id -> (rule, the match's named groups).
         self._calls: dict[str, tuple[Rule, dict[str, str]]] = {}
 
-    def reply_to(self, text: str) -> str:
-        """The reply the rules give to ``text`` (a tool rule's ``say``)."""
-        rule, _ = self._match(text)
+    def reply_to(self, text: str, earlier: list[str] = ()) -> str:
+        """The reply the rules give to ``text`` after the ``earlier`` user texts, newest first (a tool rule's ``say``)."""
+        rule, _, reply = self._match(text, earlier)
         if rule is None:
             return self._fallback
-        return rule.say if rule.tool else rule.reply
+        return rule.say if rule.tool else reply
 
-    def _match(self, text: str) -> tuple[Rule | None, dict[str, str]]:
+    def _match(self, text: str, earlier: list[str]) -> tuple[Rule | None, dict[str, str], str]:
+        """The first rule that applies, the match's named groups, and its reply (``recall`` groups expanded)."""
         for rule in self._rules:
-            if match := rule.pattern.search(text):
-                return rule, {k: v for k, v in match.groupdict().items() if v is not None}
-        return None, {}
+            if not (match := rule.pattern.search(text)):
+                continue
+            groups = {k: v for k, v in match.groupdict().items() if v is not None}
+            if rule.recall is None:
+                return rule, groups, rule.reply
+            found = next((m for m in map(rule.recall.search, earlier) if m), None)
+            if found:
+                return rule, groups, found.expand(rule.reply)
+        return None, {}, self._fallback
 
     def _reply_to_result(self, message: dict) -> str | None:
         """The reply to a tool result message of one of our calls, or None if it is not one."""
@@ -172,9 +187,10 @@ class ScriptedLLMService(LLMService):
             if reply is not None:
                 await self._speak(reply)
             return
-        rule, groups = self._match(last_user_text(context))
+        texts = user_texts(context)
+        rule, groups, reply = self._match(texts[0] if texts else "", texts[1:])
         if rule is None or not rule.tool:
-            await self._speak(rule.reply if rule else self._fallback)
+            await self._speak(reply)
             return
         await self._call(rule, groups, context)
 

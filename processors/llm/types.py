@@ -22,8 +22,13 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     match: str = Field(description="regular expression searched in the user's last message (case-insensitive)")
-    reply: str = Field("", description="what the bot says; with a tool, after its result: {field} from the "
-                       "result's JSON object and the match's named groups")
+    reply: str = Field("", description="what the bot says; several sentences stream token by token; with a tool, "
+                       "after its result: {field} from the result's JSON object and the match's named groups; "
+                       "with `recall`, `\\1`... are its groups")
+    recall: str | None = Field(
+        None, description="regular expression searched in the user's earlier messages (newest first); the rule "
+        "applies only when one matches, so a reply can depend on what was said before"
+    )
     tool: str | None = Field(None, description="a tool of this LLM's tools: list to call first")
     arguments: dict[str, Any] = Field(
         default_factory=dict, description="the tool call's arguments; {group} in strings from the match"
@@ -31,9 +36,11 @@ class RuleParams(BaseModel):
     say: str = Field("", description="with a tool: said before calling it")
     on_error: str = Field("", description="with a tool: said when its result is an error (default: the fallback)")
 
-    @field_validator("match")
+    @field_validator("match", "recall")
     @classmethod
-    def _compiles(cls, pattern: str) -> str:
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
         try:
             re.compile(pattern)
         except re.error as e:
@@ -101,6 +108,7 @@ def make_scripted(params: ScriptedParams, ctx):
             re.compile(r.match, re.IGNORECASE),
             # A tool rule's reply is filled when the result comes, persona variables included.
             r.reply if r.tool else say(r.reply, f"rules[{i}].reply"),
+            recall=re.compile(r.recall, re.IGNORECASE) if r.recall else None,
             tool=r.tool,
             arguments=r.arguments,
             say=say(r.say, f"rules[{i}].say"),

@@ -1,14 +1,18 @@
 // framegraph's web page: talk to the agent over WebRTC with nothing but the browser.
 //
-// A plain RTCPeerConnection posts its offer to /api/offer (pipecat's
+// The page asks the server for a session (POST /sessions: an id and a resume
+// token, kept in sessionStorage), then a plain RTCPeerConnection posts its
+// offer to /sessions/{id}/offer with the token as a bearer (pipecat's
 // SmallWebRTC signalling), sends the microphone, plays the bot, and keeps a
 // data channel for messages: a ping every second (the server drops a peer it
 // stops hearing), the live transcript, and bot-interrupted, on which the page
 // silences the bot's audio until it starts speaking again, so nothing of a
 // cut-off answer is heard. A lost connection is retried after 1 s, then 2, 4,
-// ... up to 30 s, each step shown in the state line; each retry asks to resume
-// the same session (pc_id, restart_pc), so a short network drop keeps the
-// conversation, and the server starts a new one when it has ended it.
+// ... up to 30 s, each step shown in the state line; each retry resumes the
+// same session with its id and token (the server keeps a dropped session for
+// its grace period, 5 minutes by default, and restores its conversation), and
+// the page starts a new session when the server answers that it has ended.
+// With an API key on the server, open the page as /?key=KEY.
 "use strict";
 
 const PING_MS = 1000;
@@ -35,8 +39,39 @@ let pingTimer = null;
 let retryTimer = null;
 let interruptedTimer = null;
 let attempt = 0;
-let sessionPc = null; // the server's pc_id of our session, to resume it
 let wanted = false;
+const SESSION_KEY = "framegraph-session";
+const apiKey = new URLSearchParams(location.search).get("key");
+
+// Our session ({id, token}), kept across reconnections and page reloads.
+function savedSession() {
+  try {
+    return JSON.parse(sessionStorage.getItem(SESSION_KEY));
+  } catch {
+    return null;
+  }
+}
+
+function forgetSession() {
+  sessionStorage.removeItem(SESSION_KEY);
+  framegraph.session = null;
+}
+
+async function session() {
+  const saved = savedSession();
+  if (saved && saved.id && saved.token) return (framegraph.session = saved);
+  const response = await fetch("/sessions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}) },
+    body: "{}",
+    signal: AbortSignal.timeout(OFFER_TIMEOUT_MS),
+  });
+  if (!response.ok) throw new Error(`the agent refused a session (${response.status})`);
+  const created = await response.json();
+  const kept = { id: created.id, token: created.token };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(kept));
+  return (framegraph.session = kept);
+}
 
 function setState(state, text) {
   framegraph.state = state;
@@ -74,7 +109,6 @@ function onMessage(event) {
     return;
   }
   if (msg.type === "signalling" && msg.message && msg.message.type === "peerLeft") {
-    sessionPc = null; // the session is over: the next call starts a new one
     lost("the agent closed the connection");
     return;
   }
@@ -154,20 +188,17 @@ async function connect() {
     };
     await peer.setLocalDescription(await peer.createOffer());
     await iceGathered(peer);
-    const response = await fetch("/api/offer", {
+    const ours = await session();
+    const response = await fetch(`/sessions/${encodeURIComponent(ours.id)}/offer`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        sdp: peer.localDescription.sdp,
-        type: peer.localDescription.type,
-        ...(sessionPc ? { pc_id: sessionPc, restart_pc: true } : {}),
-      }),
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${ours.token}` },
+      body: JSON.stringify({ sdp: peer.localDescription.sdp, type: peer.localDescription.type }),
       signal: AbortSignal.timeout(OFFER_TIMEOUT_MS),
     });
+    if (response.status === 404) forgetSession(); // ended or expired: the next try starts a new one
     if (!response.ok) throw new Error(`the agent refused the call (${response.status})`);
     const answer = await response.json();
     if (peer !== pc) return;
-    sessionPc = answer.pc_id;
     await peer.setRemoteDescription(answer);
   } catch (err) {
     if (err && err.name === "NotAllowedError") {
@@ -218,7 +249,7 @@ ui.connect.addEventListener("click", () => {
 
 ui.disconnect.addEventListener("click", () => {
   wanted = false;
-  sessionPc = null;
+  forgetSession();
   clearTimeout(retryTimer);
   teardown();
   ui.connect.disabled = false;

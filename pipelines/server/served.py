@@ -1,17 +1,27 @@
-"""Transports the server builds once per connecting client (webrtc, websocket).
+"""What a transport module needs to be served: its params' base, the peer, ``serve``.
 
-The server accepts a connection, then builds the agent with
+A servable transport type (``TypeInfo.servable``, see ``pipelines.registry.Servable``)
+takes ``ServedParams`` (where the server listens, how many participants it
+takes, TLS). The server accepts a connection, then builds the agent with
 ``build_agent(agent, peer=connection)``; the transport factory finds it in
-``BuildContext.peer``.
+``BuildContext.peer`` (``peer_from``). This module is light (no FastAPI, no
+aiortc) so that validating a config stays cheap.
 """
 
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from pipelines.registry import BuildContext
+from pipelines.registry import BuildContext, Servable
 from pipelines.spec import ConfigFile
 from transports.common import AudioTransportParams
+
+SDP_OFFER = Servable(signalling="sdp-offer")
+"""Served by answering an SDP offer (``POST /sessions/{id}/offer``)."""
+
+SOCKET = Servable(signalling="socket")
+"""Served by handing an accepted WebSocket over (``WS /sessions/{id}/ws``)."""
+
 
 class ServedParams(AudioTransportParams):
     """Where the server listens and how many participants it takes."""
@@ -53,6 +63,6 @@ def peer_from(ctx: BuildContext, transport_type: str) -> Any:
 
 async def serve(agent: Any, options: Any) -> None:
     """``TypeInfo.serve`` of the served transports: ``framegraph run`` awaits it."""
-    from pipelines.server import serve as serve_agent
+    from pipelines.server.app import serve as serve_agents
 
-    await serve_agent(agent, options)
+    await serve_agents([agent], options)

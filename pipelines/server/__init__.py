@@ -1,0 +1,13 @@
+"""The agent server: sessions of any servable transport over a REST API, with limits and a dashboard.
+
+One module each (docs/sessions.md, docs/security.md):
+
+- ``served``: what a servable transport module uses (``ServedParams``, ``peer_from``, ``serve``,
+  the ``SDP_OFFER``/``SOCKET`` descriptors). Light: configs validate without FastAPI.
+- ``options``: ``ServerOptions``, every limit and its default.
+- ``limits``: body-size and access (Host, Origin) middleware, the junk meter, the exposure warning.
+- ``signalling``: SDP offer/answer models and the offer check.
+- ``manager``: ``SessionManager``: admission, placement, workers, resume, persistence.
+- ``routes``: the REST API, pipecat's runner routes, the page and the dashboard.
+- ``app``: the app with its middleware and uvicorn's limits; ``serve``, ``running``, ``served_on``.
+"""

@@ -1,0 +1,163 @@
+"""Starting the server: the app with its middleware, uvicorn's limits, ``serve`` and ``running``.
+
+``serve(agents, options)`` is what ``framegraph serve FILE...`` and
+``framegraph run`` of a servable agent await; ``running(agent, ...)`` serves
+in the caller's event loop for tests and benchmarks.
+"""
+
+import asyncio
+import socket
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from loguru import logger
+from starlette.middleware.cors import CORSMiddleware
+
+from pipelines.registry import default_registry
+from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
+from pipelines.server.manager import SessionManager
+from pipelines.server.options import ServerOptions
+from pipelines.server.routes import create_app
+from pipelines.sessions.store import store_for
+from pipelines.validate import Agent, Component
+
+
+def default_store(agent: Agent) -> str:
+    """The SQLite file a server keeps its sessions in when no ``--store`` is given."""
+    return str(Path(agent.config_dir) / ".framegraph" / "sessions.db")
+
+
+def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, SessionManager]:
+    """The ASGI app (middleware included) and its session manager for ``agents``."""
+    by_name: dict[str, Agent] = {}
+    for agent in agents:
+        if agent.transport.type.servable is None:
+            raise ValueError(f"{agent.spec.name}: the {agent.transport.type.name} transport cannot be served")
+        if agent.spec.name in by_name:
+            raise ValueError(f"two agents are named {agent.spec.name!r}; give each file its own name")
+        by_name[agent.spec.name] = agent
+    location = options.store or default_store(agents[0])
+    if not location.startswith(("redis://", "rediss://", "unix://")):
+        Path(location.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
+    manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
+    title = "framegraph: " + ", ".join(by_name)
+    fastapi_app = create_app(manager, api_key=options.api_key, title=title)
+    fastapi_app.router.lifespan_context = _lifespan
+    app: Any = fastapi_app
+    if options.allowed_origins:
+        app = CORSMiddleware(app, allow_origins=options.allowed_origins, allow_methods=["*"],
+                             allow_headers=["authorization", "content-type"])
+    host = options.host or agents[0].transport.params.host
+    app = AccessGuard(app, allowed_hosts=[host, *options.allowed_hosts], allowed_origins=options.allowed_origins)
+    app = BodyLimit(app, options.max_body_bytes)
+    return app, manager
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    await app.state.manager.start()
+    try:
+        yield
+    finally:
+        await app.state.manager.close()
+        await app.state.webrtc.close()
+
+
+def server_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.Config, SessionManager]:
+    """uvicorn settings: address, TLS, WebSocket keep-alive and size limits, idle and slow-header timeouts."""
+    first = agents[0].transport.params
+    tls = {
+        "ssl_certfile": str(agents[0].config_dir / first.ssl_certfile),
+        "ssl_keyfile": str(agents[0].config_dir / first.ssl_keyfile),
+    } if first.ssl_certfile else {}
+    app, manager = build_app(agents, options)
+    config = uvicorn.Config(
+        app,
+        host=options.host or first.host,
+        port=first.port if options.port is None else options.port,
+        ws_ping_interval=getattr(first, "ping_interval_secs", 10.0),
+        ws_ping_timeout=getattr(first, "ping_timeout_secs", 10.0),
+        ws_max_size=options.max_message_bytes,
+        # An idle keep-alive connection is closed after this; a request whose
+        # headers do not arrive in time by TimelyH11Protocol; large headers by h11's limit.
+        timeout_keep_alive=options.keep_alive_s,
+        http=timely_http_protocol(options.header_timeout_s),
+        h11_max_incomplete_event_size=16 * 1024,
+        limit_concurrency=1000,
+        log_level="warning",
+        # Sessions are ended by the manager; a connection still open after this does not hold the shutdown.
+        timeout_graceful_shutdown=5,
+        **tls,
+    )
+    return config, manager
+
+
+async def serve(agents: list[Agent], options: Any = None) -> None:
+    """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
+    if not isinstance(options, ServerOptions):
+        options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
+    config, _ = server_config(agents, options)
+    warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
+    if warning:
+        logger.warning(warning)
+        print(f"warning: {warning}", flush=True)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not (server.started or serving.done()):
+        await asyncio.sleep(0.05)
+    if server.started:
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        where = f"http{'s' if config.ssl_certfile else ''}://{host}:{port}/"
+        names = ", ".join(repr(a.spec.name) for a in agents)
+        print(f"serving {names} on {where} (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
+    await serving
+
+
+@asynccontextmanager
+async def running(agent: Agent | list[Agent], host: str = "127.0.0.1", port: int = 0, **options: Any):
+    """Serves in this event loop while the block runs; yields (base URL, SessionManager).
+
+    Port 0 picks a free port; ``options`` are ``ServerOptions`` fields. Without
+    a ``store`` the sessions go to a SQLite file in a temporary folder.
+    """
+    import tempfile
+
+    agents = agent if isinstance(agent, list) else [agent]
+    with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
+        options.setdefault("store", str(Path(tmp) / "sessions.db"))
+        config, manager = server_config(agents, ServerOptions(host=host, port=port, **options))
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the server stopped before it started")
+                await asyncio.sleep(0.02)
+            bound = server.servers[0].sockets[0].getsockname()
+            scheme = "https" if config.ssl_certfile else "http"
+            yield f"{scheme}://{bound[0]}:{bound[1]}", manager
+        finally:
+            await manager.stop_sessions()  # before uvicorn waits for the sessions' connections to close
+            server.should_exit = True
+            await task
+
+
+def served_on(agent: Agent, transport: str, **params: Any) -> Agent:
+    """``agent`` with its transport replaced by a servable ``transport`` one (sample rates kept)."""
+    info = default_registry().get("transport", transport)
+    if info is None or info.servable is None:
+        raise ValueError(f"{transport!r} is not a transport the server serves")
+    rates = {k: getattr(agent.transport.params, k) for k in ("audio_in_sample_rate", "audio_out_sample_rate")}
+    return replace(agent, transport=Component(agent.transport.id, info, info.params(**rates, **params)))
+
+
+def servable_transports() -> list[str]:
+    """The names of the registered transports the server can serve."""
+    registry = default_registry()
+    return [n for n in registry.names("transport") if registry.get("transport", n).servable is not None]

@@ -1,0 +1,476 @@
+"""The session manager: admission, placement, one worker per connection, resume, persistence.
+
+Every way into a session goes through here (the REST API, pipecat's runner
+routes, the page): the routes only parse and authorize. That keeps placement
+and routing in one place, where several worker processes and several
+servers (docs/sessions.md, "Several servers") will plug in.
+
+A session's life on this server:
+
+- ``create``: admission (atomic: the check and the reservation happen with no
+  ``await`` between them, so five concurrent offers against two slots admit
+  exactly two), the durable record (STARTING), and a connect deadline: a
+  session whose client never connects ends after ``connect_timeout_s``.
+- ``connect``: builds the agent around the accepted connection (the peer
+  goes to the factory as ``BuildContext.peer``), restores the conversation
+  (the system prompt rebuilt from the agent, persona and settings, then the
+  stored last 100 messages) and runs one worker until the connection ends.
+  Every completed turn is appended to the store; connecting sets ACTIVE.
+- the connection ends: DISCONNECTED (resumable for ``grace_s``) unless the
+  session was deleted (ENDED); a resume is ``connect`` again with the token.
+"""
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from loguru import logger
+
+from pipecat.frames.frames import OutputTransportMessageUrgentFrame
+from pipelines.builder import BuiltAgent, build_agent
+from pipelines.runner import run_worker
+from pipelines.server.limits import JunkMeter
+from pipelines.server.options import ServerOptions
+from pipelines.sessions.housekeeping import Housekeeper
+from pipelines.sessions.metrics import SessionMetrics
+from pipelines.server.latency import TurnLatency
+from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
+from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
+from pipelines.sessions.store import SessionNotFound, SessionStore
+from pipelines.validate import Agent, Component
+from transports.client_messages import message as client_message
+
+
+KEPT_FINISHED = 100
+"""Finished live entries kept for ``sessions`` (people and tests look at their events)."""
+
+
+class Full(Exception):
+    """No slot for a new live session; the message says whose limit."""
+
+
+class Refused(Exception):
+    """The request cannot be served for this session (its state, its agent); the message says why."""
+
+
+@dataclass
+class LiveSession:
+    """What this server holds of a session while it may run here: its slot, worker and recent events."""
+
+    id: str
+    agent: Agent
+    kept_events: int
+    #: "starting", "connected", "ended" (the worker finished) or "failed".
+    state: str = "starting"
+    events: deque = field(default_factory=deque)
+    built: BuiltAgent | None = None
+    worker: Any = None
+    peer_id: str = ""
+    deleted: bool = False
+    #: Whether a pipecat runner client (``POST /start``) may connect without the token, once.
+    open_once: bool = False
+    last_turn_at: float = field(default_factory=time.monotonic)
+    junk: JunkMeter | None = None
+    close_peer: Any = None
+    #: Created here (not resumed): ends, rather than waits for a resume, when no client ever connects.
+    fresh: bool = False
+    connected_once: bool = False
+    #: Latencies measured since the last stored turn, by name.
+    latencies: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.events = deque(maxlen=self.kept_events)
+
+    @property
+    def transport(self) -> str:
+        return self.agent.transport.type.name
+
+    def event(self, name: str, detail: str = "") -> None:
+        """Records (the newest ``kept_events``) and logs an event; a few names set the state."""
+        self.events.append({"time": time.time(), "event": name, "detail": detail[:500]})
+        if name != "refused":  # refusals are counted and summarized by the JunkMeter
+            log = logger.warning if name in ("dropped", "failed") else logger.info
+            log(f"session {self.id} ({self.transport}): {name}" + (f": {detail}" if detail else ""))
+        if name in ("connected", "ended", "failed"):
+            self.state = name
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "transport": self.transport, "state": self.state, "events": list(self.events)}
+
+
+class SessionManager:
+    """Runs this server's sessions of one or several agents on a durable store."""
+
+    def __init__(self, agents: dict[str, Agent], store: SessionStore, options: ServerOptions, server_id: str):
+        self.agents = agents
+        self.store = store
+        self.options = options
+        self.server_id = server_id
+        self.metrics = SessionMetrics()
+        self.live: dict[str, LiveSession] = {}
+        self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
+        self._tasks: set[asyncio.Task] = set()
+        self.housekeeper = Housekeeper(
+            store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
+            grace_s=options.grace_s, server_info=lambda: {"live": str(len(self.live))},
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> list[str]:
+        """Opens the store, marks sessions left live by a crash DISCONNECTED, starts housekeeping."""
+        await self.store.open()
+        recovered = await self.store.recover(owner=self.server_id)
+        if recovered:
+            logger.info(f"{len(recovered)} session(s) left live by the last run are DISCONNECTED and resumable")
+        self.housekeeper.start()
+        self._spawn(self._idle_watch())
+        return recovered
+
+    async def stop_sessions(self) -> None:
+        """Ends every worker (their sessions stay resumable) and waits until their connections are released."""
+        await asyncio.gather(*(s.worker.cancel(reason="the server is shutting down") for s in self.live.values() if s.worker))
+        for _ in range(100):
+            if not any(s.worker for s in self.live.values()):
+                break
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """Ends every worker, stops housekeeping, closes the store."""
+        await self.stop_sessions()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.housekeeper.stop()
+        await self.store.close()
+
+    @property
+    def sessions(self) -> dict[str, LiveSession]:
+        """This server's live entries and the last finished ones, by id (for people and tests)."""
+        return {**{s.id: s for s in self._finished}, **self.live}
+
+    def full(self, agent: Agent | None = None) -> str | None:
+        """Why a new session of ``agent`` (the only one by default) would be refused now, or None."""
+        try:
+            self._admit(agent or next(iter(self.agents.values())))
+        except Full as e:
+            return str(e)
+        return None
+
+    # -- admission -------------------------------------------------------------
+
+    def agent_named(self, name: str | None) -> Agent:
+        """The served agent called ``name`` (the only one when None)."""
+        if name is None and len(self.agents) == 1:
+            return next(iter(self.agents.values()))
+        if name is None:
+            raise Refused(f"this server runs several agents; name one of: {', '.join(sorted(self.agents))}")
+        if name not in self.agents:
+            raise Refused(f"no agent named {name!r}; this server runs: {', '.join(sorted(self.agents))}")
+        return self.agents[name]
+
+    def _admit(self, agent: Agent) -> None:
+        """Raises ``Full`` unless a slot is free. Synchronous: the caller reserves before any ``await``."""
+        if len(self.live) >= self.options.max_sessions:
+            raise Full(f"the server runs {len(self.live)} sessions, its limit; try again later")
+        limit = getattr(agent.transport.params, "max_participants", None)
+        mine = sum(s.agent.spec.name == agent.spec.name for s in self.live.values())
+        if limit is not None and mine >= limit:
+            raise Full(f"agent {agent.spec.name!r} is talking to {mine} participants, its limit; try again later")
+
+    async def create(self, agent_name: str | None = None, variables: dict[str, str] | None = None,
+                     *, open_once: bool = False) -> tuple[Session, str]:
+        """A new STARTING session with a slot; returns it and its resume token.
+
+        Raises:
+            Full: No slot. Refused: Unknown agent or bad persona variables.
+        """
+        agent = self.agent_named(agent_name)
+        agent = with_variables(agent, variables or {})
+        self._admit(agent)
+        placeholder = new_session_id()
+        self.live[placeholder] = LiveSession(placeholder, agent, self.options.kept_events)  # the slot, before any await
+        try:
+            session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables)
+        finally:
+            self.live.pop(placeholder)
+        live = self.live[session.id] = LiveSession(
+            session.id, agent, self.options.kept_events, open_once=open_once, fresh=True
+        )
+        self._spawn(self._connect_deadline(live))
+        return session, token
+
+    async def resume(self, session_id: str) -> LiveSession:
+        """This server's live entry for ``session_id``, taking a slot again for a DISCONNECTED one.
+
+        Raises:
+            SessionNotFound: No such session (or it ended). Full: No slot. Refused: It is connected now.
+        """
+        live = self.live.get(session_id)
+        if live is not None and live.worker is None:
+            return live
+        if live is not None:  # the client is back on a new connection: it replaces the old one
+            live.event("replaced", "the client resumed on a new connection")
+            await live.worker.cancel(reason="replaced by a resumed connection")
+            for _ in range(200):
+                if self.live.get(session_id) is not live:
+                    break
+                await asyncio.sleep(0.025)
+            else:
+                raise Refused("the session's previous connection is still closing; try again")
+        session = await self.store.get(session_id)
+        if session.state == SessionState.ENDED or session.agent not in self.agents:
+            raise SessionNotFound(session_id)
+        if session_id in self.live:  # another request took it during the await
+            raise Refused("the session is being resumed by another connection")
+        agent = with_variables(self.agents[session.agent], session.variables)
+        self._admit(agent)
+        live = self.live[session_id] = LiveSession(session_id, agent, self.options.kept_events)
+        self._spawn(self._connect_deadline(live))
+        return live
+
+    async def authorize(self, session_id: str, token: str | None) -> bool:
+        """Whether ``token`` is the session's resume token (same answer and time for an unknown id)."""
+        return bool(token) and await self.store.verify_token(session_id, token)
+
+    # -- running ---------------------------------------------------------------
+
+    async def connect(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
+        """Runs ``live``'s agent around ``peer`` until the connection ends (awaits the worker)."""
+        live.open_once = False
+        live.close_peer = close_peer
+        live.peer_id = getattr(peer, "pc_id", "") or ""
+        live.junk = JunkMeter(f"session {live.id}", per_s=self.options.junk_per_s, burst=self.options.junk_burst)
+        try:
+            session = await self.store.get(live.id)
+            built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            persisted = restore_context(built, session)
+            self._watch(live, built, session, persisted)
+            latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
+                                  lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
+            live.worker = built.worker(observers=[latency])
+            await run_worker(live.worker)
+            live.event("ended")
+        except Exception as e:
+            live.event("failed", f"{e.__class__.__name__}: {e}")
+            self.metrics.error("session")
+            await self._quietly(self.store.record_error(live.id, f"{e.__class__.__name__}: {e}"))
+        finally:
+            live.built = live.worker = live.close_peer = None  # a finished graph is large; let it be collected
+            await self._release(live)
+
+    def connect_soon(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
+        """``connect`` in the background (an SDP answer goes back at once)."""
+        self._spawn(self.connect(live, peer, close_peer))
+
+    async def end(self, session_id: str) -> bool:
+        """Ends a session for good (``DELETE``): its worker stops, its record is ENDED."""
+        live = self.live.get(session_id)
+        try:
+            await self.store.set_state(session_id, SessionState.ENDED)
+        except SessionNotFound:
+            return False
+        if live is not None:
+            live.deleted = True
+            if live.worker is not None:
+                await live.worker.cancel(reason="the session was deleted")
+            elif self.live.get(session_id) is live:
+                del self.live[session_id]
+        return True
+
+    async def change_settings(self, session_id: str, change: SettingsChange) -> bool:
+        """Applies ``change`` now, or holds it until the running response ends; True when applied now.
+
+        A session without a running worker stores it for its next connection.
+        """
+        live = self.live.get(session_id)
+        gate = live.built.settings_gate if live is not None and live.built is not None else None
+        if live is not None and live.built is not None and gate is None:
+            raise Refused("this agent has no LLM to change settings of")
+        if gate is None:
+            session = await self.store.get(session_id)
+            await self.store.set_settings(session_id, merge_settings(session.settings, change))
+            return True
+        return await gate.submit(change)
+
+    def refused_message(self, live: LiveSession, reason: str) -> None:
+        """One refused client message: counted, summarized, and the connection closed past the junk limit."""
+        live.event("refused", reason)
+        if live.junk is not None and live.junk.refused(reason) and live.close_peer is not None:
+            close, live.close_peer = live.close_peer, None
+            logger.warning(f"session {live.id}: closing a connection that sent {live.junk.total} refused messages")
+            live.event("dropped", "too many refused messages")
+            self._spawn(close())
+
+    # -- internals -------------------------------------------------------------
+
+    def _watch(self, live: LiveSession, built: BuiltAgent, session: Session, persisted: int) -> None:
+        transport = built.transport
+        agent = live.agent.spec.name
+        applied_settings = dict(session.settings)
+        state = {"persisted": persisted}
+
+        @transport.event_handler("on_client_connected")
+        async def _connected(t, client):
+            resumed = live.connected_once or not live.fresh
+            live.event("resumed" if resumed else "connected")
+            live.state = "connected"
+            live.connected_once = True
+            live.last_turn_at = time.monotonic()
+            await self._quietly(self.store.set_state(live.id, SessionState.ACTIVE, owner=self.server_id))
+
+        @transport.event_handler("on_client_disconnected")
+        async def _closed(t, client):
+            live.event("closed")
+
+        @transport.event_handler("on_peer_dropped")
+        async def _dropped(t, client, reason):
+            live.event("dropped", reason)
+
+        @transport.event_handler("on_message_refused")
+        async def _refused(t, reason):
+            self.refused_message(live, reason)
+
+        assistant = built.processors.get("assistant_context")
+        if assistant is not None and built.llm_context is not None:
+
+            @assistant.event_handler("on_assistant_turn_stopped")
+            async def _turn(aggregator, message):
+                messages = conversation(built.llm_context)
+                new, state["persisted"] = messages[state["persisted"]:], len(messages)
+                live.last_turn_at = time.monotonic()
+                self.metrics.turn_completed(agent)
+                latencies, live.latencies = live.latencies, {}
+                await self._quietly(self.store.append(live.id, new, turn=True, latencies=latencies or None))
+
+        if built.settings_gate is not None:
+
+            @built.settings_gate.event_handler("on_settings_applied")
+            async def _applied(gate, applied: AppliedChange):
+                applied_settings.update(merge_settings(applied_settings, applied.change))
+                live.event("settings-applied", "held until the response ended" if applied.held else "at once")
+                await self._quietly(self.store.set_settings(live.id, applied_settings))
+                # The client is told (an RTVI server message, in order with the bot's output).
+                told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
+                        "change": applied.change.model_dump(exclude_none=True)}
+                await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+
+            stored = {k: v for k, v in session.settings.items() if k in ("llm", "tts")}
+            if stored:
+                self._spawn(self._reapply(live, SettingsChange(**stored)))
+
+    async def _reapply(self, live: LiveSession, change: SettingsChange) -> None:
+        """Applies a resumed session's stored LLM/TTS settings once its worker runs."""
+        while live.worker is not None and not live.state == "connected":
+            await asyncio.sleep(0.05)
+        if live.worker is not None:
+            await live.worker.queue_frame(SettingsChangeFrame(change=change))
+
+    async def _release(self, live: LiveSession) -> None:
+        """The connection ended: frees the slot and records DISCONNECTED (or ENDED when deleted)."""
+        if self.live.get(live.id) is live:
+            del self.live[live.id]
+        self._finished.append(live)
+        never = live.fresh and not live.connected_once
+        state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
+        await self._quietly(self.store.set_state(live.id, state))
+
+    async def _connect_deadline(self, live: LiveSession) -> None:
+        await asyncio.sleep(self.options.connect_timeout_s)
+        if live.state != "starting" or self.live.get(live.id) is not live:
+            return
+        live.event("failed", f"no client connected within {self.options.connect_timeout_s:g} s")
+        if live.worker is not None:  # an offer was answered but the peer never connected
+            await live.worker.cancel(reason="the peer never connected")
+        else:
+            await self._release(live)
+
+    async def _idle_watch(self) -> None:
+        idle = self.options.idle_timeout_s
+        if not idle:
+            return
+        while True:
+            await asyncio.sleep(min(idle / 4, 5.0))
+            now = time.monotonic()
+            for live in list(self.live.values()):
+                if live.worker is not None and live.state == "connected" and now - live.last_turn_at > idle:
+                    live.event("idle", f"no turn for {idle:g} s")
+                    await live.worker.cancel(reason="idle")
+
+    def _latency(self, live: LiveSession, name: str, seconds: float) -> None:
+        """Keeps a measured latency for the turn's store write and records it in the metrics."""
+        live.latencies[name] = round(seconds, 4)
+        record = self.metrics.reply_latency if name == REPLY_LATENCY else self.metrics.interruption_latency
+        record(live.agent.spec.name, seconds)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quietly(self, write) -> None:
+        """Awaits a store write; a failure is logged and counted, never raised into a worker."""
+        try:
+            await write
+        except SessionNotFound:
+            pass
+        except Exception as e:
+            logger.warning(f"session store: {e.__class__.__name__}: {e}")
+            self.metrics.error("store")
+
+
+def conversation(context: Any) -> list[dict]:
+    """The context's messages without the system prompt (what the store keeps)."""
+    return [m for m in context.get_messages() if not (isinstance(m, dict) and m.get("role") == "system")]
+
+
+def restore_context(built: BuiltAgent, session: Session) -> int:
+    """Puts a resumed session's system prompt and stored messages into the built agent's context.
+
+    Returns:
+        How many conversation messages the context holds now (the next turn appends after them).
+    """
+    if built.llm_context is None:
+        return 0
+    system = [m for m in built.llm_context.get_messages() if isinstance(m, dict) and m.get("role") == "system"]
+    prompt = session.settings.get("system_prompt")
+    if prompt is not None:
+        system = [{"role": "system", "content": prompt}]
+    built.llm_context.set_messages(system + list(session.messages))
+    return len(session.messages)
+
+
+def merge_settings(settings: dict, change: SettingsChange) -> dict:
+    """``settings`` with ``change`` laid over it (what a resumed session applies again)."""
+    merged = dict(settings)
+    for key in ("llm", "tts"):
+        value = getattr(change, key)
+        if value is not None:
+            merged[key] = {**merged.get(key, {}), **value}
+    if change.system_prompt is not None:
+        merged["system_prompt"] = change.system_prompt
+    return merged
+
+
+def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
+    """``agent`` with persona ``variables`` laid over its context's (checked against its prompt).
+
+    Raises:
+        Refused: The agent has no persona prompt, or a variable is missing or unused.
+    """
+    if not variables:
+        return agent
+    from processors.llm.persona import render_persona
+
+    context = agent.context
+    if context is None or not getattr(context.params, "system_prompt", ""):
+        raise Refused("this agent has no persona prompt to take variables")
+    merged = {**(getattr(context.params, "variables", None) or {}), **variables}
+    try:
+        render_persona(context.params.system_prompt, merged)
+    except ValueError as e:
+        raise Refused(f"variables: {e}") from None
+    params = context.params.model_copy(update={"variables": merged})
+    return replace(agent, context=Component(context.id, context.type, params))

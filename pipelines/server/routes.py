@@ -1,0 +1,406 @@
+"""The server's HTTP and WebSocket routes: the REST API, pipecat's runner routes, the pages.
+
+The routes parse, authorize and hand over to the ``SessionManager``; they
+never name a transport type: an agent's ``TypeInfo.servable.signalling``
+says whether it takes SDP offers or WebSockets.
+
+Access: with an API key, every REST route (and ``/docs``, ``/openapi.json``,
+``/metrics``, ``/health``) needs ``Authorization: Bearer KEY``; a session's
+media routes (offer, ICE, WebSocket) take the session's own resume token
+(``Authorization: Bearer TOKEN`` or ``?token=``). docs/security.md has the
+whole model.
+"""
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Path as PathParam
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from loguru import logger
+from pydantic import BaseModel, Field
+
+from pipecat.transports.smallwebrtc.request_handler import (
+    IceCandidate,
+    SmallWebRTCPatchRequest,
+    SmallWebRTCRequest,
+    SmallWebRTCRequestHandler,
+)
+from pipelines.agent_info import agent_info
+from pipelines.server.limits import GuardedSocket
+from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
+from pipelines.server.served import SDP_OFFER, SOCKET
+from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
+from pipelines.sessions.dashboard import DASHBOARD_DIR
+from pipelines.sessions.model import Health, Page, Session, SessionState
+from pipelines.sessions.settings_gate import SettingsChange
+from pipelines.sessions.store import BadCursor, SessionNotFound
+
+WEB_DIR = DASHBOARD_DIR.parent.parent.parent / "transports" / "web"
+#: What a wrong token, an unknown session and an expired one all get: nothing to tell them apart.
+NOT_FOUND = "no such session, or the token does not match"
+
+
+class NewSession(BaseModel):
+    """``POST /sessions``: which agent, with which persona variables."""
+
+    agent: str | None = Field(None, max_length=200, description="Agent name (needed when the server runs several)")
+    variables: dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=dict, max_length=50, description="Persona variables ({name} values of the system prompt)"
+    )
+
+
+class Created(BaseModel):
+    """A new session: keep ``token``, it is shown only once (resume and media routes need it)."""
+
+    id: str
+    token: str
+    created_at: float
+    agent: str
+    signalling: str = Field(description="'sdp-offer': POST /sessions/{id}/offer; 'socket': WS /sessions/{id}/ws")
+
+
+class SettingsResult(BaseModel):
+    """``PATCH /sessions/{id}``: applied now, or held until the running response ends."""
+
+    applied: bool
+    held: bool
+
+
+class StartResult(BaseModel):
+    """pipecat's runner answer to ``POST /start``."""
+
+    sessionId: str
+
+
+def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> FastAPI:
+    """The FastAPI app of ``manager``'s server (``app.state.manager``)."""
+    key_required = [Depends(_bearer_key(api_key))] if api_key else []
+    # With a key, the schema and its page are behind it too (routes of our own below).
+    public_docs = api_key is None
+    # Operation ids are the handlers' names (create_session, list_sessions...), what client generators name methods after.
+    app = FastAPI(title=title, docs_url="/docs" if public_docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if public_docs else None,
+                  generate_unique_id_function=lambda route: route.name)
+    if not public_docs:
+        _protected_docs(app, key_required)
+    app.state.manager = manager
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """400 with what was wrong (never the body itself) for a request that does not fit its model."""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        logger.info(f"refused a malformed request to {request.url.path}: {problems[:300]}")
+        return JSONResponse({"detail": f"malformed request: {problems}"[:2000]}, status_code=400)
+
+    webrtc = SmallWebRTCRequestHandler(ice_servers=_ice_servers(manager))
+    app.state.webrtc = webrtc
+    api = APIRouter(dependencies=key_required)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(WEB_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/api/agent", include_in_schema=False)  # what the page tells a new user (pipelines.agent_info)
+    async def info(name: str | None = None):
+        agent = manager.agents.get(name) if name else next(iter(manager.agents.values()))
+        if agent is None:
+            raise HTTPException(404, "no such agent")
+        return agent_info(agent)
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
+
+    @api.post("/sessions", status_code=201, response_model=Created, responses={503: {"description": "Full"}})
+    async def create_session(body: NewSession | None = None) -> Created:
+        """Creates a session (STARTING); connect to it within the connect timeout."""
+        body = body or NewSession()
+        session, token = await _create(manager, body.agent, body.variables)
+        agent = manager.agents[session.agent]
+        return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
+                       signalling=agent.transport.type.servable.signalling)
+
+    @api.get("/sessions", response_model=Page)
+    async def list_sessions(
+        state: SessionState | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> Page:
+        """A page of sessions, oldest first; pass ``next_cursor`` back for the next page."""
+        try:
+            return await manager.store.list(limit=limit, cursor=cursor, state=state)
+        except BadCursor as e:
+            raise HTTPException(400, str(e)) from None
+
+    @api.get("/sessions/{session_id}", response_model=Session, responses={404: {"description": "Not found"}})
+    async def get_session(session_id: Annotated[str, _ID]) -> Session:
+        """One session with its conversation (the last 100 messages)."""
+        try:
+            return await manager.store.get(session_id)
+        except SessionNotFound:
+            raise HTTPException(404, "no such session") from None
+
+    @api.delete("/sessions/{session_id}", status_code=204, responses={404: {"description": "Not found"}})
+    async def delete_session(session_id: Annotated[str, _ID]) -> Response:
+        """Ends a session for good: its connection closes, it can no longer be resumed."""
+        if not await manager.end(session_id):
+            raise HTTPException(404, "no such session")
+        return Response(status_code=204)
+
+    @api.patch("/sessions/{session_id}", response_model=SettingsResult, responses={404: {"description": "Not found"}})
+    async def change_settings(session_id: Annotated[str, _ID], change: SettingsChange) -> SettingsResult:
+        """Changes LLM/TTS settings or the system prompt; held while a response is generated or spoken."""
+        try:
+            applied = await manager.change_settings(session_id, change)
+        except SessionNotFound:
+            raise HTTPException(404, "no such session") from None
+        except Refused as e:
+            raise HTTPException(409, str(e)) from None
+        return SettingsResult(applied=applied, held=not applied)
+
+    @app.post("/sessions/{session_id}/offer", response_model=Answer,
+              responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
+    async def session_offer(session_id: Annotated[str, _ID], offer: Offer, request: Request) -> Any:
+        """Answers the session's SDP offer (new connection, resume, or renegotiation with ``pc_id``)."""
+        live = await _media_session(manager, session_id, _token(request), SDP_OFFER.signalling,
+                                    renegotiating=offer.pc_id)
+        return await _answer(manager, webrtc, live, offer)
+
+    @app.patch("/sessions/{session_id}/ice", responses={404: {"description": NOT_FOUND}})
+    async def session_ice(session_id: Annotated[str, _ID], patch: CandidatePatch, request: Request) -> dict:
+        """Trickled ICE candidates for the session's peer connection."""
+        if not await manager.authorize(session_id, _token(request)):
+            raise HTTPException(404, NOT_FOUND)
+        live = manager.live.get(session_id)
+        if live is None or live.peer_id != patch.pc_id:
+            raise HTTPException(404, "no such peer connection")
+        return await _candidates(webrtc, patch)
+
+    @app.websocket("/sessions/{session_id}/ws")
+    async def session_ws(ws: WebSocket, session_id: str, token: str | None = None):
+        """The session's WebSocket (``?token=``), handed as it is to the agent's transport."""
+        if len(session_id) > 64 or not await manager.authorize(session_id, token or _bearer(ws.headers)):
+            await ws.close(code=1008, reason="no such session, or the token does not match")
+            return
+        await _hand_over(manager, ws, lambda: manager.resume(session_id))
+
+    @api.get("/health", response_model=Health)
+    async def health() -> Health:
+        """The store's status and session counts."""
+        try:
+            ok = await manager.store.ping()
+            counts = await manager.store.count_by_state()
+        except Exception as e:  # the store is down: say so, never 500
+            logger.warning(f"health: store: {e.__class__.__name__}: {e}")
+            return Health.from_counts({}, store_ok=False)
+        return Health.from_counts(counts, store_ok=ok)
+
+    @api.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Prometheus metrics of this server."""
+        return Response(manager.metrics.exposition(), media_type=manager.metrics.CONTENT_TYPE)
+
+    # pipecat's runner protocol: POST /start, then the offer at /sessions/{id}/api/offer.
+    @api.post("/start", response_model=StartResult, responses={503: {"description": "Full"}})
+    async def start(request: Request) -> StartResult:
+        """pipecat's runner ``/start``: a session that the next offer to ``/sessions/{id}/api/offer`` connects."""
+        body = await _json_or_empty(request)
+        inner = body.get("body") if isinstance(body.get("body"), dict) else {}
+        session, _ = await _create(manager, inner.get("agent") if isinstance(inner.get("agent"), str) else None,
+                                   {}, open_once=True)
+        return StartResult(sessionId=session.id)
+
+    @app.post("/sessions/{session_id}/api/offer", response_model=Answer,
+              responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
+    async def runner_offer(session_id: Annotated[str, _ID], offer: Offer, request: Request) -> Any:
+        """pipecat's runner offer route: the session ``/start`` made (once), or any with its token."""
+        live = manager.live.get(session_id)
+        if live is not None and (live.open_once or (offer.pc_id and offer.pc_id == live.peer_id)):
+            return await _answer(manager, webrtc, live, offer)
+        live = await _media_session(manager, session_id, _token(request), SDP_OFFER.signalling,
+                                    renegotiating=offer.pc_id)
+        return await _answer(manager, webrtc, live, offer)
+
+    @app.patch("/sessions/{session_id}/api/offer", responses={404: {"description": NOT_FOUND}})
+    async def runner_ice(session_id: Annotated[str, _ID], patch: CandidatePatch) -> dict:
+        """pipecat's runner ICE route (the peer connection id is the credential here, as in pipecat)."""
+        live = manager.live.get(session_id)
+        if live is None or live.peer_id != patch.pc_id:
+            raise HTTPException(404, "no such peer connection")
+        return await _candidates(webrtc, patch)
+
+    # pipecat's single-agent routes (and framegraph's first page): one session per offer or socket.
+    @api.post("/api/offer", response_model=Answer, responses={400: {"description": "Bad offer"}})
+    async def plain_offer(offer: Offer) -> Any:
+        """An offer that starts a new session (or renegotiates the peer connection ``pc_id``)."""
+        live = next((s for s in manager.live.values() if offer.pc_id and s.peer_id == offer.pc_id), None)
+        if live is None:
+            session, _ = await _create(manager, None, {})
+            live = manager.live[session.id]
+        return await _answer(manager, webrtc, live, offer)
+
+    @api.patch("/api/offer")
+    async def plain_ice(patch: CandidatePatch) -> dict:
+        if not any(s.peer_id == patch.pc_id for s in manager.live.values()):
+            raise HTTPException(404, "no such peer connection")
+        return await _candidates(webrtc, patch)
+
+    @app.websocket("/ws")
+    async def plain_ws(ws: WebSocket):
+        """A WebSocket that starts a new session of the (only) agent."""
+        if api_key and not _key_matches(api_key, ws.query_params.get("key") or _bearer(ws.headers)):
+            await ws.close(code=1008, reason="an API key is required")
+            return
+
+        async def new() -> LiveSession:
+            session, _ = await manager.create()
+            return manager.live[session.id]
+
+        await _hand_over(manager, ws, new)
+
+    app.include_router(api)
+    return app
+
+
+#: Session ids are 32 hex digits; longer path values are refused before any lookup.
+_ID = PathParam(max_length=64)
+
+
+async def _create(manager: SessionManager, agent: str | None, variables: dict, **kw) -> Any:
+    try:
+        return await manager.create(agent, variables, **kw)
+    except Full as e:
+        logger.warning(f"refused a new session: {e}")
+        raise HTTPException(503, str(e), headers={"Retry-After": str(manager.options.retry_after_s)}) from None
+    except Refused as e:
+        raise HTTPException(422, str(e)) from None
+
+
+async def _media_session(manager: SessionManager, session_id: str, token: str | None, signalling: str,
+                         *, renegotiating: str | None = None) -> LiveSession:
+    """The live session a media route may use, after checking the token; resumes a DISCONNECTED one."""
+    if not await manager.authorize(session_id, token):
+        raise HTTPException(404, NOT_FOUND)
+    live = manager.live.get(session_id)
+    if live is not None and renegotiating and live.peer_id == renegotiating:
+        return live
+    try:
+        live = await manager.resume(session_id)
+    except SessionNotFound:
+        raise HTTPException(404, NOT_FOUND) from None
+    except Full as e:
+        raise HTTPException(503, str(e), headers={"Retry-After": str(manager.options.retry_after_s)}) from None
+    except Refused as e:
+        raise HTTPException(409, str(e)) from None
+    if live.agent.transport.type.servable.signalling != signalling:
+        raise HTTPException(409, f"this session's agent is served over {live.agent.transport.type.servable.signalling}")
+    return live
+
+
+async def _answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, live: LiveSession, offer: Offer) -> Any:
+    renegotiation = bool(offer.pc_id) and offer.pc_id == live.peer_id and live.worker is not None
+    if not renegotiation:
+        try:
+            check_offer_sdp(offer.sdp)
+        except BadOffer as e:
+            logger.warning(f"refused an offer for session {live.id}: {e}")
+            if live.worker is None and live.fresh and not live.connected_once:
+                await manager.end(live.id)
+            raise HTTPException(400, str(e)) from None
+        offer = offer.model_copy(update={"pc_id": None, "restart_pc": None})
+    started = []
+
+    async def run(connection) -> None:
+        started.append(connection)
+        manager.connect_soon(live, connection, close_peer=connection.disconnect)
+
+    try:
+        answer = await webrtc.handle_web_request(
+            SmallWebRTCRequest(sdp=offer.sdp, type=offer.type, pc_id=offer.pc_id, restart_pc=offer.restart_pc), run
+        )
+    except Exception as e:
+        logger.warning(f"refused an offer for session {live.id}: {e.__class__.__name__}: {e}")
+        raise HTTPException(400, f"could not answer the offer: {e.__class__.__name__}") from None
+    if started:
+        live.peer_id = answer["pc_id"]
+    return answer
+
+
+async def _candidates(webrtc: SmallWebRTCRequestHandler, patch: CandidatePatch) -> dict:
+    try:
+        await webrtc.handle_patch_request(SmallWebRTCPatchRequest(
+            pc_id=patch.pc_id, candidates=[IceCandidate(**c.model_dump()) for c in patch.candidates]))
+    except HTTPException:
+        raise
+    except Exception as e:
+        raise HTTPException(400, f"bad ICE candidate: {e.__class__.__name__}") from None
+    return {"status": "ok"}
+
+
+async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
+    """Accepts ``ws`` and hands it as it is to a session's transport (which owns its serializer)."""
+    try:
+        live = await get_live()
+    except Full as e:
+        logger.warning(f"refused a WebSocket participant: {e}")
+        await ws.accept()  # then close with 1013 (try again later), which a client can read
+        await ws.close(code=1013, reason=str(e)[:120])
+        return
+    except (SessionNotFound, Refused) as e:
+        await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])
+        return
+    if live.agent.transport.type.servable.signalling != SOCKET.signalling:
+        await ws.close(code=1008, reason="this agent does not take WebSockets")
+        return
+    await ws.accept()
+    guarded = GuardedSocket(ws)
+    await manager.connect(live, guarded, close_peer=lambda: guarded.close(1008, "too many refused messages"))
+
+
+def _bearer(headers) -> str | None:
+    value = headers.get("authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else None
+
+
+def _token(request: Request) -> str | None:
+    return _bearer(request.headers) or request.query_params.get("token")
+
+
+def _key_matches(api_key: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def _bearer_key(api_key: str):
+    async def require_key(request: Request) -> None:
+        if not _key_matches(api_key, _bearer(request.headers)):
+            raise HTTPException(401, "an API key is required (Authorization: Bearer KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return require_key
+
+
+def _protected_docs(app: FastAPI, key_required: list) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=key_required)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=key_required)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+
+async def _json_or_empty(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _ice_servers(manager: SessionManager) -> list[str] | None:
+    servers = [url for a in manager.agents.values() for url in getattr(a.transport.params, "ice_servers", [])]
+    return servers or None
