@@ -52,7 +52,7 @@ from pipecat.frames.frames import (  # noqa: E402
     TTSSpeakFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipelines.server import running  # noqa: E402
+from pipelines.server.app import running  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import load_agent, load_agent_text  # noqa: E402
 from processors.avatar import wire  # noqa: E402

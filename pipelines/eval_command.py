@@ -34,7 +34,7 @@ def harness_command(scenarios: list[str], bot_url: str, *, timeout_secs: int, ve
 async def run_eval(agent, scenarios: list[str], *, timeout_secs: int = 30, verbose: bool = False,
                    logs_dir: str | None = None) -> int:
     """Serves ``agent`` on a loopback WebSocket and runs pipecat's harness on ``scenarios``; returns its exit status."""
-    from pipelines.server import running, served_on
+    from pipelines.server.app import running, served_on
 
     served = agent if agent.transport.type.name == "websocket" else served_on(agent, "websocket")
     async with running(served, "127.0.0.1", 0) as (url, _server):

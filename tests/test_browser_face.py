@@ -17,7 +17,7 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.audio import write_wav
-from pipelines.server import running
+from pipelines.server.app import running
 from transports.clients.chromium import chromium
 
 RATE = 16000

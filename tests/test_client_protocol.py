@@ -20,7 +20,7 @@ from transport_kit import on_transport, wait_until
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame, TTSTextFrame
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
-from pipelines.server import running
+from pipelines.server.app import running
 from transports import client_messages as cm
 from transports.client_signals import SOURCE_FRAME_ATTR, ClientSignals
 from transports.clients.talk import Talker

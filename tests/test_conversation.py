@@ -10,7 +10,7 @@ from conftest import ROOT
 from transport_kit import wait_until
 
 from pipelines.errors import ConfigErrors
-from pipelines.server import running
+from pipelines.server.app import running
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 
