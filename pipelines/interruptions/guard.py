@@ -175,6 +175,9 @@ class _Member:
         self.turn = 0
         #: Every turn up to this one was interrupted.
         self.cut = 0
+        #: The task processing an interruption while it does: what it pushes then (an aggregator's record of
+        #: what was heard) is the processor's answer to the interruption, not work for the cut turn.
+        self.reacting: asyncio.Task | None = None
         starts_turns = isinstance(processor, LLMUserAggregator)
         if isinstance(processor, ParallelPipeline):
             compat.bound_parallel_seen_ids(processor, PARALLEL_SEEN_IDS)
@@ -225,7 +228,11 @@ class _Member:
             self.received = epoch
             self.stats.seen.append(epoch)
             self.stats.received += 1
-            await self._own_process(frame, direction)
+            self.reacting = asyncio.current_task()
+            try:
+                await self._own_process(frame, direction)
+            finally:
+                self.reacting = None
             if self.clear_buffer is not None:
                 self.stats.cleared += await self.clear_buffer()
             self.handled = epoch
@@ -243,7 +250,8 @@ class _Member:
                 return _nothing()
         if self.turn and not isinstance(frame, SystemFrame):
             # What a processor pushes belongs to the turn of its latest input, whichever of its tasks pushes it.
-            turn = frame.__dict__.setdefault(TURN_ATTR, self.turn)
+            reaction = self.reacting is not None and asyncio.current_task() is self.reacting
+            turn = frame.__dict__.setdefault(TURN_ATTR, 0 if reaction else self.turn)
             if turn and turn <= self.cut and _cuttable(frame):
                 self.stats.dropped_out += 1
                 if self.handled == self.guard.epoch and turn == self.turn:
