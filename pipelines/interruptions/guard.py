@@ -27,6 +27,9 @@ guard
    the boundary wherever it turns up: when a processor dequeues it, when it
    is pushed, when an output transport would write it; and drops what a
    processor pushes while it is still working on such a frame;
+   and, since every frame made for a turn (an LLM run) carries that turn, it
+   drops the interrupted turns' frames wherever they appear, whoever made
+   them and whenever (a TTS's own audio task going on with cut text);
 4. once an output has processed the interruption, asks it to clear its
    buffers (``InterruptibleOutput.clear_buffer``: what it still queues, and
    the client's).
@@ -420,13 +423,13 @@ class InterruptionGuard:
         if self.epoch and not self.fresh:
             # Joined: nothing was handled since the latest one, but what was created since (a frame
             # queued at the worker or at a processor meanwhile) is cut by this trigger too.
-            self._cut(exempt=None)
+            self._cut(new_epoch=False)
             self.history[-1] = replace(self.history[-1], boundary=self.boundary, cut=self.cut)
             if origin is not None and origin.exempt is None:
                 origin.exempt = origin.in_flight()
             return self.epoch
         self.epoch += 1
-        self._cut(exempt=False)
+        self._cut(new_epoch=True)
         self.fresh = False
         at = time.monotonic()
         self.history.append(
@@ -445,13 +448,13 @@ class InterruptionGuard:
                 await member.processor.queue_frame(down, FrameDirection.DOWNSTREAM)
         return self.epoch
 
-    def _cut(self, *, exempt: bool | None) -> None:
-        """Draws a new boundary and cuts every turn started so far, in every member; ``exempt=False`` clears the spared frames."""
+    def _cut(self, *, new_epoch: bool) -> None:
+        """Draws a new boundary and cuts every turn started so far, in every member (a new epoch spares no frame yet)."""
         self.boundary = obj_id()
         self.cut = self.turn
         for member in self.members:
             member.boundary, member.cut, member.watch, member.check_current = self.boundary, self.cut, True, True
-            if exempt is False:
+            if new_epoch:
                 member.exempt = None
 
 
