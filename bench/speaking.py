@@ -51,7 +51,7 @@ async def first_audio(text: str, sample_rate: int = 24000) -> tuple[float, float
     started = time.perf_counter()
     first = None
     samples = 0
-    async for audio, _ in espeak_engine().stream(text, voice="en-us", rate=175, pitch=50, sample_rate=sample_rate):
+    async for audio, _, _ in espeak_engine().stream(text, voice="en-us", rate=175, pitch=50, sample_rate=sample_rate):
         if first is None and audio:
             first = time.perf_counter() - started
         samples += len(audio) // 2

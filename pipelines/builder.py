@@ -55,16 +55,18 @@ class BuiltAgent:
     settings_gate: Any = None
     """The ``SettingsGate`` placed after the LLM when built with ``settings_gate=True`` (and an LLM at the top level)."""
 
-    async def interrupt(self) -> None:
+    async def interrupt(self) -> int | None:
         """Interrupts the bot: every processor flushes, nothing said before comes out after.
 
-        Without the guard, does what pipecat does for an ``InterruptionWorkerFrame``:
-        an ``InterruptionFrame`` enters at the top of the pipeline.
+        Returns:
+            The interruption's epoch (the one it joined, when nothing was handled since the latest).
+            Without the guard, None: it does what pipecat does for an
+            ``InterruptionWorkerFrame`` (an ``InterruptionFrame`` enters at the top of the pipeline).
         """
         if self.interruptions is not None:
-            await self.interruptions.interrupt()
-        else:
-            await self.pipeline.queue_frame(InterruptionFrame())
+            return await self.interruptions.interrupt()
+        await self.pipeline.queue_frame(InterruptionFrame())
+        return None
 
     @property
     def params(self) -> PipelineParams:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -30,6 +31,7 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 from pipecat.audio.vad.vad_controller import VADController
 from pipecat.frames.frames import Frame, InterruptionFrame, OutputImageRawFrame
+from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_input import BaseInputTransport
@@ -96,6 +98,7 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (lambda: _smallwebrtc_classes()[2], "_client"),
     (lambda: _smallwebrtc_classes()[0], "_audio_output_track"),
     (lambda: _smallwebrtc_classes()[1], "_chunk_queue"),
+    (ParallelPipeline, "_seen_ids"),
 ]
 
 
@@ -105,7 +108,7 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
 #: but a rename would silently turn an override into dead code, so the
 #: contract test checks them too, and checks that this list is complete.
 SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
-    "pipecat.processors.frame_processor.FrameProcessor": ("_call_event_handler", "_register_event_handler"),
+    "pipecat.processors.frame_processor.FrameProcessor": ("_call_event_handler", "_register_event_handler", "_start_interruption"),
     "pipecat.services.llm_service.LLMService": ("_push_llm_text",),
     "pipecat.services.stt_service.STTService": (
         "_handle_vad_user_started_speaking", "_handle_vad_user_stopped_speaking", "_user_id", "_user_speaking",
@@ -223,6 +226,82 @@ def intercept_writes(output: BaseOutputTransport, *, write_audio: Callable, writ
     output.write_audio_frame = write_audio
     output.write_video_frame = write_video
     return originals
+
+
+# -- parallel blocks ---------------------------------------------------------------------------
+
+
+class BranchCopies:
+    """What ``ParallelPipeline`` needs of its seen-id set to push one copy of each frame, in bounded memory.
+
+    A frame that enters a parallel block goes down every branch and comes out
+    of each; the block pushes the first copy and drops the rest by id
+    (``id in seen`` / ``seen.add(id)``). pipecat's plain set keeps every id for
+    the life of the session (about 70 bytes a frame). This one remembers a
+    frame only from its first copy until its last: frames made inside a branch
+    (which come out once) are never remembered, and an id whose last copy never
+    comes (a branch consumed the frame) is forgotten once ``limit`` others wait.
+    """
+
+    def __init__(self, branches: int, limit: int):
+        self._branches = branches
+        self._limit = limit
+        self._entered: dict[int, None] = {}  # entered the block, no copy out yet
+        self._waiting: dict[int, int] = {}  # first copy out: how many copies are still to come
+
+    def enter(self, frame_id: int) -> None:
+        """Notes a frame entering the block (going down every branch)."""
+        self._entered[frame_id] = None
+        _bound(self._entered, self._limit)
+
+    def __contains__(self, frame_id: int) -> bool:
+        left = self._waiting.get(frame_id)
+        if left is None:
+            return False
+        if left <= 1:
+            del self._waiting[frame_id]
+        else:
+            self._waiting[frame_id] = left - 1
+        return True
+
+    def __len__(self) -> int:
+        return len(self._entered) + len(self._waiting)
+
+    def add(self, frame_id: int) -> None:
+        if frame_id in self._entered:
+            del self._entered[frame_id]
+            if self._branches > 1:
+                self._waiting[frame_id] = self._branches - 1
+                _bound(self._waiting, self._limit)
+
+
+def _bound(ids: dict, limit: int) -> None:
+    """Forgets the oldest entries of ``ids`` (dicts keep insertion order) beyond ``limit``."""
+    while len(ids) > limit:
+        del ids[next(iter(ids))]
+
+
+def bound_parallel_seen_ids(block: ParallelPipeline, limit: int) -> BranchCopies:
+    """Replaces ``block``'s seen-id set (it grows by one id per frame forever) with a ``BranchCopies``; returns it.
+
+    Call it before anything else wraps the block's ``process_frame``: frames
+    entering the block are noted there.
+    """
+    copies = BranchCopies(len(block.processors), limit)
+    block._seen_ids = copies
+    process_frame = block.process_frame
+
+    def entering(frame: Frame, direction):
+        copies.enter(frame.id)
+        return process_frame(frame, direction)
+
+    block.process_frame = entering
+    return copies
+
+
+def parallel_seen_ids(block: ParallelPipeline):
+    """The ids ``block`` remembers to drop its branches' duplicate copies (tests and benchmarks read its size)."""
+    return block._seen_ids
 
 
 # -- outputs ----------------------------------------------------------------------------------

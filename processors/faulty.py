@@ -1,14 +1,25 @@
-"""Conformance fixtures: processors that break the interruption contract on purpose.
+"""Conformance fixtures: processors that break (or strain) the interruption contract on purpose.
 
-They exist so that ``framegraph check`` and the tests can show a violation
-being caught and named; no shipped agent uses them.
+They exist so that ``framegraph check``, the tests and ``bench/interruption.py``
+can show a violation being caught and named, and the guard holding against
+it; no shipped agent uses them.
 """
 
 import asyncio
 
+import numpy as np
 from pydantic import Field
 
-from pipecat.frames.frames import Frame, InterruptionFrame, SystemFrame
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    StartFrame,
+    SystemFrame,
+    TextFrame,
+    TTSAudioRawFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
@@ -39,10 +50,139 @@ class SwallowInterruptions(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class NoOpFlush(SwallowInterruptions):
+    """Hands InterruptionFrame to ``FrameProcessor.process_frame`` and forwards it, but its flush does nothing.
+
+    Its ``_start_interruption`` (what pipecat runs on an interruption to
+    flush the queue and cancel the in-flight frame) is overridden with
+    nothing: the flush "runs" and its queued and in-flight work stay.
+    """
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, InterruptionFrame):
+            await FrameProcessor.process_frame(self, frame, direction)
+            await self.push_frame(frame, direction)
+            return
+        await super().process_frame(frame, direction)
+
+    async def _start_interruption(self):
+        """Flushes nothing."""
+
+
+class DropUninterruptible(SwallowInterruptions):
+    """Holds data frames in a buffer of its own, releasing one every ``delay_ms``; an interruption empties the buffer.
+
+    Uninterruptible frames (end markers, function-call results) go with the
+    rest: exactly what an interruption must never do.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._held: list[tuple[Frame, FrameDirection]] = []
+        self._release_task: asyncio.Task | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await FrameProcessor.process_frame(self, frame, direction)
+        if isinstance(frame, InterruptionFrame):
+            self._held.clear()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, SystemFrame):
+            await self.push_frame(frame, direction)
+            if isinstance(frame, (EndFrame, CancelFrame)) and self._release_task:
+                await self.cancel_task(self._release_task)
+        else:
+            self._held.append((frame, direction))
+            if self._release_task is None:
+                self._release_task = self.create_task(self._release())
+
+    async def _release(self):
+        while True:
+            await asyncio.sleep(self._delay or 0.01)
+            if self._held:
+                await self.push_frame(*self._held.pop(0))
+
+
+class StreamingTTSParams(Params):
+    busy_ms: float = Field(0.0, ge=0, le=10_000,
+                           description="how long its input task stays busy when an interruption comes, before it flushes")
+    drops_cut_work: bool = Field(True, description="false: its audio task goes on with the cut text after the interruption")
+    word_ms: float = Field(200.0, gt=0, le=2_000, description="audio per word")
+
+
+class StreamingTTS(FrameProcessor):
+    """A streaming TTS: each text frame becomes ``word_ms`` of tone per word, pushed by an audio task of its own.
+
+    The audio task pushes 20 ms chunks at twice real time, as a streaming
+    service receives them. Well behaved (``drops_cut_work``), it drops the cut
+    text's audio once it has processed the interruption, as pipecat's TTS
+    services do; ``busy_ms`` keeps its input task busy before then (a slow
+    service: what its audio task pushes meanwhile is for cut text); with
+    ``drops_cut_work: false`` it never drops it (a leaky service).
+    """
+
+    CHUNK_MS = 20
+
+    def __init__(self, *, busy_ms: float = 0.0, drops_cut_work: bool = True, word_ms: float = 200.0,
+                 sample_rate: int = 24000, **kwargs):
+        super().__init__(**kwargs)
+        self._busy = busy_ms / 1000.0
+        self._drops = drops_cut_work
+        self._word_ms = word_ms
+        self._rate = sample_rate
+        self._texts: asyncio.Queue[str] = asyncio.Queue()
+        self._audio_task: asyncio.Task | None = None
+        self._generation = 0
+        n = sample_rate * self.CHUNK_MS // 1000
+        self._chunk = (np.sin(np.arange(n) * 2 * np.pi * 330 / sample_rate) * 6000).astype(np.int16).tobytes()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, InterruptionFrame) and self._busy:
+            await asyncio.sleep(self._busy)
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            self._audio_task = self.create_task(self._speak())
+        elif isinstance(frame, (EndFrame, CancelFrame)) and self._audio_task:
+            await self.cancel_task(self._audio_task)
+        elif isinstance(frame, InterruptionFrame) and self._drops:
+            self._generation += 1
+            while not self._texts.empty():
+                self._texts.get_nowait()
+        if isinstance(frame, TextFrame) and direction is FrameDirection.DOWNSTREAM:
+            self._texts.put_nowait(frame.text)
+        await self.push_frame(frame, direction)
+
+    async def _speak(self):
+        while True:
+            text = await self._texts.get()
+            generation = self._generation
+            chunks = int(len(text.split()) * self._word_ms / self.CHUNK_MS)
+            for _ in range(chunks):
+                if generation != self._generation:
+                    break
+                await self.push_frame(TTSAudioRawFrame(self._chunk, self._rate, 1))
+                await asyncio.sleep(self.CHUNK_MS / 2000)
+
+
 TYPES = [
     TypeInfo(
         "processor", "swallow_interruptions", SwallowParams,
         lambda p, ctx: SwallowInterruptions(delay_ms=p.delay_ms, name=ctx.processor_id),
         "conformance fixture: drops InterruptionFrame without flushing (framegraph check must fail)",
+    ),
+    TypeInfo(
+        "processor", "noop_flush", SwallowParams,
+        lambda p, ctx: NoOpFlush(delay_ms=p.delay_ms, name=ctx.processor_id),
+        "conformance fixture: processes InterruptionFrame but its flush does nothing (framegraph check must fail)",
+    ),
+    TypeInfo(
+        "processor", "drop_uninterruptible", SwallowParams,
+        lambda p, ctx: DropUninterruptible(delay_ms=p.delay_ms, name=ctx.processor_id),
+        "conformance fixture: empties its own buffer on an interruption, uninterruptible frames too (check must fail)",
+    ),
+    TypeInfo(
+        "processor", "streaming_tts_fixture", StreamingTTSParams,
+        lambda p, ctx: StreamingTTS(busy_ms=p.busy_ms, drops_cut_work=p.drops_cut_work, word_ms=p.word_ms,
+                                    sample_rate=ctx.audio_out_sample_rate, name=ctx.processor_id),
+        "conformance fixture: a streaming TTS with an audio task of its own; slow (busy_ms) or leaky (drops_cut_work: false)",
     ),
 ]

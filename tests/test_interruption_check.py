@@ -51,6 +51,26 @@ def test_check_fails_naming_the_processor_that_swallows_interruptions(capsys):
     assert "VIOLATION normalize" not in err and "VIOLATION tail" not in err
 
 
+BROKEN = ROOT / "tests" / "broken_interruptions"
+
+
+@pytest.mark.parametrize("name,violation", [
+    # Caught: check passed a TTS whose audio task kept making audio for the cut text (it played inside the
+    # check's own window and was reported as 40 ms).
+    ("leaky_tts", "VIOLATION tts: kept pushing stale work after processing the interruption"),
+    # Caught: "uninterruptible markers through the output: 1 of 5" was printed and the check still said PASS.
+    ("drop_uninterruptible", "VIOLATION hold: dropped 4 of 5 uninterruptible frames it was given"),
+    # Caught: a flush was counted whenever the flush method was called, so a flush that does nothing passed.
+    ("noop_flush", "VIOLATION slow: its flush ran but flushed nothing on 1 interruptions"),
+], ids=["leaky_tts", "drop_uninterruptible", "noop_flush"])
+def test_check_fails_naming_the_violator_of_each_broken_fixture(name, violation, capsys):
+    assert main(["check", str(BROKEN / f"{name}.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert violation in err, err
+    assert not [line for line in err.splitlines() if "VIOLATION" in line and line.split()[1] in
+                ("normalize:", "tail:", "input:", "llm:", "user_context:", "assistant_context:")], err
+
+
 def test_check_says_so_when_a_config_cannot_be_built_here(capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("LLM_BASE_URL", raising=False)

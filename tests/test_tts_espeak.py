@@ -114,7 +114,7 @@ async def test_aborting_a_stream_stops_the_espeak_thread_within_a_chunk():
 async def spoken(text: str, voice: str, rate: int) -> tuple[list[str], float]:
     """The phonemes espeak-ng says for ``text`` and the seconds of audio."""
     phonemes, samples = [], 0
-    async for audio, events in espeak_engine().stream(text, voice=voice, rate=rate, pitch=50, sample_rate=16000):
+    async for audio, events, _ in espeak_engine().stream(text, voice=voice, rate=rate, pitch=50, sample_rate=16000):
         phonemes += [name for name, _ in events]
         samples += len(audio) // 2
     return phonemes, samples / 16000

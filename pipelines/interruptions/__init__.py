@@ -18,6 +18,7 @@ _EXPORTS = {
     "InterruptionGuard": "guard",
     "ProcessorStats": "guard",
     "guard_graph": "guard",
+    "turn_free": "guard",
     "BufferedOutput": "output",
     "DroppedReport": "output",
     "InterruptibleOutput": "output",

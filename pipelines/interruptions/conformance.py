@@ -34,7 +34,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipelines.interruptions.guard import NEVER_STALE, Interruption, ProcessorStats
+from pipelines.interruptions.guard import NEVER_STALE, TURN_ATTR, Interruption, ProcessorStats
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
 from pipelines.validate import Agent
@@ -61,6 +61,7 @@ class ProcessorReport:
     stats: ProcessorStats
     processed_interruptions: int
     stale_processed: list[str]
+    markers: tuple[int, int] = (0, 0)  # uninterruptible markers it processed, and pushed on
     violations: list[str] = field(default_factory=list)
 
 
@@ -71,7 +72,7 @@ class CheckReport:
     agent: str
     interruptions: list[Interruption]
     processors: list[ProcessorReport]
-    audio_after_ms: list[float]
+    audio_after_ms: list[float]  # per interruption: audio made before it or for the text it cut, played after it
     markers: tuple[int, int]  # uninterruptible markers the output processed, markers sent
     notes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -187,10 +188,13 @@ class _Scenario:
         expected = [i.epoch for i in history]
         processors = []
         for pid, probe in self.processed.items():
-            line = ProcessorReport(pid, stats[pid], len(probe.of_type(InterruptionFrame)), _stale_processed(probe, history))
-            _judge(line, expected)
+            markers = (len(probe.of_type(ConformanceMarker)), len(self.pushed[pid].of_type(ConformanceMarker)))
+            line = ProcessorReport(pid, stats[pid], len(probe.of_type(InterruptionFrame)),
+                                   _stale_processed(probe, history), markers)
+            _judge(line, expected, is_output=pid == OUTPUT)
             processors.append(line)
-        audio_after = [_audio_after_ms(self.h.output.written, i) for i in history]
+        cut_audio = _cut_audio_processed_ms(self.processed[OUTPUT], history)
+        audio_after = [_audio_after_ms(self.h.output.written, i) + cut for i, cut in zip(history, cut_audio)]
         chunk_ms = max((_duration_ms(w.frame) for w in self.h.output.written
                         if isinstance(w.frame, OutputAudioRawFrame)), default=0.0)
         violations = list(self.violations)
@@ -199,10 +203,16 @@ class _Scenario:
         for interruption, ms in zip(history, audio_after):
             if ms > chunk_ms + 0.5:
                 violations.append(f"{OUTPUT}: {ms:.0f} ms of audio made before interruption {interruption.epoch} "
-                                  f"played after it (more than the one {chunk_ms:.0f} ms chunk already in the card)")
+                                  f"or for the text it cut played after it (more than the one {chunk_ms:.0f} ms "
+                                  "chunk already in the card)")
         markers = sum(isinstance(f, ConformanceMarker) for f in self.processed[OUTPUT].frames)
+        consumers = [p.name for p in processors if p.markers[0] and not p.markers[1] and p.name != OUTPUT]
+        if markers < self.markers_sent and not consumers:
+            violations.append(f"{OUTPUT}: uninterruptible markers through the output: {markers} of {self.markers_sent}")
+        notes = self.notes + [f"{name} forwards no uninterruptible marker at all (a filter): not judged on them"
+                              for name in consumers]
         return CheckReport(self.h.agent.spec.name, history, processors, audio_after,
-                           (markers, self.markers_sent), self.notes, violations)
+                           (markers, self.markers_sent), notes, violations)
 
 
 def _now() -> str:
@@ -220,35 +230,61 @@ def _audio_after_ms(written, interruption: Interruption) -> float:
                and w.frame.id < interruption.boundary and w.frame.interruptible)
 
 
-def _stale_processed(probe: Probe, history: list[Interruption]) -> list[str]:
-    """Frames made before an interruption that the processor processed after processing it.
+def _after_each_interruption(probe: Probe, history: list[Interruption]):
+    """(frame, the latest interruption the processor had processed before it) for each frame it processed after one.
 
     Judged by order, not by time: observers hear of frames through a queue,
     so their clock lags; their order is the order things happened in.
     """
-    found, handled = [], 0
+    handled = 0
     for frame in probe.frames:
         if isinstance(frame, InterruptionFrame):
             handled = min(handled + 1, len(history))
-        elif handled and frame.interruptible and not isinstance(frame, NEVER_STALE) \
-                and frame.id < history[handled - 1].boundary:
-            found.append(f"{frame.name} after interruption {history[handled - 1].epoch}")
-    return found
+        elif handled:
+            yield frame, history[handled - 1]
 
 
-def _judge(line: ProcessorReport, expected: list[int]) -> None:
+def _is_cut(frame: Frame, interruption: Interruption) -> bool:
+    """Whether ``interruption`` cut ``frame``: interruptible, not the user's, and made before it or for a turn it cut."""
+    if not frame.interruptible or isinstance(frame, NEVER_STALE):
+        return False
+    return frame.id < interruption.boundary or 0 < getattr(frame, TURN_ATTR, 0) <= interruption.cut
+
+
+def _stale_processed(probe: Probe, history: list[Interruption]) -> list[str]:
+    """Frames an interruption cut (made before it, or for a turn it cut) that the processor processed after processing it."""
+    return [f"{frame.name} after interruption {i.epoch}"
+            for frame, i in _after_each_interruption(probe, history) if _is_cut(frame, i)]
+
+
+def _cut_audio_processed_ms(output: Probe, history: list[Interruption]) -> list[float]:
+    """Per interruption, ms of audio for a turn it cut that the output processed (and so played) after processing it."""
+    ms = {i.epoch: 0.0 for i in history}
+    for frame, i in _after_each_interruption(output, history):
+        if isinstance(frame, OutputAudioRawFrame) and frame.id >= i.boundary and _is_cut(frame, i):
+            ms[i.epoch] += _duration_ms(frame)
+    return [ms[i.epoch] for i in history]
+
+
+def _judge(line: ProcessorReport, expected: list[int], *, is_output: bool) -> None:
     s = line.stats
-    if s.seen != expected:
-        line.violations.append(f"received interruptions {s.seen}, expected each of {expected} exactly once")
+    if list(s.seen) != expected:
+        line.violations.append(f"received interruptions {list(s.seen)}, expected each of {expected} exactly once")
     if s.flushes < len(s.seen) or line.processed_interruptions < len(s.seen):
         line.violations.append(
             f"flushed on {s.flushes} of {len(s.seen)} interruptions: its process_frame does not hand "
             "InterruptionFrame to FrameProcessor.process_frame, so its queue and in-flight work are left alone"
         )
+    if s.no_op_flushes:
+        line.violations.append(f"its flush ran but flushed nothing on {s.no_op_flushes} interruptions: "
+                               "interruptible frames stayed queued or its in-flight work kept running")
     if s.late_out:
         line.violations.append(f"kept pushing stale work after processing the interruption ({s.late_out} frames)")
     if line.stale_processed:
         line.violations.append(f"processed stale frames: {', '.join(line.stale_processed[:5])}")
+    processed, pushed = line.markers
+    if not is_output and 0 < pushed < processed:
+        line.violations.append(f"dropped {processed - pushed} of {processed} uninterruptible frames it was given")
 
 
 async def run_check(agent: Agent) -> CheckReport:
@@ -278,7 +314,7 @@ def format_report(path: str, report: CheckReport) -> str:
             if counts:
                 lines.append(f"  {'':20} {label}: " + ", ".join(f"{n} x{c}" for n, c in counts.most_common()))
     audio = ", ".join(f"{ms:.0f}" for ms in report.audio_after_ms) or "-"
-    lines.append(f"  output: audio made before each interruption and played after it (ms): {audio}")
+    lines.append(f"  output: audio made before each interruption or for the text it cut, played after it (ms): {audio}")
     lines.append(f"  uninterruptible markers through the output: {report.markers[0]} of {report.markers[1]}")
     lines.extend(f"  note: {n}" for n in report.notes)
     lines.extend(f"  VIOLATION {v}" for v in report.violations)

@@ -27,6 +27,9 @@ guard
    the boundary wherever it turns up: when a processor dequeues it, when it
    is pushed, when an output transport would write it; and drops what a
    processor pushes while it is still working on such a frame;
+   and, since every frame made for a turn (an LLM run) carries that turn, it
+   drops the interrupted turns' frames wherever they appear, whoever made
+   them and whenever (a TTS's own audio task going on with cut text);
 4. once an output has processed the interruption, asks it to clear its
    buffers (``InterruptibleOutput.clear_buffer``: what it still queues, and
    the client's).
@@ -41,20 +44,23 @@ which ``framegraph check`` reports.
 import asyncio
 import itertools
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 
 from pipecat.frames.frames import (
     EagerTranscriptionFrame,
     Frame,
     InterimTranscriptionFrame,
     InterruptionFrame,
+    LLMContextFrame,
     SystemFrame,
     TranscriptionFrame,
     TranslationFrame,
     UserBackchannelFrame,
 )
+from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.pipeline.pipeline import Pipeline, PipelineSink, PipelineSource
+from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.utils.utils import obj_id
@@ -63,6 +69,15 @@ from pipelines.interruptions.output import DroppedReport, clear_buffer_of
 
 #: Attribute marking the InterruptionFrames a guard sent, with their epoch.
 EPOCH_ATTR = "framegraph_epoch"
+
+#: Attribute carrying the turn (the LLM context run) a frame was produced for.
+TURN_ATTR = "framegraph_turn"
+
+#: How many interruptions the guard (and each processor's stats) remember: memory stays flat over a session.
+HISTORY = 64
+
+#: How many frame ids a guarded ParallelPipeline remembers at most to drop the copies its branches push out.
+PARALLEL_SEEN_IDS = 65_536
 
 #: Frames no interruption makes stale: system frames, and what the user said.
 #: An interruption cancels what the bot was doing; a transcript still on its
@@ -86,25 +101,31 @@ class ProcessorStats:
 
     Attributes:
         name: the processor's config id (or pipecat name for inner blocks).
-        seen: the epochs of the interruptions it processed, in order.
+        seen: the epochs of the latest interruptions it processed (``HISTORY`` of them), in order.
+        received: how many interruptions it processed in all.
         flushes: times its own flush (``FrameProcessor._start_interruption``) ran.
-        flushed: frames its flushes removed from its queue, by type.
+        flushed: frames its flushes removed from its queue, by type (the user's transcripts are kept, not flushed).
         cancelled: in-flight interruptible frames its flushes cancelled.
+        no_op_flushes: flushes that left interruptible frames in its queue, or its in-flight
+            interruptible frame running: the flush ran but did not flush (a conformance violation).
         dropped_in: stale frames dropped as it dequeued them, before it could process them, by type.
         dropped_out: stale frames it pushed, dropped before reaching anyone.
         late_out: of those, the ones its process task pushed while still working on a
             stale frame after it had processed the interruption: in-flight work its
-            flush should have cancelled (a conformance violation).
+            flush should have cancelled, or work for an interrupted turn that its own
+            tasks go on making (a conformance violation).
         dropped_writes: stale audio or images an output transport was kept from writing.
         cleared: what an output's ``clear_buffer`` dropped, summed over its interruptions.
         duplicates: forwarded copies of an interruption it already had, not delivered again.
     """
 
     name: str
-    seen: list[int] = field(default_factory=list)
+    seen: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    received: int = 0
     flushes: int = 0
     flushed: Counter = field(default_factory=Counter)
     cancelled: int = 0
+    no_op_flushes: int = 0
     dropped_in: Counter = field(default_factory=Counter)
     dropped_out: int = 0
     late_out: int = 0
@@ -115,12 +136,13 @@ class ProcessorStats:
 
 @dataclass(frozen=True)
 class Interruption:
-    """One interruption: its epoch, its frame-id boundary, when and where it started."""
+    """One interruption: its epoch, its frame-id boundary, the turns it cut, when and where it started."""
 
     epoch: int
     boundary: int
     at: float  # time.monotonic()
     origin: str  # the processor that started it, "api", or "outside" (an InterruptionFrame from outside the graph)
+    cut: int = 0  # every turn up to this one is interrupted (0: no turn had started)
 
 
 class _Member:
@@ -150,8 +172,21 @@ class _Member:
         self.exempt: Frame | None = None
         self.received = 0  # epoch of the latest interruption it started processing
         self.handled = 0  # epoch of the latest interruption it finished processing
+        #: Whether any turn has started in the graph: until then frames carry no turn and nothing reads one.
+        self.tagging = False
+        #: The turn of the latest frame it was given going downstream: what it pushes belongs to it.
+        self.turn = 0
+        #: Every turn up to this one was interrupted.
+        self.cut = 0
+        #: The task processing an interruption while it does: what it pushes then (an aggregator's record of
+        #: what was heard) is the processor's answer to the interruption, not work for the cut turn.
+        self.reacting: asyncio.Task | None = None
+        starts_turns = isinstance(processor, LLMUserAggregator)
+        if isinstance(processor, ParallelPipeline):
+            compat.bound_parallel_seen_ids(processor, PARALLEL_SEEN_IDS)
         own = compat.intercept(
-            processor, process_frame=self.process_frame, push_frame=self.push_frame,
+            processor, process_frame=self.process_frame,
+            push_frame=self.push_turn_start if starts_turns else self.push_frame,
             start_interruption=self.start_interruption,
         )
         self._own_process, self._own_push, self._own_flush = (
@@ -170,6 +205,14 @@ class _Member:
         if frame.id < self.boundary and frame is not self.exempt and self.guard.is_stale(frame):
             self.stats.dropped_in[type(frame).__name__] += 1
             return _nothing()
+        if self.tagging:
+            # A frame given to the processor keeps its turn, or none: only what it makes inherits its turn.
+            turn = frame.__dict__.setdefault(TURN_ATTR, 0)
+            if turn <= self.cut and turn and frame is not self.exempt and _cuttable(frame):
+                self.stats.dropped_in[type(frame).__name__] += 1
+                return _nothing()
+            if turn > self.turn and direction is FrameDirection.DOWNSTREAM:
+                self.turn = turn
         if self.check_current:
             self.check_current = False  # a frame starts: whatever was in flight is done
         if self.watch:
@@ -187,7 +230,12 @@ class _Member:
         else:
             self.received = epoch
             self.stats.seen.append(epoch)
-            await self._own_process(frame, direction)
+            self.stats.received += 1
+            self.reacting = asyncio.current_task()
+            try:
+                await self._own_process(frame, direction)
+            finally:
+                self.reacting = None
             if self.clear_buffer is not None:
                 self.stats.cleared += await self.clear_buffer()
             self.handled = epoch
@@ -203,9 +251,27 @@ class _Member:
                 if stale_work and self.handled == self.guard.epoch:
                     self.stats.late_out += 1
                 return _nothing()
+        if self.turn and not isinstance(frame, SystemFrame):
+            # What a processor pushes belongs to the turn of its latest input, whichever of its tasks pushes it.
+            reaction = self.reacting is not None and asyncio.current_task() is self.reacting
+            turn = frame.__dict__.setdefault(TURN_ATTR, 0 if reaction else self.turn)
+            if turn and turn <= self.cut and _cuttable(frame):
+                self.stats.dropped_out += 1
+                if self.handled == self.guard.epoch and turn == self.turn:
+                    self.stats.late_out += 1
+                return _nothing()
         if self.watch:
             self.guard.note_fresh(frame)
         return self._own_push(frame, direction)
+
+    def push_turn_start(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
+        """``push_frame`` of a user context aggregator: an LLM run it pushes downstream starts a new turn.
+
+        The aggregator itself belongs to no turn (what else it pushes is the user's).
+        """
+        if isinstance(frame, LLMContextFrame) and direction is FrameDirection.DOWNSTREAM:
+            setattr(frame, TURN_ATTR, self.guard.start_turn())
+        return self.push_frame(frame, direction)
 
     def in_flight(self) -> Frame | None:
         """The frame the processor is working on, when the caller is the task working on it."""
@@ -225,20 +291,32 @@ class _Member:
         processor = self.processor
         queued = compat.queued_frames(processor)
         inflight = compat.current_frame(processor)
-        spared = inflight is not None and inflight is self.exempt
-        if spared:
-            # pipecat keeps an uninterruptible in-flight frame and only flushes the queue.
-            flag, inflight.interruptible = inflight.interruptible, False
+        task = compat.process_task(processor)
+        spared = inflight is not None and (inflight is self.exempt or isinstance(inflight, NEVER_STALE))
+        # pipecat's flush keeps uninterruptible frames in place: the user's transcripts (queued, or in
+        # flight) are made so for its duration, so they stay where they were and reach the context.
+        kept_whole = [f for f in queued if f.interruptible and isinstance(f, NEVER_STALE)]
+        if spared and inflight.interruptible:
+            kept_whole.append(inflight)
+        for f in kept_whole:
+            f.interruptible = False
         try:
             await self._own_flush()
         finally:
-            if spared:
-                inflight.interruptible = flag
+            for f in kept_whole:
+                f.interruptible = True
         self.stats.flushes += 1
-        kept = {id(f) for f in compat.queued_frames(processor)}
+        left = compat.queued_frames(processor)
+        kept = {id(f) for f in left}
         self.stats.flushed.update(type(f).__name__ for f in queued if id(f) not in kept)
-        if inflight is not None and inflight.interruptible and not spared:
+        cancelled = inflight is not None and inflight.interruptible and not spared
+        if cancelled:
             self.stats.cancelled += 1
+        still_running = cancelled and compat.process_task(processor) is task and compat.current_frame(processor) is inflight
+        was_queued = {id(f) for f in queued}
+        if still_running or any(f.interruptible and not isinstance(f, NEVER_STALE) and id(f) in was_queued
+                                for f in left):
+            self.stats.no_op_flushes += 1
 
     async def write_audio_frame(self, frame) -> bool:
         if self.stale_output(frame):
@@ -263,6 +341,23 @@ class _Member:
         return stale
 
 
+def turn_free(frame: Frame) -> Frame:
+    """Marks ``frame`` as belonging to no turn, and returns it.
+
+    What a processor pushes belongs to the turn of its latest input, whichever
+    of its tasks pushes it, so that work for an interrupted turn is cut
+    wherever it turns up. A processor whose own task also makes frames that
+    no turn caused (an avatar's idle poses between replies) marks those.
+    """
+    frame.__dict__[TURN_ATTR] = 0
+    return frame
+
+
+def _cuttable(frame: Frame) -> bool:
+    """Whether an interruption cuts ``frame`` when it belongs to an interrupted turn."""
+    return frame.interruptible and not isinstance(frame, NEVER_STALE)
+
+
 async def _nothing() -> None:
     """What a dropped frame's process_frame or push_frame comes to."""
 
@@ -284,10 +379,14 @@ class InterruptionGuard:
         self.epoch = 0
         #: Frames whose id is below this were created before the latest interruption.
         self.boundary = 0
-        #: Every interruption so far, in order.
-        self.history: list[Interruption] = []
+        #: The latest interruptions (``HISTORY`` of them), in order.
+        self.history: deque[Interruption] = deque(maxlen=HISTORY)
         #: Whether anything an interruption would cut was produced since the latest one.
         self.fresh = False
+        #: The latest turn started (an LLM run pushed by a context aggregator); 0 before the first.
+        self.turn = 0
+        #: Every turn up to this one was interrupted.
+        self.cut = 0
 
     @property
     def stats(self) -> dict[str, ProcessorStats]:
@@ -297,6 +396,14 @@ class InterruptionGuard:
     def is_stale(self, frame: Frame) -> bool:
         """Whether ``frame`` is interruptible, older than the latest interruption, and not ``NEVER_STALE``."""
         return frame.id < self.boundary and frame.interruptible and not isinstance(frame, NEVER_STALE)
+
+    def start_turn(self) -> int:
+        """Starts a new turn (an LLM run); returns its id. From now on frames carry the turn they belong to."""
+        self.turn += 1
+        if self.turn == 1:
+            for member in self.members:
+                member.tagging = True
+        return self.turn
 
     def note_fresh(self, frame: Frame) -> None:
         """Remembers that something an interruption would cut exists since the latest one."""
@@ -314,14 +421,19 @@ class InterruptionGuard:
             source: who asked, when no processor of the graph did.
         """
         if self.epoch and not self.fresh:
+            # Joined: nothing was handled since the latest one, but what was created since (a frame
+            # queued at the worker or at a processor meanwhile) is cut by this trigger too.
+            self._cut(new_epoch=False)
+            self.history[-1] = replace(self.history[-1], boundary=self.boundary, cut=self.cut)
+            if origin is not None and origin.exempt is None:
+                origin.exempt = origin.in_flight()
             return self.epoch
         self.epoch += 1
-        self.boundary = obj_id()
+        self._cut(new_epoch=True)
         self.fresh = False
         at = time.monotonic()
-        self.history.append(Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
-        for member in self.members:
-            member.boundary, member.watch, member.check_current, member.exempt = self.boundary, True, True, None
+        self.history.append(
+            Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source, self.cut))
         if origin is not None:
             origin.exempt = origin.in_flight()
         down, up = InterruptionFrame(), InterruptionFrame()
@@ -335,6 +447,15 @@ class InterruptionGuard:
             else:
                 await member.processor.queue_frame(down, FrameDirection.DOWNSTREAM)
         return self.epoch
+
+    def _cut(self, *, new_epoch: bool) -> None:
+        """Draws a new boundary and cuts every turn started so far, in every member (a new epoch spares no frame yet)."""
+        self.boundary = obj_id()
+        self.cut = self.turn
+        for member in self.members:
+            member.boundary, member.cut, member.watch, member.check_current = self.boundary, self.cut, True, True
+            if new_epoch:
+                member.exempt = None
 
 
 def _layout(processor: FrameProcessor, before: frozenset[int]) -> list[tuple[FrameProcessor, frozenset[int]]]:

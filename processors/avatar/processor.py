@@ -45,6 +45,7 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipelines.interruptions.guard import turn_free
 from processors.avatar.coarticulation import AudioTrack, PhonemeTrack
 from processors.avatar.face import FaceLife
 from processors.avatar.frames import FaceImageFrame, PoseFrame, PoseMessageFrame
@@ -371,14 +372,16 @@ class AvatarProcessor(FrameProcessor):
     async def _push_pose(self, pose: PoseFrame) -> None:
         self._face_t += self._dt
         self._pushed = pose.weights
-        await self.push_frame(pose)
+        # Idle and easing poses belong to no reply: an interruption of the last one must not cut them.
+        mark = turn_free if pose.utterance == 0 else _same
+        await self.push_frame(mark(pose))
         if self._messages:
-            await self.push_frame(PoseMessageFrame(message=rtvi_message(pose)))
+            await self.push_frame(mark(PoseMessageFrame(message=rtvi_message(pose))))
         if self._renderer is not None:
             size = self._renderer.size
             image = FaceImageFrame(image=self._renderer.render(pose.weights), size=(size, size), format="RGB")
             image.sync_with_audio = True
-            await self.push_frame(image)
+            await self.push_frame(mark(image))
             await asyncio.sleep(0)  # a reply's frames render in a burst: let the loop breathe
 
     async def _stop_tasks(self) -> None:
@@ -390,6 +393,10 @@ class AvatarProcessor(FrameProcessor):
         """Stops the clock when the pipeline is torn down without an end frame."""
         await self._stop_tasks()
         await super().cleanup()
+
+
+def _same(frame: Frame) -> Frame:
+    return frame
 
 
 def _mono(pcm: bytes, channels: int) -> bytes:

@@ -38,7 +38,7 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
-_EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
 _EE_OK = 0
 
 
@@ -142,8 +142,11 @@ class EspeakEngine:
 
     async def stream(
         self, text: str, *, voice: str, rate: int, pitch: int, sample_rate: int
-    ) -> AsyncGenerator[tuple[bytes, list[tuple[str, int]]], None]:
-        """Synthesizes ``text``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)]) as it goes.
+    ) -> AsyncGenerator[tuple[bytes, list[tuple[str, int]], list[tuple[str, int]]], None]:
+        """Synthesizes ``text``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)], [(word, offset ms)]) as it goes.
+
+        A word runs from where espeak-ng says it starts to the next white
+        space, so its punctuation stays with it ("time," "speak.").
 
         Closing or cancelling the generator aborts the synthesis at the
         library's next callback (a few milliseconds of audio at most).
@@ -190,20 +193,23 @@ class EspeakEngine:
         if job.resampler is not None and not job.aborted.is_set():
             tail = job.resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
             if len(tail):
-                job.emit((tail.tobytes(), []))
+                job.emit((tail.tobytes(), [], []))
 
     def _on_synth(self, wav, num_samples, events) -> int:
         """libespeak-ng's callback: one chunk of audio and the events inside it."""
         job = self._job
         if job is None or job.aborted.is_set():
             return 1  # abort the synthesis
-        phonemes = []
+        phonemes, words = [], []
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:
             event = events[i]
             if event.type == _EVENT_PHONEME:
                 name = bytes(event.id).split(b"\0", 1)[0].decode("utf-8", "replace")
                 phonemes.append((name, event.audio_position))
+            elif event.type == _EVENT_WORD and event.text_position > 0:
+                start = event.text_position - 1  # 1-based, in characters
+                words.append((_word_at(job.text, start, event.length), event.audio_position))
             i += 1
         audio = b""
         if num_samples > 0:
@@ -211,9 +217,17 @@ class EspeakEngine:
             if job.resampler is not None:
                 samples = job.resampler.resample_chunk(samples)
             audio = samples.tobytes()
-        if audio or phonemes:
-            job.emit((audio, phonemes))
+        if audio or phonemes or words:
+            job.emit((audio, phonemes, words))
         return 0
+
+
+def _word_at(text: str, start: int, length: int) -> str:
+    """The word espeak-ng reports at ``start``, with what follows it up to the next white space."""
+    end = start + max(length, 1)
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return text[start:end]
 
 
 _engine: EspeakEngine | None = None
@@ -249,24 +263,32 @@ class EspeakTTSService(TTSService):
     Each sentence is synthesized on the shared espeak thread; every chunk the
     library produces is resampled to the output rate and pushed at once as a
     ``TTSAudioRawFrame``, preceded by the :class:`PhonemeFrame` s that start in
-    it. An interruption cancels ``run_tts``, which marks the job aborted: the
+    it. With ``word_timing``, its words go to pipecat's word timestamps
+    (``add_word_timestamps``): each comes out as a ``TTSTextFrame`` timed to
+    its audio, so the output releases it when it plays and the context keeps
+    what was heard word by word; without it, a sentence's text follows its
+    audio, as pipecat's services without word timestamps do. An interruption cancels ``run_tts``, which marks the job aborted: the
     library's next callback returns 1 and synthesis stops mid-sentence.
     """
 
     Settings = EspeakTTSSettings
     _settings: Settings
 
-    def __init__(self, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, **kwargs):
+    def __init__(self, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, word_timing: bool = False, **kwargs):
         """Creates the service.
 
         Args:
             voice: espeak-ng voice name, optionally with a variant (``en-us+f3``).
             rate: Words per minute.
             pitch: Base pitch, 0-100.
+            word_timing: Time each word to its audio (word-level context); needs an output with a
+                playback clock (pipecat's outputs release timed frames by it).
             **kwargs: Passed to pipecat's ``TTSService`` (``sample_rate``, ``name``...).
         """
         settings = self.Settings(model=None, voice=voice, language=None, rate=rate, pitch=pitch)
-        super().__init__(push_start_frame=True, push_stop_frames=True, settings=settings, **kwargs)
+        super().__init__(push_start_frame=True, push_stop_frames=True, push_text_frames=not word_timing,
+                         settings=settings, **kwargs)
+        self._word_timing = word_timing
         self._engine = espeak_engine()
         # Audio already made per context (ms), so phoneme offsets run on
         # across the sentences of one reply.
@@ -282,7 +304,7 @@ class EspeakTTSService(TTSService):
         base_ms = self._context_ms.get(context_id, 0.0)
         samples = 0
         try:
-            async for audio, phonemes in self._engine.stream(
+            async for audio, phonemes, words in self._engine.stream(
                 text,
                 voice=str(self._settings.voice),
                 rate=int(self._settings.rate),
@@ -291,6 +313,8 @@ class EspeakTTSService(TTSService):
             ):
                 for phoneme, offset_ms in phonemes:
                     yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
+                if words and self._word_timing:
+                    await self.add_word_timestamps([(w, (base_ms + ms) / 1000) for w, ms in words], context_id)
                 if audio:
                     samples += len(audio) // 2
                     await self.stop_ttfb_metrics()
@@ -317,7 +341,7 @@ async def synthesize_pcm(
 
     For making test speech and sample inputs; agents use the streaming service.
     """
-    chunks = [audio async for audio, _ in espeak_engine().stream(
+    chunks = [audio async for audio, _, _ in espeak_engine().stream(
         text, voice=voice, rate=rate, pitch=pitch, sample_rate=sample_rate
     )]
     return b"".join(chunks)

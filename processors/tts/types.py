@@ -37,6 +37,9 @@ class EspeakParams(Params):
     voice: str = Field("en-us", description="espeak-ng voice, optionally with a variant: en-us, en-gb+f3, fr")
     rate: int = Field(175, ge=80, le=450, description="speaking rate in words per minute")
     pitch: int = Field(50, ge=0, le=100, description="base pitch, 0-100")
+    word_timing: bool = Field(
+        False, description="time each word to its audio: the context keeps what was heard word by word "
+        "(needs an output that plays in real time; the file transport's does not)")
 
     @field_validator("voice")
     @classmethod
@@ -65,6 +68,7 @@ def make_espeak(params: EspeakParams, ctx):
         voice=params.voice,
         rate=params.rate,
         pitch=params.pitch,
+        word_timing=params.word_timing,
         sample_rate=ctx.audio_out_sample_rate,
         name=ctx.processor_id,
     )
