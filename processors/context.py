@@ -6,8 +6,11 @@ The user half listens: Silero VAD runs inside it and its turn strategies
 decide when the user started (interrupting the bot) and finished (running the
 LLM). Place it after the STT (``[input, stt, user_context, llm, ...]``): VAD's
 events travel upstream to the STT, transcripts downstream to the aggregator.
+With ``interruptions.resume_after_secs`` the pair resumes a reply cut by a
+false interruption (``pipelines.interruptions.resume``).
 """
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -109,6 +112,7 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     """Creates the LLM context and its aggregator pair, VAD and turn strategies included (``BuiltAgent.llm_context`` is the context)."""
     from pipecat.audio.vad.vad_analyzer import VADParams
     from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
     from pipecat.processors.aggregators.llm_response_universal import (
         LLMContextAggregatorPair,
         LLMUserAggregatorParams,
@@ -125,14 +129,22 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
                 f"not {ctx.audio_in_sample_rate}",
             )])
         vad_analyzer = SharedSileroVADAnalyzer(params=VADParams(**params.vad.model_dump()))
+    resuming = ctx.spec.interruptions.resume_after_secs is not None
     user_params = LLMUserAggregatorParams(
         vad_analyzer=vad_analyzer,
         user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions, ctx.spec.conversation.turn_completion),
         user_turn_stop_timeout=params.turn.stop_timeout,
     )
+    if resuming:  # the bot resumes after an empty interrupting turn, instead of asking the LLM to react to it
+        user_params.empty_user_turn = replace(user_params.empty_user_turn or EmptyUserTurnConfig(), interrupted_prompt=None)
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
-    return LLMContextAggregatorPair(context, user_params=user_params)
+    pair = LLMContextAggregatorPair(context, user_params=user_params)
+    if resuming:
+        from pipelines.interruptions.resume import FalseInterruptionResume
+
+        FalseInterruptionResume(ctx.spec.interruptions, pair.user(), pair.assistant(), context)
+    return pair
 
 
 TYPES = [
