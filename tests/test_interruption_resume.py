@@ -5,6 +5,7 @@ a final transcript) at the user aggregator, so nothing depends on what an STT he
 """
 
 import asyncio
+import time
 
 import pytest
 from pipecat.frames.frames import (
@@ -33,7 +34,8 @@ processors:
 pipeline: [input, user_context, llm, tts, output, assistant_context]
 """
 
-RESUMING = "interruptions: {resume_after_secs: 0.4}"
+WAIT = 0.4
+RESUMING = f"interruptions: {{resume_after_secs: {WAIT}}}"
 
 
 def agent(interruptions: str = RESUMING, word_timing: bool = True) -> str:
@@ -58,14 +60,18 @@ async def ask_for_the_story(h: AgentHarness, out, words: int = 4) -> None:
     await asyncio.sleep(0.1)
 
 
-async def barge_in(h: AgentHarness, transcript: str | None = None) -> None:
-    """The user's speech: VAD start (it interrupts), a short pause, VAD stop, then maybe a transcript."""
+async def barge_in(h: AgentHarness, transcript: str | None = None) -> float:
+    """The user's speech: VAD start (it interrupts), a short pause, VAD stop, then maybe a transcript.
+
+    Returns when the user stopped speaking (monotonic)."""
     await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
     await asyncio.sleep(0.15)
     await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
+    stopped = time.monotonic()
     if transcript is not None:
         await asyncio.sleep(0.05)
         await h.inject(TranscriptionFrame(transcript, "user", "now", finalized=True), at="user_context")
+    return stopped
 
 
 async def wait_until(condition, timeout: float, what: str) -> None:
@@ -84,8 +90,10 @@ async def resumes_after(transcript: str | None, *, word_timing: bool = True):
     async with AgentHarness.from_text(agent(word_timing=word_timing)) as h:
         out, tts = h.probe("output"), h.probe("tts", processed=True)
         await ask_for_the_story(h, out, words=4 if word_timing else 1)
-        await barge_in(h, transcript)
+        stopped = await barge_in(h, transcript)
         resumed = await tts.wait_for(TTSSpeakFrame, timeout=5.0)
+        waited = tts.times[tts.frames.index(resumed)] - stopped
+        assert WAIT <= waited < WAIT + 2.0, f"resumed {waited:.2f}s after the user stopped, not after {WAIT}s"
         played = played_before_interruption(out)
         whole = ("assistant", " ".join(REPLY.split()))
         await wait_until(lambda: whole in turns(h), 20.0, f"the whole reply in the context; it holds {turns(h)}")
@@ -126,6 +134,25 @@ async def test_real_words_after_the_interruption_do_not_resume_and_make_the_user
         played = played_before_interruption(out)
         assert turns(h)[:3] == [("user", "tell me a story"), ("assistant", " ".join(played)),
                                 ("user", "what about a dragon")]
+
+
+async def test_a_real_barge_in_during_the_resumed_speech_cuts_it_and_the_context_keeps_one_message():
+    async with AgentHarness.from_text(agent()) as h:
+        out, tts = h.probe("output"), h.probe("tts", processed=True)
+        await ask_for_the_story(h, out)
+        await barge_in(h)
+        await tts.wait_for(TTSSpeakFrame, timeout=5.0)
+        first = played_before_interruption(out)
+        await out.wait_for(TTSTextFrame, count=len(first) + 3, timeout=10.0)  # three words of the resumed speech
+        await barge_in(h, "please stop")
+        await wait_until(lambda: ("user", "please stop") in turns(h), 5.0, "the user's turn in the context")
+        context = turns(h)
+        words = REPLY.split()
+        assert [role for role, _ in context[:3]] == ["user", "assistant", "user"], context
+        heard = context[1][1].split()
+        assert len(first) + 3 <= len(heard) < len(words), context
+        assert heard == words[:len(heard)], "the assistant message is not the reply's words as played, in order"
+        assert heard == played_before_interruption(out), "the context does not hold what was played"
 
 
 @pytest.mark.parametrize("interruptions", ["", "interruptions: {resume_after_secs: null}"])

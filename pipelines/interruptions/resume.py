@@ -40,6 +40,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.services.tts_service import TTSService
+from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 from pipelines.interruptions.guard import starts_turn
 from pipelines.spec import InterruptionSettings
 
@@ -47,6 +48,16 @@ from pipelines.spec import InterruptionSettings
 def words_of(text: str) -> list[str]:
     """Lower-case words of ``text``, hyphenated words split, punctuation dropped ("Uh-huh." -> uh, huh)."""
     return re.findall(r"[\w']+", text.lower())
+
+
+class EmptyTurnEnd(BaseUserTurnStopStrategy):
+    """A user turn stop strategy that stops no turn by itself: the resume ends the empty turn through it.
+
+    The user's turn that the false interruption started has no transcript, and
+    pipecat would end it only after ``user_turn_stop_timeout``; while it is
+    open, the user's next speech starts no turn and so could not interrupt
+    the resumed speech.
+    """
 
 
 class FalseInterruptionResume:
@@ -57,12 +68,13 @@ class FalseInterruptionResume:
         user: the user context aggregator (it pushes the resumed speech).
         assistant: the assistant context aggregator (it writes what was heard).
         context: the ``LLMContext`` both share.
+        turn_end: the ``EmptyTurnEnd`` among the user aggregator's stop strategies.
     """
 
-    def __init__(self, settings: InterruptionSettings, user, assistant, context):
+    def __init__(self, settings: InterruptionSettings, user, assistant, context, turn_end: EmptyTurnEnd):
         self.wait = settings.resume_after_secs
         self.backchannel = {w for entry in settings.backchannel_words for w in words_of(entry)}
-        self.user, self.assistant, self.context = user, assistant, context
+        self.user, self.assistant, self.context, self.turn_end = user, assistant, context, turn_end
         self.reply = ""  # the text the TTS was given for the latest reply
         self.heard: str | None = None  # what the context kept of the latest interrupted reply
         self.bot_speaking = False
@@ -148,6 +160,7 @@ class FalseInterruptionResume:
         messages = self.context.messages
         last = messages[-1] if messages else None
         self.continues = last if heard and last and last.get("role") == "assistant" else None
+        await self.turn_end.trigger_user_turn_stopped()  # the empty turn writes nothing and runs no LLM
         self.resumed = starts_turn(TTSSpeakFrame(" ".join(rest)))
         logger.debug(f"false interruption: resuming after {len(heard)} words heard: {self.resumed.text!r}")
         await self.user.push_frame(self.resumed)
