@@ -78,6 +78,11 @@ class ContextBlock(TypedBlock):
     type: str = DEFAULT_CONTEXT_TYPE
 
 
+#: Words a listener says without taking the turn: an interruption that brings only these is false.
+BACKCHANNEL_WORDS = ("uh-huh", "mm-hmm", "mhm", "hmm", "mm", "yeah", "yes", "yep", "okay", "ok", "right", "sure",
+                     "alright")
+
+
 class InterruptionSettings(Params):
     """When the user may interrupt the bot."""
 
@@ -85,6 +90,15 @@ class InterruptionSettings(Params):
     min_words: int = Field(0, ge=0, le=100, description="words the user must say before the bot is interrupted")
     min_speech_secs: float = Field(0.0, ge=0, le=10, description="seconds of user speech before the bot is interrupted")
     while_thinking: bool = Field(True, description="also interrupt while the LLM is generating, before the bot speaks")
+    resume_after_secs: float | None = Field(
+        None, gt=0, le=10,
+        description="resume the cut reply from the word last heard when the user's speech brought no words "
+        "(or only backchannel words) this many seconds after it stopped; null: never resume",
+    )
+    backchannel_words: list[str] = Field(
+        default_factory=lambda: list(BACKCHANNEL_WORDS),
+        description="words that do not make an interruption real (a transcript of only these resumes the bot)",
+    )
 
 
 class Utterance(Params):

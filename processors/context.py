@@ -6,8 +6,11 @@ The user half listens: Silero VAD runs inside it and its turn strategies
 decide when the user started (interrupting the bot) and finished (running the
 LLM). Place it after the STT (``[input, stt, user_context, llm, ...]``): VAD's
 events travel upstream to the STT, transcripts downstream to the aggregator.
+With ``interruptions.resume_after_secs`` the pair resumes a reply cut by a
+false interruption (``pipelines.interruptions.resume``).
 """
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -80,8 +83,10 @@ class LLMContextParams(Params):
         return render_persona(self.system_prompt, self.variables) if self.variables else self.system_prompt
 
 
-def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = False):
+def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = False, extra_stop=None):
     """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings.
+
+    ``extra_stop`` joins the stop strategies (the resume's ``EmptyTurnEnd``).
 
     With ``turn_completion`` (``conversation.turn_completion``), pipecat's
     ``FilterIncompleteUserTurnStrategies``: the same detectors only ask the
@@ -102,13 +107,17 @@ def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = 
         analyzer = SharedSmartTurnAnalyzer(params=SmartTurnParams(stop_secs=turn.incomplete_timeout))
         stop = strategy(turn_analyzer=analyzer)
     strategies = FilterIncompleteUserTurnStrategies if turn_completion else UserTurnStrategies
-    return strategies(start=start, stop=[stop])
+    chosen = strategies(start=start, stop=[stop])
+    if extra_stop is not None:  # after pipecat's wrapping (turn_completion defers the others): it ends a turn itself
+        chosen.stop = [*chosen.stop, extra_stop]
+    return chosen
 
 
 def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     """Creates the LLM context and its aggregator pair, VAD and turn strategies included (``BuiltAgent.llm_context`` is the context)."""
     from pipecat.audio.vad.vad_analyzer import VADParams
     from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
     from pipecat.processors.aggregators.llm_response_universal import (
         LLMContextAggregatorPair,
         LLMUserAggregatorParams,
@@ -125,14 +134,27 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
                 f"not {ctx.audio_in_sample_rate}",
             )])
         vad_analyzer = SharedSileroVADAnalyzer(params=VADParams(**params.vad.model_dump()))
+    turn_end = None
+    if ctx.spec.interruptions.resume_after_secs is not None:
+        from pipelines.interruptions.resume import EmptyTurnEnd
+
+        turn_end = EmptyTurnEnd()
     user_params = LLMUserAggregatorParams(
         vad_analyzer=vad_analyzer,
-        user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions, ctx.spec.conversation.turn_completion),
+        user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions, ctx.spec.conversation.turn_completion,
+                                              turn_end),
         user_turn_stop_timeout=params.turn.stop_timeout,
     )
+    if turn_end is not None:  # the bot resumes after an empty interrupting turn, instead of asking the LLM to react to it
+        user_params.empty_user_turn = replace(user_params.empty_user_turn or EmptyUserTurnConfig(), interrupted_prompt=None)
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
-    return LLMContextAggregatorPair(context, user_params=user_params)
+    pair = LLMContextAggregatorPair(context, user_params=user_params)
+    if turn_end is not None:
+        from pipelines.interruptions.resume import FalseInterruptionResume
+
+        FalseInterruptionResume(ctx.spec.interruptions, pair.user(), pair.assistant(), context, turn_end)
+    return pair
 
 
 TYPES = [

@@ -5,6 +5,7 @@
 - ``output``: the output contract, ``InterruptibleOutput.clear_buffer()``.
 - ``policy``: when the user may interrupt (the YAML's ``interruptions`` block
   onto pipecat's turn start strategies, and ``InterruptionPolicy``).
+- ``resume``: resuming the cut reply after a false interruption (``resume_after_secs``).
 - ``conformance``: the scenario ``framegraph check`` runs; ``check``: the command.
 """
 
@@ -19,6 +20,7 @@ _EXPORTS = {
     "ProcessorStats": "guard",
     "guard_graph": "guard",
     "turn_free": "guard",
+    "starts_turn": "guard",
     "BufferedOutput": "output",
     "DroppedReport": "output",
     "InterruptibleOutput": "output",

@@ -73,6 +73,9 @@ EPOCH_ATTR = "framegraph_epoch"
 #: Attribute carrying the turn (the LLM context run) a frame was produced for.
 TURN_ATTR = "framegraph_turn"
 
+#: Attribute marking a frame that starts a turn of its own when the user context aggregator pushes it.
+STARTS_TURN_ATTR = "framegraph_starts_turn"
+
 #: How many interruptions the guard (and each processor's stats) remember: memory stays flat over a session.
 HISTORY = 64
 
@@ -267,9 +270,11 @@ class _Member:
     def push_turn_start(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
         """``push_frame`` of a user context aggregator: an LLM run it pushes downstream starts a new turn.
 
-        The aggregator itself belongs to no turn (what else it pushes is the user's).
+        The aggregator itself belongs to no turn (what else it pushes is the user's). A frame marked
+        with ``starts_turn()`` (speech resumed after a false interruption) starts one too.
         """
-        if isinstance(frame, LLMContextFrame) and direction is FrameDirection.DOWNSTREAM:
+        if direction is FrameDirection.DOWNSTREAM and (
+                isinstance(frame, LLMContextFrame) or frame.__dict__.get(STARTS_TURN_ATTR)):
             setattr(frame, TURN_ATTR, self.guard.start_turn())
         return self.push_frame(frame, direction)
 
@@ -350,6 +355,17 @@ def turn_free(frame: Frame) -> Frame:
     no turn caused (an avatar's idle poses between replies) marks those.
     """
     frame.__dict__[TURN_ATTR] = 0
+    return frame
+
+
+def starts_turn(frame: Frame) -> Frame:
+    """Marks ``frame`` as starting a new turn when the user context aggregator pushes it, and returns it.
+
+    Speech the bot resumes after a false interruption is work for no cut turn:
+    without a turn of its own, the TTS would tag its audio with the cut turn
+    (its latest input's) and the guard would drop it.
+    """
+    frame.__dict__[STARTS_TURN_ATTR] = True
     return frame
 
 

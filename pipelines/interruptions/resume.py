@@ -1,0 +1,179 @@
+"""Resume after a false interruption: the ``interruptions:`` block's ``resume_after_secs``.
+
+The user's speech interrupts the bot at once (VAD), before anyone knows
+whether it was words. When it turns out to be a cough or a backchannel
+("uh-huh"), ``resume_after_secs`` after the user stopped with no words (or
+only ``backchannel_words``) the bot resumes the cut reply from the first word
+the user did not hear, and the context is left as it was: one assistant
+message with the whole reply, no user turn.
+
+How (docs/interruptions.md, "Resume after a false interruption"):
+
+- the reply is the text the TTS was given since the latest
+  ``LLMFullResponseStartFrame`` (or a ``TTSSpeakFrame``'s text);
+- what was heard is the interrupted assistant message the assistant
+  aggregator wrote (word by word with a word-timed TTS, whole sentences
+  otherwise: the resumed speech then starts at the cut sentence);
+- the rest is pushed by the user context aggregator as a ``TTSSpeakFrame``
+  that starts a turn of its own (``guard.starts_turn``), and the assistant
+  message it makes is appended to the interrupted one.
+
+Everything goes through pipecat's public event handlers
+(``on_before_process_frame``, ``on_assistant_turn_stopped``).
+"""
+
+import asyncio
+import re
+
+from loguru import logger
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    StartFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.services.tts_service import TTSService
+from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
+from pipelines.interruptions.guard import starts_turn
+from pipelines.spec import InterruptionSettings
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of ``text``, hyphenated words split, punctuation dropped ("Uh-huh." -> uh, huh)."""
+    return re.findall(r"[\w']+", text.lower())
+
+
+class EmptyTurnEnd(BaseUserTurnStopStrategy):
+    """A user turn stop strategy that stops no turn by itself: the resume ends the empty turn through it.
+
+    The user's turn that the false interruption started has no transcript, and
+    pipecat would end it only after ``user_turn_stop_timeout``; while it is
+    open, the user's next speech starts no turn and so could not interrupt
+    the resumed speech.
+    """
+
+
+class FalseInterruptionResume:
+    """Watches the user context aggregator, the TTS and the assistant aggregator; resumes a falsely cut reply.
+
+    Args:
+        settings: the agent's ``interruptions`` block (``resume_after_secs`` set).
+        user: the user context aggregator (it pushes the resumed speech).
+        assistant: the assistant context aggregator (it writes what was heard).
+        context: the ``LLMContext`` both share.
+        turn_end: the ``EmptyTurnEnd`` among the user aggregator's stop strategies.
+    """
+
+    def __init__(self, settings: InterruptionSettings, user, assistant, context, turn_end: EmptyTurnEnd):
+        self.wait = settings.resume_after_secs
+        self.backchannel = {w for entry in settings.backchannel_words for w in words_of(entry)}
+        self.user, self.assistant, self.context, self.turn_end = user, assistant, context, turn_end
+        self.reply = ""  # the text the TTS was given for the latest reply
+        self.heard: str | None = None  # what the context kept of the latest interrupted reply
+        self.bot_speaking = False
+        self.user_speaking = False
+        self.armed = False  # an interruption cut the bot's speech, and no words came since
+        self.timer: asyncio.Task | None = None
+        self.resumed: TTSSpeakFrame | None = None  # the latest resumed speech
+        self.continues: dict | None = None  # the assistant message the resumed speech continues
+        user.add_event_handler("on_before_process_frame", self.on_user_frame)
+        assistant.add_event_handler("on_assistant_turn_stopped", self.on_assistant_turn_stopped)
+
+    def is_backchannel(self, text: str) -> bool:
+        """Whether ``text`` holds words, all of them backchannel words."""
+        words = words_of(text)
+        return bool(words) and all(w in self.backchannel for w in words)
+
+    async def on_user_frame(self, user, frame: Frame) -> None:
+        """What the user aggregator is about to process: the bot's and the user's speech, transcripts."""
+        if isinstance(frame, StartFrame):
+            self.watch_tts()
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self.bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self.bot_speaking = False
+        elif isinstance(frame, InterruptionFrame):
+            self.armed = self.bot_speaking and bool(self.reply.strip())
+            await self.cancel_timer()
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            self.user_speaking = True
+            await self.cancel_timer()
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self.user_speaking = False
+            if self.armed:
+                await self.cancel_timer()
+                self.timer = self.user.create_task(self.resume_later(), "framegraph_resume")
+        elif isinstance(frame, TranscriptionFrame) and self.armed:
+            if self.is_backchannel(frame.text):
+                # Not a turn: emptied, the aggregator records nothing and runs no LLM for it.
+                logger.debug(f"backchannel {frame.text!r} after an interruption: not a user turn")
+                frame.text = ""
+            else:
+                self.armed = False
+                await self.cancel_timer()
+
+    def watch_tts(self) -> None:
+        """Finds the first TTS downstream of the user aggregator and records the text it is given."""
+        processor = self.user.next
+        while processor is not None and not isinstance(processor, TTSService):
+            processor = processor.next
+        if processor is None:
+            logger.warning("interruptions.resume_after_secs: no TTS after the user context; the bot never resumes")
+            return
+        processor.add_event_handler("on_before_process_frame", self.on_tts_frame)
+
+    async def on_tts_frame(self, tts, frame: Frame) -> None:
+        """A reply starts with ``LLMFullResponseStartFrame`` (or is one ``TTSSpeakFrame``); its text follows."""
+        if isinstance(frame, LLMFullResponseStartFrame) and not frame.skip_tts:
+            self.reply, self.heard = "", None
+        elif isinstance(frame, LLMTextFrame) and not frame.skip_tts:
+            self.reply += frame.text
+        elif isinstance(frame, TTSSpeakFrame) and frame is not self.resumed:
+            self.reply = frame.text
+
+    async def cancel_timer(self) -> None:
+        if self.timer is not None:
+            timer, self.timer = self.timer, None
+            if timer is not asyncio.current_task():
+                await self.user.cancel_task(timer)
+
+    async def resume_later(self) -> None:
+        await asyncio.sleep(self.wait)
+        self.timer = None
+        if self.armed and not self.user_speaking:
+            await self.resume()
+
+    async def resume(self) -> None:
+        """Speaks the reply from the first word the context does not hold."""
+        self.armed = False
+        heard = (self.heard or "").split()
+        rest = self.reply.split()[len(heard):]
+        if not rest:
+            return
+        messages = self.context.messages
+        last = messages[-1] if messages else None
+        self.continues = last if heard and last and last.get("role") == "assistant" else None
+        await self.turn_end.trigger_user_turn_stopped()  # the empty turn writes nothing and runs no LLM
+        self.resumed = starts_turn(TTSSpeakFrame(" ".join(rest)))
+        logger.debug(f"false interruption: resuming after {len(heard)} words heard: {self.resumed.text!r}")
+        await self.user.push_frame(self.resumed)
+
+    async def on_assistant_turn_stopped(self, assistant, message) -> None:
+        """Notes what an interrupted reply left in the context; joins resumed speech to the message it continues."""
+        continued = self.continues
+        self.continues = None
+        messages = self.context.messages
+        if continued is not None and len(messages) >= 2 and messages[-2] is continued and message.content:
+            continued["content"] = f"{continued['content']} {messages[-1]['content']}"
+            self.context.set_messages(messages[:-1])
+            content = continued["content"]
+        else:
+            content = continued["content"] if continued is not None else message.content
+        self.heard = content if message.interrupted else None
