@@ -41,6 +41,7 @@ def cmd_serve(args) -> int:
         connect_timeout_s=args.connect_timeout, max_body_bytes=args.max_body_bytes,
         max_message_bytes=args.max_message_bytes, allowed_origins=args.allow_origin or [],
         allowed_hosts=args.allow_host or [], server_id=args.server_id,
+        workers=args.workers or os.cpu_count() or 1,
     )
     try:
         asyncio.run(serve(agents, options))
@@ -103,5 +104,9 @@ def add_parser(subparsers) -> None:
                    help="another Host name the server answers to (repeatable; default: loopback and --host)")
     p.add_argument("--server-id", help="this server's id in the store (default: host name and agent names; "
                    "give each of several servers on one machine its own)")
+    p.add_argument("--workers", type=_positive(int), metavar="N",
+                   help="processes that run sessions, each on its own core, behind one front process that "
+                   "places each new session on the least-loaded one (default: the machine's cores, "
+                   f"{os.cpu_count()} here); 1 runs them in the server's own process (docs/scale.md)")
     add_set_option(p)
     p.set_defaults(func=cmd_serve)
