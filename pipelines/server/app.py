@@ -111,23 +111,41 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
     """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
     if not isinstance(options, ServerOptions):
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
-    config = front_config(agents, options)[0] if options.workers > 1 else server_config(agents, options)[0]
+    config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
     if warning:
         logger.warning(warning)
         print(f"warning: {warning}", flush=True)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not (server.started or serving.done()):
-        await asyncio.sleep(0.05)
-    if server.started:
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        where = f"http{'s' if config.ssl_certfile else ''}://{host}:{port}/"
+    async with _serving(config, target) as (where, serving):
         names = ", ".join(repr(a.spec.name) for a in agents)
         if options.workers > 1:
             names += f" in {options.workers} worker processes"
-        print(f"serving {names} on {where} (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
-    await serving
+        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
+        await serving
+
+
+@asynccontextmanager
+async def _serving(config: uvicorn.Config, target: Any):
+    """Binds, tells ``target`` (a manager or a front) its URL, serves; yields (URL, the serving task)."""
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if config.ssl_certfile else 'http'}://{host}:{port}"
+    target.advertise(url)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.02)
+        yield url, task
+    finally:
+        if isinstance(target, SessionManager):
+            await target.stop_sessions()  # before uvicorn waits for the sessions' connections to close
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 @asynccontextmanager
@@ -143,21 +161,8 @@ async def running(agent: Agent | list[Agent], host: str = "127.0.0.1", port: int
     with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
         options.setdefault("store", str(Path(tmp) / "sessions.db"))
         config, manager = server_config(agents, ServerOptions(host=host, port=port, **options))
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the server stopped before it started")
-                await asyncio.sleep(0.02)
-            bound = server.servers[0].sockets[0].getsockname()
-            scheme = "https" if config.ssl_certfile else "http"
-            yield f"{scheme}://{bound[0]}:{bound[1]}", manager
-        finally:
-            await manager.stop_sessions()  # before uvicorn waits for the sessions' connections to close
-            server.should_exit = True
-            await task
+        async with _serving(config, manager) as (url, _):
+            yield url, manager
 
 
 def front_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.Config, Any]:
@@ -181,19 +186,8 @@ async def running_workers(agent: Agent | list[Agent], workers: int = 2, host: st
     with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
         options.setdefault("store", str(Path(tmp) / "sessions.db"))
         config, front = front_config(agents, ServerOptions(host=host, port=0, workers=workers, **options))
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the server stopped before it started")
-                await asyncio.sleep(0.05)
-            bound = server.servers[0].sockets[0].getsockname()
-            yield f"http://{bound[0]}:{bound[1]}", front
-        finally:
-            server.should_exit = True
-            await task
+        async with _serving(config, front) as (url, _):
+            yield url, front
 
 
 def served_on(agent: Agent, transport: str, **params: Any) -> Agent:

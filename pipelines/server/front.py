@@ -53,6 +53,10 @@ class Front:
         self._peers: dict[str, int] = {}
         self._http: httpx.AsyncClient | None = None
 
+    def advertise(self, url: str) -> None:
+        """The front's URL as bound: what the workers advertise to other servers (unless given)."""
+        self.pool.advertise(url)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)

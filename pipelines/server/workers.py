@@ -134,6 +134,11 @@ class WorkerPool:
         self._tasks: list[asyncio.Task] = []
         self._closing = False
 
+    def advertise(self, url: str) -> None:
+        """The front's URL: each worker publishes it (several servers redirect there), unless one was given."""
+        if not self.worker_options.advertise_url:
+            self.worker_options = replace(self.worker_options, advertise_url=url)
+
     async def start(self) -> None:
         """Starts every worker and waits until each has loaded its models and listens."""
         self._tasks.append(asyncio.create_task(self._listen()))
