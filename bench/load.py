@@ -20,9 +20,10 @@ clients connect and stay silent (microphone muted: no audio sent). Per
 target it prints the sessions held to the end, errors (refused or dropped
 connections, turns unanswered within 8 s), the time from the speech's end
 (from the clip's energy) to the first loud bot audio received, p50/p95, and
-the server tree's CPU (cores) and memory (PSS) per session; then the ratios
-and the load average. The clients run in this process: on a small machine
-they take a share of the CPU too.
+the server tree's CPU (cores: all its processes; main: its main process
+alone, the front with workers) and memory (PSS) per session, and the
+clients' CPU; then the ratios and the load average. The clients run in this
+process: on a small machine they take a share of the CPU too.
 
     .venv/bin/python bench/load.py [--talking 12] [--idle 50] [--duration 60] [--workers 2]
 """
@@ -62,6 +63,9 @@ class Figures:
     held: int = 0
     idle_held: int = 0
     cpu_cores: float = 0.0
+    #: CPU of the server's main process alone (the front, with workers), and of this process's clients.
+    main_cores: float = 0.0
+    client_cores: float = 0.0
     pss_mib: float = 0.0
     base_pss_mib: float = 0.0
 
@@ -218,14 +222,24 @@ async def measure(name: str, command: list[str], plain: bool, args, clips: list[
         figures.base_pss_mib = process_tree_pss_mib([proc.pid])
         until = time.monotonic() + args.duration
         idle_tasks = [asyncio.create_task(idle(base, plain, until + 5, figures)) for _ in range(args.idle)]
-        cpu0, t0 = process_tree_cpu_secs([proc.pid]), time.monotonic()
+        cpu0, main0, own0, t0 = process_tree_cpu_secs([proc.pid]), cpu_secs(proc.pid), time.process_time(), time.monotonic()
         await asyncio.gather(*(talking(base, plain, clips, i * 3, until, figures) for i in range(args.talking)))
-        figures.cpu_cores = (process_tree_cpu_secs([proc.pid]) - cpu0) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        figures.cpu_cores = (process_tree_cpu_secs([proc.pid]) - cpu0) / elapsed
+        figures.main_cores = (cpu_secs(proc.pid) - main0) / elapsed
+        figures.client_cores = (time.process_time() - own0) / elapsed
         figures.pss_mib = process_tree_pss_mib([proc.pid])
         await asyncio.gather(*idle_tasks)
     finally:
         await stop(proc)
     return figures
+
+
+def cpu_secs(pid: int) -> float:
+    """User + system CPU seconds of one process (not its children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load_clip_set(human: Path) -> list[Clip]:
@@ -245,12 +259,12 @@ def report(all_figures: list[Figures], args) -> None:
     sessions = args.talking + args.idle
     print(f"\n{args.talking} talking + {args.idle} idle sessions, {args.duration:g} s, config {args.config}")
     print(f"{'target':<26}{'held':>10}{'errors':>8}{'turns':>7}{'p50 ms':>8}{'p95 ms':>8}"
-          f"{'cores':>7}{'CPU%/sess':>10}{'MiB/sess':>9}")
+          f"{'cores':>7}{'main':>6}{'CPU%/sess':>10}{'MiB/sess':>9}{'clients':>8}")
     for f in all_figures:
         per_mib = (f.pss_mib - f.base_pss_mib) / max(1, sessions)
         print(f"{f.name:<26}{f'{f.held}+{f.idle_held}':>10}{len(f.errors):>8}{len(f.latencies):>7}"
-              f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{f.cpu_cores:>7.2f}"
-              f"{100 * f.cpu_cores / max(1, args.talking):>10.1f}{per_mib:>9.1f}")
+              f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{f.cpu_cores:>7.2f}{f.main_cores:>6.2f}"
+              f"{100 * f.cpu_cores / max(1, args.talking):>10.1f}{per_mib:>9.1f}{f.client_cores:>8.2f}")
         for error in sorted(set(f.errors))[:5]:
             print(f"    {f.errors.count(error)} x {error}")
     one, many, plain = all_figures

@@ -20,6 +20,7 @@ from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 from transport_kit import wait_until
 from transports import client_messages as cm
 from transports.clients.talk import Talker
+from transports.clients.webrtc import WebRTCPeer
 
 
 async def test_sessions_on_two_workers_talk_through_the_front_and_survive_a_killed_worker():
@@ -61,3 +62,25 @@ async def test_sessions_on_two_workers_talk_through_the_front_and_survive_a_kill
             assert (await say_over_ws(back, "tell me my name")) == "Your name is ada."
         assert (await http.get(f"/sessions/{first['id']}")).json()["owner"] == killed.server_id
 
+
+
+async def test_a_webrtc_session_signals_through_the_front_and_its_media_reaches_the_worker():
+    agent = load_agent_text(AGENT.replace("type: websocket, port: 0", "type: webrtc, port: 0"))
+    async with running_workers(agent, workers=2) as (url, front), \
+            httpx.AsyncClient(base_url=url, timeout=20) as http:
+        created = (await http.post("/sessions")).json()
+
+        async def signal(offer):
+            r = await http.post(f"/sessions/{created['id']}/offer", json=offer,
+                                headers={"Authorization": f"Bearer {created['token']}"})
+            r.raise_for_status()
+            return r.json()
+
+        peer = WebRTCPeer()
+        try:
+            await peer.connect_with(signal)
+            await peer.wait_for_message(cm.BOT_READY, 20)  # over the data channel, straight from the worker
+            owner = front.pool.owning((await http.get(f"/sessions/{created['id']}")).json()["owner"])
+            await wait_until(lambda: front.pool.live(owner) == 1, 10, "the owning worker reports the session")
+        finally:
+            await peer.close()

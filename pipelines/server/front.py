@@ -39,6 +39,9 @@ _HOP = {b"host", b"origin", b"connection", b"keep-alive", b"transfer-encoding", 
         b"te", b"trailer", b"proxy-authorization", b"sec-websocket-key", b"sec-websocket-version",
         b"sec-websocket-extensions", b"sec-websocket-protocol"}
 _HOP_OUT = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+#: Sessions and peer connections whose worker the front remembers (the oldest forgotten first;
+#: a forgotten session's owner is read from the store again).
+REMEMBERED = 10_000
 #: How long a request waits for its worker while that worker is started again.
 WAIT_FOR_WORKER_S = 60.0
 
@@ -111,7 +114,7 @@ class Front:
             return None
         worker = self.pool.owning(session.owner)
         if worker is not None:
-            self._owners[session_id] = worker.slot
+            _remember(self._owners, session_id, worker.slot)
         return worker
 
     def _learn(self, worker: Worker, path: str, status: int, content: bytes) -> None:
@@ -121,11 +124,11 @@ class Front:
         if path in ("/sessions", "/start"):
             session_id = _field(content, "id") or _field(content, "sessionId")
             if session_id:
-                self._owners[session_id] = worker.slot
+                _remember(self._owners, session_id, worker.slot)
         elif path.endswith("/offer"):
             pc_id = _field(content, "pc_id")
             if pc_id:
-                self._peers[pc_id] = worker.slot
+                _remember(self._peers, pc_id, worker.slot)
 
     async def _ready(self, worker: Worker) -> bool:
         try:
@@ -235,6 +238,12 @@ async def _respond(send, status: int, body: bytes, *, retry: bool = False) -> No
         headers.append((b"retry-after", b"5"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _remember(memory: dict[str, int], key: str, slot: int) -> None:
+    memory[key] = slot
+    if len(memory) > REMEMBERED:
+        memory.pop(next(iter(memory)))
 
 
 def _field(body: bytes, name: str) -> str | None:
