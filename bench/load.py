@@ -19,7 +19,9 @@ microphone) until the bot has answered and been quiet for 0.6 s. M more
 clients connect and stay silent (microphone muted: no audio sent). Per
 target it prints the sessions held to the end, errors (refused or dropped
 connections, turns unanswered within 8 s), the time from the speech's end
-(from the clip's energy) to the first loud bot audio received, p50/p95, and
+(from the clip's energy) to the first loud bot audio received, p50/p95
+(turns the bot answered early, during a pause inside a clip, are counted
+apart as "early", without a latency), and
 the server tree's CPU (cores: all its processes; main: its main process
 alone, the front with workers) and memory (PSS) per session, and the
 clients' CPU; then the ratios and the load average. The clients run in this
@@ -40,10 +42,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from listening_kit import HUMAN_AUDIO, Clip, load_clips, percentile, process_tree_cpu_secs, process_tree_pss_mib, speech_span  # noqa: E402
-from pipelines.audio import read_wav  # noqa: E402
-from transports import client_messages as cm  # noqa: E402
-from transports.clients.talk import FRAME_SECS, Talker  # noqa: E402
+from listening_kit import (
+    HUMAN_AUDIO,
+    Clip,
+    load_clips,
+    percentile,
+    process_tree_cpu_secs,
+    process_tree_pss_mib,
+    speech_span,
+)
+
+from pipelines.audio import read_wav
+from transports import client_messages as cm
+from transports.clients.talk import FRAME_SECS, Talker
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "assistant.yaml"
@@ -61,6 +72,8 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     held: int = 0
+    #: Turns the bot answered before the user's speech ended (a pause inside a clip): no latency counted.
+    premature: int = 0
     idle_held: int = 0
     cpu_cores: float = 0.0
     #: CPU of the server's main process alone (the front, with workers), and of this process's clients.
@@ -78,16 +91,20 @@ class Figures:
 
 def plain_server(config: Path, port: int) -> None:
     """Serves ``config``'s processors with pipecat's own WebSocket transport, one worker per socket."""
+    from dataclasses import replace
+
     import uvicorn
     from fastapi import FastAPI, WebSocket
-
     from pipecat.serializers.protobuf import ProtobufFrameSerializer
-    from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+    from pipecat.transports.websocket.fastapi import (
+        FastAPIWebsocketParams,
+        FastAPIWebsocketTransport,
+    )
+
     from pipelines.builder import build_agent
     from pipelines.runner import run_worker
     from pipelines.server.app import served_on
     from pipelines.validate import load_agent
-    from dataclasses import replace
 
     agent = served_on(load_agent(config), "websocket")
 
@@ -181,7 +198,10 @@ async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until:
             if heard is None:
                 figures.errors.append(f"turn {clip.name}: no answer within {ANSWER_TIMEOUT_S:g} s")
                 continue
-            figures.latencies.append(heard - speech_end)
+            if any(loud and started + clip.onset < t <= speech_end for t, _, loud in talker.playback.arrivals):
+                figures.premature += 1
+            else:
+                figures.latencies.append(heard - speech_end)
             while not talker.closed:  # an open microphone until the bot has finished
                 last = talker.playback.played[-1].end if talker.playback.played else 0
                 if time.monotonic() - last >= QUIET_AFTER_ANSWER_S:
@@ -258,11 +278,11 @@ async def load_clip_set(human: Path) -> list[Clip]:
 def report(all_figures: list[Figures], args) -> None:
     sessions = args.talking + args.idle
     print(f"\n{args.talking} talking + {args.idle} idle sessions, {args.duration:g} s, config {args.config}")
-    print(f"{'target':<26}{'held':>10}{'errors':>8}{'turns':>7}{'p50 ms':>8}{'p95 ms':>8}"
+    print(f"{'target':<26}{'held':>10}{'errors':>8}{'turns':>7}{'early':>6}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'cores':>7}{'main':>6}{'CPU%/sess':>10}{'MiB/sess':>9}{'clients':>8}")
     for f in all_figures:
         per_mib = (f.pss_mib - f.base_pss_mib) / max(1, sessions)
-        print(f"{f.name:<26}{f'{f.held}+{f.idle_held}':>10}{len(f.errors):>8}{len(f.latencies):>7}"
+        print(f"{f.name:<26}{f'{f.held}+{f.idle_held}':>10}{len(f.errors):>8}{len(f.latencies):>7}{f.premature:>6}"
               f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{f.cpu_cores:>7.2f}{f.main_cores:>6.2f}"
               f"{100 * f.cpu_cores / max(1, args.talking):>10.1f}{per_mib:>9.1f}{f.client_cores:>8.2f}")
         for error in sorted(set(f.errors))[:5]:

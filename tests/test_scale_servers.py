@@ -15,9 +15,9 @@ import sys
 import time
 
 import httpx
-
 from conftest import ROOT
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
+
 from transports import client_messages as cm
 from transports.clients.talk import Talker
 

@@ -7,17 +7,16 @@ after a crash, resumes with its context (the scripted LLM recalls a name
 from an earlier turn).
 """
 
-import asyncio
 import os
 import signal
 
 import httpx
 import pytest
+from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
+from transport_kit import wait_until
 
 from pipelines.server.app import running_workers
 from pipelines.validate import load_agent_text
-from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
-from transport_kit import wait_until
 from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer

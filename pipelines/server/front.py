@@ -24,7 +24,6 @@ tokens are checked by the worker, which gets the headers as they came.
 import asyncio
 import json
 import re
-from typing import Any
 
 import httpx
 import websockets

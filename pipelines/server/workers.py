@@ -60,7 +60,12 @@ def warm(agents: list[Agent]) -> None:
 
 
 def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:
-    """A worker process's entry point: serves ``agents`` on a loopback port until SIGTERM/SIGINT."""
+    """A worker process's entry point: serves ``agents`` on a loopback port until SIGTERM.
+
+    It leaves the terminal's process group: Ctrl-C reaches the front alone,
+    which stops its workers itself (rather than seeing them exit and start them again).
+    """
+    os.setpgrp()
     asyncio.run(_serve_worker(slot, agents, options, ready, report))
 
 
