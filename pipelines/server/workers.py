@@ -47,12 +47,11 @@ def warm(agents: list[Agent]) -> None:
     and the TTS; a pocketsphinx STT's decoder host (a forked process holding
     the acoustic model) is started here too instead of on the first utterance.
     """
-    from pipelines.builder import build_agent
-    from pipelines.testing import _transport_component
+    from pipelines.testing import AgentHarness
     from processors.stt.decoder_pool import decoder_host
 
     for agent in agents:
-        built = build_agent(agent, transport=_transport_component(agent, "synthetic", None))
+        built = AgentHarness(agent).built  # built on the synthetic transport, never started
         for processor in built.processors.values():
             config = getattr(processor, "_host_config", None)
             if config is not None:
