@@ -40,13 +40,14 @@ def cmd_serve(args) -> int:
         max_sessions=args.max_sessions, grace_s=args.grace, idle_timeout_s=args.idle_timeout,
         connect_timeout_s=args.connect_timeout, max_body_bytes=args.max_body_bytes,
         max_message_bytes=args.max_message_bytes, allowed_origins=args.allow_origin or [],
-        allowed_hosts=args.allow_host or [], server_id=args.server_id,
+        allowed_hosts=args.allow_host or [], server_id=args.server_id, advertise_url=args.advertise_url,
+        housekeeping_s=args.heartbeat, workers=args.workers or os.cpu_count() or 1,
     )
     try:
         asyncio.run(serve(agents, options))
     except KeyboardInterrupt:
         pass
-    except ValueError as e:
+    except (ValueError, RuntimeError) as e:
         print(f"error: {e}")
         return 1
     return 0
@@ -103,5 +104,15 @@ def add_parser(subparsers) -> None:
                    help="another Host name the server answers to (repeatable; default: loopback and --host)")
     p.add_argument("--server-id", help="this server's id in the store (default: host name and agent names; "
                    "give each of several servers on one machine its own)")
+    p.add_argument("--heartbeat", type=_positive(float), default=d.housekeeping_s, metavar="SECONDS",
+                   help=f"seconds between housekeeping rounds and heartbeats; on a shared Redis, a server silent "
+                   f"for three rounds is taken for dead and its sessions taken over (default {d.housekeeping_s:g})")
+    p.add_argument("--advertise-url", metavar="URL",
+                   help="the URL other servers on the same Redis redirect this server's clients to "
+                   "(default: http(s)://HOST:PORT as bound; give it when HOST is 0.0.0.0)")
+    p.add_argument("--workers", type=_positive(int), metavar="N",
+                   help="processes that run sessions, each on its own core, behind one front process that "
+                   "places each new session on the least-loaded one (default: the machine's cores, "
+                   f"{os.cpu_count()} here); 1 runs them in the server's own process (docs/scale.md)")
     add_set_option(p)
     p.set_defaults(func=cmd_serve)

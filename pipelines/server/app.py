@@ -48,14 +48,16 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
     title = "framegraph: " + ", ".join(by_name)
     fastapi_app = create_app(manager, api_key=options.api_key, title=title)
     fastapi_app.router.lifespan_context = _lifespan
-    app: Any = fastapi_app
+    return guarded(fastapi_app, options, options.host or agents[0].transport.params.host), manager
+
+
+def guarded(app: Any, options: ServerOptions, host: str) -> Any:
+    """``app`` behind the server's access middleware: CORS, Host/Origin checks, the body limit."""
     if options.allowed_origins:
         app = CORSMiddleware(app, allow_origins=options.allowed_origins, allow_methods=["*"],
                              allow_headers=["authorization", "content-type"])
-    host = options.host or agents[0].transport.params.host
     app = AccessGuard(app, allowed_hosts=[host, *options.allowed_hosts], allowed_origins=options.allowed_origins)
-    app = BodyLimit(app, options.max_body_bytes)
-    return app, manager
+    return BodyLimit(app, options.max_body_bytes)
 
 
 @asynccontextmanager
@@ -68,15 +70,24 @@ async def _lifespan(app: FastAPI):
         await app.state.webrtc.close()
 
 
-def server_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.Config, SessionManager]:
-    """uvicorn settings: address, TLS, WebSocket keep-alive and size limits, idle and slow-header timeouts."""
+def server_config(agents: list[Agent], options: ServerOptions, *, tls: bool = True) -> tuple[uvicorn.Config, SessionManager]:
+    """uvicorn settings: address, TLS, WebSocket keep-alive and size limits, idle and slow-header timeouts.
+
+    ``tls=False`` serves plain HTTP whatever the agent's transport says (a
+    worker process behind the front, which terminates TLS).
+    """
+    app, manager = build_app(agents, options)
+    return uvicorn_config(app, agents, options, tls=tls), manager
+
+
+def uvicorn_config(app: Any, agents: list[Agent], options: ServerOptions, *, tls: bool = True) -> uvicorn.Config:
+    """The uvicorn settings of a server of ``agents`` serving ``app`` (the front process uses them too)."""
     first = agents[0].transport.params
-    tls = {
+    certificates = {
         "ssl_certfile": str(agents[0].config_dir / first.ssl_certfile),
         "ssl_keyfile": str(agents[0].config_dir / first.ssl_keyfile),
-    } if first.ssl_certfile else {}
-    app, manager = build_app(agents, options)
-    config = uvicorn.Config(
+    } if tls and first.ssl_certfile else {}
+    return uvicorn.Config(
         app,
         host=options.host or first.host,
         port=first.port if options.port is None else options.port,
@@ -92,30 +103,49 @@ def server_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.
         log_level="warning",
         # Sessions are ended by the manager; a connection still open after this does not hold the shutdown.
         timeout_graceful_shutdown=5,
-        **tls,
+        **certificates,
     )
-    return config, manager
 
 
 async def serve(agents: list[Agent], options: Any = None) -> None:
     """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
     if not isinstance(options, ServerOptions):
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
-    config, _ = server_config(agents, options)
+    config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
     if warning:
         logger.warning(warning)
         print(f"warning: {warning}", flush=True)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not (server.started or serving.done()):
-        await asyncio.sleep(0.05)
-    if server.started:
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        where = f"http{'s' if config.ssl_certfile else ''}://{host}:{port}/"
+    async with _serving(config, target) as (where, serving):
         names = ", ".join(repr(a.spec.name) for a in agents)
-        print(f"serving {names} on {where} (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
-    await serving
+        if options.workers > 1:
+            names += f" in {options.workers} worker processes"
+        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
+        await serving
+
+
+@asynccontextmanager
+async def _serving(config: uvicorn.Config, target: Any):
+    """Binds, tells ``target`` (a manager or a front) its URL, serves; yields (URL, the serving task)."""
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if config.ssl_certfile else 'http'}://{host}:{port}"
+    target.advertise(url)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.02)
+        yield url, task
+    finally:
+        if isinstance(target, SessionManager):
+            await target.stop_sessions()  # before uvicorn waits for the sessions' connections to close
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 @asynccontextmanager
@@ -131,21 +161,33 @@ async def running(agent: Agent | list[Agent], host: str = "127.0.0.1", port: int
     with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
         options.setdefault("store", str(Path(tmp) / "sessions.db"))
         config, manager = server_config(agents, ServerOptions(host=host, port=port, **options))
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the server stopped before it started")
-                await asyncio.sleep(0.02)
-            bound = server.servers[0].sockets[0].getsockname()
-            scheme = "https" if config.ssl_certfile else "http"
-            yield f"{scheme}://{bound[0]}:{bound[1]}", manager
-        finally:
-            await manager.stop_sessions()  # before uvicorn waits for the sessions' connections to close
-            server.should_exit = True
-            await task
+        async with _serving(config, manager) as (url, _):
+            yield url, manager
+
+
+def front_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.Config, Any]:
+    """uvicorn settings and app of the front process of ``options.workers`` worker processes (docs/scale.md)."""
+    from pipelines.server.front import Front
+    from pipelines.server.workers import WorkerPool
+
+    _, manager = build_app(agents, options)  # checks the agents as one process would; its store stays closed
+    pool = WorkerPool(agents, options, manager.server_id, options.workers)
+    front = Front(pool, manager.store)
+    app = guarded(front, options, options.host or agents[0].transport.params.host)
+    return uvicorn_config(app, agents, options), front
+
+
+@asynccontextmanager
+async def running_workers(agent: Agent | list[Agent], workers: int = 2, host: str = "127.0.0.1", **options: Any):
+    """``running`` with ``workers`` worker processes behind a front; yields (base URL, the ``Front``)."""
+    import tempfile
+
+    agents = agent if isinstance(agent, list) else [agent]
+    with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
+        options.setdefault("store", str(Path(tmp) / "sessions.db"))
+        config, front = front_config(agents, ServerOptions(host=host, port=0, workers=workers, **options))
+        async with _serving(config, front) as (url, _):
+            yield url, front
 
 
 def served_on(agent: Agent, transport: str, **params: Any) -> Agent:

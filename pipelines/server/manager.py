@@ -18,6 +18,14 @@ A session's life on this server:
   Every completed turn is appended to the store; connecting sets ACTIVE.
 - the connection ends: DISCONNECTED (resumable for ``grace_s``) unless the
   session was deleted (ENDED); a resume is ``connect`` again with the token.
+
+Several servers on one Redis (docs/scale.md): each publishes, with its
+heartbeat, its advertised URL, live sessions and capacity. ``place_elsewhere``
+names the live server with the most room when this one is full (the route
+answers 307 there); ``owner_elsewhere`` names the live server that owns a
+session (307 there), or takes the session over when its owner stopped
+heartbeating (its sessions become DISCONNECTED here, resumable with their
+context from Redis).
 """
 
 import asyncio
@@ -112,9 +120,12 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
+        #: The URL other servers send this server's clients to (set once bound when not given).
+        self.url = options.advertise_url
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
-            grace_s=options.grace_s, server_info=lambda: {"live": str(len(self.live))},
+            grace_s=options.grace_s, server_info=lambda: {
+                "live": str(len(self.live)), "capacity": str(options.max_sessions), "url": self.url or ""},
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -234,6 +245,57 @@ class SessionManager:
     async def authorize(self, session_id: str, token: str | None) -> bool:
         """Whether ``token`` is the session's resume token (same answer and time for an unknown id)."""
         return bool(token) and await self.store.verify_token(session_id, token)
+
+    # -- several servers -------------------------------------------------------
+
+    def advertise(self, url: str) -> None:
+        """This server's URL as bound; what other servers redirect to unless ``advertise_url`` was given."""
+        self.url = self.url or url
+
+    async def servers(self) -> dict[str, dict[str, str]]:
+        """The live servers sharing this store (itself included), with their info; {} on a store of one server."""
+        live_servers = getattr(self.store, "live_servers", None)
+        if live_servers is None:
+            return {}
+        return await live_servers(max_age_s=3 * self.options.housekeeping_s)
+
+    async def place_elsewhere(self, agent_name: str | None) -> str | None:
+        """The URL of the server a new session goes to when this one is full (the live one with most room), or None."""
+        if self.full(self.agent_named(agent_name)) is None:
+            return None
+        room = {}
+        for info in (await self.servers()).values():
+            url = info.get("url")
+            if url and url != self.url:
+                room[url] = _int(info.get("capacity")) - _int(info.get("live"))
+        best = max(room, key=room.get, default=None)
+        return best if best is not None and room[best] > 0 else None
+
+    async def owner_elsewhere(self, session_id: str) -> str | None:
+        """The URL of the live server that runs ``session_id``, or None when this server is to serve it.
+
+        A session whose owner stopped heartbeating is taken over: the dead
+        server's sessions become DISCONNECTED, resumable here with their context.
+        """
+        if session_id in self.live:
+            return None
+        servers = await self.servers()
+        if not servers:
+            return None
+        try:
+            session = await self.store.get(session_id)
+        except SessionNotFound:
+            return None
+        if session.owner == self.server_id or session.state == SessionState.ENDED:
+            return None
+        owner = servers.get(session.owner)
+        if owner is not None:
+            url = owner.get("url")
+            return url if url and url != self.url else None
+        taken = await self.store.recover(owner=session.owner)
+        logger.warning(f"server {session.owner} stopped heartbeating: its {len(taken)} live session(s) are "
+                       f"DISCONNECTED; {self.server_id} takes over session {session_id}")
+        return None
 
     # -- running ---------------------------------------------------------------
 
@@ -419,6 +481,13 @@ class SessionManager:
         except Exception as e:
             logger.warning(f"session store: {e.__class__.__name__}: {e}")
             self.metrics.error("store")
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
 
 
 def conversation(context: Any) -> list[dict]:

@@ -41,6 +41,10 @@ class ServerOptions:
             default (host name and agent names) is the same after a restart, so
             the restarted server takes back the sessions its crash left live;
             give each of several servers on one machine its own.
+        advertise_url: The URL other servers on the same Redis send this
+            server's clients to (307); None: ``http(s)://HOST:PORT`` as bound.
+        workers: Processes that run sessions (docs/scale.md); 1 runs them in
+            the server's own process, more puts a front process before them.
     """
 
     host: str | None = None
@@ -63,3 +67,5 @@ class ServerOptions:
     retry_after_s: int = 5
     housekeeping_s: float = 2.0
     server_id: str | None = None
+    advertise_url: str | None = None
+    workers: int = 1

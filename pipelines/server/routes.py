@@ -117,6 +117,13 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     async def create_session(body: NewSession | None = None) -> Created:
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
+        try:
+            elsewhere = await manager.place_elsewhere(body.agent)
+        except Refused as e:
+            raise HTTPException(422, str(e)) from None
+        if elsewhere:
+            raise HTTPException(307, "this server is full; another has room",
+                                headers={"Location": elsewhere.rstrip("/") + "/sessions"})
         session, token = await _create(manager, body.agent, body.variables)
         agent = manager.agents[session.agent]
         return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
@@ -143,15 +150,17 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             raise HTTPException(404, "no such session") from None
 
     @api.delete("/sessions/{session_id}", status_code=204, responses={404: {"description": "Not found"}})
-    async def delete_session(session_id: Annotated[str, _ID]) -> Response:
+    async def delete_session(session_id: Annotated[str, _ID], request: Request) -> Response:
         """Ends a session for good: its connection closes, it can no longer be resumed."""
+        await _to_owner(manager, request, session_id)
         if not await manager.end(session_id):
             raise HTTPException(404, "no such session")
         return Response(status_code=204)
 
     @api.patch("/sessions/{session_id}", response_model=SettingsResult, responses={404: {"description": "Not found"}})
-    async def change_settings(session_id: Annotated[str, _ID], change: SettingsChange) -> SettingsResult:
+    async def change_settings(session_id: Annotated[str, _ID], change: SettingsChange, request: Request) -> SettingsResult:
         """Changes LLM/TTS settings or the system prompt; held while a response is generated or spoken."""
+        await _to_owner(manager, request, session_id)
         try:
             applied = await manager.change_settings(session_id, change)
         except SessionNotFound:
@@ -164,6 +173,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
               responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
     async def session_offer(session_id: Annotated[str, _ID], offer: Offer, request: Request) -> Any:
         """Answers the session's SDP offer (new connection, resume, or renegotiation with ``pc_id``)."""
+        await _to_owner(manager, request, session_id)
         live = await _media_session(manager, session_id, _token(request), SDP_OFFER.signalling,
                                     renegotiating=offer.pc_id)
         return await _answer(manager, webrtc, live, offer)
@@ -171,6 +181,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     @app.patch("/sessions/{session_id}/ice", responses={404: {"description": NOT_FOUND}})
     async def session_ice(session_id: Annotated[str, _ID], patch: CandidatePatch, request: Request) -> dict:
         """Trickled ICE candidates for the session's peer connection."""
+        await _to_owner(manager, request, session_id)
         if not await manager.authorize(session_id, _token(request)):
             raise HTTPException(404, NOT_FOUND)
         live = manager.live.get(session_id)
@@ -183,6 +194,11 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         """The session's WebSocket (``?token=``), handed as it is to the agent's transport."""
         if len(session_id) > 64 or not await manager.authorize(session_id, token or _bearer(ws.headers)):
             await ws.close(code=1008, reason="no such session, or the token does not match")
+            return
+        elsewhere = await manager.owner_elsewhere(session_id)
+        if elsewhere:  # a 307 to the owner's WebSocket (clients such as ``websockets`` follow it)
+            location = elsewhere.rstrip("/").replace("http", "ws", 1) + ws.url.path + f"?{ws.url.query}" * bool(ws.url.query)
+            await ws.send_denial_response(Response(status_code=307, headers={"Location": location}))
             return
         await _hand_over(manager, ws, lambda: manager.resume(session_id))
 
@@ -216,6 +232,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
               responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
     async def runner_offer(session_id: Annotated[str, _ID], offer: Offer, request: Request) -> Any:
         """pipecat's runner offer route: the session ``/start`` made (once), or any with its token."""
+        await _to_owner(manager, request, session_id)
         live = manager.live.get(session_id)
         if live is not None and (live.open_once or (offer.pc_id and offer.pc_id == live.peer_id)):
             return await _answer(manager, webrtc, live, offer)
@@ -224,8 +241,9 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         return await _answer(manager, webrtc, live, offer)
 
     @app.patch("/sessions/{session_id}/api/offer", responses={404: {"description": NOT_FOUND}})
-    async def runner_ice(session_id: Annotated[str, _ID], patch: CandidatePatch) -> dict:
+    async def runner_ice(session_id: Annotated[str, _ID], patch: CandidatePatch, request: Request) -> dict:
         """pipecat's runner ICE route (the peer connection id is the credential here, as in pipecat)."""
+        await _to_owner(manager, request, session_id)
         live = manager.live.get(session_id)
         if live is None or live.peer_id != patch.pc_id:
             raise HTTPException(404, "no such peer connection")
@@ -276,6 +294,15 @@ async def _create(manager: SessionManager, agent: str | None, variables: dict, *
         raise HTTPException(503, str(e), headers={"Retry-After": str(manager.options.retry_after_s)}) from None
     except Refused as e:
         raise HTTPException(422, str(e)) from None
+
+
+async def _to_owner(manager: SessionManager, request: Request, session_id: str) -> None:
+    """Raises a 307 to the live server that runs ``session_id`` when that is another one (several servers)."""
+    elsewhere = await manager.owner_elsewhere(session_id)
+    if elsewhere:
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise HTTPException(307, "this session runs on another server",
+                            headers={"Location": elsewhere.rstrip("/") + request.url.path + query})
 
 
 async def _media_session(manager: SessionManager, session_id: str, token: str | None, signalling: str,

@@ -1,0 +1,226 @@
+"""Worker processes: every core of a machine runs sessions (``framegraph serve --workers N``).
+
+Each worker is a whole one-process server (``SessionManager`` and its
+uvicorn, the same code as ``--workers 1``) started with the ``spawn`` method
+on a loopback port of its own, with its own event loop, its own VAD, turn,
+speech and TTS work, and its own server id ``SERVER/wN`` as the owner of its
+sessions in the shared store. The front process (``pipelines.server.front``)
+owns the public address and proxies each request to a worker.
+
+Workers start warm: each builds its agents once (Silero VAD and Smart Turn
+sessions, espeak, the pocketsphinx decoder host) before it says it is ready,
+as LiveKit's worker pool does. Each reports, every quarter second through
+shared memory, its live sessions and the CPU it used over the last second;
+the pool places a new session on the worker with the fewest (counting the
+sessions it placed in the last second, which a report may not show yet),
+then the least busy. A worker that dies is started again under the same
+server id: its ``SessionManager.start`` marks the sessions the dead one left
+live DISCONNECTED, and their clients resume them with their context. A
+worker whose front process died (even by SIGKILL) ends itself.
+"""
+
+import asyncio
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from loguru import logger
+
+from pipelines.server.options import ServerOptions
+from pipelines.validate import Agent
+
+#: Seconds between a worker's load reports.
+REPORT_EVERY_S = 0.25
+#: Placements this recent count against a worker (its report may not show them yet).
+RECENT_PLACEMENT_S = 1.0
+#: How long a worker may take to load its models and listen.
+START_TIMEOUT_S = 120.0
+
+
+def warm(agents: list[Agent]) -> None:
+    """Loads what each agent's sessions share before the first session: builds each once.
+
+    Building constructs the shared Silero VAD and Smart Turn model sessions
+    and the TTS; a pocketsphinx STT's decoder host (a forked process holding
+    the acoustic model) is started here too instead of on the first utterance.
+    """
+    from pipelines.testing import AgentHarness
+    from processors.stt.decoder_pool import decoder_host
+
+    for agent in agents:
+        built = AgentHarness(agent).built  # built on the synthetic transport, never started
+        for processor in built.processors.values():
+            config = getattr(processor, "_host_config", None)
+            if config is not None:
+                decoder_host(config)
+
+
+def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:
+    """A worker process's entry point: serves ``agents`` on a loopback port until SIGTERM.
+
+    It leaves the terminal's process group: Ctrl-C reaches the front alone,
+    which stops its workers itself (rather than seeing them exit and start them again).
+    """
+    os.setpgrp()
+    asyncio.run(_serve_worker(slot, agents, options, ready, report))
+
+
+async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:
+    import uvicorn
+
+    from pipelines.server.app import server_config
+
+    warm(agents)
+    config, manager = server_config(agents, options, tls=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not (server.started or serving.done()):
+        await asyncio.sleep(0.02)
+    if not server.started:
+        await serving
+        return
+    ready.put((slot, os.getpid(), server.servers[0].sockets[0].getsockname()[1]))
+    used, at = time.process_time(), time.monotonic()
+    front = os.getppid()
+    while not serving.done():
+        await asyncio.sleep(REPORT_EVERY_S)
+        if os.getppid() != front:  # the front died (even by SIGKILL): so does its worker
+            server.should_exit = True
+        now_used, now = time.process_time(), time.monotonic()
+        if now - at >= 1.0:
+            report[2 * slot + 1] = (now_used - used) / (now - at)
+            used, at = now_used, now
+        report[2 * slot] = len(manager.live)
+    await serving
+
+
+@dataclass
+class Worker:
+    """One worker slot: its process (replaced when it dies), port and server id."""
+
+    slot: int
+    server_id: str
+    process: Any = None
+    port: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    placed: list[float] = field(default_factory=list)
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class WorkerPool:
+    """N warm worker processes, their placement and their replacement when one dies."""
+
+    def __init__(self, agents: list[Agent], options: ServerOptions, server_id: str, count: int):
+        self.agents = agents
+        self.count = count
+        self.server_id = server_id
+        # Each worker listens on loopback, speaks plain HTTP (the front terminates TLS) and
+        # takes its share of the session limit; the front applies the Host/Origin checks.
+        self.worker_options = replace(
+            options, host="127.0.0.1", port=0, allowed_origins=[], allowed_hosts=[], workers=1,
+            max_sessions=math.ceil(options.max_sessions / count),
+        )
+        self.workers = [Worker(i, f"{server_id}/w{i}") for i in range(count)]
+        self._context = multiprocessing.get_context("spawn")
+        self._ready = self._context.Queue()
+        self._report = self._context.Array("d", 2 * count, lock=False)
+        self._tasks: list[asyncio.Task] = []
+        self._closing = False
+
+    def advertise(self, url: str) -> None:
+        """The front's URL: each worker publishes it (several servers redirect there), unless one was given."""
+        if not self.worker_options.advertise_url:
+            self.worker_options = replace(self.worker_options, advertise_url=url)
+
+    async def start(self) -> None:
+        """Starts every worker and waits until each has loaded its models and listens."""
+        self._tasks.append(asyncio.create_task(self._listen()))
+        for worker in self.workers:
+            self._spawn(worker)
+        await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), START_TIMEOUT_S)
+        self._tasks.append(asyncio.create_task(self._watch()))
+
+    async def stop(self) -> None:
+        """Stops every worker (SIGTERM: their sessions stay resumable), killing any that hangs."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for worker in self.workers:
+            if worker.process is not None and worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers:
+            if worker.process is not None:
+                await asyncio.to_thread(worker.process.join, 10)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    await asyncio.to_thread(worker.process.join, 5)
+
+    def live(self, worker: Worker) -> int:
+        """Live sessions the worker reported last."""
+        return int(self._report[2 * worker.slot])
+
+    def cpu(self, worker: Worker) -> float:
+        """The worker's CPU use over its last reported second (1.0: one core)."""
+        return self._report[2 * worker.slot + 1]
+
+    def least_loaded(self) -> Worker:
+        """The worker a new session goes to (fewest live and just-placed sessions, then least CPU); counts it."""
+        now = time.monotonic()
+        for worker in self.workers:
+            worker.placed = [t for t in worker.placed if now - t < RECENT_PLACEMENT_S]
+        ready = [w for w in self.workers if w.ready.is_set()] or self.workers
+        chosen = min(ready, key=lambda w: (self.live(w) + len(w.placed), self.cpu(w), w.slot))
+        chosen.placed.append(now)
+        return chosen
+
+    def owning(self, server_id: str) -> Worker | None:
+        """The worker slot whose server id is ``server_id`` (a session's owner), if it is one of this pool's."""
+        return next((w for w in self.workers if w.server_id == server_id), None)
+
+    def _spawn(self, worker: Worker) -> None:
+        worker.ready.clear()
+        options = replace(self.worker_options, server_id=worker.server_id)
+        worker.process = self._context.Process(
+            target=worker_main, args=(worker.slot, self.agents, options, self._ready, self._report),
+            name=f"framegraph-worker-{worker.slot}", daemon=True,
+        )
+        worker.process.start()
+        self._report[2 * worker.slot] = 0
+
+    async def _listen(self) -> None:
+        """Marks workers ready as they say so (slot, pid, port) on the queue."""
+        import queue
+
+        while True:
+            try:
+                slot, pid, port = await asyncio.to_thread(self._ready.get, True, 0.5)
+            except queue.Empty:
+                continue
+            worker = self.workers[slot]
+            if worker.pid == pid:
+                worker.port = port
+                worker.ready.set()
+                logger.info(f"worker {worker.server_id} (pid {pid}) serves on {worker.url}")
+
+    async def _watch(self) -> None:
+        """Starts a dead worker again (same server id: it recovers its sessions as DISCONNECTED)."""
+        while not self._closing:
+            await asyncio.sleep(0.2)
+            for worker in self.workers:
+                if worker.process is not None and worker.process.exitcode is not None and not self._closing:
+                    logger.warning(f"worker {worker.server_id} (pid {worker.pid}) exited with "
+                                   f"{worker.process.exitcode}; starting it again")
+                    worker.restarts += 1
+                    self._spawn(worker)
