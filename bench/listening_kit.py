@@ -21,7 +21,10 @@ from pipelines.audio import read_wav
 from pipelines.testing import AgentHarness
 from pipelines.validate import Agent, load_agent
 
-HUMAN_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "human"
+# The clips beside the repository; FRAMEGRAPH_HUMAN_AUDIO names another folder (as in the tests).
+HUMAN_AUDIO = Path(
+    os.environ.get("FRAMEGRAPH_HUMAN_AUDIO", Path(__file__).resolve().parents[2] / "shared" / "audio" / "human")
+)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "assistant.yaml"
 RATE = 16000
 CHUNK_SECS = 0.02

@@ -102,8 +102,9 @@ def with_factory(agent: Agent, factory) -> Agent:
 
 
 def bot_of(server):
+    """The one session's bot, or None while the session waits for its client (no graph built yet)."""
     (session,) = server.sessions.values()
-    return session.built.processors["bot"]
+    return session.built.processors["bot"] if session.built is not None else None
 
 
 async def wait_for(predicate, timeout: float):
@@ -123,7 +124,7 @@ async def webrtc_trials(agent: Agent, trials: int, obey: bool) -> list[tuple[flo
         peer.say(SPEECH)
         bot = None
         for n in range(trials):
-            await wait_for(lambda: server.sessions and len(bot_of(server).replied_at) > n, 5)
+            await wait_for(lambda: server.sessions and bot_of(server) and len(bot_of(server).replied_at) > n, 5)
             bot = bot_of(server)
             replied = bot.replied_at[n]
             heard = await peer.wait_for_loud(timeout=5, after=replied)
@@ -169,11 +170,12 @@ async def browser_trials(agent: Agent, trials: int) -> list[float]:
             await page.call("Page.navigate", url=url)
             await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")
             await page.eval("document.getElementById('connect').click()")
-            await wait_for(lambda: server.sessions and len(bot_of(server).interrupted_at) >= trials, 30 + 3 * trials)
+            await wait_for(lambda: server.sessions and bot_of(server) and len(bot_of(server).interrupted_at) >= trials,
+                           30 + 3 * trials)
+            interrupted = "window.framegraph.messages.filter(m => m.type === 'bot-interrupted')"
+            await page.wait_for(f"{interrupted}.length >= {trials}", 5, "bot-interrupted on the page")
             wall_minus_mono = time.time() - time.monotonic()
-            received = await page.eval(
-                "window.framegraph.messages.filter(m => m.type === 'bot-interrupted').map(m => m.at / 1000)"
-            )
+            received = await page.eval(f"{interrupted}.map(m => m.at / 1000)")
             delays = []
             for t0 in bot_of(server).interrupted_at[:trials]:
                 wall = t0 + wall_minus_mono
