@@ -55,6 +55,7 @@ from pipelines import pipecat_compat as compat
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
+from processors.faulty import streaming_agent_yaml
 
 HEAD = "version: 1\nname: {name}\ntransport: {{type: synthetic, audio_out_sample_rate: 16000}}\nprocessors:\n"
 LINEAR = HEAD.format(name="linear") + "".join(f"  p{i}: {{type: passthrough}}\n" for i in range(9)) + \
@@ -167,22 +168,12 @@ async def audio_after_trigger(guarded: bool, trials: int) -> list[float]:
     return found
 
 
-STREAMING = """version: 1
-name: streaming
-transport: {{type: synthetic, audio_out_sample_rate: 16000}}
-context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
-processors:
-  llm: {{type: scripted, token_delay_ms: 0, fallback: "{reply}"}}
-  tts: {{type: streaming_tts_fixture, busy_ms: {busy_ms}, drops_cut_work: {drops}}}
-pipeline: [input, user_context, llm, tts, output, assistant_context]
-"""
 TTS_KINDS = {"well-behaved": (0, True), "slow (input task busy 100 ms)": (100, True), "leaky (never drops cut work)": (0, False)}
 
 
 async def cut_text_audio(busy_ms: float, drops: bool, guarded: bool) -> float:
     """ms of audio played after an API interruption of a streamed reply (all of it for the cut text)."""
-    reply = " ".join(["once upon a time a small robot learned to speak"] * 4)
-    text = STREAMING.format(reply=reply, busy_ms=busy_ms, drops=str(drops).lower())
+    text = streaming_agent_yaml(busy_ms=busy_ms, drops_cut_work=drops)
     async with AgentHarness(load_agent_text(text), interruptions=guarded) as h:
         for frame in (VADUserStartedSpeakingFrame(start_secs=0.0), VADUserStoppedSpeakingFrame(stop_secs=0.0),
                       TranscriptionFrame("tell me a story", "user", "now", finalized=True)):

@@ -163,6 +163,27 @@ class StreamingTTS(FrameProcessor):
                 await asyncio.sleep(self.CHUNK_MS / 2000)
 
 
+#: A reply long enough to be cut mid-stream.
+STORY = " ".join(["once upon a time a small robot learned to speak"] * 4)
+
+
+def streaming_agent_yaml(*, busy_ms: float, drops_cut_work: bool, reply: str = STORY) -> str:
+    """An agent whose scripted LLM answers ``reply`` through ``streaming_tts_fixture``.
+
+    The tests and ``bench/interruption.py`` measure the audio of cut text on it
+    for a well-behaved, a slow (``busy_ms``) and a leaky (``drops_cut_work: false``) TTS.
+    """
+    return f"""version: 1
+name: streaming
+transport: {{type: synthetic, audio_out_sample_rate: 16000}}
+context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
+processors:
+  llm: {{type: scripted, token_delay_ms: 0, fallback: "{reply}"}}
+  tts: {{type: streaming_tts_fixture, busy_ms: {busy_ms}, drops_cut_work: {str(drops_cut_work).lower()}}}
+pipeline: [input, user_context, llm, tts, output, assistant_context]
+"""
+
+
 TYPES = [
     TypeInfo(
         "processor", "swallow_interruptions", SwallowParams,

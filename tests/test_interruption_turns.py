@@ -17,6 +17,7 @@ from pipecat.frames.frames import (
 )
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
+from processors.faulty import streaming_agent_yaml
 from test_interruption_graphs import LINEAR, REGISTRY, Job, harness
 
 ONE_CHUNK_MS = 40  # what the synthetic output (a "sound card" with one chunk of buffer) may still play
@@ -100,21 +101,11 @@ async def test_the_words_that_interrupt_reach_the_context():
     assert users == ["stop there"]
 
 
-STREAMING = """version: 1
-name: streaming
-transport: {{type: synthetic, audio_out_sample_rate: 16000}}
-context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
-processors:
-  llm: {{type: scripted, token_delay_ms: 0, fallback: "{reply}"}}
-  tts: {{type: streaming_tts_fixture, busy_ms: {busy_ms}, drops_cut_work: {drops}}}
-pipeline: [input, user_context, llm, tts, output, assistant_context]
-"""
-REPLY = " ".join(["once upon a time a small robot learned to speak"] * 4)
 
 
 async def audio_for_cut_text_after_interrupt(*, busy_ms: float, drops: bool, guarded: bool = True) -> float:
     """The user asks; once the bot's audio plays, the API interrupts. Returns the ms of audio written after it."""
-    text = STREAMING.format(reply=REPLY, busy_ms=busy_ms, drops=str(drops).lower())
+    text = streaming_agent_yaml(busy_ms=busy_ms, drops_cut_work=drops)
     async with AgentHarness(load_agent_text(text, "<test>"), interruptions=guarded) as h:
         await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
         await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
