@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -31,7 +30,6 @@ def test_mermaid_lines_keep_their_shape(agent):
     assert len(lines) == 1 + (len(HOSTILE) + 3) + 2 * len(HOSTILE) + 1  # nodes, then edges in and out of the block
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
 def test_dot_parses_with_one_node_per_id(agent):
     text = diagram.dot(agent)
     plain = subprocess.run(["dot", "-Tplain"], input=text, text=True, capture_output=True, check=True).stdout
