@@ -233,6 +233,56 @@ def process_tree_pss_mib(root_pids: list[int]) -> float:
     return total_kib / 1024
 
 
+class TreeCpu:
+    """CPU seconds of a process tree, counting processes that exit while it watches.
+
+    A process's CPU vanishes from ``/proc`` when it exits, and the decoder
+    host's forked decoders (one per session, reaped by the kernel) take
+    theirs with them when their session ends: a single reading at the end of
+    a run would miss them. ``sample()`` (call it every few hundred ms) keeps
+    each process's latest reading; ``by_kind()`` splits the total by command
+    (decoders, workers, the main process).
+    """
+
+    def __init__(self, root_pids: list[int]):
+        self._roots = list(root_pids)
+        self._seen: dict[tuple[int, str], tuple[str, float]] = {}
+        self._base: dict[tuple[int, str], float] = {}
+        self.sample()
+        self._base = {key: secs for key, (_, secs) in self._seen.items()}
+
+    def sample(self) -> None:
+        """Reads every live process of the tree."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in process_tree(self._roots):
+            try:
+                fields = _stat_fields(pid)
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            kind = "main" if pid in self._roots else _process_kind(command)
+            self._seen[(pid, fields[19])] = (kind, (int(fields[11]) + int(fields[12])) / ticks)
+
+    def by_kind(self) -> dict[str, float]:
+        """CPU seconds since this object was made, per kind of process."""
+        totals: dict[str, float] = {}
+        for key, (kind, secs) in self._seen.items():
+            totals[kind] = totals.get(kind, 0.0) + secs - self._base.get(key, 0.0)
+        return totals
+
+    def total(self) -> float:
+        return sum(self.by_kind().values())
+
+
+def _process_kind(command: str) -> str:
+    if "decoder_host" in command:
+        return "decoders"
+    if "multiprocessing" in command:
+        return "workers"
+    return "other"
+
+
 def process_tree_cpu_secs(root_pids: list[int]) -> float:
     """User + system CPU seconds used so far by processes and their live descendants."""
     ticks = os.sysconf("SC_CLK_TCK")

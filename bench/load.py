@@ -22,12 +22,24 @@ connections, turns unanswered within 8 s), the time from the speech's end
 (from the clip's energy) to the first loud bot audio received, p50/p95
 (turns the bot answered early, during a pause inside a clip, are counted
 apart as "early", without a latency), and
-the server tree's CPU (cores: all its processes; main: its main process
-alone, the front with workers) and memory (PSS) per session, and the
+the server tree's CPU (cores: all its processes) and memory (PSS) per session, and the
 clients' CPU; then the ratios and the load average. The clients run in this
 process: on a small machine they take a share of the CPU too.
 
+The CPU is read every 0.25 s from /proc, per kind of process (main; the
+workers; the pocketsphinx decoders, forked per session, whose CPU would
+vanish with them at the session's end; other), so it counts ended
+processes too. "gaps%" is the silence inside the bot's replies where the
+next chunk of its voice reached the client after the previous one had
+played (a dropout a listener hears), as a share of the replies' length. A
+table of latencies per clip follows.
+
+``--sweep 6,9,12,15`` measures how many talking sessions each target holds
+(no error, p95 under ``--goal-ms``): each target at each count in turn,
+fewest first, until it misses; then the ratio of sessions held.
+
     .venv/bin/python bench/load.py [--talking 12] [--idle 50] [--duration 60] [--workers 2]
+    .venv/bin/python bench/load.py --sweep 9,12,15,18,21 --idle 50 --duration 40
 """
 
 import argparse
@@ -47,7 +59,7 @@ from listening_kit import (
     Clip,
     load_clips,
     percentile,
-    process_tree_cpu_secs,
+    TreeCpu,
     process_tree_pss_mib,
     speech_span,
 )
@@ -70,14 +82,20 @@ class Figures:
 
     name: str
     latencies: list[float] = field(default_factory=list)
+    by_clip: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     held: int = 0
     #: Turns the bot answered before the user's speech ended (a pause inside a clip): no latency counted.
     premature: int = 0
     idle_held: int = 0
-    cpu_cores: float = 0.0
-    #: CPU of the server's main process alone (the front, with workers), and of this process's clients.
-    main_cores: float = 0.0
+    #: Bot audio the clients played in replies, and the silence inside those replies where the
+    #: next chunk came late (a gap a listener hears as a dropout).
+    reply_secs: float = 0.0
+    gap_secs: float = 0.0
+    #: Cores used by the server tree per kind of process: main (the server, or the front with
+    #: workers), workers, decoders (the pocketsphinx host and its forked decoders), other.
+    cores: dict[str, float] = field(default_factory=dict)
+    #: CPU of this process's clients.
     client_cores: float = 0.0
     pss_mib: float = 0.0
     base_pss_mib: float = 0.0
@@ -202,11 +220,15 @@ async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until:
                 figures.premature += 1
             else:
                 figures.latencies.append(heard - speech_end)
+                figures.by_clip.setdefault(clip.name, []).append(heard - speech_end)
             while not talker.closed:  # an open microphone until the bot has finished
                 last = talker.playback.played[-1].end if talker.playback.played else 0
                 if time.monotonic() - last >= QUIET_AFTER_ANSWER_S:
                     break
                 await talker.stream(SILENCE * 5)
+            reply = [p for p in talker.playback.played if p.start >= heard - 0.05]
+            figures.reply_secs += sum(p.end - p.start for p in reply)
+            figures.gap_secs += sum(max(0.0, b.start - a.end) for a, b in zip(reply, reply[1:]))
         if talker.closed:
             figures.errors.append(f"dropped (close code {talker.close_code})")
         else:
@@ -242,11 +264,15 @@ async def measure(name: str, command: list[str], plain: bool, args, clips: list[
         figures.base_pss_mib = process_tree_pss_mib([proc.pid])
         until = time.monotonic() + args.duration
         idle_tasks = [asyncio.create_task(idle(base, plain, until + 5, figures)) for _ in range(args.idle)]
-        cpu0, main0, own0, t0 = process_tree_cpu_secs([proc.pid]), cpu_secs(proc.pid), time.process_time(), time.monotonic()
-        await asyncio.gather(*(talking(base, plain, clips, i * 3, until, figures) for i in range(args.talking)))
+        cpu, own0, t0 = TreeCpu([proc.pid]), time.process_time(), time.monotonic()
+        sampling = asyncio.create_task(sample_every(cpu, 0.25))
+        try:
+            await asyncio.gather(*(talking(base, plain, clips, i * 3, until, figures) for i in range(args.talking)))
+        finally:
+            sampling.cancel()
+        cpu.sample()
         elapsed = time.monotonic() - t0
-        figures.cpu_cores = (process_tree_cpu_secs([proc.pid]) - cpu0) / elapsed
-        figures.main_cores = (cpu_secs(proc.pid) - main0) / elapsed
+        figures.cores = {kind: secs / elapsed for kind, secs in cpu.by_kind().items()}
         figures.client_cores = (time.process_time() - own0) / elapsed
         figures.pss_mib = process_tree_pss_mib([proc.pid])
         await asyncio.gather(*idle_tasks)
@@ -255,11 +281,11 @@ async def measure(name: str, command: list[str], plain: bool, args, clips: list[
     return figures
 
 
-def cpu_secs(pid: int) -> float:
-    """User + system CPU seconds of one process (not its children)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def sample_every(cpu: TreeCpu, seconds: float) -> None:
+    """Reads the server tree's CPU every ``seconds``, so decoders of ended sessions still count."""
+    while True:
+        await asyncio.sleep(seconds)
+        cpu.sample()
 
 
 async def load_clip_set(human: Path) -> list[Clip]:
@@ -279,19 +305,74 @@ def report(all_figures: list[Figures], args) -> None:
     sessions = args.talking + args.idle
     print(f"\n{args.talking} talking + {args.idle} idle sessions, {args.duration:g} s, config {args.config}")
     print(f"{'target':<26}{'held':>10}{'errors':>8}{'turns':>7}{'early':>6}{'p50 ms':>8}{'p95 ms':>8}"
-          f"{'cores':>7}{'main':>6}{'CPU%/sess':>10}{'MiB/sess':>9}{'clients':>8}")
+          f"{'gaps%':>6}{'cores':>7}{'main':>6}{'workers':>8}{'decoders':>9}{'CPU%/sess':>10}{'MiB/sess':>9}{'clients':>8}")
     for f in all_figures:
         per_mib = (f.pss_mib - f.base_pss_mib) / max(1, sessions)
+        cores = sum(f.cores.values())
         print(f"{f.name:<26}{f'{f.held}+{f.idle_held}':>10}{len(f.errors):>8}{len(f.latencies):>7}{f.premature:>6}"
-              f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{f.cpu_cores:>7.2f}{f.main_cores:>6.2f}"
-              f"{100 * f.cpu_cores / max(1, args.talking):>10.1f}{per_mib:>9.1f}{f.client_cores:>8.2f}")
+              f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{100 * f.gap_secs / max(1e-9, f.reply_secs):>6.1f}{cores:>7.2f}{f.cores.get('main', 0):>6.2f}"
+              f"{f.cores.get('workers', 0):>8.2f}{f.cores.get('decoders', 0):>9.2f}"
+              f"{100 * cores / max(1, args.talking):>10.1f}{per_mib:>9.1f}{f.client_cores:>8.2f}")
         for error in sorted(set(f.errors))[:5]:
             print(f"    {f.errors.count(error)} x {error}")
+    print("\nspeech end to first bot audio by clip, p50 / max ms (turns):")
+    for name in sorted({n for f in all_figures for n in f.by_clip}):
+        cells = [f"{percentile(f.by_clip[name], 50) * 1000:.0f} / {max(f.by_clip[name]) * 1000:.0f} "
+                 f"({len(f.by_clip[name])})" if f.by_clip.get(name) else "-" for f in all_figures]
+        print(f"  {name[:30]:<32}" + "".join(f"{c:>22}" for c in cells))
     one, many, plain = all_figures
     print(f"\nratios (p95): --workers {args.workers} / --workers 1 = {many.p(95) / one.p(95):.2f}; "
           f"--workers 1 / plain pipecat = {one.p(95) / plain.p(95):.2f}; "
           f"--workers {args.workers} / plain pipecat = {many.p(95) / plain.p(95):.2f}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+
+
+def targets(args, tmp: str, talking: int) -> list[tuple[str, list[str], bool]]:
+    """(name, command, plain) of the three servers measured."""
+    serve = [sys.executable, "-m", "pipelines.cli", "serve", str(args.config), "--transport", "websocket",
+             "--port", "0", "--max-sessions", str(talking + args.idle + 10), "--grace", "5"]
+    return [
+        ("framegraph --workers 1", serve + ["--workers", "1", "--store", f"{tmp}/one-{talking}.db"], False),
+        (f"framegraph --workers {args.workers}",
+         serve + ["--workers", str(args.workers), "--store", f"{tmp}/n-{talking}.db"], False),
+        ("plain pipecat", [sys.executable, __file__, "--plain-server", "--config", str(args.config)], True),
+    ]
+
+
+def holds(figures: Figures, args) -> bool:
+    """Whether a target held its load: every session to the end, no error, p95 under the goal."""
+    return not figures.errors and figures.p(95) * 1000 < args.goal_ms
+
+
+async def sweep(args, clips: list[Clip], tmp: str) -> None:
+    """Each target at ``--sweep`` talking sessions, fewest first, until one misses; prints what each holds."""
+    levels = sorted(int(n) for n in args.sweep.split(","))
+    held: dict[str, int] = {}
+    for index, (name, _, _) in enumerate(targets(args, tmp, 0)):
+        held[name] = 0
+        for talking in levels:
+            _, command, plain = targets(args, tmp, talking)[index]
+            figures = await measure(name, command, plain, replace_talking(args, talking), clips)
+            ok = holds(figures, args)
+            print(f"{name:<26} {talking:>3} talking + {args.idle} idle: {len(figures.errors)} errors, "
+                  f"{len(figures.latencies)} turns, p50/p95 {figures.p(50) * 1000:.0f}/{figures.p(95) * 1000:.0f} ms, "
+                  f"gaps {100 * figures.gap_secs / max(1e-9, figures.reply_secs):.1f}%, "
+                  f"cores {sum(figures.cores.values()):.2f} -> {'holds' if ok else 'misses'}", flush=True)
+            if not ok:
+                break
+            held[name] = talking
+    one, many, plain = held.values()
+    print(f"\ntalking sessions held at p95 < {args.goal_ms:g} ms with no error (levels {args.sweep}, "
+          f"{args.duration:g} s each): " + ", ".join(f"{name} {n}" for name, n in held.items()))
+    print(f"ratio (sessions held): --workers {args.workers} / --workers 1 = {many / max(1, one):.2f}; "
+          f"--workers 1 / plain pipecat = {one / max(1, plain):.2f}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+
+
+def replace_talking(args, talking: int):
+    copy = argparse.Namespace(**vars(args))
+    copy.talking = talking
+    return copy
 
 
 async def main(args) -> None:
@@ -301,15 +382,11 @@ async def main(args) -> None:
     clips = await load_clip_set(Path(args.human))
     print(f"{len(clips)} clips; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="framegraph-load-") as tmp:
-        serve = [sys.executable, "-m", "pipelines.cli", "serve", str(args.config), "--transport", "websocket",
-                 "--port", "0", "--max-sessions", str(args.talking + args.idle + 10), "--grace", "5"]
-        targets = [
-            ("framegraph --workers 1", serve + ["--workers", "1", "--store", f"{tmp}/one.db"], False),
-            (f"framegraph --workers {args.workers}", serve + ["--workers", str(args.workers), "--store", f"{tmp}/n.db"], False),
-            ("plain pipecat", [sys.executable, __file__, "--plain-server", "--config", str(args.config)], True),
-        ]
+        if args.sweep:
+            await sweep(args, clips, tmp)
+            return
         results = []
-        for name, command, plain in targets:
+        for name, command, plain in targets(args, tmp, args.talking):
             print(f"{name}: {args.talking} talking + {args.idle} idle for {args.duration:g} s...", flush=True)
             results.append(await measure(name, command, plain, args, clips))
     report(results, args)
@@ -323,6 +400,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="workers of the second target")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--human", default=str(HUMAN_AUDIO), help="folder of human clips (16-bit WAV)")
+    parser.add_argument("--sweep", help="comma-separated talking-session counts: find how many each target holds")
+    parser.add_argument("--goal-ms", type=float, default=1000.0, help="--sweep: p95 a target must stay under")
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.plain_server:
