@@ -18,6 +18,7 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
+from pipelines.observers import joined
 from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
@@ -84,10 +85,13 @@ class BuiltAgent:
         processor halves raw frame throughput (bench/overhead.py measures
         without it), so only a graph built for a client carries RTVI (its own
         processor, first in the pipeline, and ``client_observer``); and an
-        agent waiting for its user is not idle.
+        agent waiting for its user is not idle. pipecat's turn tracker (for
+        its tracing, which framegraph does not use) is off too, and the
+        observers share one queue (``pipelines.observers``): each observer
+        costs a queue hand-off per frame per hop.
         """
-        if self.client_observer is not None:
-            kwargs["observers"] = [*kwargs.get("observers", []), self.client_observer]
+        kwargs["observers"] = joined(kwargs.get("observers", []), host=self.client_observer)
+        kwargs.setdefault("enable_turn_tracking", False)
         kwargs.setdefault("enable_rtvi", False)
         kwargs.setdefault("idle_timeout_secs", None)
         kwargs.setdefault("cancel_on_idle_timeout", False)

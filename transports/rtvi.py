@@ -24,6 +24,7 @@ from pipecat.frames.frames import InputTransportMessageFrame, LLMMessagesAppendF
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams, RTVIProcessor
+from pipelines.observers import Companions
 from transports.client_signals import SOURCE_FRAME_ATTR
 
 
@@ -52,8 +53,8 @@ class FramegraphRTVIProcessor(RTVIProcessor):
             messages=[{"role": role, "content": content}], run_llm=bool(data.get("run_immediately"))))
 
 
-class FramegraphRTVIObserver(RTVIObserver):
-    """pipecat's ``RTVIObserver`` whose messages name the frame they report on."""
+class FramegraphRTVIObserver(Companions, RTVIObserver):
+    """pipecat's ``RTVIObserver`` whose messages name the frame they report on; the worker's other observers ride on it."""
 
     def __init__(self, rtvi: RTVIProcessor, *, params: RTVIObserverParams | None = None):
         super().__init__(rtvi, params=params)

@@ -6,7 +6,7 @@
 - interruption: from the user starting to speak while the bot speaks
   (``UserStartedSpeakingFrame``) to the bot's ``BotStoppedSpeakingFrame``.
 
-Each frame is counted once (observers see it at every hop). The server
+Each frame is counted once: the observer asks pipecat for a frame's first push only. The server
 records them as the session's latest latencies and in the metrics'
 histograms.
 """
@@ -28,10 +28,9 @@ class TurnLatency(BaseObserver):
     """Calls ``on_reply(seconds)`` and ``on_interruption(seconds)`` as a session's turns go."""
 
     def __init__(self, on_reply: Callable[[float], None], on_interruption: Callable[[float], None]):
-        super().__init__()
+        super().__init__(observe_every_push=False)
         self._on_reply = on_reply
         self._on_interruption = on_interruption
-        self._seen: set[int] = set()
         self._user_stopped: float | None = None
         self._bot_speaking = False
         self._barged: float | None = None
@@ -42,11 +41,6 @@ class TurnLatency(BaseObserver):
         if not isinstance(frame, (BotStartedSpeakingFrame, BotStoppedSpeakingFrame, UserStartedSpeakingFrame,
                                   UserStoppedSpeakingFrame, VADUserStoppedSpeakingFrame)):
             return
-        if frame.id in self._seen:
-            return
-        if len(self._seen) > 1000:
-            self._seen.clear()
-        self._seen.add(frame.id)
         now = time.monotonic()
         if isinstance(frame, VADUserStoppedSpeakingFrame) or (
             isinstance(frame, UserStoppedSpeakingFrame) and self._user_stopped is None
