@@ -124,6 +124,9 @@ SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
         "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
         "_on_app_message", "_on_client_connected", "_on_client_disconnected",
     ),
+    "pipecat.transports.websocket.fastapi.FastAPIWebsocketOutputTransport": (
+        "_write_audio_sleep", "_next_send_time", "_send_interval",
+    ),
     "pipecat.transports.websocket.fastapi.FastAPIWebsocketTransport": (
         "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
         "_on_client_disconnected",

@@ -104,3 +104,39 @@ async def test_participants_over_the_limit_are_refused():
             async with Talker(ws_url(url)) as second:
                 await wait_until(lambda: second.close_code is not None, 5, "the second client's refusal")
                 assert second.close_code == 1013
+
+
+def gaps_in(played, after: float) -> float:
+    """Seconds of silence between consecutive chunks the client played after ``after`` (a real speaker's gaps)."""
+    seq = [p for p in played if p.start >= after]
+    return sum(max(0.0, b.start - a.end) for a, b in zip(seq, seq[1:]))
+
+
+async def reply_with_a_stalled_loop(lead_secs: float) -> tuple[Talker, float]:
+    """The tone agent's 3 s reply while the server's event loop stalls 60 ms four times; the client and when it began."""
+    agent = AGENT.replace("ping_timeout_secs: 1}", f"ping_timeout_secs: 1, audio_lead_secs: {lead_secs}}}")
+    async with running(load_agent_text(agent)) as (url, _):
+        async with Talker(ws_url(url)) as talker:
+            await talker.wait_for_message(cm.BOT_READY, timeout=10)
+            said = time.monotonic()
+            await talker.stream(SPEECH + SILENCE)
+            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
+            began = time.monotonic()
+            for _ in range(4):
+                await asyncio.sleep(0.4)
+                time.sleep(0.06)  # a busy event loop: nothing is sent meanwhile
+            await talker.wait_until_quiet(0.5, 6)
+    return talker, began
+
+
+async def test_bot_audio_runs_ahead_by_the_lead_so_a_late_loop_is_not_heard():
+    talker, began = await reply_with_a_stalled_loop(0.1)
+    played = [p for p in talker.playback.played if p.start >= began + 0.2]
+    ahead = sorted(p.start - p.arrived for p in played)
+    assert 0.05 <= ahead[len(ahead) // 2] <= 0.15  # the client holds about the lead
+    # paced at real time, not sent in a burst: the arrivals span the reply, less the lead
+    assert played[-1].arrived - played[0].arrived >= 0.8 * (played[-1].end - played[0].start - 0.1)
+    assert gaps_in(talker.playback.played, began) < 0.03
+
+    exact, began = await reply_with_a_stalled_loop(0.0)  # pipecat's pacing: every stall is a gap
+    assert gaps_in(exact.playback.played, began) >= 0.15

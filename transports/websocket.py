@@ -27,6 +27,11 @@ class WebsocketParams(ServedParams):
         "auto", description="wire format: pipecat protobuf, JSON RTVI, or auto (the client's first message says which)"
     )
     max_message_bytes: int = Field(MAX_CLIENT_MESSAGE_BYTES, gt=0, le=16 * 1024 * 1024, description="larger client messages are refused")
+    audio_lead_secs: float = Field(
+        0.1, ge=0, le=1,
+        description="bot audio sent ahead of real time: the client plays through the server's scheduling jitter "
+        "(a client that obeys bot-interrupted drops it)",
+    )
     ping_interval_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="the server pings the client this often")
     ping_timeout_secs: float = Field(10.0, gt=0, le=MAX_DEAD_PEER_SECS, description="a client whose pong is this late is dropped")
 
@@ -51,6 +56,7 @@ def make_websocket_transport(params: WebsocketParams, ctx: Any):
         FastAPIWebsocketParams(**params.audio_io(), allowed_origins=[]),
         max_message_bytes=params.max_message_bytes,
         serializer=params.serializer,
+        audio_lead_secs=params.audio_lead_secs,
         input_name="input",
         output_name="output",
     )

@@ -27,7 +27,9 @@ On top of pipecat:
   died) is reported with the ``on_peer_dropped`` event.
 """
 
+import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -175,11 +177,41 @@ class _CloseCodeWebSocket:
 
 
 class WebsocketOutput(AudioClockedOutput, ClientSignals, FastAPIWebsocketOutputTransport):
-    """FastAPI WebSocket output that tells the client on an interruption and sends poses as their audio plays."""
+    """FastAPI WebSocket output that tells the client on an interruption and sends poses as their audio plays.
+
+    pipecat paces a WebSocket's audio at exactly real time: each chunk is
+    sent when the one before it has finished playing at the client. A client
+    has no jitter buffer of its own to speak of (a browser's WebAudio queue,
+    ``framegraph talk``), so every chunk the server's event loop sends a few
+    ms late is a gap in the bot's voice; with a dozen sessions on one loop
+    the bot's replies played 30% longer than they are, in hundreds of small
+    gaps (bench/load.py). This output keeps the same real-time schedule but
+    runs ``lead_secs`` ahead of it: the client holds that much audio, and a
+    loop late by less than that is not heard. A client that obeys
+    ``bot-interrupted`` drops what it holds (the page and ``framegraph talk``
+    do), so the lead adds nothing to what is heard after an interruption.
+    """
+
+    def __init__(self, *args, lead_secs: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lead_secs = lead_secs
+
+    async def _write_audio_sleep(self):
+        """Sleeps until the client holds at most ``lead_secs`` of audio; a client that ran dry starts again now.
+
+        Behind the schedule, it returns at once: the next chunk goes out in
+        the same turn of the event loop, not one turn later.
+        """
+        now = time.monotonic()
+        self._next_send_time = max(self._next_send_time, now) + self._send_interval
+        delay = self._next_send_time - self._lead_secs - now
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def playing_after_write(self, first: int, end: int) -> tuple[float, int]:
-        """A write sends the chunk, then sleeps as long as it plays: its end is playing when it returns."""
-        return self.audio_clock(), end
+        """A write returns when the client holds what is left of the schedule: ``end`` plays when that has played."""
+        now = self.audio_clock()
+        return now, end - round(max(0.0, self._next_send_time - now) * self.sample_rate)
 
 
 class WebsocketInput(EndsWorkerOnDisconnect, FastAPIWebsocketInputTransport):
@@ -197,7 +229,7 @@ class WebsocketTransport(FastAPIWebsocketTransport):
     """
 
     def __init__(self, websocket: Any, params: FastAPIWebsocketParams, *, max_message_bytes: int,
-                 serializer: str = "auto", **kwargs):
+                 serializer: str = "auto", audio_lead_secs: float = 0.0, **kwargs):
         self._socket = _CloseCodeWebSocket(websocket)
         protobuf = GuardedProtobufSerializer(
             max_message_bytes=max_message_bytes,
@@ -207,7 +239,8 @@ class WebsocketTransport(FastAPIWebsocketTransport):
         params.serializer = NegotiatedSerializer(serializer, protobuf, on_eval_connect=self._eval_connected)
         super().__init__(self._socket, params, **kwargs)
         self._input = WebsocketInput(self, self._client, self._params, name=self._input_name)
-        self._output = WebsocketOutput(self, self._client, self._params, name=self._output_name)
+        self._output = WebsocketOutput(self, self._client, self._params, name=self._output_name,
+                                       lead_secs=audio_lead_secs)
         self._register_event_handler("on_peer_dropped")
         self._register_event_handler("on_message_refused")
 
