@@ -7,11 +7,13 @@ after a crash, resumes with its context (the scripted LLM recalls a name
 from an earlier turn).
 """
 
+import asyncio
 import os
 import signal
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 from transport_kit import wait_until
 
@@ -20,6 +22,20 @@ from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
+
+
+async def metric_total(http: httpx.AsyncClient, name: str) -> float:
+    text = (await http.get("/metrics")).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name)
+
+
+async def wait_for_metric(http: httpx.AsyncClient, name: str, value: float) -> None:
+    for _ in range(50):
+        if await metric_total(http, name) == value:
+            return
+        await asyncio.sleep(0.2)
+    assert await metric_total(http, name) == value
 
 
 async def test_sessions_on_two_workers_talk_through_the_front_and_survive_a_killed_worker():
@@ -46,6 +62,8 @@ async def test_sessions_on_two_workers_talk_through_the_front_and_survive_a_kill
             await wait_for_turns(http, first["id"], 1)
             await wait_until(lambda: front.pool.live(workers[0]) == 1 and front.pool.live(workers[1]) == 1,
                              10, "each worker reports its live session")
+            # /metrics, answered by one worker, counts both workers' turns
+            await wait_for_metric(http, "framegraph_turns_total", 2)
 
             killed = workers[0]
             old_pid = killed.pid
@@ -59,6 +77,7 @@ async def test_sessions_on_two_workers_talk_through_the_front_and_survive_a_kill
         async with Talker(ws_of(url, first)) as back:
             await back.wait_for_message(cm.BOT_READY, timeout=20)
             assert (await say_over_ws(back, "tell me my name")) == "Your name is ada."
+        await wait_for_metric(http, "framegraph_turns_total", 4)  # the killed worker's turn still counts
         assert (await http.get(f"/sessions/{first['id']}")).json()["owner"] == killed.server_id
 
 

@@ -23,6 +23,8 @@ import asyncio
 import math
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 from loguru import logger
 
 from pipelines.server.options import ServerOptions
+from pipelines.sessions.metrics import MULTIPROCESS_DIR
 from pipelines.validate import Agent
 
 #: Seconds between a worker's load reports.
@@ -137,6 +140,7 @@ class WorkerPool:
         self._report = self._context.Array("d", 2 * count, lock=False)
         self._tasks: list[asyncio.Task] = []
         self._closing = False
+        self._metrics_dir = tempfile.mkdtemp(prefix="framegraph-metrics-")
 
     def advertise(self, url: str) -> None:
         """The front's URL: each worker publishes it (several servers redirect there), unless one was given."""
@@ -166,6 +170,7 @@ class WorkerPool:
                 if worker.process.is_alive():
                     worker.process.kill()
                     await asyncio.to_thread(worker.process.join, 5)
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
 
     def live(self, worker: Worker) -> int:
         """Live sessions the worker reported last."""
@@ -196,7 +201,17 @@ class WorkerPool:
             target=worker_main, args=(worker.slot, self.agents, options, self._ready, self._report),
             name=f"framegraph-worker-{worker.slot}", daemon=True,
         )
-        worker.process.start()
+        # The worker inherits the metrics folder (read by prometheus_client at import);
+        # this process keeps its own environment.
+        own = os.environ.get(MULTIPROCESS_DIR)
+        os.environ[MULTIPROCESS_DIR] = self._metrics_dir
+        try:
+            worker.process.start()
+        finally:
+            if own is None:
+                del os.environ[MULTIPROCESS_DIR]
+            else:
+                os.environ[MULTIPROCESS_DIR] = own
         self._report[2 * worker.slot] = 0
 
     async def _listen(self) -> None:

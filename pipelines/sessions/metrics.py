@@ -1,14 +1,25 @@
 """Prometheus metrics of one server, in a registry of its own (never the process-global one).
 
-A registry per server keeps two servers in one process (tests, worker
-processes of issue 15) from mixing their figures, and lets ``GET /metrics``
-expose exactly this server's series.
+A registry per server keeps two servers in one process (tests) from mixing
+their figures, and lets ``GET /metrics`` expose exactly this server's
+series. A server of ``serve --workers N`` is N processes: each worker is
+started with ``MULTIPROCESS_DIR`` set (``pipelines.server.workers``), so
+prometheus_client's multiprocess mode keeps every worker's values in files
+there, and whichever worker answers ``GET /metrics`` answers with the
+server's figures: counters and histograms summed over the workers (a dead
+worker's included), the sessions gauge as last set (every worker sets it
+from the one store).
 """
 
+import os
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: The environment variable prometheus_client reads at import for its multiprocess folder.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 from pipelines.sessions.model import SessionState
 
@@ -36,7 +47,8 @@ class SessionMetrics:
 
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
-        self._sessions = Gauge("framegraph_sessions", "Sessions by state", ["state"], registry=self.registry)
+        self._sessions = Gauge("framegraph_sessions", "Sessions by state", ["state"], registry=self.registry,
+                               multiprocess_mode="mostrecent")
         for state in SessionState:
             self._sessions.labels(state.value).set(0)
         self._turns = Counter("framegraph_turns", "Completed turns", ["agent"], registry=self.registry)
@@ -78,5 +90,10 @@ class SessionMetrics:
         self._errors.labels(kind).inc()
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``); every worker's with workers."""
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if not folder:
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        MultiProcessCollector(workers, path=folder)
+        return generate_latest(workers)
