@@ -3,8 +3,10 @@
 Two real ``framegraph serve`` processes share a real ``redis-server``. A full
 server sends a new session to the other (307); a WebSocket for a session
 reached through the wrong server is redirected to its owner; once the owner
-is killed (SIGKILL) and stops heartbeating, the other server takes its
-session over and the conversation goes on with its context from Redis.
+is killed (SIGKILL), the other server takes its
+session over (nothing listens at the owner's address, so at the first
+reconnect, not three heartbeats later) and the conversation goes on with
+its context from Redis.
 """
 
 import asyncio
@@ -56,7 +58,7 @@ async def test_two_servers_on_redis_place_redirect_and_take_over_a_killed_server
                 await a.wait()
 
             started = time.monotonic()
-            while True:  # until a's heartbeat is stale, b still redirects to a, which refuses
+            while True:  # b finds nothing listening at a's address and takes the session over at once
                 try:
                     back = await Talker(ws_of(b_url, first)).__aenter__()
                     break
@@ -75,3 +77,14 @@ async def test_two_servers_on_redis_place_redirect_and_take_over_a_killed_server
             if proc.returncode is None:
                 proc.send_signal(signal.SIGINT)
                 await asyncio.wait_for(proc.wait(), 20)
+
+
+async def test_only_a_refused_connection_marks_an_owner_dead():
+    from pipelines.server.manager import refuses_connections
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert not await refuses_connections(f"http://127.0.0.1:{port}")  # listening: alive, however slow
+    server.close()
+    await server.wait_closed()
+    assert await refuses_connections(f"http://127.0.0.1:{port}/")  # nothing listens: its process died

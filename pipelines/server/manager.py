@@ -33,6 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from loguru import logger
 
@@ -276,6 +277,9 @@ class SessionManager:
 
         A session whose owner stopped heartbeating is taken over: the dead
         server's sessions become DISCONNECTED, resumable here with their context.
+        So is one whose owner still looks live but refuses connections (its
+        process died and nothing listens at its address): its clients need
+        not wait three heartbeats to resume.
         """
         if session_id in self.live:
             return None
@@ -291,9 +295,15 @@ class SessionManager:
         owner = servers.get(session.owner)
         if owner is not None:
             url = owner.get("url")
-            return url if url and url != self.url else None
+            if not url or url == self.url:
+                return None
+            if not await refuses_connections(url):
+                return url
+            why = "refuses connections at " + url
+        else:
+            why = "stopped heartbeating"
         taken = await self.store.recover(owner=session.owner)
-        logger.warning(f"server {session.owner} stopped heartbeating: its {len(taken)} live session(s) are "
+        logger.warning(f"server {session.owner} {why}: its {len(taken)} live session(s) are "
                        f"DISCONNECTED; {self.server_id} takes over session {session_id}")
         return None
 
@@ -481,6 +491,25 @@ class SessionManager:
         except Exception as e:
             logger.warning(f"session store: {e.__class__.__name__}: {e}")
             self.metrics.error("store")
+
+
+async def refuses_connections(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether nothing listens at ``url``'s host and port (the connection was refused).
+
+    Only a refusal counts: a connection that times out (a busy server, a
+    machine that went away) is left to the heartbeat's verdict, so a live
+    server is never taken for dead.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return False
 
 
 def _int(text: str | None) -> int:
