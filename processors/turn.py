@@ -74,21 +74,27 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
     """Ends the turn on a plainly complete finalized transcript; asks Smart Turn otherwise.
 
-    The parent awaits Smart Turn (about 70 ms, more when many agents finish
-    at once) inside the user aggregator when VAD reports silence, so the
-    transcript that arrives meanwhile waits behind it. Here the verdict is
-    awaited in a task instead: a finalized transcript that does not end on a
-    dangling word ends the turn as soon as it arrives, whatever the verdict
-    (waiting for it could only confirm the end, or overrule it after seconds);
-    a dangling one waits for Smart Turn, and on "incomplete" for its silence
-    timeout. Speech resuming cancels a pending verdict, as it cancels the
-    parent's.
+    The parent awaits Smart Turn (about 70 ms of CPU, more when many agents
+    finish at once) inside the user aggregator each time VAD reports
+    silence, so the transcript that arrives meanwhile waits behind it. Here a
+    finalized transcript that does not end on a dangling word ends the turn
+    as soon as it arrives, and Smart Turn is not asked at all (its verdict
+    could only confirm the end, or overrule it after seconds): when VAD
+    reports silence, the strategy waits for the finalized transcript (until
+    the STT's p99 deadline, ``ttfs_p99_latency`` after the speech's end), and
+    asks Smart Turn only for a dangling transcript or none. Smart Turn was
+    the largest CPU cost of a talking session after the VAD (bench/load.py
+    under py-spy: 0.13 cores for 12 sessions), mostly spent confirming what
+    the transcript had said. On "incomplete" the turn waits for Smart Turn's
+    silence timeout. Speech resuming cancels a pending verdict, as it
+    cancels the parent's.
     """
 
     def __init__(self, **kwargs):
         """Initialize the strategy (arguments as ``TurnAnalyzerUserTurnStopStrategy``)."""
         super().__init__(**kwargs)
         self._verdict_task: asyncio.Task | None = None
+        self._finalized = asyncio.Event()
 
     async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
         self._vad_user_speaking = False
@@ -96,9 +102,24 @@ class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
         self._vad_stopped = True
         self._verdict_task = self.task_manager.create_task(self._await_verdict(frame), f"{self}::verdict")
 
+    async def _handle_transcription(self, frame):
+        if frame.finalized:
+            self._finalized.set()
+        await super()._handle_transcription(frame)
+
     async def _await_verdict(self, frame: VADUserStoppedSpeakingFrame):
-        """Smart Turn's verdict, then the parent's STT safety net and trigger check."""
+        """The finalized transcript or Smart Turn's verdict, then the parent's STT safety net and trigger check."""
         stt_deadline = frame.timestamp - frame.stop_secs + self._stt_timeout
+        if not self._transcript_finalized:
+            self._finalized.clear()
+            try:
+                await asyncio.wait_for(self._finalized.wait(), max(0.0, stt_deadline - time.time()))
+            except TimeoutError:
+                pass
+        if self._transcript_finalized and looks_complete(self._text):
+            self._verdict_task = None
+            await self._maybe_trigger_user_turn_stopped()  # ends the turn, unless it has already ended
+            return
         state, prediction = await turn_analyzer(self).analyze_end_of_turn()
         self._verdict_task = None  # from here on, ending the turn must not cancel this task
         await self._handle_prediction_result(prediction)

@@ -1,5 +1,7 @@
 """Turn end: the transcript-aware policy, its settings, and the shared models."""
 
+import asyncio
+
 import pytest
 from pipecat.frames.frames import (
     InterruptionFrame,
@@ -48,20 +50,52 @@ async def _say(h: AgentHarness, text: str) -> None:
     await h.inject(TranscriptionFrame(text, "user", "now", finalized=True), at="user_context")
 
 
-async def test_a_plainly_complete_transcript_ends_the_turn_at_once():
+def count_verdicts(h: AgentHarness) -> list[int]:
+    """Counts the times the agent asks Smart Turn for a verdict (one-element list, live)."""
+    analyzer = compat.turn_analyzer(compat.user_turn_strategies(h.processors["user_context"]).stop[0])
+    asked = [0]
+    ask = analyzer.analyze_end_of_turn
+
+    async def counted():
+        asked[0] += 1
+        return await ask()
+
+    analyzer.analyze_end_of_turn = counted
+    return asked
+
+
+async def test_a_plainly_complete_transcript_ends_the_turn_at_once_without_asking_smart_turn():
     async with AgentHarness.from_text(AGENT.format(stop="transcript_aware")) as h:
+        asked = count_verdicts(h)
         turns = h.probe("user_context")
         await _say(h, "go forward ten meters")
         frame = await turns.wait_for(LLMContextFrame, timeout=5.0)
         assert frame.context.get_messages()[-1] == {"role": "user", "content": "go forward ten meters"}
+        assert asked == [0]
 
 
-async def test_a_dangling_transcript_keeps_the_turn_open():
+async def test_a_dangling_transcript_asks_smart_turn_and_keeps_the_turn_open():
     async with AgentHarness.from_text(AGENT.format(stop="transcript_aware")) as h:
+        asked = count_verdicts(h)
         turns = h.probe("user_context")
         await _say(h, "I want to go to the")
         with pytest.raises(TimeoutError):
             await turns.wait_for(LLMContextFrame, timeout=1.0)
+        assert asked == [1]
+
+
+async def test_no_transcript_by_the_stt_deadline_asks_smart_turn():
+    async with AgentHarness.from_text(AGENT.format(stop="transcript_aware")) as h:
+        asked = count_verdicts(h)
+        started = h.probe("user_context")
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.2), at="user_context")
+        await started.wait_for(InterruptionFrame, timeout=5.0)
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.2), at="user_context")
+        for _ in range(100):
+            if asked[0]:
+                break
+            await asyncio.sleep(0.05)
+        assert asked == [1]
 
 
 async def test_smart_turn_alone_waits_on_an_incomplete_verdict():
