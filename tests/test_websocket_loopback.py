@@ -36,6 +36,7 @@ async def test_client_talks_barges_in_and_closes():
             ready = await talker.wait_for_message(cm.BOT_READY, timeout=10)
             # pipecat's RTVI bot-ready, the answer to the client's client-ready
             assert ready["data"]["about"]["library"] == "pipecat-ai" and ready["data"]["capabilities"]["audio_in"]
+            assert not talker._ws.protocol.extensions  # no permessage-deflate: audio does not compress
             said = time.monotonic()
             await talker.stream(SPEECH + SILENCE)
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
