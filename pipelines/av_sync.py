@@ -125,7 +125,8 @@ class AudioClockedOutput:
         self._written += len(frame.audio) // (2 * frame.num_channels)
         written = await write
         self._playing = self.playing_after_write(first, self._written)
-        self._wake.set()
+        if self._held:  # nothing held: the release task sleeps on, no wake-up per chunk
+            self._wake.set()
         return written
 
     # Release
