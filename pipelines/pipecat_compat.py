@@ -115,7 +115,8 @@ SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
     ),
     "pipecat.services.tts_service.TTSService": ("_settings",),
     "pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy.TurnAnalyzerUserTurnStopStrategy": (
-        "_discard_pending_end_of_turn", "_handle_prediction_result", "_handle_vad_user_stopped_speaking",
+        "_discard_pending_end_of_turn", "_handle_prediction_result", "_handle_transcription",
+        "_handle_vad_user_stopped_speaking",
         "_maybe_trigger_user_turn_stopped", "_stt_timeout", "_text", "_timeout_handler", "_transcript_finalized",
         "_vad_user_speaking", "_stop_secs", "_vad_stopped", "_turn_complete", "_timeout_task",
     ),
