@@ -7,7 +7,10 @@ ended. Reported per clip and overall: the hypothesis, word errors against
 and the final latency (``end_utt``, what the agent waits after VAD's stop).
 Written forms are normalized before scoring ("mr" is "mister").
 
-    .venv/bin/python bench/stt_accuracy.py [--accurate] [--max-hmm-per-frame 3000]
+``--open-pass`` decodes with the out-of-domain check's narrower beams
+(``OPEN_PASS_BEAMS``), as its language-model pass does beside a grammar.
+
+    .venv/bin/python bench/stt_accuracy.py [--accurate] [--max-hmm-per-frame 3000] [--open-pass]
 """
 
 import argparse
@@ -15,7 +18,7 @@ import time
 import wave
 from pathlib import Path
 
-from processors.stt.decoder_host import decoder_kwargs
+from processors.stt.decoder_host import OPEN_PASS_BEAMS, decoder_kwargs
 
 HUMAN_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "human"
 CHUNK_BYTES = 640  # 20 ms at 16 kHz
@@ -54,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accurate", action="store_true", help="add the fwdflat and bestpath passes")
     parser.add_argument("--max-hmm-per-frame", type=int, default=3000)
+    parser.add_argument("--open-pass", action="store_true", help="the out-of-domain check's beams")
     parser.add_argument("--audio", type=Path, default=HUMAN_AUDIO, help="folder of X.wav + X.txt")
     args = parser.parse_args()
     from pocketsphinx import Decoder
@@ -61,7 +65,8 @@ def main() -> None:
     clips = sorted(args.audio.glob("*.wav"))
     if not clips:
         raise SystemExit(f"no clips in {args.audio}")
-    decoder = Decoder(**decoder_kwargs({"max_hmm_per_frame": args.max_hmm_per_frame, "accurate": args.accurate}))
+    beams = OPEN_PASS_BEAMS if args.open_pass else {}
+    decoder = Decoder(**decoder_kwargs({"max_hmm_per_frame": args.max_hmm_per_frame, "accurate": args.accurate}), **beams)
     errors = words = 0
     cpu_total = audio_total = 0.0
     finals = []
@@ -79,7 +84,7 @@ def main() -> None:
         finals.append(final)
         print(f"{clip.stem:10} {duration:5.2f}s  WER {clip_errors / len(reference):5.1%}  "
               f"RTF {cpu / duration:.3f}  final {final * 1000:4.0f} ms  | {text}")
-    mode = "accurate" if args.accurate else "fast"
+    mode = ("accurate" if args.accurate else "fast") + (", open-pass beams" if args.open_pass else "")
     print(f"\n{mode}, max_hmm_per_frame={args.max_hmm_per_frame}: WER {errors / words:.1%} "
           f"({errors}/{words} words), RTF {cpu_total / audio_total:.3f}, "
           f"final latency median {sorted(finals)[len(finals) // 2] * 1000:.0f} ms, max {max(finals) * 1000:.0f} ms")

@@ -55,12 +55,16 @@ def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Beams of the out-of-domain check's language-model pass, narrower than
-#: pocketsphinx's defaults (1e-48, 7e-29, 1e-48): the pass only has to tell a
-#: phrase from a sentence, and on our clips (human, espeak phrases in three
-#: voices at three rates, espeak sentences) it gives the same verdicts at half
-#: the CPU (real-time factor 0.059 against 0.120), which is what bounds how
-#: many sessions a core holds (bench/load.py).
-OPEN_PASS_BEAMS = {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30}
+#: pocketsphinx's defaults (1e-48, 7e-29, 1e-48): the pass has to tell a
+#: phrase from a sentence, and its words are the transcript of a rejected
+#: utterance. On our clips (human, espeak phrases in three voices at three
+#: rates, espeak sentences) these give the same verdicts for about 27% less
+#: CPU (real-time factor 0.077 against 0.105 side by side), which bounds how
+#: many sessions a core holds (bench/load.py), at a word error rate of 32%
+#: on the human clips against 22.7% (bench/stt_accuracy.py --open-pass).
+#: Narrower still (1e-30) halves the CPU with the same verdicts, but the
+#: transcript becomes noise (79% word errors).
+OPEN_PASS_BEAMS = {"beam": 1e-35, "wbeam": 1e-22, "pbeam": 1e-35}
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
