@@ -51,12 +51,12 @@ def conversation(path: Path, clips: list[np.ndarray]) -> None:
         wav.writeframes(audio.tobytes())
 
 
-async def assistant_turns(tmp_path: Path, monkeypatch) -> list[tuple[str, str]]:
-    """Runs configs/assistant.yaml on tmp_path/in.wav; its (role, text) turns."""
+async def assistant_turns(tmp_path: Path, monkeypatch, config: Path = ASSISTANT) -> list[tuple[str, str]]:
+    """Runs ``config`` (configs/assistant.yaml) on tmp_path/in.wav; its (role, text) turns."""
     monkeypatch.setenv("FRAMEGRAPH_INPUT", str(tmp_path / "in.wav"))
     monkeypatch.setenv("FRAMEGRAPH_OUT", str(tmp_path))
     runner = WorkerRunner(handle_sigint=False, force_gc=True)
-    await runner.add_workers(build_agent(load_agent(ASSISTANT)).worker())
+    await runner.add_workers(build_agent(load_agent(config)).worker())
     await asyncio.wait_for(runner.run(), 120)
     lines = (tmp_path / "assistant.jsonl").read_text().splitlines()
     return [(t["role"], t["text"]) for t in map(json.loads, lines)]
@@ -110,3 +110,24 @@ async def test_each_human_clip_gets_the_fallback(tmp_path, monkeypatch):
     # A clip may be heard as one utterance or several; every answer is the fallback.
     assert len(answers) >= len(clips), turns
     assert set(answers) == {FALLBACK}, turns
+
+
+@pytest.mark.parametrize("search", ["fast", "exact"])
+async def test_both_open_pass_searches_reject_a_sentence_and_keep_a_phrase(tmp_path, monkeypatch, search):
+    spec = yaml.safe_load(ASSISTANT.read_text())
+    spec["processors"]["stt"]["out_of_domain_search"] = search
+    spec["transport"]["input"] = "${FRAMEGRAPH_INPUT}"
+    spec["transport"]["output"] = "${FRAMEGRAPH_OUT}/assistant.wav"
+    spec["transport"]["transcript"] = "${FRAMEGRAPH_OUT}/assistant.jsonl"
+    config = tmp_path / "assistant.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    sentence = "please turn on the lights in the kitchen"
+    clips = [np.frombuffer(await synthesize_pcm(text, sample_rate=RATE), dtype=np.int16)
+             for text in (sentence, "tell me a joke")]
+    conversation(tmp_path / "in.wav", clips)
+    turns = await assistant_turns(tmp_path, monkeypatch, config)
+    assert [text for role, text in turns if role == "assistant"] == [FALLBACK, reply_to("tell me a joke")], turns
+    heard = turns[0][1].split()
+    assert heard and heard != ["tell", "me", "a", "joke"]  # what the open pass heard, not the nearest phrase
+    if search == "exact":  # pocketsphinx's own beams: a transcript an LLM can read something in
+        assert len(set(heard) & set(sentence.split())) >= 2, heard

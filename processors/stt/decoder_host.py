@@ -54,17 +54,17 @@ def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-#: Beams of the out-of-domain check's language-model pass, narrower than
-#: pocketsphinx's defaults (1e-48, 7e-29, 1e-48): the pass has to tell a
-#: phrase from a sentence, and its words are the transcript of a rejected
-#: utterance. On our clips (human, espeak phrases in three voices at three
-#: rates, espeak sentences) these give the same verdicts for about 27% less
-#: CPU (real-time factor 0.077 against 0.105 side by side), which bounds how
-#: many sessions a core holds (bench/load.py), at a word error rate of 32%
-#: on the human clips against 22.7% (bench/stt_accuracy.py --open-pass).
-#: Narrower still (1e-30) halves the CPU with the same verdicts, but the
-#: transcript becomes noise (79% word errors).
-OPEN_PASS_BEAMS = {"beam": 1e-35, "wbeam": 1e-22, "pbeam": 1e-35}
+#: Beams of the out-of-domain check's language-model pass, by the STT's
+#: ``out_of_domain_search``. The pass tells a phrase from a sentence, and its
+#: words are the transcript of a rejected utterance. ``fast`` (beam and pbeam
+#: 1e-30, wbeam 1e-20, against pocketsphinx's 1e-48 / 7e-29): the same
+#: verdicts on our clips (human, espeak phrases in three voices at three
+#: rates, espeak sentences) at about half the CPU (real-time factor 0.044-0.059
+#: against 0.094-0.120), which bounds how many talking sessions a server
+#: holds (bench/load.py: 15 on 2 cores against 12), but that transcript is
+#: rough (79% word errors on the human clips against 22.7%,
+#: bench/stt_accuracy.py --open-pass). ``exact``: pocketsphinx's own beams.
+OPEN_PASS_BEAMS = {"fast": {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30}, "exact": {}}
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -265,7 +265,8 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
     from pocketsphinx import Decoder
 
     decoder = Decoder(**decoder_kwargs(config))
-    open_decoder = Decoder(**decoder_kwargs(config), **OPEN_PASS_BEAMS) if config.get("domain_check") else None
+    open_decoder = (Decoder(**decoder_kwargs(config), **OPEN_PASS_BEAMS[config["open_pass"]])
+                    if config.get("domain_check") else None)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)

@@ -39,11 +39,13 @@ class HostConfig:
     accurate: bool = False
     #: Also load a language-model decoder, for streams that reject out-of-domain speech.
     domain_check: bool = False
+    #: The beams of that decoder (``OPEN_PASS_BEAMS`` in the host): ``fast`` or ``exact``.
+    open_pass: str = "fast"
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON the host process receives on its command line."""
         return {"max_hmm_per_frame": self.max_hmm_per_frame, "accurate": self.accurate,
-                "domain_check": self.domain_check}
+                "domain_check": self.domain_check, "open_pass": self.open_pass}
 
 
 @dataclass

@@ -5,6 +5,7 @@ services are imported by the factory, when an agent is built.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,6 +32,11 @@ class PocketsphinxParams(Params):
         0.8, ge=0, le=10,
         description="closed domain only: reject speech whose open-vocabulary reading has more phones outside "
         "the phrase than this times the phrase's (transcribed as heard, so the LLM falls back); null: never reject",
+    )
+    out_of_domain_search: Literal["fast", "exact"] = Field(
+        "fast",
+        description="the out-of-domain pass's search: fast (half the CPU, same verdicts, a rough transcript "
+        "of rejected speech) or exact (pocketsphinx's beams: the transcript an LLM behind the domain reads is better)",
     )
     ttfs_p99_latency: float = Field(
         0.5, gt=0, le=10, description="safety net for turn-taking: speech end to final transcript, p99 (s)"
@@ -88,7 +94,8 @@ def make_pocketsphinx(params: PocketsphinxParams, ctx):
     grammar = _grammar(params, ctx)
     margin = params.out_of_domain_margin if grammar is not None else None
     host_config = HostConfig(
-        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None
+        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None,
+        open_pass=params.out_of_domain_search,
     )
     decoder_host(host_config)  # starts loading the model now, while the rest of the agent is built
     return PocketsphinxSTTService(
