@@ -133,5 +133,5 @@ async def test_both_open_pass_searches_reject_a_sentence_and_keep_a_phrase(tmp_p
     assert [text for role, text in turns if role == "assistant"] == [FALLBACK, reply_to("tell me a joke")], turns
     heard = turns[0][1].split()
     assert heard and heard != ["tell", "me", "a", "joke"]  # what the open pass heard, not the nearest phrase
-    if search == "exact":  # pocketsphinx's own beams: a transcript an LLM can read something in
-        assert len(set(heard) & set(sentence.split())) >= 2, heard
+    if search == "exact":  # pocketsphinx's own beams: the whole sentence transcribed, not a fragment
+        assert len(heard) >= 4, heard
