@@ -257,12 +257,11 @@ class TreeCpu:
         for pid in process_tree(self._roots):
             try:
                 fields = _stat_fields(pid)
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    command = f.read().replace(b"\0", b" ").decode(errors="replace")
+                key = (pid, fields[19])  # a pid with its start time: one process, even if the pid is reused
+                kind = self._seen[key][0] if key in self._seen else self._kind(pid)
             except OSError:
                 continue
-            kind = "main" if pid in self._roots else _process_kind(command)
-            self._seen[(pid, fields[19])] = (kind, (int(fields[11]) + int(fields[12])) / ticks)
+            self._seen[key] = (kind, (int(fields[11]) + int(fields[12])) / ticks)
 
     def by_kind(self) -> dict[str, float]:
         """CPU seconds since this object was made, per kind of process."""
@@ -271,8 +270,14 @@ class TreeCpu:
             totals[kind] = totals.get(kind, 0.0) + secs - self._base.get(key, 0.0)
         return totals
 
-    def total(self) -> float:
-        return sum(self.by_kind().values())
+
+    def _kind(self, pid: int) -> str:
+        """What a process of the tree is, from its command line (read once per process)."""
+        if pid in self._roots:
+            return "main"
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        return _process_kind(command)
 
 
 def _process_kind(command: str) -> str:

@@ -184,13 +184,20 @@ async def socket_url(base: str, plain: bool) -> str:
 # -- clients -----------------------------------------------------------------------
 
 
-async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until: float, figures: Figures) -> None:
-    """One talking session: clip after clip until ``until``; latencies and errors go to ``figures``."""
+async def connected(base: str, plain: bool, figures: Figures, what: str) -> Talker | None:
+    """A new session's client, connected; None (the error noted in ``figures``) when it could not be."""
     try:
         talker = Talker(await socket_url(base, plain))
         await talker.__aenter__()
     except Exception as e:
-        figures.errors.append(f"connect: {e.__class__.__name__}: {e}"[:200])
+        figures.errors.append(f"{what}: {e.__class__.__name__}: {e}"[:200])
+        return None
+    return talker
+
+
+async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until: float, figures: Figures) -> None:
+    """One talking session: clip after clip until ``until``; latencies and errors go to ``figures``."""
+    if (talker := await connected(base, plain, figures, "connect")) is None:
         return
     try:
         try:
@@ -239,11 +246,7 @@ async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until:
 
 async def idle(base: str, plain: bool, until: float, figures: Figures) -> None:
     """One idle session: connected, microphone muted, until ``until``."""
-    try:
-        talker = Talker(await socket_url(base, plain))
-        await talker.__aenter__()
-    except Exception as e:
-        figures.errors.append(f"idle connect: {e.__class__.__name__}: {e}"[:200])
+    if (talker := await connected(base, plain, figures, "idle connect")) is None:
         return
     try:
         while time.monotonic() < until and not talker.closed:

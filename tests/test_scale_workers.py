@@ -14,7 +14,7 @@ import signal
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
+from test_server_resume import AGENT, offer_signal, say_over_ws, wait_for_turns, ws_of
 from transport_kit import wait_until
 
 from pipelines.server.app import running_workers
@@ -87,16 +87,9 @@ async def test_a_webrtc_session_signals_through_the_front_and_its_media_reaches_
     async with running_workers(agent, workers=2) as (url, front), \
             httpx.AsyncClient(base_url=url, timeout=20) as http:
         created = (await http.post("/sessions")).json()
-
-        async def signal(offer):
-            r = await http.post(f"/sessions/{created['id']}/offer", json=offer,
-                                headers={"Authorization": f"Bearer {created['token']}"})
-            r.raise_for_status()
-            return r.json()
-
         peer = WebRTCPeer()
         try:
-            await peer.connect_with(signal)
+            await peer.connect_with(offer_signal(http, created))
             await peer.wait_for_message(cm.BOT_READY, 20)  # over the data channel, straight from the worker
             owner = front.pool.owning((await http.get(f"/sessions/{created['id']}")).json()["owner"])
             await wait_until(lambda: front.pool.live(owner) == 1, 10, "the owning worker reports the session")

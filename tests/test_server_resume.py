@@ -106,20 +106,25 @@ async def test_resume_over_websocket_keeps_the_context_and_refuses_wrong_tokens(
         await talker.close()
 
 
+def offer_signal(http, created: dict):
+    """Signalling for a ``WebRTCPeer``: its offer to the session's ``/offer`` with the session's token."""
+
+    async def send(offer):
+        r = await http.post(f"/sessions/{created['id']}/offer", json=offer,
+                            headers={"Authorization": f"Bearer {created['token']}"})
+        r.raise_for_status()
+        return r.json()
+
+    return send
+
+
 async def test_resume_over_webrtc_after_the_peer_vanishes():
     name, ask = "my name is ada", "tell me my name"
     agent = load_agent_text(AGENT.replace("type: websocket, port: 0", "type: webrtc, port: 0, peer_timeout_secs: 3"))
     async with running(agent) as (url, manager), httpx.AsyncClient(base_url=url, timeout=10) as http:
         created = (await http.post("/sessions")).json()
-
-        async def signal(offer):
-            r = await http.post(f"/sessions/{created['id']}/offer", json=offer,
-                                headers={"Authorization": f"Bearer {created['token']}"})
-            r.raise_for_status()
-            return r.json()
-
         peer = WebRTCPeer()
-        await peer.connect_with(signal)
+        await peer.connect_with(offer_signal(http, created))
         await wait_until(lambda: manager.live[created["id"]].state == "connected", 10, "connected")
         asked = time.monotonic()
         await manager.live[created["id"]].worker.queue_frame(transcript(name))
@@ -127,7 +132,7 @@ async def test_resume_over_webrtc_after_the_peer_vanishes():
         await wait_for_turns(http, created["id"], 1)
         peer.vanish()
         back = WebRTCPeer()
-        await back.connect_with(signal)  # the token takes the session over from the vanished peer
+        await back.connect_with(offer_signal(http, created))  # the token takes the session over from the vanished peer
         await wait_until(lambda: manager.live[created["id"]].state == "connected", 10, "connected")
         asked = time.monotonic()
         await manager.live[created["id"]].worker.queue_frame(transcript(ask))
