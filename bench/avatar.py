@@ -52,6 +52,7 @@ from pipecat.frames.frames import (  # noqa: E402
     TTSSpeakFrame,
     VADUserStoppedSpeakingFrame,
 )
+
 from pipelines.server.app import running  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import load_agent, load_agent_text  # noqa: E402
@@ -164,7 +165,7 @@ def av_offsets(phonemes: list[PhonemeFrame], poses: list[PoseFrame], pose_clock,
     times = np.array([p.time_s for p in poses])
     firsts = [visemes_for(p.phoneme)[0] for p in phonemes]
     offsets = []
-    for k, (ph, v) in enumerate(zip(phonemes, firsts)):
+    for k, (ph, v) in enumerate(zip(phonemes, firsts, strict=False)):
         neighbours = firsts[max(0, k - 1):k] + firsts[k + 1:k + 2]
         if v not in VISIBLE or v in neighbours:
             continue
@@ -312,9 +313,9 @@ async def main() -> None:
             audio_s = sum(len(w.frame.audio) for w in s["written"] if isinstance(w.frame, OutputAudioRawFrame)) / 2 / RATE
             rates.append(len(speech) / audio_s)
             out = s["out"]
-            delivered = {id(f): t for f, t in zip(out.frames, out.times) if isinstance(f, PoseFrame) and f.utterance}
-            started = next(t for f, t in zip(out.frames, out.times) if isinstance(f, BotStartedSpeakingFrame))
-            stopped = next(t for f, t in zip(out.frames, out.times) if isinstance(f, BotStoppedSpeakingFrame))
+            delivered = {id(f): t for f, t in zip(out.frames, out.times, strict=False) if isinstance(f, PoseFrame) and f.utterance}
+            started = next(t for f, t in zip(out.frames, out.times, strict=False) if isinstance(f, BotStartedSpeakingFrame))
+            stopped = next(t for f, t in zip(out.frames, out.times, strict=False) if isinstance(f, BotStoppedSpeakingFrame))
             delivered_rates.append(len(delivered) / (stopped - started))
             play = play_time(s["written"])
             lag = [(delivered[id(p)] - play(p.sample)) * 1000 for p in speech if id(p) in delivered]

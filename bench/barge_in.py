@@ -20,20 +20,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from loguru import logger
-from pipecat.frames.frames import InterruptionFrame, TTSSpeakFrame
-
 from listening_kit import (
     DEFAULT_CONFIG,
     RATE,
+    BotAudio,
     Feeder,
     Timeline,
-    BotAudio,
     load_bench_agent,
     load_clips,
     percentile,
     start_agent,
 )
+from loguru import logger
+from pipecat.frames.frames import InterruptionFrame, TTSSpeakFrame
+
 from pipelines.testing import AgentHarness
 
 LONG_ANSWER = (

@@ -40,7 +40,6 @@ import time
 import tracemalloc
 
 from loguru import logger
-
 from pipecat.frames.frames import (
     EndFrame,
     OutputAudioRawFrame,
@@ -51,6 +50,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines import pipecat_compat as compat
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.testing import AgentHarness
@@ -199,7 +199,7 @@ async def memory_per_hour(guarded: bool, minutes: int = 3) -> float:
         tracemalloc.start()
         try:
             sizes = []
-            for minute in range(minutes):
+            for _minute in range(minutes):
                 for second in range(60):
                     for _ in range(50):
                         await h.inject(TextFrame("x"))

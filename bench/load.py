@@ -57,9 +57,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from listening_kit import (
     HUMAN_AUDIO,
     Clip,
+    TreeCpu,
     load_clips,
     percentile,
-    TreeCpu,
     process_tree_pss_mib,
     speech_span,
 )
@@ -235,7 +235,7 @@ async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until:
                 await talker.stream(SILENCE * 5)
             reply = [p for p in talker.playback.played if p.start >= heard - 0.05]
             figures.reply_secs += sum(p.end - p.start for p in reply)
-            figures.gap_secs += sum(max(0.0, b.start - a.end) for a, b in zip(reply, reply[1:]))
+            figures.gap_secs += sum(max(0.0, b.start - a.end) for a, b in zip(reply, reply[1:], strict=False))
         if talker.closed:
             figures.errors.append(f"dropped (close code {talker.close_code})")
         else:

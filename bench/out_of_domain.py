@@ -67,6 +67,7 @@ def assistant_config(folder: Path, check: bool) -> Path:
 async def answer(config: Path, wav: Path, out: Path) -> tuple[str, str]:
     """(what the agent heard, what it answered) for one clip; several turns are joined with ' | '."""
     from pipecat.workers.runner import WorkerRunner
+
     from pipelines.builder import build_agent
     from pipelines.validate import load_agent
 

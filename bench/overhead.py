@@ -17,11 +17,11 @@ import statistics
 import time
 
 from loguru import logger
-
 from pipecat.frames.frames import EndFrame, TextFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.builder import build_agent
 from pipelines.validate import load_agent_text
 from processors.basic import PassThrough

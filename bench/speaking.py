@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame  # noqa: E402
 from pipecat.utils.time import time_now_iso8601  # noqa: E402
+
 from pipelines.audio import read_wav, write_wav  # noqa: E402
 from pipelines.builder import build_agent  # noqa: E402
 from pipelines.runner import run_worker  # noqa: E402

@@ -39,12 +39,12 @@ from loguru import logger  # noqa: E402
 
 from pipelines.audio import write_wav  # noqa: E402
 from pipelines.server.app import running  # noqa: E402
+from pipelines.server.served import peer_from  # noqa: E402
 from pipelines.validate import Agent, load_agent_text  # noqa: E402
 from processors.tone import tone  # noqa: E402
 from transports.clients.chromium import chromium  # noqa: E402
 from transports.clients.talk import Talker  # noqa: E402
 from transports.clients.webrtc import WebRTCPeer  # noqa: E402
-from pipelines.server.served import peer_from  # noqa: E402
 
 AGENT = """
 version: 1
@@ -187,7 +187,7 @@ def summary(name: str, client: str, results: list[tuple[float, float, float]]) -
     def ms(values, f):
         return f"{f(values) * 1000:6.0f}"
 
-    lat, played, arrived = zip(*results)
+    lat, played, arrived = zip(*results, strict=False)
     return (
         f"{name:26} {client:34} {ms(lat, statistics.median)} {ms(played, statistics.median)} "
         f"{ms(played, max)} {ms(arrived, statistics.median)}"

@@ -26,6 +26,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from listening_kit import (
+    DEFAULT_CONFIG,
+    BotAudio,
+    Clip,
+    Feeder,
+    Timeline,
+    load_bench_agent,
+    load_clips,
+    percentile,
+    process_tree_cpu_secs,
+    process_tree_pss_mib,
+    start_agent,
+)
 from loguru import logger
 from pipecat.frames.frames import (
     LLMContextFrame,
@@ -35,19 +48,6 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from listening_kit import (
-    DEFAULT_CONFIG,
-    Clip,
-    Feeder,
-    Timeline,
-    BotAudio,
-    load_bench_agent,
-    load_clips,
-    percentile,
-    process_tree_cpu_secs,
-    process_tree_pss_mib,
-    start_agent,
-)
 from pipelines.testing import AgentHarness
 from pipelines.validate import Agent
 
@@ -129,7 +129,7 @@ async def run_agents(agent_spec: Agent, clips: list[Clip], agents: int, turns: i
         cpu_start, wall_start = process_tree_cpu_secs(pids), time.monotonic()
         delays = [random.uniform(0, 1.5) for _ in range(agents)]
         per_agent = await asyncio.gather(
-            *[_converse(i, h, t, clips, turns, d) for i, (h, t, d) in enumerate(zip(harnesses, timelines, delays))]
+            *[_converse(i, h, t, clips, turns, d) for i, (h, t, d) in enumerate(zip(harnesses, timelines, delays, strict=False))]
         )
         cores = (process_tree_cpu_secs(pids) - cpu_start) / (time.monotonic() - wall_start)
         pss = process_tree_pss_mib(pids)

@@ -34,6 +34,7 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
+
 from pipelines import pipecat_compat as compat
 from pipelines.interruptions.output import DroppedReport
 

@@ -16,6 +16,7 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+
 from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.observers import joined
@@ -174,6 +175,7 @@ class _Builder:
         from pipecat.services.llm_service import LLMService
         from pipecat.services.settings import LLMSettings, TTSSettings
         from pipecat.services.tts_service import TTSService
+
         from pipelines.sessions.settings_gate import SettingsGate
 
         llms = [i for i, p in enumerate(chain) if isinstance(p, LLMService)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipelines.errors import escape
 from pipelines.spec import Parallel, Step
+from pipelines.validate import Agent
 
 _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 _.,:()-]")
 
@@ -24,9 +25,6 @@ def _mermaid_text(text: str) -> str:
 def _dot_string(text: str) -> str:
     """``text`` as a quoted DOT string: control characters shown escaped, quotes and backslashes escaped."""
     return '"' + escape(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-from pipelines.validate import Agent
-
-
 class _Graph:
     """Nodes and edges of a series-parallel pipeline."""
 

@@ -47,7 +47,7 @@ class Mark:
             forms = sorted({value, escape(value)} - {""}, key=len, reverse=True)
             if forms:
                 pattern = re.compile("|".join(map(re.escape, forms)), re.IGNORECASE)
-                text = pattern.sub(lambda _: "${" + name + "}", text)
+                text = pattern.sub("${" + name.replace("\\", "\\\\") + "}", text)
         return text
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module

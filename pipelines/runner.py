@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.builder import build_agent
 from pipelines.validate import Agent
 

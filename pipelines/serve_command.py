@@ -13,10 +13,8 @@ import os
 
 def cmd_serve(args) -> int:
     from pipelines.cli import load_one
-    from pipelines.server.app import serve, served_on
+    from pipelines.server.app import servable_transports, serve, served_on
     from pipelines.server.options import ServerOptions
-
-    from pipelines.server.app import servable_transports
 
     if args.transport is not None and args.transport not in servable_transports():
         print(f"error: --transport {args.transport}: choose one of {', '.join(servable_transports())}")

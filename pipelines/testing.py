@@ -21,6 +21,7 @@ from pathlib import Path
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame
 from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
 from pipelines.audio import USER_SAMPLE_RATE
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.registry import default_registry

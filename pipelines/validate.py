@@ -16,12 +16,12 @@ from pipelines.registry import Registry, TypeInfo, default_registry
 from pipelines.spec import (
     CONTEXT_IDS,
     DEFAULT_CONTEXT_TYPE,
-    ContextBlock,
     INPUT,
     OUTPUT,
     RESERVED_IDS,
     TRANSPORT_IDS,
     AgentSpec,
+    ContextBlock,
     Parallel,
     Params,
     Step,

@@ -5,16 +5,15 @@ and serve as plain stages in conformance tests.
 """
 
 import asyncio
-
-from loguru import logger
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
-
 import pipecat.frames.frames as pipecat_frames
+from loguru import logger
 from pipecat.frames.frames import Frame, SystemFrame
 from pipecat.processors.filters.frame_filter import FrameFilter
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pydantic import AfterValidator, Field
+
 from pipelines.errors import did_you_mean
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params

@@ -117,11 +117,11 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     """Creates the LLM context and its aggregator pair, VAD and turn strategies included (``BuiltAgent.llm_context`` is the context)."""
     from pipecat.audio.vad.vad_analyzer import VADParams
     from pipecat.processors.aggregators.llm_context import LLMContext
-    from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
     from pipecat.processors.aggregators.llm_response_universal import (
         LLMContextAggregatorPair,
         LLMUserAggregatorParams,
     )
+    from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
 
     from processors.vad import SharedSileroVADAnalyzer
 

@@ -18,7 +18,6 @@ added to the context by the assistant aggregator, reported to clients as
 """
 
 from loguru import logger
-
 from pipecat.frames.frames import (
     EndWorkerFrame,
     Frame,
@@ -32,6 +31,7 @@ from pipecat.frames.frames import (
     UserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
 from pipelines.spec import ConversationSettings, Utterance
 
 

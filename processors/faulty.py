@@ -8,8 +8,6 @@ it; no shipped agent uses them.
 import asyncio
 
 import numpy as np
-from pydantic import Field
-
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -21,6 +19,8 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pydantic import Field
+
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 

@@ -21,6 +21,7 @@ from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.frames.frames import VADUserStoppedSpeakingFrame
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
+
 from pipelines.pipecat_compat import init_smart_turn_with_session, turn_analyzer
 
 #: Words after which an English utterance is not over: articles, conjunctions,
@@ -45,8 +46,9 @@ def looks_complete(transcript: str) -> bool:
 
 @cache
 def _shared_smart_turn_session():
-    import onnxruntime as ort
     from importlib.resources import files
+
+    import onnxruntime as ort
 
     path = str(files("pipecat.audio.turn.smart_turn.data").joinpath("smart-turn-v3.2-cpu.onnx"))
     options = ort.SessionOptions()

@@ -16,6 +16,7 @@ from functools import cache
 
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+
 from pipelines.pipecat_compat import init_silero_with_session
 
 
@@ -23,8 +24,9 @@ from pipelines.pipecat_compat import init_silero_with_session
 def _shared_model_session():
     """The process's Silero session: one thread, sequential, fully optimized graph (~15% faster
     per window than pipecat's own options)."""
-    import onnxruntime as ort
     from importlib.resources import files
+
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.inter_op_num_threads = 1

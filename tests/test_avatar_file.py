@@ -5,8 +5,8 @@ import json
 import wave
 
 import numpy as np
-
 from pipecat.frames.frames import BotStoppedSpeakingFrame, TTSSpeakFrame, VADUserStoppedSpeakingFrame
+
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent
 from processors.avatar import arkit, wire

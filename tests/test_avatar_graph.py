@@ -4,7 +4,6 @@ import asyncio
 import time
 
 import numpy as np
-
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -14,6 +13,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSSpeakFrame,
 )
+
 from pipelines.testing import AgentHarness
 from processors.avatar import arkit, wire
 from processors.avatar.arkit import neutral_mouth
@@ -93,10 +93,10 @@ async def test_an_interruption_leaves_nothing_stale_and_eases_to_neutral():
         await h.built.interrupt()
         await asyncio.sleep(0.6)
         # Nothing of the interrupted speech reached the output after the interruption.
-        late = [f for f, t in zip(out.frames, out.times) if t > interrupted_at + 0.005
+        late = [f for f, t in zip(out.frames, out.times, strict=False) if t > interrupted_at + 0.005
                 and (isinstance(f, OutputAudioRawFrame) or (isinstance(f, PoseFrame) and f.utterance))]
         assert late == []
-        after = [(f, t) for f, t in zip(avatar.frames, avatar.times) if t >= interrupted_at and isinstance(f, PoseFrame)]
+        after = [(f, t) for f, t in zip(avatar.frames, avatar.times, strict=False) if t >= interrupted_at and isinstance(f, PoseFrame)]
         assert after and all(f.utterance == 0 for f, _ in after)
         # The avatar eases from the face on screen to neutral in ease_frames poses (100 ms at 30 fps).
         ease = h.processors["avatar"].ease_frames
@@ -106,9 +106,9 @@ async def test_an_interruption_leaves_nothing_stale_and_eases_to_neutral():
         assert after[first_neutral][1] - interrupted_at < 0.5  # 100 ms goal; generous for a loaded machine
         # It eases: the mouth only closes on the way, it never snaps open.
         mouths = [float(np.abs(f.weights[arkit.MOUTH]).sum()) for f, _ in after[:first_neutral + 1]]
-        assert all(b <= a + 1e-6 for a, b in zip(mouths, mouths[1:]))
+        assert all(b <= a + 1e-6 for a, b in zip(mouths, mouths[1:], strict=False))
         # Those poses reached the output too, and the face stays neutral after.
-        delivered_after = [f for f, t in zip(out.frames, out.times) if t >= interrupted_at and isinstance(f, PoseFrame)]
+        delivered_after = [f for f, t in zip(out.frames, out.times, strict=False) if t >= interrupted_at and isinstance(f, PoseFrame)]
         assert delivered_after and neutral_mouth(delivered_after[-1].weights)
 
 

@@ -10,10 +10,10 @@ from transport_kit import on_transport, speech
 
 from pipelines.server.app import running
 from pipelines.validate import Agent, Component
-from transports.clients.talk import Talker
 from processors.avatar import arkit, wire
 from processors.avatar.renderer import FaceRenderer
 from transports import client_messages as cm
+from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
@@ -33,7 +33,7 @@ def assert_reply_poses(messages: list[tuple[float, dict]], after: float) -> None
     reply = [p for p in poses if p["u"] == 1]
     times = [p["t"] for p in reply]
     assert len(times) > 30 and times[0] == 0 and times == sorted(times)
-    assert all(abs((b - a) - 1000 / 30) <= 1 for a, b in zip(times, times[1:]))
+    assert all(abs((b - a) - 1000 / 30) <= 1 for a, b in zip(times, times[1:], strict=False))
     jaw = [wire.decode(p)[2][arkit.INDEX["jawOpen"]] for p in reply]
     assert max(jaw) > 0.3 and np.isclose(min(jaw), 0, atol=0.02)
 
@@ -89,7 +89,7 @@ async def test_a_webrtc_peer_sees_the_face_move_while_the_bot_speaks():
     assert frames and frames[0].shape == (256, 256, 3)
     # The face's mouth (lower middle of the frame) changes from frame to frame while the bot speaks.
     mouth = [f[150:220, 80:176].astype(np.int16) for f in frames]
-    changes = [np.abs(b - a).mean() for a, b in zip(mouth, mouth[1:])]
+    changes = [np.abs(b - a).mean() for a, b in zip(mouth, mouth[1:], strict=False)]
     assert len(frames) > 15 and sum(c > 2 for c in changes) > len(changes) / 4
 
 

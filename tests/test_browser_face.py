@@ -12,8 +12,8 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image
 from conftest import ROOT
+from PIL import Image
 from transport_kit import on_transport, speech
 
 from pipelines.audio import write_wav

@@ -15,6 +15,7 @@ from pipelines.audio import write_wav
 from pipelines.server.app import running
 from transports.clients.chromium import chromium
 
+
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
     """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""
     samples = bytes(2 * rate * 2) + await speech(text) + bytes(3 * rate * 2)

@@ -4,6 +4,7 @@ from pipecat.frames.frames import TextFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_response_universal import LLMAssistantAggregator, LLMUserAggregator
+
 from pipelines.builder import build_agent
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text

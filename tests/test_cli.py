@@ -82,8 +82,8 @@ def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready):
     import threading
 
     import websockets
-
     from pipecat.frames.protobufs import frames_pb2
+
     from pipelines.audio import write_wav
 
     write_wav(tmp_path / "q.wav", bytes(2 * 16000 * 3), 16000)

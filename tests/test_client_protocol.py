@@ -15,11 +15,11 @@ import time
 
 import websockets
 from conftest import ROOT
-from transport_kit import on_transport, wait_until
-
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame, TTSTextFrame
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
+from transport_kit import on_transport, wait_until
+
 from pipelines.server.app import running
 from transports import client_messages as cm
 from transports.client_signals import SOURCE_FRAME_ATTR, ClientSignals

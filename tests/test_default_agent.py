@@ -11,9 +11,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
-
 from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame
 from pipecat.utils.time import time_now_iso8601
+
 from pipelines.audio import write_wav
 from pipelines.builder import build_agent
 from pipelines.runner import run_worker

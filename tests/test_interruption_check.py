@@ -4,11 +4,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from pipecat.frames.frames import InterruptionFrame, TextFrame
-from pipelines.interruptions.conformance import run_check
-from pipelines.interruptions.check import NOT_CHECKED
+
 from pipelines.cli import main
+from pipelines.interruptions.check import NOT_CHECKED
+from pipelines.interruptions.conformance import run_check
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text
 

@@ -16,6 +16,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.utils.text.base_text_aggregator import TextType
+
 from pipelines.testing import AgentHarness
 
 WORDS = "once upon a time a small robot learned to speak and said hello to everyone it met".split()

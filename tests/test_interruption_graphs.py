@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
-
 from pipecat.frames.frames import (
     DataFrame,
     Frame,
@@ -31,6 +30,7 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.interruptions import guard_graph
 from pipelines.registry import Registry, TypeInfo, default_registry
 from pipelines.spec import Params
@@ -173,7 +173,7 @@ class Run:
         found = {}
         for pid, probe in self.seen.items():
             marks = [i for i, f in enumerate(probe.frames) if isinstance(f, InterruptionFrame)]
-            after = [f for i, (f, t) in enumerate(zip(probe.frames, probe.times))
+            after = [f for i, (f, t) in enumerate(zip(probe.frames, probe.times, strict=False))
                      if (i > marks[0] if marks else t > self.trigger_at)]
             late = [f"{f.by}#{f.n}" for f in after if isinstance(f, Job) and f.tag == "before"]
             if late:

@@ -6,6 +6,7 @@ import tracemalloc
 
 from pipecat.frames.frames import TextFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
+
 from pipelines.interruptions.guard import HISTORY
 from pipelines.pipecat_compat import BranchCopies, parallel_seen_ids
 from pipelines.testing import AgentHarness

@@ -7,12 +7,13 @@ from pipecat.frames.frames import TTSAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
+from test_interruption_graphs import Counter, running
+
 from pipelines.builder import build_agent
 from pipelines.interruptions import DroppedReport, InterruptibleOutput, guard_graph
 from pipelines.interruptions.output import clear_buffer_of
 from pipelines.registry import BuildContext, TypeInfo
 from pipelines.validate import Component, load_agent_text
-from test_interruption_graphs import Counter, running
 from transports.file import FileOutput
 from transports.synthetic import SyntheticOutput, SyntheticParams, SyntheticTransport
 from transports.webrtc_transport import WebRTCOutput

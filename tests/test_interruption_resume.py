@@ -16,6 +16,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness
 

@@ -12,6 +12,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+
 from pipelines.testing import AgentHarness
 
 AGENT = """version: 1

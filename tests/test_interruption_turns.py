@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import pytest
-
 from pipecat.frames.frames import (
     InterimTranscriptionFrame,
     OutputAudioRawFrame,
@@ -15,10 +14,11 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from test_interruption_graphs import LINEAR, REGISTRY, Job, harness
+
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
 from processors.faulty import streaming_agent_yaml
-from test_interruption_graphs import LINEAR, REGISTRY, Job, harness
 
 ONE_CHUNK_MS = 40  # what the synthetic output (a "sound card" with one chunk of buffer) may still play
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
 from pipecat.frames.frames import LLMFullResponseEndFrame, LLMTextFrame, TranscriptionFrame
 from pipecat.utils.time import time_now_iso8601
+
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness

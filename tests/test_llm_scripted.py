@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pipecat.frames.frames import (
     InterruptionWorkerFrame,
     LLMFullResponseEndFrame,
@@ -14,6 +13,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
 )
 from pipecat.utils.time import time_now_iso8601
+
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text

@@ -15,8 +15,8 @@ import wave
 from pathlib import Path
 
 import pytest
-
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
 from pipelines.validate import load_agent_text
@@ -29,8 +29,14 @@ def save_tiny_whisper(folder: Path) -> None:
     """A 1-layer Whisper with a byte-level tokenizer whose output is limited to lower-case letters."""
     import torch
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
 
     torch.manual_seed(0)
     folder.mkdir()

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
+from conftest import HUMAN_AUDIO, ROOT
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.builder import build_agent
 from pipelines.validate import load_agent
 from processors.stt.out_of_domain import common_subsequence, phones
 from processors.tts.espeak import synthesize_pcm
-from conftest import HUMAN_AUDIO, ROOT
 
 ASSISTANT = ROOT / "configs" / "assistant.yaml"
 RATE = 16000

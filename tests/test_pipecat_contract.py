@@ -16,6 +16,7 @@ from pathlib import Path
 import pipecat
 from pipecat.frames.frames import TextFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
 from pipelines import pipecat_compat as compat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def test_every_protected_hook_a_framegraph_subclass_uses_is_declared_to_the_seam
     """Overrides and reads of a pipecat base's protected members, so the contract test checks each of them."""
     declared = [(compat.hook_owner(path), set(members)) for path, members in compat.SUBCLASS_HOOKS.items()]
     undeclared = []
-    for path, module, cls_node, cls in _pipecat_subclasses():
+    for path, _module, cls_node, cls in _pipecat_subclasses():
         assigned = {n.attr for n in ast.walk(cls_node)
                     if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_self(n.value)}
         used = {n.attr for n in ast.walk(cls_node)

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from pipecat.frames.frames import TextFrame
+
 from pipelines.errors import ConfigErrors
 from pipelines.registry import load_registry
 from pipelines.testing import AgentHarness

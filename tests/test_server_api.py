@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import httpx
+from transport_kit import wait_until
 
 from pipelines.server.app import running
 from pipelines.sessions.model import SessionState
@@ -17,7 +18,6 @@ from processors.tone import tone
 from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
-from transport_kit import wait_until
 
 RTC = """
 version: 1

@@ -1,11 +1,11 @@
 """The server's own dashboard in headless Chromium shows a live session and its turn count."""
 
 import httpx
+from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
+from test_sessions_dashboard import silence
 
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
-from test_sessions_dashboard import silence
 from transports import client_messages as cm
 from transports.clients.chromium import chromium
 from transports.clients.talk import Talker

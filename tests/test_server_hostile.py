@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 import websockets
+from transport_kit import wait_until
 
 from pipelines.server.app import running
 from pipelines.server.limits import exposure_warning
@@ -22,7 +23,6 @@ from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 from processors.tone import tone
 from transports.clients.webrtc import WebRTCPeer
-from transport_kit import wait_until
 
 RTC = """
 version: 1

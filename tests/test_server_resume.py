@@ -15,17 +15,17 @@ import time
 
 import httpx
 import pytest
-
 from conftest import ROOT
 from pipecat.frames.frames import TranscriptionFrame
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.utils.time import time_now_iso8601
+from transport_kit import wait_until
+
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
-from transport_kit import wait_until
 
 AGENT = r"""
 version: 1

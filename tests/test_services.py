@@ -8,8 +8,8 @@ import json
 import typing
 
 import pytest
-
 from pipecat.processors.frame_processor import FrameProcessor
+
 from pipelines.builder import build_agent
 from pipelines.errors import ConfigErrors
 from pipelines.validate import load_agent_text

@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pytest
 from aiohttp import web
-
 from pipecat.frames.frames import TTSAudioRawFrame
+
 from pipelines.testing import AgentHarness
 from processors.tts.espeak import synthesize_pcm
 

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from redis_kit import redis_server
 from test_sessions_metrics import samples
 
 from pipelines.sessions.housekeeping import Housekeeper
@@ -9,7 +10,6 @@ from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from redis_kit import redis_server
 
 
 async def wait_until(predicate, timeout: float = 5.0) -> None:

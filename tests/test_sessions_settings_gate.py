@@ -5,7 +5,6 @@ import re
 import time
 
 import pytest
-
 from pipecat.frames.frames import (
     Frame,
     InterruptionWorkerFrame,
@@ -22,6 +21,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
+
 from pipelines.sessions.settings_gate import SettingsChange, SettingsChangeFrame, SettingsGate
 from processors.llm.scripted import Rule, ScriptedLLMService
 

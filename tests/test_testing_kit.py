@@ -1,8 +1,8 @@
 """The test kit: injection anywhere, probes both ways, bounded waits, audio at the input."""
 
 import pytest
-
 from pipecat.frames.frames import InputAudioRawFrame, OutputAudioRawFrame, TextFrame, TTSSpeakFrame
+
 from pipelines.testing import AgentHarness
 
 LINEAR = """version: 1

@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 from aiohttp import web
-
 from pipecat.frames.frames import (
     EndFrame,
     FunctionCallCancelFrame,
@@ -23,6 +22,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
 )
 from pipecat.utils.time import time_now_iso8601
+
 from pipelines import registry as registry_module
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness

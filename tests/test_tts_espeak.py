@@ -6,7 +6,6 @@ import wave
 
 import numpy as np
 import pytest
-
 from pipecat.frames.frames import (
     InterruptionWorkerFrame,
     LLMFullResponseEndFrame,
@@ -16,6 +15,7 @@ from pipecat.frames.frames import (
     TTSSpeakFrame,
     TTSStoppedFrame,
 )
+
 from pipelines.errors import ConfigErrors
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
@@ -127,7 +127,7 @@ async def test_concurrent_agents_get_the_speech_they_would_get_alone():
              ("Hello again.", "en-gb-x-rp", 300)]
     alone = [await spoken(*t) for t in texts]
     together = await asyncio.gather(*[spoken(*t) for t in texts * 3])
-    for (phonemes, secs), (alone_phonemes, alone_secs) in zip(together, alone * 3):
+    for (phonemes, secs), (alone_phonemes, alone_secs) in zip(together, alone * 3, strict=False):
         assert phonemes == alone_phonemes
         assert abs(secs - alone_secs) < 0.1 * alone_secs
 

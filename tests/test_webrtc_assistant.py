@@ -23,7 +23,7 @@ async def test_assistant_answers_and_is_interrupted_over_webrtc():
         peer = WebRTCPeer()
         await peer.connect(url)
         await peer.wait_for_message(cm.BOT_READY, timeout=15)
-        for attempt in range(2):  # a user not understood says it again (loopback audio can arrive damaged on a busy box)
+        for _attempt in range(2):  # a user not understood says it again (loopback audio can arrive damaged on a busy box)
             asked = time.monotonic()
             said = asked + peer.say(story)
             await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)

@@ -14,15 +14,15 @@ import weakref
 
 import aiohttp
 import pytest
-
-from pipelines.server.app import running
-from pipelines.errors import ConfigErrors
-from pipelines.validate import load_agent, load_agent_text
-from transports import client_messages as cm
-from processors.tone import tone
-from transports.clients.webrtc import WebRTCPeer
 from conftest import ROOT
 from transport_kit import wait_until
+
+from pipelines.errors import ConfigErrors
+from pipelines.server.app import running
+from pipelines.validate import load_agent, load_agent_text
+from processors.tone import tone
+from transports import client_messages as cm
+from transports.clients.webrtc import WebRTCPeer
 
 AGENT = """
 version: 1
@@ -203,7 +203,7 @@ def self_signed(folder) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now)

@@ -11,8 +11,8 @@ from conftest import ROOT
 from transport_kit import on_transport, speech, wait_until
 
 from pipelines.server.app import running
-from transports.clients.talk import Talker
 from transports import client_messages as cm
+from transports.clients.talk import Talker
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
 

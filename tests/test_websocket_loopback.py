@@ -5,13 +5,14 @@ import socket
 import time
 import wave
 
+from transport_kit import wait_until
+
 from pipelines.audio import write_wav
 from pipelines.server.app import running
-from transports.clients.talk import Talker, audio_message, talk
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from processors.tone import tone
-from transport_kit import wait_until
+from transports import client_messages as cm
+from transports.clients.talk import Talker, audio_message, talk
 
 AGENT = """
 version: 1
@@ -110,7 +111,7 @@ async def test_participants_over_the_limit_are_refused():
 def gaps_in(played, after: float) -> float:
     """Seconds of silence between consecutive chunks the client played after ``after`` (a real speaker's gaps)."""
     seq = [p for p in played if p.start >= after]
-    return sum(max(0.0, b.start - a.end) for a, b in zip(seq, seq[1:]))
+    return sum(max(0.0, b.start - a.end) for a, b in zip(seq, seq[1:], strict=False))
 
 
 async def reply_with_a_stalled_loop(lead_secs: float) -> tuple[Talker, float]:

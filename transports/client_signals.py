@@ -27,7 +27,6 @@ running with nobody to talk to.
 import time
 
 from loguru import logger
-
 from pipecat.frames.frames import (
     CancelWorkerFrame,
     Frame,
@@ -37,6 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.utils.utils import obj_id
+
 from pipelines.interruptions.output import BufferedOutput
 from transports import client_messages as cm
 

@@ -91,7 +91,7 @@ async def create_room(api_url: str, api_key: str, expiry_secs: int) -> Room:
             token = await _post(
                 http, f"{api_url}/meeting-tokens", {"properties": {"room_name": room["name"], "exp": expires, "is_owner": True}}
             )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         raise DailyError(f"could not reach Daily's API at {api_url} to create a room ({e.__class__.__name__}: {e})") from e
     logger.info(f"created Daily room {room['url']} (expires in {expiry_secs} s)")
     return Room(room["url"], token["token"])
@@ -144,7 +144,7 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
     logger.info(f"agent {agent.spec.name!r} joining {room.url}")
     try:
         await asyncio.wait_for(asyncio.shield(joined), params.join_timeout_secs)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         joined.set_exception(
             DailyError(
                 f"could not join {room.url}: no answer from Daily within {params.join_timeout_secs:g} s "
@@ -184,7 +184,7 @@ async def _abandon(worker: Any, running: asyncio.Task, wait_secs: float = 5.0) -
     try:
         await asyncio.wait_for(worker.cancel(reason="could not join the room"), wait_secs)
         await asyncio.wait_for(asyncio.shield(running), wait_secs)
-    except (asyncio.TimeoutError, Exception):
+    except (TimeoutError, Exception):
         logger.warning("the Daily client is still busy with its join; leaving it behind")
 
 

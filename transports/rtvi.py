@@ -24,9 +24,9 @@ from pipecat.frames.frames import InputTransportMessageFrame, LLMMessagesAppendF
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams, RTVIProcessor
+
 from pipelines.observers import Companions
 from transports.client_signals import SOURCE_FRAME_ATTR
-
 
 APPEND_TO_CONTEXT = "append-to-context"
 

@@ -10,13 +10,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from pydantic import Field
-
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame, OutputImageRawFrame, StartFrame
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pydantic import Field
+
 from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
 from pipelines.registry import TypeInfo, VideoOut

@@ -6,15 +6,13 @@ its own worker, built with this transport around its connection. Nothing here
 imports aiortc: validating a config must stay cheap.
 """
 
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from pipelines.registry import TypeInfo
-from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
 from pipelines.server.served import SDP_OFFER, ServedParams, peer_from, serve
+from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
 from transports.common import video_io
 
 

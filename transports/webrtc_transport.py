@@ -19,7 +19,6 @@ import json
 from typing import Any
 
 from loguru import logger
-
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import (
@@ -27,6 +26,7 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCOutputTransport,
     SmallWebRTCTransport,
 )
+
 from pipelines.av_sync import AudioClockedOutput
 from pipelines.pipecat_compat import drop_webrtc_track_chunks
 from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect

@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
-
 from pipecat.evals.serializer import EvalConnectionFlags, EvalSerializer, parse_eval_connect
 from pipecat.frames.frames import Frame, InputAudioRawFrame, LLMConfigureOutputFrame
 from pipecat.serializers.base_serializer import FrameSerializer
@@ -45,6 +44,7 @@ from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketParams,
     FastAPIWebsocketTransport,
 )
+
 from pipelines.av_sync import AudioClockedOutput
 from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 

@@ -16,8 +16,8 @@ NOT_CHECKED = 3
 
 def cmd_check(args) -> int:
     from pipelines.cli import load_agents
-    from pipelines.interruptions.conformance import format_report, run_check
     from pipelines.errors import ConfigErrors
+    from pipelines.interruptions.conformance import format_report, run_check
 
     failed = unchecked = 0
     for path, agent in load_agents(args.files, args.overrides):

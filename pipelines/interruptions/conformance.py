@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from pipecat.frames.frames import (
     DataFrame,
     ErrorFrame,
@@ -34,6 +33,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+
 from pipelines.interruptions.guard import NEVER_STALE, TURN_ATTR, Interruption, ProcessorStats
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
@@ -176,11 +176,11 @@ class _Scenario:
 
     def _errors_since(self, since: float) -> bool:
         return any(isinstance(f, ErrorFrame) and t > since
-                   for probe in self.errors for f, t in zip(probe.frames, probe.times))
+                   for probe in self.errors for f, t in zip(probe.frames, probe.times, strict=False))
 
     def _pushed_since(self, frame_type: type[Frame], since: float) -> bool:
         return any(isinstance(f, frame_type) and t > since
-                   for probe in self.pushed.values() for f, t in zip(probe.frames, probe.times))
+                   for probe in self.pushed.values() for f, t in zip(probe.frames, probe.times, strict=False))
 
     def report(self) -> CheckReport:
         history = list(self.guard.history)
@@ -194,13 +194,13 @@ class _Scenario:
             _judge(line, expected, is_output=pid == OUTPUT)
             processors.append(line)
         cut_audio = _cut_audio_processed_ms(self.processed[OUTPUT], history)
-        audio_after = [_audio_after_ms(self.h.output.written, i) + cut for i, cut in zip(history, cut_audio)]
+        audio_after = [_audio_after_ms(self.h.output.written, i) + cut for i, cut in zip(history, cut_audio, strict=False)]
         chunk_ms = max((_duration_ms(w.frame) for w in self.h.output.written
                         if isinstance(w.frame, OutputAudioRawFrame)), default=0.0)
         violations = list(self.violations)
         for p in processors:
             violations.extend(f"{p.name}: {v}" for v in p.violations)
-        for interruption, ms in zip(history, audio_after):
+        for interruption, ms in zip(history, audio_after, strict=False):
             if ms > chunk_ms + 0.5:
                 violations.append(f"{OUTPUT}: {ms:.0f} ms of audio made before interruption {interruption.epoch} "
                                   f"or for the text it cut played after it (more than the one {chunk_ms:.0f} ms "

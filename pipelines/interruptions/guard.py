@@ -64,6 +64,7 @@ from pipecat.processors.aggregators.llm_response_universal import LLMUserAggrega
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.utils.utils import obj_id
+
 from pipelines import pipecat_compat as compat
 from pipelines.interruptions.output import DroppedReport, clear_buffer_of
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pipecat.transports.base_output import BaseOutputTransport
+
 from pipelines import pipecat_compat as compat
 
 

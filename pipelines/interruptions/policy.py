@@ -25,6 +25,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
+
 from pipelines import pipecat_compat as compat
 from pipelines.spec import InterruptionSettings
 

@@ -41,6 +41,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.services.tts_service import TTSService
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
+
 from pipelines.interruptions.guard import starts_turn
 from pipelines.spec import InterruptionSettings
 

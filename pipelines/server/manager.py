@@ -36,21 +36,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loguru import logger
-
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
+
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.runner import run_worker
+from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.metrics import SessionMetrics
-from pipelines.server.latency import TurnLatency
 from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
 from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.validate import Agent, Component
 from transports.client_messages import message as client_message
-
 
 KEPT_FINISHED = 100
 """Finished live entries kept for ``sessions`` (people and tests look at their events)."""

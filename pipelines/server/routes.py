@@ -14,20 +14,20 @@ whole model.
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Path as PathParam
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from loguru import logger
-from pydantic import BaseModel, Field
-
 from pipecat.transports.smallwebrtc.request_handler import (
     IceCandidate,
     SmallWebRTCPatchRequest,
     SmallWebRTCRequest,
     SmallWebRTCRequestHandler,
 )
+from pydantic import BaseModel, Field
+
 from pipelines.agent_info import agent_info
 from pipelines.server.limits import GuardedSocket
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager

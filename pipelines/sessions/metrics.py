@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pipelines.sessions.model import SessionState
+
 #: The environment variable prometheus_client reads at import for its multiprocess folder.
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-from pipelines.sessions.model import SessionState
 
 # Voice replies: from well under 100 ms (text only) to several seconds (an overloaded loop).
 _REPLY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)

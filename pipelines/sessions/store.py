@@ -13,7 +13,7 @@ import base64
 import json
 from abc import ABC, abstractmethod
 
-from pipelines.sessions.model import Page, Session, SessionState
+from pipelines.sessions.model import Page, Session, SessionState, SessionSummary
 
 MAX_PAGE = 100
 """The most sessions one ``list`` call returns."""
@@ -225,7 +225,7 @@ class SessionStore(ABC):
     async def delete(self, session_id: str) -> bool:
         """Removes a session and its conversation; False when there was none."""
 
-    async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:
+    async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:  # noqa: B027 (a no-op unless shared)
         """Says that ``server_id`` is alive, for stores shared by several servers.
 
         A store of one server (SQLite) has no registry: this does nothing.

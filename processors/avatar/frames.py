@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-
 from pipecat.frames.frames import DataFrame, OutputImageRawFrame, OutputTransportMessageFrame
+
 from processors.avatar.arkit import COUNT
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
-
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -45,6 +44,7 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
 from pipelines.interruptions.guard import turn_free
 from processors.avatar.coarticulation import AudioTrack, PhonemeTrack
 from processors.avatar.face import FaceLife

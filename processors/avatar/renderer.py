@@ -104,7 +104,7 @@ class FaceRenderer:
         centre = corner_y + (cy - corner_y) * bulge
 
         def curve(offsets: np.ndarray) -> list[tuple[float, float]]:
-            return list(zip(xs, (centre + offsets) * s))
+            return list(zip(xs, (centre + offsets) * s, strict=False))
 
         top_in, bottom_in = curve(-upper_open * bulge), curve(lower_open * bulge)
         top_out, bottom_out = curve(-(upper_open + upper_lip) * bulge), curve((lower_open + lower_lip) * bulge)

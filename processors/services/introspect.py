@@ -211,7 +211,7 @@ def _arguments(init: ast.FunctionDef) -> list[tuple[ast.arg, ast.expr | None]]:
     args = init.args
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    return list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+    return list(zip(positional, defaults, strict=False)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=False))
 
 
 def _api_key(inits: list[tuple[str, ast.FunctionDef]]) -> tuple[bool, bool]:

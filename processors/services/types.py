@@ -26,7 +26,7 @@ from functools import cache
 from importlib.metadata import version
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
@@ -146,7 +146,7 @@ def _settings_model(name: str, entry: dict):
     fields = {}
     for field in entry["settings"]:
         annotation = yaml_type(field["annotation"])
-        fields[field["name"]] = (Optional[annotation] if annotation is not None else Any,
+        fields[field["name"]] = (annotation | None if annotation is not None else Any,
                                  Field(None, description=field["description"] or None,
                                        **_range(field["name"], annotation)))
     return create_model(f"{_camel(name)}Settings", __base__=Params, **fields)
@@ -181,13 +181,13 @@ def params_model(name: str, entry: dict):
             continue
         required = param["default"] is None
         description = " ".join(filter(None, [param["description"], f"({_default_text(param['default'])})"]))
-        fields[param["name"]] = (annotation if required else Optional[annotation],
+        fields[param["name"]] = (annotation if required else annotation | None,
                                  Field(... if required else None, description=description,
                                        **_range(param["name"], annotation)))
     if entry["api_key"]:
-        fields["api_key"] = (Optional[SecretStr], Field(None, description=f"default: ${{{api_key_env(entry)}}}"))
+        fields["api_key"] = (SecretStr | None, Field(None, description=f"default: ${{{api_key_env(entry)}}}"))
     if entry["settings"]:
-        fields["settings"] = (Optional[_settings_model(name, entry)], Field(None, description="the service's Settings fields"))
+        fields["settings"] = (_settings_model(name, entry) | None, Field(None, description="the service's Settings fields"))
     validators: dict[str, Any] = {"__check_environment": model_validator(mode="after")(_environment_check(entry))}
     if entry["kind"] == "llm":
         fields["tools"] = (list[ToolParams], Field(default_factory=list, description="functions the LLM may call (docs/tools.md)"))

@@ -179,9 +179,9 @@ class DecoderHost:
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 if not self.alive:
-                    raise DecoderError(f"pocketsphinx host exited with code {self._process.returncode}")
+                    raise DecoderError(f"pocketsphinx host exited with code {self._process.returncode}") from None
                 if loop.time() > deadline:
-                    raise DecoderError("pocketsphinx host did not start in time")
+                    raise DecoderError("pocketsphinx host did not start in time") from None
                 await asyncio.sleep(0.05)
         stream = DecoderStream(reader, writer, sample_rate)
         await stream.configure(

@@ -13,7 +13,6 @@ LLM should hear about (a timeout, an HTTP error) are results of the form
 cancelled handler's result is never reported, so it is never spoken.
 """
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -37,7 +36,7 @@ def http_handler(spec: HttpHandlerParams) -> Handler:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 async with session.post(spec.url, json=dict(arguments), headers=spec.headers) as response:
                     body = await response.text()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return {"error": f"the tool did not answer within {spec.timeout_secs:g} s"}
         except aiohttp.ClientError as e:
             return {"error": f"the tool could not be reached ({type(e).__name__})"}

@@ -24,7 +24,6 @@ from typing import Any
 import espeakng_loader
 import numpy as np
 import soxr
-
 from pipecat.frames.frames import DataFrame, ErrorFrame, Frame, TTSAudioRawFrame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService

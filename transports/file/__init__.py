@@ -13,9 +13,9 @@ agent only listens.
 
 from pathlib import Path
 
+from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pydantic import Field
 
-from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipelines.audio import WavError, read_wav
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
@@ -25,7 +25,6 @@ from transports.file.clock import Timeline
 from transports.file.input import FileInput
 from transports.file.output import FileOutput
 from transports.file.transcript import Transcript
-
 
 #: Marks a param as a file path: relative to the config's folder in the file,
 #: to the current folder when set with ``--set`` (``pipelines.overrides``).

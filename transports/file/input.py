@@ -19,7 +19,6 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -38,6 +37,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import TransportParams
+
 from transports.file.clock import CHUNK_SECS, Span, Timeline
 from transports.file.transcript import Transcript
 

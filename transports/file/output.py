@@ -22,6 +22,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
+
 from pipelines.audio import open_wav_writer
 from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
