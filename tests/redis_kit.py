@@ -16,13 +16,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(folder: Path, *extra_args: str, start_timeout_s: float = 10.0):
+def redis_server(folder: Path, *extra_args: str, start_timeout_s: float = 10.0, port: int | None = None):
     """Runs ``redis-server`` on 127.0.0.1 and yields its URL (``redis://127.0.0.1:PORT/0``).
 
     Args:
         folder: Its working folder (persistence files, log).
         *extra_args: More redis-server options (e.g. ``"--appendonly", "yes"``).
         start_timeout_s: How long to wait for it to answer.
+        port: The port (a free one when None); the same folder and port start it again after a stop.
 
     Raises:
         RuntimeError: redis-server is not installed (``scripts/setup.sh --test``
@@ -31,7 +32,7 @@ def redis_server(folder: Path, *extra_args: str, start_timeout_s: float = 10.0):
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run scripts/setup.sh --test (Debian package redis-server)")
-    port = free_port()
+    port = port or free_port()
     log = folder / "redis.log"
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", ""]
     args += ["--logfile", str(log), *extra_args]

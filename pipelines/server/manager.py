@@ -30,6 +30,7 @@ context from Redis).
 
 import asyncio
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,6 +49,7 @@ from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
 from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
 from pipelines.sessions.store import SessionNotFound, SessionStore
+from pipelines.sessions.write_behind import WriteBehind
 from pipelines.validate import Agent, Component
 from transports.client_messages import message as client_message
 
@@ -117,6 +119,8 @@ class SessionManager:
         self.options = options
         self.server_id = server_id
         self.metrics = SessionMetrics()
+        #: A session's writes while it runs (turns, states, settings, errors): queued through a store outage.
+        self.writes = WriteBehind(self.metrics)
         self.live: dict[str, LiveSession] = {}
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
@@ -155,6 +159,7 @@ class SessionManager:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.housekeeper.stop()
+        await self.writes.close()
         await self.store.close()
 
     @property
@@ -327,7 +332,8 @@ class SessionManager:
         except Exception as e:
             live.event("failed", f"{e.__class__.__name__}: {e}")
             self.metrics.error("session")
-            await self._quietly(self.store.record_error(live.id, f"{e.__class__.__name__}: {e}"))
+            why = f"{e.__class__.__name__}: {e}"
+            await self._quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
         finally:
             live.built = live.worker = live.close_peer = None  # a finished graph is large; let it be collected
             await self._release(live)
@@ -390,7 +396,8 @@ class SessionManager:
             live.state = "connected"
             live.connected_once = True
             live.last_turn_at = time.monotonic()
-            await self._quietly(self.store.set_state(live.id, SessionState.ACTIVE, owner=self.server_id))
+            await self._quietly(live.id, "state ACTIVE",
+                                lambda: self.store.set_state(live.id, SessionState.ACTIVE, owner=self.server_id))
 
         @transport.event_handler("on_client_disconnected")
         async def _closed(t, client):
@@ -414,7 +421,9 @@ class SessionManager:
                 live.last_turn_at = time.monotonic()
                 self.metrics.turn_completed(agent)
                 latencies, live.latencies = live.latencies, {}
-                await self._quietly(self.store.append(live.id, new, turn=True, latencies=latencies or None))
+                write_id = uuid.uuid4().hex  # a retry after an ambiguous failure applies the turn once
+                await self._quietly(live.id, "turn", lambda: self.store.append(
+                    live.id, new, turn=True, latencies=latencies or None, write_id=write_id))
 
         if built.settings_gate is not None:
 
@@ -422,7 +431,8 @@ class SessionManager:
             async def _applied(gate, applied: AppliedChange):
                 applied_settings.update(merge_settings(applied_settings, applied.change))
                 live.event("settings-applied", "held until the response ended" if applied.held else "at once")
-                await self._quietly(self.store.set_settings(live.id, applied_settings))
+                settings = dict(applied_settings)
+                await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
                 # The client is told (an RTVI server message, in order with the bot's output).
                 told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
                         "change": applied.change.model_dump(exclude_none=True)}
@@ -446,7 +456,7 @@ class SessionManager:
         self._finished.append(live)
         never = live.fresh and not live.connected_once
         state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
-        await self._quietly(self.store.set_state(live.id, state))
+        await self._quietly(live.id, f"state {state.value}", lambda: self.store.set_state(live.id, state))
 
     async def _connect_deadline(self, live: LiveSession) -> None:
         await asyncio.sleep(self.options.connect_timeout_s)
@@ -481,15 +491,10 @@ class SessionManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _quietly(self, write) -> None:
-        """Awaits a store write; a failure is logged and counted, never raised into a worker."""
-        try:
-            await write
-        except SessionNotFound:
-            pass
-        except Exception as e:
-            logger.warning(f"session store: {e.__class__.__name__}: {e}")
-            self.metrics.error("store")
+    async def _quietly(self, session_id: str, what: str, make) -> None:
+        """A session's store write (``make()`` makes its coroutine), in order; queued and retried
+        through a store outage (``WriteBehind``), never raised into a worker."""
+        await self.writes.write(session_id, what, make)
 
 
 async def refuses_connections(url: str, timeout_s: float = 1.0) -> bool:

@@ -26,7 +26,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
     SmallWebRTCRequest,
     SmallWebRTCRequestHandler,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from pipelines.agent_info import agent_info
 from pipelines.server.limits import GuardedSocket
@@ -34,13 +34,17 @@ from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
 from pipelines.sessions.dashboard import DASHBOARD_DIR
-from pipelines.sessions.model import Health, Page, Session, SessionState
+from pipelines.sessions.model import Health, Page, Session, SessionState, text_problem
 from pipelines.sessions.settings_gate import SettingsChange
-from pipelines.sessions.store import BadCursor, SessionNotFound
+from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
 
 WEB_DIR = DASHBOARD_DIR.parent.parent.parent / "transports" / "web"
 #: What a wrong token, an unknown session and an expired one all get: nothing to tell them apart.
 NOT_FOUND = "no such session, or the token does not match"
+#: What a request gets while the session store cannot be used (with ``Retry-After``).
+STORE_AWAY = "the session store is unavailable right now; nothing was changed; try again shortly"
+#: Seconds a client is told to wait while the store is away.
+STORE_RETRY_S = 5
 
 
 class NewSession(BaseModel):
@@ -50,6 +54,14 @@ class NewSession(BaseModel):
     variables: dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=2000)]] = Field(
         default_factory=dict, max_length=50, description="Persona variables ({name} values of the system prompt)"
     )
+
+    @field_validator("variables")
+    @classmethod
+    def _clean_text(cls, variables: dict[str, str]) -> dict[str, str]:
+        problem = text_problem(variables)
+        if problem:
+            raise ValueError(problem)
+        return variables
 
 
 class Created(BaseModel):
@@ -94,6 +106,12 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         logger.info(f"refused a malformed request to {request.url.path}: {problems[:300]}")
         return JSONResponse({"detail": f"malformed request: {problems}"[:2000]}, status_code=400)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_away(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        """503 with ``Retry-After`` and a sentence while the store is away, never a bare 500."""
+        logger.warning(f"{request.method} {request.url.path}: {exc}")
+        return JSONResponse({"detail": STORE_AWAY}, status_code=503, headers={"Retry-After": str(STORE_RETRY_S)})
 
     webrtc = SmallWebRTCRequestHandler(ice_servers=_ice_servers(manager))
     app.state.webrtc = webrtc
@@ -160,6 +178,9 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     @api.patch("/sessions/{session_id}", response_model=SettingsResult, responses={404: {"description": "Not found"}})
     async def change_settings(session_id: Annotated[str, _ID], change: SettingsChange, request: Request) -> SettingsResult:
         """Changes LLM/TTS settings or the system prompt; held while a response is generated or spoken."""
+        problem = text_problem(change.model_dump(exclude_none=True))
+        if problem:
+            raise HTTPException(400, f"malformed request: {problem}")
         await _to_owner(manager, request, session_id)
         try:
             applied = await manager.change_settings(session_id, change)
@@ -192,6 +213,14 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     @app.websocket("/sessions/{session_id}/ws")
     async def session_ws(ws: WebSocket, session_id: str, token: str | None = None):
         """The session's WebSocket (``?token=``), handed as it is to the agent's transport."""
+        try:
+            await _session_ws(ws, session_id, token)
+        except StoreUnavailable as e:
+            logger.warning(f"WebSocket {ws.url.path}: {e}")
+            await ws.send_denial_response(JSONResponse({"detail": STORE_AWAY}, status_code=503,
+                                                       headers={"Retry-After": str(STORE_RETRY_S)}))
+
+    async def _session_ws(ws: WebSocket, session_id: str, token: str | None) -> None:
         if len(session_id) > 64 or not await manager.authorize(session_id, token or _bearer(ws.headers)):
             await ws.close(code=1008, reason="no such session, or the token does not match")
             return
@@ -370,10 +399,10 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
     """Accepts ``ws`` and hands it as it is to a session's transport (which owns its serializer)."""
     try:
         live = await get_live()
-    except Full as e:
+    except (Full, StoreUnavailable) as e:
         logger.warning(f"refused a WebSocket participant: {e}")
         await ws.accept()  # then close with 1013 (try again later), which a client can read
-        await ws.close(code=1013, reason=str(e)[:120])
+        await ws.close(code=1013, reason=(str(e) if isinstance(e, Full) else STORE_AWAY)[:120])
         return
     except (SessionNotFound, Refused) as e:
         await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])

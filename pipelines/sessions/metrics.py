@@ -40,6 +40,10 @@ class SessionMetrics:
         framegraph_interruption_latency_seconds{agent}: from the user's
             barge-in to the bot's audio stopping (histogram).
         framegraph_errors_total{kind}: errors by kind (counter).
+        framegraph_store_backlog: session writes waiting for an unavailable
+            store (gauge; summed over live workers).
+        framegraph_store_writes_dropped_total: queued writes dropped because a
+            session's queue was full (counter).
     """
 
     CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -67,6 +71,10 @@ class SessionMetrics:
             registry=self.registry,
         )
         self._errors = Counter("framegraph_errors", "Errors by kind", ["kind"], registry=self.registry)
+        self._backlog = Gauge("framegraph_store_backlog", "Session writes waiting for an unavailable store",
+                              registry=self.registry, multiprocess_mode="livesum")
+        self._dropped = Counter("framegraph_store_writes_dropped", "Queued session writes dropped (queue full)",
+                                registry=self.registry)
 
     def set_session_counts(self, counts: Mapping[SessionState, int]) -> None:
         """Sets the sessions gauge from a store's ``count_by_state()``; a state left out counts 0."""
@@ -88,6 +96,14 @@ class SessionMetrics:
     def error(self, kind: str) -> None:
         """Counts one error of ``kind`` (a short fixed word: "llm", "tts", "transport"...; never free text)."""
         self._errors.labels(kind).inc()
+
+    def set_store_backlog(self, writes: int) -> None:
+        """Sets how many session writes wait for the store (``WriteBehind``)."""
+        self._backlog.set(writes)
+
+    def store_write_dropped(self) -> None:
+        """Counts one queued write dropped because its session's queue was full."""
+        self._dropped.inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``); every worker's with workers."""

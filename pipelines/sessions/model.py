@@ -12,6 +12,8 @@ there is nothing to brute-force) and compare digests in constant time.
 
 import hashlib
 import hmac
+import json
+import re
 import secrets
 import time
 import uuid
@@ -116,6 +118,61 @@ class Health(BaseModel):
             total=sum(by_state.values()),
             by_state=by_state,
         )
+
+
+#: Text no client may send: lone UTF-16 surrogates (no UTF-8 encoding exists for them, so a
+#: record holding one cannot be sent as JSON) and control characters other than tab and newlines.
+_BAD_TEXT = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(value: Any, where: str = "") -> str | None:
+    """Why ``value`` (text, or dicts and lists of it) may not be stored, naming where; None when it may.
+
+    Called on what a client sends (persona variables, settings, system prompt)
+    so that one bad string is refused with a 400, not stored to break every
+    later reading of the session (``GET /sessions`` included).
+    """
+    if isinstance(value, str):
+        bad = _BAD_TEXT.search(value)
+        if bad is None:
+            return None
+        kind = "a lone surrogate" if _LONE_SURROGATE.match(bad.group()) else "a control character"
+        return f"{where or 'text'}: {kind} ({ascii(bad.group())}) at character {bad.start()}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        inner = f"{where}.{key}" if where else str(key)
+        problem = text_problem(key, inner) if isinstance(key, str) else None
+        problem = problem or text_problem(item, inner)
+        if problem:
+            return problem
+    return None
+
+
+def sendable(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, so it always encodes as UTF-8.
+
+    The stores pass what the pipeline wrote (transcripts, LLM text) through it:
+    those are not the client's to fix, and must never make a record unreadable.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {sendable(k): sendable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sendable(v) for v in value]
+    return value
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` that refuses what could not be sent back as UTF-8 JSON (lone surrogates).
+
+    Raises:
+        ValueError: Not JSON, or it holds a lone surrogate.
+    """
+    value = json.loads(text)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return value
 
 
 def new_session_id() -> str:

@@ -4,7 +4,7 @@ Layout (every key under the store's ``prefix``):
 
 - ``session:{id}`` hash: token_hash, agent, variables (JSON), state, owner,
   created_at, updated_at, disconnected_at, turns, latencies (JSON), settings
-  (JSON), order.
+  (JSON), order, last_write (the id of the last append, so a retried one applies once).
 - ``session:{id}:messages`` list (the last ``MAX_MESSAGES``, JSON each) and
   ``session:{id}:errors`` list (the last ``MAX_ERRORS``).
 - ``all`` and ``state:{STATE}``: sorted sets of order keys (score 0, so
@@ -25,8 +25,14 @@ of Redis itself is Redis's configuration (``appendonly yes``,
 from __future__ import annotations  # the stores have a method named "list"
 
 import json
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipelines.sessions.model import (
     LIVE_STATES,
@@ -41,23 +47,47 @@ from pipelines.sessions.model import (
     new_resume_token,
     new_session_id,
     now,
+    sendable,
+    strict_loads,
     token_matches,
 )
 from pipelines.sessions.store import (
     DEFAULT_GRACE_S,
+    BadRecord,
     SessionNotFound,
     SessionStore,
     decode_cursor,
     encode_cursor,
     order_key,
+    outages_raise_unavailable,
     page_size,
+    readable_messages,
+    skip_unreadable,
 )
 
-# KEYS: session hash, messages list. ARGV: turn (0/1), now, latencies JSON, max messages, messages...
+#: How long one Redis call may take before the store counts Redis as away (a frozen server never answers).
+CALL_TIMEOUT_S = 3.0
+#: Replies of a Redis that is up but cannot write or serve now (disk errors, memory, loading, replica).
+_OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN")
+
+
+def _is_outage(error: Exception) -> bool:
+    """Whether ``error`` means Redis is away or cannot serve now (not a bug in the call)."""
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, TimeoutError)):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(_OUTAGE_REPLIES)
+
+# KEYS: session hash, messages list. ARGV: turn (0/1), now, latencies JSON, max messages, write id ('' for
+# none), messages... A write id equal to the last one applied is a retry of a write that Redis did execute
+# (a frozen Redis runs the commands it received before the client gave up): done already.
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if #ARGV > 4 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+if ARGV[5] ~= '' then
+  if redis.call('HGET', KEYS[1], 'last_write') == ARGV[5] then return 1 end
+  redis.call('HSET', KEYS[1], 'last_write', ARGV[5])
+end
+if #ARGV > 5 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 end
 redis.call('HINCRBY', KEYS[1], 'turns', tonumber(ARGV[1]))
@@ -152,6 +182,7 @@ def _id_of(order: str) -> str:
     return order.split(":", 1)[1]
 
 
+@outages_raise_unavailable(_is_outage)
 class RedisSessionStore(SessionStore):
     """Sessions in a Redis shared by every server of the service."""
 
@@ -171,8 +202,17 @@ class RedisSessionStore(SessionStore):
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
 
+    def describe(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
     async def open(self) -> None:
-        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        # One quick retry, then the call fails: the server answers 503 and queues the writes
+        # itself rather than holding a request (or a worker's turn) for redis-py's long default retries.
+        self._redis = aioredis.from_url(
+            self.url, decode_responses=True, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        )
         self._append = self._redis.register_script(_APPEND)
         self._set_state = self._redis.register_script(_SET_STATE)
         self._delete = self._redis.register_script(_DELETE)
@@ -198,11 +238,11 @@ class RedisSessionStore(SessionStore):
         session = Session(
             id=new_session_id(),
             agent=agent,
-            variables=variables or {},
+            variables=sendable(variables or {}),
             owner=owner,
             created_at=created,
             updated_at=created,
-            messages=(messages or [])[-MAX_MESSAGES:],
+            messages=sendable((messages or [])[-MAX_MESSAGES:]),
         )
         key, order = self._key(session.id), order_key(created, session.id)
         async with self._redis.pipeline(transaction=True) as tx:
@@ -235,27 +275,36 @@ class RedisSessionStore(SessionStore):
         return SessionSummary(
             id=session_id,
             agent=fields["agent"],
-            variables=json.loads(fields["variables"]),
+            variables=strict_loads(fields["variables"]),
             state=SessionState(fields["state"]),
             owner=fields["owner"],
             created_at=float(fields["created_at"]),
             updated_at=float(fields["updated_at"]),
             disconnected_at=float(fields["disconnected_at"]) if "disconnected_at" in fields else None,
             turns=int(fields["turns"]),
-            latencies=json.loads(fields["latencies"]),
-            errors=[SessionError(**json.loads(e)) for e in errors],
-            settings=json.loads(fields["settings"]),
+            latencies=strict_loads(fields["latencies"]),
+            errors=[SessionError(**strict_loads(e)) for e in errors],
+            settings=strict_loads(fields["settings"]),
         )
 
+    @classmethod
+    def _readable(cls, session_id: str, fields: dict, errors: list[str]) -> SessionSummary | None:
+        """The parsed summary, or None (logged) when the record cannot be read: one bad record fails no listing."""
+        try:
+            return cls._parse(session_id, fields, errors)
+        except Exception as e:  # any damage at all: a missing field, bad JSON, a lone surrogate
+            skip_unreadable(session_id, e)
+            return None
+
     async def _summaries(self, ids: list[str]) -> list[SessionSummary | None]:
-        """The summaries of ``ids``, read in one MULTI (None where a session is gone)."""
+        """The summaries of ``ids``, read in one MULTI (None where a session is gone or unreadable)."""
         async with self._redis.pipeline(transaction=True) as tx:
             for sid in ids:
                 tx.hgetall(self._key(sid))
                 tx.lrange(f"{self._key(sid)}:errors", 0, -1)
             replies = await tx.execute()
         return [
-            self._parse(sid, fields, errors) if fields else None
+            self._readable(sid, fields, errors) if fields else None
             for sid, fields, errors in zip(ids, replies[::2], replies[1::2], strict=True)
         ]
 
@@ -274,8 +323,10 @@ class RedisSessionStore(SessionStore):
             fields, errors, bodies = await tx.execute()
         if not fields:
             raise SessionNotFound(session_id)
-        summary = self._parse(session_id, fields, errors)
-        return Session(**summary.model_dump(), messages=[json.loads(b) for b in bodies])
+        summary = self._readable(session_id, fields, errors)
+        if summary is None:
+            raise BadRecord(session_id)
+        return Session(**summary.model_dump(), messages=readable_messages(session_id, bodies))
 
     async def _prune_ended(self) -> None:
         await self._prune(args=[self.prefix, repr(now() - self.ended_ttl_s)])
@@ -309,23 +360,24 @@ class RedisSessionStore(SessionStore):
             raise SessionNotFound(session_id)
         return await self._summary(session_id)
 
-    async def append(self, session_id, messages, *, turn=True, latencies=None):
+    async def append(self, session_id, messages, *, turn=True, latencies=None, write_id=None):
         key = self._key(session_id)
         done = await self._append(
             keys=[key, f"{key}:messages"],
-            args=[int(turn), repr(now()), json.dumps(latencies or {}), MAX_MESSAGES, *[json.dumps(m) for m in messages]],
+            args=[int(turn), repr(now()), json.dumps(latencies or {}), MAX_MESSAGES, write_id or "",
+                  *[json.dumps(m) for m in sendable(messages)]],
         )
         if not done:
             raise SessionNotFound(session_id)
         return await self._summary(session_id)
 
     async def set_settings(self, session_id, settings):
-        if not await self._set_settings(keys=[self._key(session_id)], args=[json.dumps(settings), repr(now())]):
+        if not await self._set_settings(keys=[self._key(session_id)], args=[json.dumps(sendable(settings)), repr(now())]):
             raise SessionNotFound(session_id)
 
     async def record_error(self, session_id, message):
         key = self._key(session_id)
-        error = SessionError(at=now(), message=message).model_dump_json()
+        error = SessionError(at=now(), message=sendable(message)).model_dump_json()
         done = await self._record_error(keys=[key, f"{key}:errors"], args=[error, MAX_ERRORS, repr(now())])
         if not done:
             raise SessionNotFound(session_id)

@@ -32,17 +32,26 @@ from pipelines.sessions.model import (
     new_resume_token,
     new_session_id,
     now,
+    sendable,
+    strict_loads,
     token_matches,
 )
 from pipelines.sessions.store import (
     DEFAULT_GRACE_S,
+    BadRecord,
     SessionNotFound,
     SessionStore,
     decode_cursor,
     encode_cursor,
     order_key,
+    outages_raise_unavailable,
     page_size,
+    readable_messages,
+    skip_unreadable,
 )
+
+#: How long a write waits for another process's lock before the store counts as unavailable.
+BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -81,31 +90,50 @@ def _summary(row: tuple) -> SessionSummary:
     return SessionSummary(
         id=sid,
         agent=agent,
-        variables=json.loads(variables),
+        variables=strict_loads(variables),
         state=SessionState(state),
         owner=owner,
         created_at=created,
         updated_at=updated,
         disconnected_at=disconnected,
         turns=turns,
-        latencies=json.loads(latencies),
-        errors=[SessionError(**e) for e in json.loads(errors)],
-        settings=json.loads(settings),
+        latencies=strict_loads(latencies),
+        errors=[SessionError(**e) for e in strict_loads(errors)],
+        settings=strict_loads(settings),
     )
 
+
+def _readable(row: tuple) -> SessionSummary | None:
+    """The row's summary, or None (logged) when it cannot be read: one bad row fails no listing."""
+    try:
+        return _summary(row)
+    except Exception as e:  # any damage at all: bad JSON, a lone surrogate, an unknown state
+        skip_unreadable(str(row[0]), e)
+        return None
+
+
+def _is_outage(error: Exception) -> bool:
+    """Whether ``error`` means the file cannot be used now (locked, read-only, full, I/O), not a bug in the call."""
+    return isinstance(error, sqlite3.OperationalError)
+
+
+@outages_raise_unavailable(_is_outage)
 
 class SQLiteSessionStore(SessionStore):
     """Sessions in one SQLite file (the default store of a single server)."""
 
-    def __init__(self, path: str | Path, *, ended_ttl_s: float = 3600.0):
+    def __init__(self, path: str | Path, *, ended_ttl_s: float = 3600.0, busy_timeout_s: float = BUSY_TIMEOUT_S):
         """Creates the store; ``open()`` connects.
 
         Args:
             path: The database file (created with its folder when missing).
             ended_ttl_s: How long an ENDED session stays readable; ``expire_disconnected`` deletes older ones.
+            busy_timeout_s: How long a call waits for another process's lock before it fails
+                (``StoreUnavailable``: the server answers 503 and queues the session's writes).
         """
         self.path = Path(path)
         self.ended_ttl_s = ended_ttl_s
+        self.busy_timeout_s = busy_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
@@ -128,12 +156,15 @@ class SQLiteSessionStore(SessionStore):
 
         return await self._run(transaction, *args)
 
+    def describe(self) -> str:
+        return str(self.path)
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-sessions")
 
         def connect(_):
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_s)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -162,11 +193,11 @@ class SQLiteSessionStore(SessionStore):
         session = Session(
             id=new_session_id(),
             agent=agent,
-            variables=variables or {},
+            variables=sendable(variables or {}),
             owner=owner,
             created_at=created,
             updated_at=created,
-            messages=(messages or [])[-MAX_MESSAGES:],
+            messages=sendable((messages or [])[-MAX_MESSAGES:]),
         )
 
         def insert(db):
@@ -198,7 +229,10 @@ class SQLiteSessionStore(SessionStore):
         row = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
             raise SessionNotFound(session_id)
-        return _summary(row)
+        summary = _readable(row)
+        if summary is None:
+            raise BadRecord(session_id)
+        return summary
 
     async def get(self, session_id):
         def read(db):
@@ -210,7 +244,7 @@ class SQLiteSessionStore(SessionStore):
                 ).fetchall()
             finally:
                 db.execute("COMMIT")
-            return Session(**summary.model_dump(), messages=[json.loads(b) for (b,) in bodies])
+            return Session(**summary.model_dump(), messages=readable_messages(session_id, [b for (b,) in bodies]))
 
         return await self._run(read)
 
@@ -228,7 +262,7 @@ class SQLiteSessionStore(SessionStore):
             ).fetchall()
 
         rows = await self._run(read)
-        items = [_summary(r) for r in rows[:size]]
+        items = [s for s in map(_readable, rows[:size]) if s is not None]
         return Page(items=items, next_cursor=encode_cursor(rows[size - 1][-1]) if len(rows) > size else None)
 
     async def count_by_state(self):
@@ -253,8 +287,9 @@ class SQLiteSessionStore(SessionStore):
 
         return await self._write(update)
 
-    async def append(self, session_id, messages, *, turn=True, latencies=None):
-        bodies = [json.dumps(m) for m in messages]
+    async def append(self, session_id, messages, *, turn=True, latencies=None, write_id=None):
+        # write_id is not needed here: a call that failed rolled its transaction back, so a retry applies once.
+        bodies = [json.dumps(m) for m in sendable(messages)]
 
         def update(db):
             summary = self._read_summary(db, session_id)
@@ -274,7 +309,7 @@ class SQLiteSessionStore(SessionStore):
         return await self._write(update)
 
     async def set_settings(self, session_id, settings):
-        body = json.dumps(settings)
+        body = json.dumps(sendable(settings))
 
         def update(db):
             cur = db.execute(
@@ -288,7 +323,7 @@ class SQLiteSessionStore(SessionStore):
     async def record_error(self, session_id, message):
         def update(db):
             summary = self._read_summary(db, session_id)
-            errors = [*summary.errors, SessionError(at=now(), message=message)][-MAX_ERRORS:]
+            errors = [*summary.errors, SessionError(at=now(), message=sendable(message))][-MAX_ERRORS:]
             db.execute(
                 "UPDATE sessions SET errors = ?, updated_at = ? WHERE id = ?",
                 (json.dumps([e.model_dump() for e in errors]), now(), session_id),

@@ -10,10 +10,15 @@ cursor for the next page.
 from __future__ import annotations  # the stores have a method named "list"
 
 import base64
+import functools
+import inspect
 import json
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 
-from pipelines.sessions.model import Page, Session, SessionState, SessionSummary
+from loguru import logger
+
+from pipelines.sessions.model import Page, Session, SessionState, SessionSummary, strict_loads
 
 MAX_PAGE = 100
 """The most sessions one ``list`` call returns."""
@@ -28,6 +33,64 @@ class SessionNotFound(KeyError):
 
 class BadCursor(ValueError):
     """A listing cursor that no listing of this store produced."""
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot serve the call now (Redis unreachable or frozen; SQLite locked, read-only, full).
+
+    Nothing was written. The server answers 503 with ``Retry-After`` to an API
+    call, and queues a session's writes until the store is back
+    (``pipelines.sessions.write_behind``).
+    """
+
+
+class BadRecord(SessionNotFound):
+    """A stored session that cannot be read back (written by an older version, or damaged); it is skipped."""
+
+
+def outages_raise_unavailable(is_outage):
+    """Class decorator: every public coroutine method raises ``StoreUnavailable`` for an error ``is_outage`` accepts.
+
+    A store names what an outage of its backend looks like (a refused or timed
+    out connection, a locked file); callers then catch one exception whatever
+    the backend. ``ping`` keeps answering False instead.
+    """
+
+    def wrap(method):
+        @functools.wraps(method)
+        async def translated(self, *args, **kwargs):
+            try:
+                return await method(self, *args, **kwargs)
+            except StoreUnavailable:
+                raise
+            except Exception as e:
+                if not is_outage(e):
+                    raise
+                raise StoreUnavailable(f"session store {self.describe()}: {e.__class__.__name__}: {e}") from e
+
+        return translated
+
+    def decorate(cls):
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and name != "ping" and inspect.iscoroutinefunction(member):
+                setattr(cls, name, wrap(member))
+        return cls
+
+    return decorate
+
+
+_REPORTED: OrderedDict[str, None] = OrderedDict()
+
+
+def skip_unreadable(session_id: str, error: Exception) -> None:
+    """Logs (once per session, for the last thousand) that a stored session was skipped as unreadable."""
+    if session_id in _REPORTED:
+        return
+    _REPORTED[session_id] = None
+    if len(_REPORTED) > 1000:
+        _REPORTED.popitem(last=False)
+    logger.error(f"session store: skipped session {session_id[:64]!r}: its record cannot be read "
+                 f"({error.__class__.__name__}: {str(error)[:200]})")
 
 
 def order_key(created_at: float, session_id: str) -> str:
@@ -64,12 +127,27 @@ def page_size(limit: int) -> int:
     return max(1, min(int(limit), MAX_PAGE))
 
 
+def readable_messages(session_id: str, bodies: list[str]) -> list[dict]:
+    """The stored messages (JSON texts) that can be read back; an unreadable one is skipped and logged."""
+    messages = []
+    for body in bodies:
+        try:
+            messages.append(strict_loads(body))
+        except ValueError as e:
+            skip_unreadable(f"{session_id} (a message)", e)
+    return messages
+
+
 class SessionStore(ABC):
     """Durable sessions: what a server needs to create, list, resume and end them.
 
     Implementations: ``SQLiteSessionStore`` (one server, embedded) and
     ``RedisSessionStore`` (several servers sharing one Redis).
     """
+
+    def describe(self) -> str:
+        """Where the store is, for messages (a path or a URL without its password)."""
+        return self.__class__.__name__
 
     @abstractmethod
     async def open(self) -> None:
@@ -160,6 +238,7 @@ class SessionStore(ABC):
         *,
         turn: bool = True,
         latencies: dict[str, float] | None = None,
+        write_id: str | None = None,
     ) -> SessionSummary:
         """Adds messages to the conversation atomically, keeping the last ``MAX_MESSAGES``.
 
@@ -168,6 +247,8 @@ class SessionStore(ABC):
             messages: LLM messages (role/content dicts) to append, in order.
             turn: Whether this completes a turn (adds one to the turn count).
             latencies: Latest latencies to record, by name (merged over the previous ones).
+            write_id: A unique id of this write: retrying it after a failure that may have
+                been applied anyway (a timed-out call to a frozen Redis) applies it once.
 
         Raises:
             SessionNotFound: No such session.
