@@ -246,3 +246,22 @@ async def test_junk_on_a_webrtc_data_channel_closes_that_connection_only():
         await calm.wait_for_loud(timeout=5, after=said)  # the other participant still talks
         await flooder.close()
         await calm.close()
+
+
+async def test_bad_text_is_refused_on_the_way_in_and_the_listing_stays_up():
+    """A lone surrogate or a control character in a PATCH or persona variables: 400, nothing stored."""
+    async with running(load_agent_text(RTC)) as (url, manager), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        created = (await http.post("/sessions")).json()
+        json_headers = {"Content-Type": "application/json"}
+        for body in (b'{"system_prompt": "\\ud800"}', b'{"tts": {"voice": "a\\u0000b"}}',
+                     b'{"llm": {"\\udc00": 1}}'):
+            r = await http.patch(f"/sessions/{created['id']}", content=body, headers=json_headers)
+            assert r.status_code == 400, (body, r.text)
+            assert "lone surrogate" in r.json()["detail"] or "control character" in r.json()["detail"]
+        r = await http.post("/sessions", content=b'{"variables": {"name": "\\u001b[2J"}}', headers=json_headers)
+        assert r.status_code == 400 and "control character" in r.json()["detail"], r.text
+        listing = await http.get("/sessions")
+        assert listing.status_code == 200 and [s["settings"] for s in listing.json()["items"]] == [{}]
+        assert (await http.get(f"/sessions/{created['id']}")).status_code == 200
+        ok = await http.patch(f"/sessions/{created['id']}", json={"system_prompt": "Be brief.\n\tThank you."})
+        assert ok.status_code == 200, ok.text

@@ -13,7 +13,7 @@ import pytest
 from pipelines.sessions.model import MAX_ERRORS, MAX_MESSAGES, SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from pipelines.sessions.store import MAX_PAGE, BadCursor, SessionNotFound, page_size, store_for
+from pipelines.sessions.store import MAX_PAGE, BadCursor, BadRecord, SessionNotFound, page_size, store_for
 
 ENDED_TTL_S = 0.5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +120,38 @@ async def test_append_keeps_last_messages_turns_and_latencies(store):
     assert got.messages[-1] == {"role": "assistant", "content": "a59"}
     with pytest.raises(SessionNotFound):
         await store.append("nope", [{"role": "user", "content": "x"}])
+
+
+async def damage(store, session_id: str) -> None:
+    """Stores settings holding a lone surrogate as an older version could (JSON's "\\ud800" escape)."""
+    bad = '{"system_prompt": "\\ud800"}'
+    if isinstance(store, SQLiteSessionStore):
+        await store._run(lambda db: db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (bad, session_id)))
+    else:
+        await store._redis.hset(store._key(session_id), "settings", bad)
+
+
+async def test_one_unreadable_record_is_skipped_not_fatal_to_listing(store, caplog):
+    good, _ = await store.create(agent="a", owner="s")
+    bad, _ = await store.create(agent="a", owner="s")
+    await damage(store, bad.id)
+    page = await store.list()
+    assert [s.id for s in page.items] == [good.id]
+    for item in page.items:
+        item.model_dump_json().encode("utf-8")  # what the API sends
+    with pytest.raises(BadRecord):
+        await store.get(bad.id)
+    assert (await store.get(good.id)).id == good.id
+
+
+async def test_text_the_pipeline_writes_is_stored_readable(store):
+    session, _ = await store.create(agent="a", owner="s")
+    await store.append(session.id, [{"role": "user", "content": "half \ud83d a pair"}])
+    await store.record_error(session.id, "bad \udc00 text")
+    got = await store.get(session.id)
+    assert got.messages == [{"role": "user", "content": "half \ufffd a pair"}]
+    assert got.errors[0].message == "bad \ufffd text"
+    got.model_dump_json().encode("utf-8")
 
 
 async def test_runtime_settings_are_kept_for_a_resume(store):

@@ -34,7 +34,7 @@ from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
 from pipelines.sessions.dashboard import DASHBOARD_DIR
-from pipelines.sessions.model import Health, Page, Session, SessionState, text_problem
+from pipelines.sessions.model import Health, Page, Session, SessionState, sendable, text_problem
 from pipelines.sessions.settings_gate import SettingsChange
 from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
 
@@ -105,7 +105,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         """400 with what was wrong (never the body itself) for a request that does not fit its model."""
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         logger.info(f"refused a malformed request to {request.url.path}: {problems[:300]}")
-        return JSONResponse({"detail": f"malformed request: {problems}"[:2000]}, status_code=400)
+        return JSONResponse({"detail": sendable(f"malformed request: {problems}"[:2000])}, status_code=400)
 
     @app.exception_handler(StoreUnavailable)
     async def store_away(request: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -141,7 +141,8 @@ def text_problem(value: Any, where: str = "") -> str | None:
         return f"{where or 'text'}: {kind} ({ascii(bad.group())}) at character {bad.start()}"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        inner = f"{where}.{key}" if where else str(key)
+        name = _BAD_TEXT.sub("?", key) if isinstance(key, str) else str(key)  # the answer must itself be sendable
+        inner = f"{where}.{name}" if where else name
         problem = text_problem(key, inner) if isinstance(key, str) else None
         problem = problem or text_problem(item, inner)
         if problem:
