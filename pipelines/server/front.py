@@ -74,7 +74,8 @@ class Front:
                 try:
                     await self.store.open()
                     await self.pool.start()
-                    self._http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1000))
+                    self._http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(
+                        max_connections=1000, keepalive_expiry=self._keepalive_expiry()))
                 except Exception as e:
                     await self.pool.stop()
                     await send({"type": "lifespan.startup.failed", "message": f"{e.__class__.__name__}: {e}"})
@@ -156,7 +157,7 @@ class Front:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         try:
-            response = await self._http.request(scope["method"], url, headers=headers, content=bytes(body))
+            response = await self._request(scope["method"], url, headers, bytes(body))
         except httpx.HTTPError as e:
             logger.warning(f"worker {worker.server_id}: {scope['method']} {path}: {e.__class__.__name__}")
             return await _respond(send, 503, b'{"detail":"the worker did not answer; try again"}', retry=True)
@@ -166,6 +167,35 @@ class Front:
         out.append((b"content-length", str(len(response.content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         await send({"type": "http.response.body", "body": response.content})
+
+    def _keepalive_expiry(self) -> float:
+        """How long the front keeps an idle connection to a worker: half the time the worker keeps it.
+
+        A worker closes an idle keep-alive connection after ``keep_alive_s``
+        (or ``header_timeout_s``, if shorter). With the same expiry on both
+        sides, the front sometimes sent a request on a connection the worker
+        was closing that instant, and got ``ReadError`` (503 "the worker did
+        not answer"); closing first on this side leaves no such moment.
+        """
+        options = self.pool.worker_options
+        return min(options.keep_alive_s, options.header_timeout_s) / 2
+
+    async def _request(self, method: str, url: str, headers: list, body: bytes) -> httpx.Response:
+        """The worker's response; sent again once if a kept-alive connection was closed under it.
+
+        With the shorter expiry above this is rare, but a worker's busy loop
+        can still close a connection the front has just picked. The error then
+        comes before any response: the worker closed the connection unread and
+        the request never ran, so it is sent again (once) on a fresh connection.
+        A worker that dies in the middle of a request fails the second try too
+        (503); at worst a POST /sessions made twice leaves a session that ends
+        with the connect timeout.
+        """
+        try:
+            return await self._http.request(method, url, headers=headers, content=body)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            logger.debug(f"{method} {url}: {e.__class__.__name__} on a kept-alive connection; sending it again")
+            return await self._http.request(method, url, headers=headers, content=body)
 
     # -- WebSocket ---------------------------------------------------------------
 
