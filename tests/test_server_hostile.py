@@ -265,3 +265,34 @@ async def test_bad_text_is_refused_on_the_way_in_and_the_listing_stays_up():
         assert (await http.get(f"/sessions/{created['id']}")).status_code == 200
         ok = await http.patch(f"/sessions/{created['id']}", json={"system_prompt": "Be brief.\n\tThank you."})
         assert ok.status_code == 200, ok.text
+
+
+async def test_deeply_nested_json_is_a_400_through_the_front_too():
+    from pipelines.server.app import running_workers
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested_offer = b'{"sdp": "x", "type": "offer", "pc_id": ' + deep + b"}"
+    async with running_workers(load_agent_text(RTC), workers=2) as (url, front), \
+            httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for path, body in (("/api/offer", nested_offer), ("/api/offer", deep), ("/start", deep),
+                           ("/start", b'{"body": ' + deep + b"}"), ("/sessions", deep)):
+            r = await http.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (path, r.status_code, r.text[:200])
+
+
+@pytest.mark.parametrize("store", ["redis://127.0.0.1:{port}/0", "{file}/sessions.db", "{tmp}/db-is-a-folder"])
+def test_an_unusable_store_at_start_up_is_one_line_and_exit_1(tmp_path, store):
+    import subprocess
+
+    from redis_kit import free_port
+
+    agent = tmp_path / "tone.yaml"
+    agent.write_text(RTC)
+    (tmp_path / "db-is-a-folder").mkdir()
+    location = store.format(port=free_port(), file=agent, tmp=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", str(agent), "--store", location,
+                           "--workers", "1", "--port", "0"], capture_output=True, text=True, timeout=120)
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode == 1, out
+    assert "Traceback" not in out and len(out.splitlines()) == 1, out
+    assert out.startswith("error: session store") and ("cannot" in out or "Error" in out), out

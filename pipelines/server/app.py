@@ -7,6 +7,7 @@ in the caller's event loop for tests and benchmarks.
 
 import asyncio
 import socket
+import sqlite3
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, ti
 from pipelines.server.manager import SessionManager
 from pipelines.server.options import ServerOptions
 from pipelines.server.routes import create_app
-from pipelines.sessions.store import store_for
+from pipelines.sessions.store import SessionStore, StoreUnavailable, store_for
 from pipelines.validate import Agent, Component
 
 
@@ -42,7 +43,11 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
         by_name[agent.spec.name] = agent
     location = options.store or default_store(agents[0])
     if not location.startswith(("redis://", "rediss://", "unix://")):
-        Path(location.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(location.removeprefix("sqlite://")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"session store {location}: cannot make its folder {folder}: {e.strerror}") from None
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
     title = "framegraph: " + ", ".join(by_name)
@@ -115,6 +120,7 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
     if not isinstance(options, ServerOptions):
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
     config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
+    await usable_store(target.store)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
     if warning:
         logger.warning(warning)
@@ -125,6 +131,26 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
             names += f" in {options.workers} worker processes"
         print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
         await serving
+
+
+async def usable_store(store: SessionStore) -> None:
+    """Opens and closes ``store`` once, so that a server whose store cannot be used stops with one line.
+
+    Raises:
+        RuntimeError: Redis does not answer, or the SQLite file cannot be opened or written.
+    """
+    try:
+        await store.open()
+        await store.recover(owner="framegraph start-up check")  # a write: a read-only file fails here
+    except (StoreUnavailable, OSError, sqlite3.Error) as e:
+        raise RuntimeError(f"{_one_line(e)}; the server cannot start without its session store") from None
+    finally:
+        await store.close()
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error) if isinstance(error, StoreUnavailable) else f"session store: {error.__class__.__name__}: {error}"
+    return " ".join(text.split()).rstrip(".")
 
 
 @asynccontextmanager

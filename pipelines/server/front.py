@@ -279,6 +279,6 @@ def _field(body: bytes, name: str) -> str | None:
     """A string field of a JSON object body, or None."""
     try:
         value = json.loads(body).get(name)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # deeply nested JSON is the worker's to refuse (400)
         return None
     return value if isinstance(value, str) else None

@@ -450,10 +450,13 @@ def _protected_docs(app: FastAPI, key_required: list) -> None:
 
 
 async def _json_or_empty(request: Request) -> dict:
+    """The request's JSON object, or {} for no body or one that is not JSON (pipecat's clients may send none)."""
     try:
         body = await request.json()
     except ValueError:
         return {}
+    except RecursionError:  # JSON nested deeper than Python parses: the client's fault, not a server error
+        raise HTTPException(400, "malformed request: the JSON body is nested too deeply") from None
     return body if isinstance(body, dict) else {}
 
 
