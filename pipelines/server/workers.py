@@ -24,9 +24,11 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -41,6 +43,13 @@ REPORT_EVERY_S = 0.25
 RECENT_PLACEMENT_S = 1.0
 #: How long a worker may take to load its models and listen.
 START_TIMEOUT_S = 120.0
+#: The wait before starting a dead worker again: doubled after each death soon after a start, up to the most.
+FIRST_RESTART_DELAY_S = 1.0
+MOST_RESTART_DELAY_S = 60.0
+#: A worker that served this long before it died counts as healthy: its next restart waits the first delay again.
+HEALTHY_RUN_S = 60.0
+#: The metrics folders of front processes are named after their pid: ``framegraph-metrics-PID-XXXX``.
+METRICS_PREFIX = "framegraph-metrics-"
 
 
 def warm(agents: list[Agent]) -> None:
@@ -68,23 +77,29 @@ def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: A
     which stops its workers itself (rather than seeing them exit and start them again).
     """
     os.setpgrp()
-    asyncio.run(_serve_worker(slot, agents, options, ready, report))
+    sys.exit(asyncio.run(_serve_worker(slot, agents, options, ready, report)))
 
 
-async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:
+async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> int:
+    """Serves until told to stop; returns the process's exit status (3: its store cannot be used)."""
     import uvicorn
 
-    from pipelines.server.app import server_config
+    from pipelines.server.app import server_config, usable_store
 
-    warm(agents)
     config, manager = server_config(agents, options, tls=False)
+    try:
+        await usable_store(manager.store)
+    except RuntimeError as e:
+        logger.error(f"worker {options.server_id}: {e}")
+        return 3
+    warm(agents)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not (server.started or serving.done()):
         await asyncio.sleep(0.02)
     if not server.started:
         await serving
-        return
+        return 1
     ready.put((slot, os.getpid(), server.servers[0].sockets[0].getsockname()[1]))
     used, at = time.process_time(), time.monotonic()
     front = os.getppid()
@@ -98,6 +113,7 @@ async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, 
             used, at = now_used, now
         report[2 * slot] = len(manager.live)
     await serving
+    return 0
 
 
 @dataclass
@@ -111,6 +127,10 @@ class Worker:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     placed: list[float] = field(default_factory=list)
     restarts: int = 0
+    #: When the current process was started (monotonic) and when it may be started again after a death.
+    started_at: float = 0.0
+    restart_delay_s: float = 0.0
+    restart_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -140,7 +160,8 @@ class WorkerPool:
         self._report = self._context.Array("d", 2 * count, lock=False)
         self._tasks: list[asyncio.Task] = []
         self._closing = False
-        self._metrics_dir = tempfile.mkdtemp(prefix="framegraph-metrics-")
+        remove_stale_metrics_dirs()
+        self._metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
 
     def advertise(self, url: str) -> None:
         """The front's URL: each worker publishes it (several servers redirect there), unless one was given."""
@@ -196,6 +217,7 @@ class WorkerPool:
 
     def _spawn(self, worker: Worker) -> None:
         worker.ready.clear()
+        worker.started_at = time.monotonic()
         options = replace(self.worker_options, server_id=worker.server_id)
         worker.process = self._context.Process(
             target=worker_main, args=(worker.slot, self.agents, options, self._ready, self._report),
@@ -230,12 +252,65 @@ class WorkerPool:
                 logger.info(f"worker {worker.server_id} (pid {pid}) serves on {worker.url}")
 
     async def _watch(self) -> None:
-        """Starts a dead worker again (same server id: it recovers its sessions as DISCONNECTED)."""
+        """Starts a dead worker again (same server id: it recovers its sessions as DISCONNECTED).
+
+        A worker that dies again soon after its start (its store is down, a
+        model will not load) is started after a delay that doubles each time,
+        up to ``MOST_RESTART_DELAY_S``, not in a tight loop that reloads its
+        models every few seconds; the log says why it waits.
+        """
         while not self._closing:
             await asyncio.sleep(0.2)
             for worker in self.workers:
-                if worker.process is not None and worker.process.exitcode is not None and not self._closing:
-                    logger.warning(f"worker {worker.server_id} (pid {worker.pid}) exited with "
-                                   f"{worker.process.exitcode}; starting it again")
-                    worker.restarts += 1
-                    self._spawn(worker)
+                if not self._closing:
+                    self._restart_if_dead(worker, time.monotonic())
+
+    def _restart_if_dead(self, worker: Worker, now: float) -> None:
+        if worker.process is None or worker.process.exitcode is None:
+            return
+        if worker.restart_at is None:
+            ran = now - worker.started_at
+            served = worker.ready.is_set()
+            if served and (ran >= HEALTHY_RUN_S or worker.restarts == 0):  # a crash, not a failing start
+                worker.restart_delay_s = 0.0
+            else:
+                worker.restart_delay_s = min(max(2 * worker.restart_delay_s, FIRST_RESTART_DELAY_S),
+                                             MOST_RESTART_DELAY_S)
+            worker.restart_at = now + worker.restart_delay_s
+            when = "now" if not worker.restart_delay_s else f"in {worker.restart_delay_s:g} s"
+            why = "" if worker.ready.is_set() else " before it was ready (see its log above: store, models)"
+            logger.warning(f"worker {worker.server_id} (pid {worker.pid}) exited with {worker.process.exitcode} "
+                           f"after {ran:.0f} s{why}; starting it again {when}")
+            worker.ready.clear()
+        if now >= worker.restart_at:
+            worker.restart_at = None
+            worker.restarts += 1
+            self._spawn(worker)
+
+
+def remove_stale_metrics_dirs() -> list[str]:
+    """Removes the metrics folders left by front processes that are gone (a SIGKILLed front cleans nothing).
+
+    Folders are named after their front's pid; one whose pid no longer runs is
+    stale (its workers end themselves when their front dies). Returns the removed paths.
+    """
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):
+        pid = folder.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if not folder.is_dir() or not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    if removed:
+        logger.info(f"removed {len(removed)} metrics folder(s) left by front processes that were killed")
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
