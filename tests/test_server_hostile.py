@@ -296,3 +296,15 @@ def test_an_unusable_store_at_start_up_is_one_line_and_exit_1(tmp_path, store):
     assert done.returncode == 1, out
     assert "Traceback" not in out and len(out.splitlines()) == 1, out
     assert out.startswith("error: session store") and ("cannot" in out or "Error" in out), out
+
+
+async def test_junk_offers_leave_no_session_rows():
+    async with running(load_agent_text(RTC)) as (url, manager), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        junk = {"sdp": "v=0 junk", "type": "offer"}
+        for _ in range(20):
+            assert (await http.post("/api/offer", json=junk)).status_code == 400
+        started = (await http.post("/start", json={})).json()["sessionId"]
+        assert (await http.post(f"/sessions/{started}/api/offer", json=junk)).status_code == 400
+        assert not manager.live
+        assert (await http.get("/sessions")).json()["items"] == []
+        assert (await http.get("/health")).json()["total"] == 0

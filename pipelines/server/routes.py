@@ -284,6 +284,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         """An offer that starts a new session (or renegotiates the peer connection ``pc_id``)."""
         live = next((s for s in manager.live.values() if offer.pc_id and s.peer_id == offer.pc_id), None)
         if live is None:
+            _refuse_bad_offer(offer, "a new session")  # before the session exists: junk leaves no row behind
             session, _ = await _create(manager, None, {})
             live = manager.live[session.id]
         return await _answer(manager, webrtc, live, offer)
@@ -359,12 +360,13 @@ async def _answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, li
     renegotiation = bool(offer.pc_id) and offer.pc_id == live.peer_id and live.worker is not None
     if not renegotiation:
         try:
-            check_offer_sdp(offer.sdp)
-        except BadOffer as e:
-            logger.warning(f"refused an offer for session {live.id}: {e}")
+            _refuse_bad_offer(offer, f"session {live.id}")
+        except HTTPException:
             if live.worker is None and live.fresh and not live.connected_once:
+                # Made for this offer (``POST /start``) and never connected: nothing to keep.
                 await manager.end(live.id)
-            raise HTTPException(400, str(e)) from None
+                await manager.store.delete(live.id)
+            raise
         offer = offer.model_copy(update={"pc_id": None, "restart_pc": None})
     started = []
 
@@ -382,6 +384,15 @@ async def _answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, li
     if started:
         live.peer_id = answer["pc_id"]
     return answer
+
+
+def _refuse_bad_offer(offer: Offer, what: str) -> None:
+    """Raises a 400 for an offer whose SDP no peer connection could take."""
+    try:
+        check_offer_sdp(offer.sdp)
+    except BadOffer as e:
+        logger.info(f"refused an offer for {what}: {e}")
+        raise HTTPException(400, str(e)) from None
 
 
 async def _candidates(webrtc: SmallWebRTCRequestHandler, patch: CandidatePatch) -> dict:
