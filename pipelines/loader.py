@@ -259,6 +259,11 @@ class _Composer:
             if key is _FAILED:
                 continue
             key_mark = self._mark(file, key_node)
+            if key is None or not isinstance(key, (str, int, float)):  # ~, !!binary, a date: said here, at the key
+                kind = ("null (~)" if key is None else "binary data (!!binary)" if isinstance(key, bytes)
+                        else f"a {type(key).__name__}")
+                self.errors.append(ConfigError(key_mark, _dotted(path), f"keys must be plain names, not {kind}"))
+                continue
             if key in result:
                 self.errors.append(ConfigError(key_mark, _dotted(path + (key,)), "duplicate key"))
                 continue

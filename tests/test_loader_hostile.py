@@ -186,3 +186,11 @@ def test_a_params_validator_that_crashes_is_one_line_and_validation_goes_on(tmp_
         "f.yaml:4:19: pipeline.1: 'outptu' is not a declared processor (did you mean 'output'?)",
         "f.yaml:4:11: pipeline: the pipeline must end at 'output' (the transport's output); context aggregators may come after it",
     ]
+
+
+def test_null_binary_and_date_keys_are_reported_at_the_key():
+    text = AGENT.replace("pipeline:", "~: 1\n!!binary aGk=: 2\n2024-01-02: 3\npipeline:")
+    lines = errors_of(load_text, text, "keys.yaml")
+    assert "keys.yaml:4:1: keys must be plain names, not null (~)" in lines[0], lines
+    assert "keys.yaml:5:1: keys must be plain names, not binary data (!!binary)" in lines[1], lines
+    assert "keys.yaml:6:1: keys must be plain names, not a date" in lines[2], lines
