@@ -81,6 +81,15 @@ class ConfigErrors(Exception):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+class CannotStart(RuntimeError):
+    """An agent that cannot start for a reason its user must fix (no room to join, a service refused it).
+
+    The message is one line that says what to fix; ``framegraph run`` prints
+    it and exits 1 instead of a traceback. Transports and processors raise
+    subclasses of it (``transports.daily.DailyError``).
+    """
+
+
 def missing_extra(key: str, extra: str, cause: ImportError, note: str = "") -> ConfigErrors:
     """The one-line error for a type whose optional dependencies are not installed.
 

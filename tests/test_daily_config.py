@@ -124,3 +124,17 @@ async def test_join_that_never_answers_times_out_with_mock_daily_transport(no_da
     a = replace(a, transport=replace(a.transport, type=never_joins))
     with pytest.raises(DailyError, match=r"could not join https://example.daily.co/nowhere: no answer .* 0.5 s"):
         await serve_daily(a)
+
+
+def test_a_daily_agent_that_cannot_start_ends_with_one_line(tmp_path, no_daily_env):
+    import subprocess
+    import sys
+
+    file = tmp_path / "room.yaml"
+    file.write_text(AGENT.format(params="bot_name: helper"))
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(file)], capture_output=True,
+                          text=True, timeout=120)
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode == 1, out
+    assert "Traceback" not in out and out.splitlines()[-1].startswith("error: ") and "DAILY" in out, out
+    assert len([line for line in out.splitlines() if line.startswith("error")]) == 1, out

@@ -20,7 +20,7 @@ from typing import Any
 from loguru import logger
 from pydantic import Field
 
-from pipelines.errors import missing_extra
+from pipelines.errors import CannotStart, missing_extra
 from pipelines.registry import BuildContext, TypeInfo
 from transports.common import AudioTransportParams, video_io
 
@@ -37,7 +37,7 @@ class DailyRoomParams(AudioTransportParams):
     join_timeout_secs: float = Field(20.0, gt=0, le=300, description="give up joining after this long")
 
 
-class DailyError(RuntimeError):
+class DailyError(CannotStart):
     """The agent cannot be in a Daily room; the message says what to fix."""
 
 
