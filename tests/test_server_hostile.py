@@ -308,3 +308,29 @@ async def test_junk_offers_leave_no_session_rows():
         assert not manager.live
         assert (await http.get("/sessions")).json()["items"] == []
         assert (await http.get("/health")).json()["total"] == 0
+
+
+def client_from(url: str, address: str) -> httpx.AsyncClient:
+    """An HTTP client whose connections come from ``address`` (any 127.x.y.z is loopback on Linux)."""
+    return httpx.AsyncClient(base_url=url, timeout=10, transport=httpx.AsyncHTTPTransport(local_address=address))
+
+
+async def test_one_client_cannot_take_every_slot_429_with_retry_after():
+    async with running(load_agent_text(WS), max_sessions=16, client_unconnected_sessions=3,
+                       client_sessions_per_minute=5, limit_loopback_clients=True) as (url, manager), \
+            client_from(url, "127.0.0.2") as greedy, client_from(url, "127.0.0.3") as good:
+        tries = await asyncio.gather(*(greedy.post("/sessions") for _ in range(16)))
+        codes = sorted(r.status_code for r in tries)
+        assert codes == [201] * 3 + [429] * 13, codes
+        refused = next(r for r in tries if r.status_code == 429)
+        assert refused.headers["retry-after"].isdigit() and "waiting for their connection" in refused.json()["detail"]
+        for _ in range(5):  # the other client is served, every time
+            made = await good.post("/sessions")
+            assert made.status_code == 201, made.text
+            assert (await good.delete(f"/sessions/{made.json()['id']}")).status_code == 204
+        # Its own per-minute limit: the sixth in a minute is refused, with when to come back.
+        sixth = await good.post("/sessions")
+        assert sixth.status_code == 429 and 1 <= int(sixth.headers["retry-after"]) <= 61, sixth.text
+        assert "in the last minute" in sixth.json()["detail"]
+        # Another route that creates sessions counts too.
+        assert (await greedy.post("/start", json={})).status_code == 429

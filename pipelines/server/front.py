@@ -29,6 +29,7 @@ import httpx
 import websockets
 from loguru import logger
 
+from pipelines.server.limits import CLIENT_HEADER
 from pipelines.server.workers import Worker, WorkerPool
 from pipelines.sessions.store import SessionNotFound, SessionStore
 
@@ -36,7 +37,7 @@ _SESSION_PATH = re.compile(r"^/sessions/([0-9A-Za-z_-]{1,64})(?:/|$)")
 #: Headers not passed on: per hop, or checked here (origin) and rewritten by the client (host).
 _HOP = {b"host", b"origin", b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"content-length",
         b"te", b"trailer", b"proxy-authorization", b"sec-websocket-key", b"sec-websocket-version",
-        b"sec-websocket-extensions", b"sec-websocket-protocol"}
+        b"sec-websocket-extensions", b"sec-websocket-protocol", CLIENT_HEADER.encode()}
 _HOP_OUT = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 #: Sessions and peer connections whose worker the front remembers (the oldest forgotten first;
 #: a forgotten session's owner is read from the store again).
@@ -152,7 +153,7 @@ class Front:
         worker = await self.route(path, bytes(body))
         if not await self._ready(worker):
             return await _respond(send, 503, b'{"detail":"the worker is restarting; try again"}', retry=True)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP]
+        headers = _passed_headers(scope)
         url = worker.url + scope.get("raw_path", path.encode()).decode("latin-1")
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
@@ -208,7 +209,7 @@ class Front:
         url = f"ws://127.0.0.1:{worker.port}{scope['path']}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP]
+        headers = _passed_headers(scope)
         try:
             upstream = await websockets.connect(url, additional_headers=headers, subprotocols=scope.get("subprotocols") or None,
                                                 max_size=None, ping_interval=None, open_timeout=30, compression=None)
@@ -259,6 +260,15 @@ async def _relay(upstream, receive, send) -> None:
         except Exception:  # the client went away meanwhile
             pass
     await upstream.close()
+
+
+def _passed_headers(scope) -> list[tuple[str, str]]:
+    """The request's headers for the worker: per-hop ones dropped, the client's address added (its limits)."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP]
+    client = (scope.get("client") or (None,))[0]
+    if client:
+        headers.append((CLIENT_HEADER, client))
+    return headers
 
 
 async def _respond(send, status: int, body: bytes, *, retry: bool = False) -> None:

@@ -8,6 +8,9 @@
   must be the server's own or an allowed one, for WebSockets and for
   requests that change something (a page elsewhere may post a ``text/plain``
   offer without a CORS preflight).
+- ``ClientLimits``: each client (its address) may create so many sessions a
+  minute and hold so many created but not yet connected; past either, 429
+  with ``Retry-After``, so that one client cannot take every slot.
 - ``JunkMeter``: each connection's refused messages go through a token
   bucket; they are counted, logged as one summary line at most every few
   seconds, and a connection that keeps sending junk is closed.
@@ -17,7 +20,8 @@ import asyncio
 import ipaddress
 import json
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 
 from loguru import logger
 
@@ -148,6 +152,120 @@ class JunkMeter:
             logger.warning(f"{self.who}: refused {self._unlogged} client message(s); latest: {reason[:200]}")
             self._logged_at, self._unlogged = now, 0
         return self._tokens < 0
+
+
+#: The header in which the ``--workers`` front tells a worker the client's address (a worker sees only the front's).
+CLIENT_HEADER = "x-framegraph-client"
+
+
+class TooManySessions(Exception):
+    """A client is over its limit of new or unconnected sessions; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClientLimits:
+    """Per-client limits on new sessions: how many a minute, and how many created but not yet connected.
+
+    A client is its address (the server has one API key, which all its
+    clients share, so the key cannot tell them apart). Loopback clients are
+    not limited unless ``limit_loopback``: they are this machine's own users,
+    proxies, tests and benchmarks.
+
+    Args:
+        per_minute: New sessions one client may create in any 60 seconds (0: no limit).
+        unconnected: Sessions one client may hold created and not yet connected (0: no limit).
+        limit_loopback: Limit loopback clients too.
+    """
+
+    #: Clients remembered at most; past it, those with nothing recent are forgotten first.
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_minute: int, unconnected: int, *, limit_loopback: bool = False):
+        self.per_minute = per_minute
+        self.unconnected = unconnected
+        self.limit_loopback = limit_loopback
+        self._created: dict[str, deque[float]] = {}
+        self._pending: dict[str, list[str]] = {}
+
+    def admit(self, client: str | None, waiting: Callable[[str], bool]) -> object | None:
+        """Admits one new session of ``client`` or raises ``TooManySessions``; call ``settle`` after.
+
+        The admission is counted at once (before the caller's first ``await``),
+        so concurrent requests of one client cannot all pass the check.
+
+        Args:
+            client: The client's address (None: unknown, not limited).
+            waiting: Whether a session id this client created is still waiting for its connection.
+
+        Returns:
+            A reservation for ``settle`` (None when the client is not limited).
+        """
+        if not self._limited(client):
+            return None
+        now = time.monotonic()
+        created = self._created.get(client, deque())
+        while created and now - created[0] >= 60.0:
+            created.popleft()
+        pending = self._pending[client] = [p for p in self._pending.get(client, [])
+                                           if not isinstance(p, str) or waiting(p)]
+        if self.unconnected and len(pending) >= self.unconnected:
+            raise TooManySessions(f"this client has {len(pending)} sessions waiting for their connection, its "
+                                  "limit; connect them or wait for them to expire", 5)
+        if self.per_minute and len(created) >= self.per_minute:
+            retry = max(1, int(60.0 - (now - created[0])) + 1)
+            raise TooManySessions(f"this client created {len(created)} sessions in the last minute, its limit; "
+                                  f"try again in {retry} s", retry)
+        if client not in self._created and len(self._created) >= self.MAX_CLIENTS:
+            self._forget_idle()
+        self._created.setdefault(client, created).append(now)
+        reservation = object()
+        pending.append(reservation)
+        return reservation
+
+    def settle(self, client: str | None, reservation: object | None, session_id: str | None) -> None:
+        """Ends ``admit``'s reservation: ``session_id`` now waits for its connection (None: none was made)."""
+        pending = self._pending.get(client)
+        if reservation is None or pending is None or reservation not in pending:
+            return
+        index = pending.index(reservation)
+        if session_id is None:
+            del pending[index]
+        else:
+            pending[index] = session_id
+
+    def _limited(self, client: str | None) -> bool:
+        if client is None or not (self.per_minute or self.unconnected):
+            return False
+        return self.limit_loopback or not _is_loopback(client)
+
+    def _forget_idle(self) -> None:
+        now = time.monotonic()
+        for client in [c for c, times in self._created.items() if not times or now - times[-1] >= 60.0]:
+            self._created.pop(client, None)
+            self._pending.pop(client, None)
+        while len(self._created) >= self.MAX_CLIENTS:  # all recent: the oldest goes
+            client = next(iter(self._created))
+            self._created.pop(client)
+            self._pending.pop(client, None)
+
+
+def client_address(scope: dict) -> str | None:
+    """The address of the client of an ASGI request: the front's ``CLIENT_HEADER`` when the front sent it."""
+    peer = (scope.get("client") or (None,))[0]
+    forwarded = _header(scope, CLIENT_HEADER.encode())
+    if forwarded is not None and peer is not None and _is_loopback(peer):
+        return forwarded.decode("latin-1")[:64]
+    return peer
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def exposure_warning(host: str, *, tls: bool, api_key: bool) -> str | None:

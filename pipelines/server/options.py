@@ -45,6 +45,12 @@ class ServerOptions:
             server's clients to (307); None: ``http(s)://HOST:PORT`` as bound.
         workers: Processes that run sessions (docs/scale.md); 1 runs them in
             the server's own process, more puts a front process before them.
+        client_sessions_per_minute: New sessions one client (address) may create a minute; past it,
+            429 + Retry-After (0: no limit). With ``workers`` > 1 each worker counts its own.
+        client_unconnected_sessions: Sessions one client may hold created but not yet connected;
+            past it, 429 + Retry-After (0: no limit).
+        limit_loopback_clients: Apply the two limits above to loopback clients too (this
+            machine's own users, a local proxy, tests and benchmarks are not limited by default).
     """
 
     host: str | None = None
@@ -69,3 +75,6 @@ class ServerOptions:
     server_id: str | None = None
     advertise_url: str | None = None
     workers: int = 1
+    client_sessions_per_minute: int = 30
+    client_unconnected_sessions: int = 5
+    limit_loopback_clients: bool = False

@@ -29,7 +29,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pydantic import BaseModel, Field, field_validator
 
 from pipelines.agent_info import agent_info
-from pipelines.server.limits import GuardedSocket
+from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions, client_address
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
@@ -99,6 +99,9 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     if not public_docs:
         _protected_docs(app, key_required)
     app.state.manager = manager
+    options = manager.options
+    app.state.client_limits = ClientLimits(options.client_sessions_per_minute, options.client_unconnected_sessions,
+                                           limit_loopback=options.limit_loopback_clients)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,6 +109,12 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         logger.info(f"refused a malformed request to {request.url.path}: {problems[:300]}")
         return JSONResponse({"detail": sendable(f"malformed request: {problems}"[:2000])}, status_code=400)
+
+    @app.exception_handler(TooManySessions)
+    async def too_many(request: Request, exc: TooManySessions) -> JSONResponse:
+        """429 with ``Retry-After``: this client's own limit, which leaves room for the others."""
+        logger.info(f"{request.method} {request.url.path} from {client_address(request.scope)}: {exc}")
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(StoreUnavailable)
     async def store_away(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -131,8 +140,9 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         return agent_info(agent)
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
 
-    @api.post("/sessions", status_code=201, response_model=Created, responses={503: {"description": "Full"}})
-    async def create_session(body: NewSession | None = None) -> Created:
+    @api.post("/sessions", status_code=201, response_model=Created,
+              responses={429: {"description": "This client's limit"}, 503: {"description": "Full"}})
+    async def create_session(request: Request, body: NewSession | None = None) -> Created:
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
         try:
@@ -142,7 +152,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         if elsewhere:
             raise HTTPException(307, "this server is full; another has room",
                                 headers={"Location": elsewhere.rstrip("/") + "/sessions"})
-        session, token = await _create(manager, body.agent, body.variables)
+        session, token = await _create(manager, body.agent, body.variables, client=request.scope)
         agent = manager.agents[session.agent]
         return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
                        signalling=agent.transport.type.servable.signalling)
@@ -254,7 +264,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         body = await _json_or_empty(request)
         inner = body.get("body") if isinstance(body.get("body"), dict) else {}
         session, _ = await _create(manager, inner.get("agent") if isinstance(inner.get("agent"), str) else None,
-                                   {}, open_once=True)
+                                   {}, client=request.scope, open_once=True)
         return StartResult(sessionId=session.id)
 
     @app.post("/sessions/{session_id}/api/offer", response_model=Answer,
@@ -280,12 +290,12 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 
     # pipecat's single-agent routes (and framegraph's first page): one session per offer or socket.
     @api.post("/api/offer", response_model=Answer, responses={400: {"description": "Bad offer"}})
-    async def plain_offer(offer: Offer) -> Any:
+    async def plain_offer(offer: Offer, request: Request) -> Any:
         """An offer that starts a new session (or renegotiates the peer connection ``pc_id``)."""
         live = next((s for s in manager.live.values() if offer.pc_id and s.peer_id == offer.pc_id), None)
         if live is None:
             _refuse_bad_offer(offer, "a new session")  # before the session exists: junk leaves no row behind
-            session, _ = await _create(manager, None, {})
+            session, _ = await _create(manager, None, {}, client=request.scope)
             live = manager.live[session.id]
         return await _answer(manager, webrtc, live, offer)
 
@@ -303,7 +313,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             return
 
         async def new() -> LiveSession:
-            session, _ = await manager.create()
+            session, _ = await _create(manager, None, {}, client=ws.scope)
             return manager.live[session.id]
 
         await _hand_over(manager, ws, new)
@@ -316,14 +326,31 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 _ID = PathParam(max_length=64)
 
 
-async def _create(manager: SessionManager, agent: str | None, variables: dict, **kw) -> Any:
+async def _create(manager: SessionManager, agent: str | None, variables: dict, *, client: dict, **kw) -> Any:
+    """A new session for the client of ASGI scope ``client``, within its limits and the server's.
+
+    Raises:
+        TooManySessions: The client is over its own limit (429). HTTPException: 503 full, 422 refused.
+    """
+    limits: ClientLimits = client["app"].state.client_limits
+    address = client_address(client)
+
+    def waiting(session_id: str) -> bool:
+        live = manager.live.get(session_id)
+        return live is not None and not live.connected_once
+
+    reservation = limits.admit(address, waiting)
+    session = None
     try:
-        return await manager.create(agent, variables, **kw)
+        session, token = await manager.create(agent, variables, **kw)
     except Full as e:
         logger.warning(f"refused a new session: {e}")
         raise HTTPException(503, str(e), headers={"Retry-After": str(manager.options.retry_after_s)}) from None
     except Refused as e:
         raise HTTPException(422, str(e)) from None
+    finally:
+        limits.settle(address, reservation, session.id if session is not None else None)
+    return session, token
 
 
 async def _to_owner(manager: SessionManager, request: Request, session_id: str) -> None:
@@ -410,10 +437,10 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
     """Accepts ``ws`` and hands it as it is to a session's transport (which owns its serializer)."""
     try:
         live = await get_live()
-    except (Full, StoreUnavailable) as e:
+    except (Full, StoreUnavailable, TooManySessions) as e:
         logger.warning(f"refused a WebSocket participant: {e}")
         await ws.accept()  # then close with 1013 (try again later), which a client can read
-        await ws.close(code=1013, reason=(str(e) if isinstance(e, Full) else STORE_AWAY)[:120])
+        await ws.close(code=1013, reason=(STORE_AWAY if isinstance(e, StoreUnavailable) else str(e))[:120])
         return
     except (SessionNotFound, Refused) as e:
         await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])
