@@ -147,7 +147,7 @@ class _Builder:
         if self.peer is not None:
             from transports.rtvi import client_protocol
 
-            rtvi, client_observer = client_protocol()
+            rtvi, client_observer = client_protocol(getattr(self.agent.transport.params, "client_context", ()))
             steps.insert(0, rtvi)
             if keeper is not None:
                 rtvi.add_event_handler("on_client_ready", keeper.on_client_ready)

@@ -13,6 +13,7 @@ voice and their transcriber of the bot's audio.
 import asyncio
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 #: The repository root, so scenario files can name ``processors.evals.speech`` factories.
@@ -35,8 +36,13 @@ async def run_eval(agent, scenarios: list[str], *, timeout_secs: int = 30, verbo
                    logs_dir: str | None = None) -> int:
     """Serves ``agent`` on a loopback WebSocket and runs pipecat's harness on ``scenarios``; returns its exit status."""
     from pipelines.server.app import running, served_on
+    from pipelines.validate import Component
 
+    # The harness seeds a scenario's context (eval-context) and sends text turns (send-text): enabled here,
+    # whatever the YAML says (off by default for any other client).
     served = agent if agent.transport.type.name == "websocket" else served_on(agent, "websocket")
+    params = served.transport.params.model_copy(update={"client_context": ["send-text", "eval-context"]})
+    served = replace(served, transport=Component(served.transport.id, served.transport.type, params))
     async with running(served, "127.0.0.1", 0) as (url, _server):
         bot_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))

@@ -35,7 +35,13 @@ from typing import Any
 
 from loguru import logger
 from pipecat.evals.serializer import EvalConnectionFlags, EvalSerializer, parse_eval_connect
-from pipecat.frames.frames import Frame, InputAudioRawFrame, LLMConfigureOutputFrame
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    InputTransportMessageFrame,
+    LLMConfigureOutputFrame,
+    LLMMessagesUpdateFrame,
+)
 from pipecat.serializers.base_serializer import FrameSerializer
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import (
@@ -149,7 +155,12 @@ class NegotiatedSerializer(FrameSerializer):
             if flags is not None:
                 self.json.set_capture_audio(flags.capture_bot_audio)
                 await self._on_eval_connect(flags)
-        return await self.json.deserialize(data)
+        frame = await self.json.deserialize(data)
+        if isinstance(frame, LLMMessagesUpdateFrame):
+            # An eval-context, which pipecat's serializer turns into a whole new context (system prompt
+            # included): passed on as the message it was, for the RTVI processor to take or refuse.
+            return InputTransportMessageFrame(message=json.loads(data))
+        return frame
 
 
 def _eval_flags(data: str) -> EvalConnectionFlags | None:

@@ -220,12 +220,13 @@ async def running_workers(agent: Agent | list[Agent], workers: int = 2, host: st
 
 
 def served_on(agent: Agent, transport: str, **params: Any) -> Agent:
-    """``agent`` with its transport replaced by a servable ``transport`` one (sample rates kept)."""
+    """``agent`` with its transport replaced by a servable ``transport`` one (sample rates and ``client_context`` kept)."""
     info = default_registry().get("transport", transport)
     if info is None or info.servable is None:
         raise ValueError(f"{transport!r} is not a transport the server serves")
-    rates = {k: getattr(agent.transport.params, k) for k in ("audio_in_sample_rate", "audio_out_sample_rate")}
-    return replace(agent, transport=Component(agent.transport.id, info, info.params(**rates, **params)))
+    kept = ("audio_in_sample_rate", "audio_out_sample_rate", "client_context")
+    kept = {k: getattr(agent.transport.params, k) for k in kept if hasattr(agent.transport.params, k)}
+    return replace(agent, transport=Component(agent.transport.id, info, info.params(**{**kept, **params})))
 
 
 def servable_transports() -> list[str]:

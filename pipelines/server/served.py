@@ -8,7 +8,7 @@ takes, TLS). The server accepts a connection, then builds the agent with
 aiortc) so that validating a config stays cheap.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -21,6 +21,11 @@ SDP_OFFER = Servable(signalling="sdp-offer")
 
 SOCKET = Servable(signalling="socket")
 """Served by handing an accepted WebSocket over (``WS /sessions/{id}/ws``)."""
+
+#: Client messages that change the LLM context or make the LLM run, which a served agent
+#: takes only when its YAML enables them (``transport: {client_context: [...]}``).
+CONTEXT_MESSAGES = ("send-text", "append-to-context", "eval-context")
+ContextMessage = Literal["send-text", "append-to-context", "eval-context"]
 
 
 class ServedParams(AudioTransportParams):
@@ -37,6 +42,12 @@ class ServedParams(AudioTransportParams):
         "on other machines need before they share a microphone"
     )
     ssl_keyfile: ConfigFile = Field("", description="PEM private key of ssl_certfile (relative to the config's folder)")
+    client_context: list[ContextMessage] = Field(
+        default_factory=list, max_length=3,
+        description="client messages that may change the LLM context or run the LLM (off by default): "
+        "send-text (a typed user turn), append-to-context (user or assistant text; never the system prompt), "
+        "eval-context (pipecat's eval harness seeding the conversation; its system messages are dropped)"
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> "ServedParams":
