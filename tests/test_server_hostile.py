@@ -334,3 +334,30 @@ async def test_one_client_cannot_take_every_slot_429_with_retry_after():
         assert "in the last minute" in sixth.json()["detail"]
         # Another route that creates sessions counts too.
         assert (await greedy.post("/start", json={})).status_code == 429
+
+
+async def test_refused_messages_are_logged_as_one_summary_line_per_interval_not_one_each():
+    """JSON-mode junk (not JSON, not RTVI) is refused, counted and summarized, and the flood is closed."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), format="{message}", level="INFO")
+    try:
+        async with running(load_agent_text(WS), junk_burst=300, junk_per_s=10) as (url, manager), \
+                httpx.AsyncClient(base_url=url, timeout=10) as http:
+            created = (await http.post("/sessions")).json()
+            ws_url = f"{url.replace('http', 'ws')}/sessions/{created['id']}/ws?token={created['token']}"
+            async with websockets.connect(ws_url) as ws:
+                await ws.send('{"label": "rtvi-ai", "type": "client-ready", "id": "1", "data": {}}')
+                try:
+                    for i in range(2000):
+                        await ws.send("not json" if i % 2 else '{"label": "other"}')
+                    await asyncio.wait_for(ws.wait_closed(), 20)
+                except websockets.ConnectionClosed:
+                    pass
+                assert ws.close_code == 1008
+    finally:
+        logger.remove(sink)
+    about_refusals = [line for line in lines if "refused" in line]
+    assert 1 <= len(about_refusals) <= 5, about_refusals[:10]
+    assert not any("EvalSerializer" in line for line in lines)

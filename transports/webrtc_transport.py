@@ -145,7 +145,7 @@ class WebRTCTransport(SmallWebRTCTransport):
     async def _on_app_message(self, message: Any, sender: str):
         reason = self.refusal(message)
         if reason:
-            logger.warning(f"{self}: refused a client message: {reason}")
+            logger.debug(f"{self}: refused a client message: {reason}")  # the server logs a summary (JunkMeter)
             await self._call_event_handler("on_message_refused", reason)
             return
         await super()._on_app_message(message, sender)

@@ -74,8 +74,9 @@ class GuardedProtobufSerializer(ProtobufFrameSerializer):
         return None
 
     async def refuse(self, reason: str) -> None:
-        """Logs and reports a refused client message."""
-        logger.warning(f"refused a client message: {reason}")
+        """Reports a refused client message; the server counts them and logs one summary line per
+        connection every few seconds (``pipelines.server.limits.JunkMeter``), never a line per message."""
+        logger.debug(f"refused a client message: {reason}")
         await self._on_refused(reason)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
@@ -149,9 +150,13 @@ class NegotiatedSerializer(FrameSerializer):
         if refused:
             await self.protobuf.refuse(refused)
             return None
+        message, refused = _rtvi_message(data)
+        if refused:  # refused (counted, summarized) here: pipecat's serializer would log every one
+            await self.protobuf.refuse(refused)
+            return None
         if self.mode is None:
             self.mode = "json"
-            flags = _eval_flags(data)
+            flags = _eval_flags(message)
             if flags is not None:
                 self.json.set_capture_audio(flags.capture_bot_audio)
                 await self._on_eval_connect(flags)
@@ -163,9 +168,20 @@ class NegotiatedSerializer(FrameSerializer):
         return frame
 
 
-def _eval_flags(data: str) -> EvalConnectionFlags | None:
+def _rtvi_message(data: str | bytes) -> tuple[dict | None, str | None]:
+    """A JSON RTVI message and None, or None and why it is refused."""
     try:
-        return parse_eval_connect(json.loads(data))
+        message = json.loads(data)
+    except (ValueError, RecursionError):
+        return None, "not JSON"
+    if not isinstance(message, dict) or message.get("label") != "rtvi-ai":
+        return None, "not an RTVI message (label rtvi-ai)"
+    return message, None
+
+
+def _eval_flags(message: dict) -> EvalConnectionFlags | None:
+    try:
+        return parse_eval_connect(message)
     except ValueError:
         return None
 
