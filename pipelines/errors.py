@@ -37,18 +37,26 @@ class Mark:
     def __str__(self) -> str:
         return escape(f"{self.file}:{self.line}:{self.column}")
 
-    def redact(self, text: str) -> str:
-        """``text`` with every value that came from the environment replaced by ``${VAR}``.
+    def shows_env(self, text: str) -> bool:
+        """Whether ``text`` holds a value that came from the environment (as it is, or as a validator quotes it).
 
-        A value is also found lower- or upper-cased and with its control
-        characters escaped, as validators often quote what they were given.
+        Only to decide: an error whose text holds one is printed as written
+        (``pipelines.validate`` validates the config again with ``${VAR}`` in
+        place of each value, so the value's place in the message is known),
+        never by replacing what looks like the value in the text, which
+        garbles a message when the value is short.
         """
-        for name, value in sorted(self.env, key=lambda pair: -len(pair[1])):
-            forms = sorted({value, escape(value)} - {""}, key=len, reverse=True)
-            if forms:
-                pattern = re.compile("|".join(map(re.escape, forms)), re.IGNORECASE)
-                text = pattern.sub("${" + name.replace("\\", "\\\\") + "}", text)
-        return text
+        lowered = text.lower()
+        return any(form and form.lower() in lowered for _, value in self.env for form in env_forms(value))
+
+    @property
+    def env_names(self) -> str:
+        return ", ".join(dict.fromkeys(name for name, _ in self.env))
+
+
+def env_forms(value: str) -> tuple[str, ...]:
+    """How a validator may quote ``value`` in a message: as it is, control characters escaped, or as ``repr`` shows it."""
+    return tuple(dict.fromkeys((value, escape(value), repr(value)[1:-1])))
 
 
 @dataclass(frozen=True)
@@ -59,13 +67,18 @@ class ConfigError:
     key: str
     message: str
     hint: str = ""
+    #: The message and hint name ``${VAR}`` where a value from the environment was (``pipelines.validate``).
+    as_written: bool = False
 
     def __str__(self) -> str:
         message, hint = self.message, self.hint
         if self.mark and self.mark.env:
-            message, hint = self.mark.redact(message), self.mark.redact(hint)
-            if (message, hint) != (self.message, self.hint):
-                names = ", ".join(dict.fromkeys(name for name, _ in self.mark.env))
+            names = self.mark.env_names
+            if not self.as_written and self.mark.shows_env(message):  # nothing tells where the value is in it
+                message = "this value is not valid"
+            if not self.as_written and self.mark.shows_env(hint):
+                hint = ""
+            if (message, hint) != (self.message, self.hint) or "${" in message:
                 hint = "; ".join(filter(None, [hint, f"a value from the environment ({names}) is not shown"]))
         where = f"{self.mark}: " if self.mark else ""
         key = f"{escape(self.key)}: " if self.key else ""

@@ -10,6 +10,7 @@ and every problem, however malformed the file, comes back as a
 ``ConfigError`` with its file, line and column, never as another exception.
 """
 
+import copy
 import os
 import re
 import stat
@@ -59,6 +60,8 @@ class LoadedConfig:
     key_marks: dict[Path_, Mark] = field(default_factory=dict)
     #: Paths of the scalars that ``${VAR}`` filled from the environment.
     env_paths: list[Path_] = field(default_factory=list)
+    #: Those scalars as written, ``${VAR}`` and all (``with_markers``: errors never show the values).
+    sources: dict[Path_, str] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -75,6 +78,26 @@ class LoadedConfig:
             if prefix in self.value_marks:
                 return self.value_marks[prefix]
         return None
+
+    def with_markers(self, markers: dict[str, str]) -> Any:
+        """The data with each environment value replaced by its variable's marker (``{name: marker}``).
+
+        Validating it gives the same errors with the marker where a validator
+        inserted the value, so an error can print ``${VAR}`` in that place.
+        A marker is a plain word, valid wherever the value was (inside a
+        ``{placeholder}`` too, where ``${VAR}`` itself would not parse).
+        """
+        data = copy.deepcopy(self.data)
+        for path, source in self.sources.items():
+            text = _ENV_PATTERN.sub(lambda m: markers.get(m.group(1)) or m.group(2) or "", source)
+            parent = data
+            try:
+                for step in path[:-1]:
+                    parent = parent[step]
+                parent[path[-1]] = text
+            except (KeyError, IndexError, TypeError):  # a path a later duplicate or include replaced
+                continue
+        return data
 
     def env_inside(self, loc: Path_) -> tuple[tuple[str, str], ...]:
         """The ``(variable, value)`` pairs substituted from the environment at or under ``loc``."""
@@ -322,6 +345,7 @@ class _Composer:
         if used:
             self.loaded.value_marks[path] = Mark(mark.file, mark.line, mark.column, env=tuple(used))
             self.loaded.env_paths.append(path)
+            self.loaded.sources[path] = value
         return result
 
 

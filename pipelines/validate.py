@@ -4,13 +4,15 @@ Every problem is collected and reported at once with its file:line:column;
 nothing is built from a config that has any.
 """
 
+import re
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipelines.errors import ConfigError, ConfigErrors, Mark, did_you_mean
+from pipelines.errors import ConfigError, ConfigErrors, Mark, did_you_mean, env_forms
 from pipelines.loader import LoadedConfig, load_file, load_text
 from pipelines.registry import Registry, TypeInfo, default_registry
 from pipelines.spec import (
@@ -246,14 +248,94 @@ def validate_loaded(loaded: LoadedConfig, registry: Registry | None = None) -> A
     Raises:
         ConfigErrors: with every problem found.
     """
-    validator = _Validator(loaded, registry or default_registry())
+    registry = registry or default_registry()
+    validator = _Validator(loaded, registry)
     agent = validator.run()
+    validator.errors = _as_written(loaded, registry, validator.errors)
     if validator.unreported:
         more = f"{validator.unreported} more problems not shown (fix these first)"
         validator.errors.append(ConfigError(Mark(loaded.path, 1, 1), "", more))
     if validator.errors or agent is None:
         raise ConfigErrors(validator.errors)
     return agent
+
+
+def _as_written(loaded: LoadedConfig, registry: Registry, errors: list[ConfigError]) -> list[ConfigError]:
+    """``errors`` whose text would show a value from the environment, each with ``${VAR}`` where the value was.
+
+    The config is validated again with a random marker in place of each
+    variable's value (``LoadedConfig.with_markers``): of the value's shape
+    (letters for letters, digits for digits, the rest kept) when it is long
+    enough to be found again without doubt, else a plain word. An error at the
+    same key whose message, with the values put back for the markers, is the
+    same message (ignoring case: validators may lower it) is its twin, and the
+    twin's message is printed with ``${VAR}`` for each marker. Without a twin,
+    ``ConfigError`` prints a message without the value.
+    """
+    hiding = [e for e in errors if e.mark and e.mark.env and e.mark.shows_env(f"{e.message}\n{e.hint}")]
+    if not hiding:
+        return errors
+    values = {name: value for e in hiding for name, value in e.mark.env}
+    markers = {name: _marker(value, i) for i, (name, value) in enumerate(sorted(values.items()))}
+    again = _Validator(replace(loaded, data=loaded.with_markers(markers)), registry)
+    again.run()
+    twins: dict[str, list[ConfigError]] = {}
+    for twin in again.errors:
+        twins.setdefault(twin.key, []).append(twin)
+    # Each marker as validators may quote it (env_forms), longest first, mapped back to its variable.
+    quoted = {form.lower(): name for name, m in markers.items() for form in env_forms(m)}
+    found = re.compile("|".join(map(re.escape, sorted(quoted, key=len, reverse=True))), re.IGNORECASE)
+
+    def put_back(text: str, form: int) -> str:
+        """``text`` with each marker replaced by its value, in the ``form``-th way validators quote it."""
+        def value(match: re.Match) -> str:
+            forms = env_forms(values[quoted[match.group().lower()]])
+            return forms[min(form, len(forms) - 1)]
+
+        return found.sub(value, text)
+
+    def twin_of(text: str, written: str) -> bool:
+        text = _SUGGESTION.sub("", text).lower()
+        return any(_SUGGESTION.sub("", put_back(written, form)).lower() == text for form in range(3))
+
+    def shown(text: str) -> str:
+        # A "did you mean" made from the value (or the marker) would tell about the value: dropped.
+        return found.sub(lambda m: "${" + quoted[m.group().lower()] + "}", _SUGGESTION.sub("", text))
+
+    result = []
+    for error in errors:
+        twin = next((t for t in twins.get(error.key, []) if twin_of(error.message, t.message)), None) \
+            if error in hiding else None
+        if twin is None:
+            result.append(error)
+            continue
+        hint = shown(twin.hint) if twin_of(error.hint, twin.hint) else ""
+        result.append(ConfigError(error.mark, error.key, shown(twin.message), hint, as_written=True))
+    return result
+
+
+#: A did-you-mean suggestion at the end of a message.
+_SUGGESTION = re.compile(r" \(did you mean '[^']*'\?\)$")
+#: Values with at least this many letters and digits get a marker of their own shape; others a plain word
+#: (a marker must be findable without doubt, and differ from its value).
+_SHAPED_MARKER_MIN = 8
+
+
+def _marker(value: str, index: int) -> str:
+    """A random stand-in for ``value`` in ``LoadedConfig.with_markers`` (see ``_as_written``)."""
+    rng = secrets.SystemRandom()
+    if sum(c.isalnum() for c in value) < _SHAPED_MARKER_MIN:
+        return f"fgenv{secrets.token_hex(4)}x{index}"
+
+    def like(c: str) -> str:
+        if c.isdigit():
+            return rng.choice("0123456789")
+        if c.isalpha():
+            letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+            return letter.upper() if c.isupper() else letter
+        return c
+
+    return "".join(map(like, value))
 
 
 def load_agent(path: Path | str, registry: Registry | None = None) -> Agent:

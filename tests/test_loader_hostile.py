@@ -9,7 +9,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.errors import ConfigErrors
 from pipelines.loader import LIMITS, load_file, load_text
-from pipelines.validate import MAX_ERRORS, load_agent
+from pipelines.validate import MAX_ERRORS, load_agent, load_agent_text
 
 LINE = re.compile(r"^.+:\d+:\d+: ")
 AGENT = """version: 1
@@ -194,3 +194,24 @@ def test_null_binary_and_date_keys_are_reported_at_the_key():
     assert "keys.yaml:4:1: keys must be plain names, not null (~)" in lines[0], lines
     assert "keys.yaml:5:1: keys must be plain names, not binary data (!!binary)" in lines[1], lines
     assert "keys.yaml:6:1: keys must be plain names, not a date" in lines[2], lines
+
+
+@pytest.mark.parametrize("value", ["e", "kno", "oic", "ak"])
+def test_a_short_environment_value_is_hidden_where_it_was_inserted_not_searched_for(monkeypatch, value):
+    """Replacing "kno" in the message by ${FG_V} printed "un${FG_V}wn espeak voice '${FG_V}' (did you mean 'ko'?)";
+    the message now names ${FG_V} where the value went, and no suggestion made from the value."""
+    monkeypatch.setenv("FG_V", value)
+    text = AGENT.replace("pipeline: [input, output]", "processors:\n  tts: {type: espeak, voice: '${FG_V}'}\n"
+                         "pipeline: [input, tts, output]")
+    (line,) = errors_of(load_agent_text, text, "short.yaml")
+    assert line == ("short.yaml:5:30: processors.tts.voice: unknown espeak voice '${FG_V}' "
+                    "(a value from the environment (FG_V) is not shown)"), line
+
+
+def test_an_environment_value_without_a_twin_error_is_not_printed_at_all(monkeypatch):
+    """With its stand-in the error changes (a plain word is a valid placeholder name): no message shows the value."""
+    monkeypatch.setenv("FG_TOPIC", "a-b")
+    text = AGENT.replace("pipeline: [input, output]", 'context:\n  system_prompt: "Talk about {${FG_TOPIC}}."\n'
+                         "  variables: {topic: x}\npipeline: [input, user_context, output, assistant_context]")
+    (line,) = errors_of(load_agent_text, text, "topic.yaml")
+    assert "a-b" not in line and "this value is not valid" in line and "(FG_TOPIC) is not shown" in line, line
