@@ -61,3 +61,15 @@ async def test_a_thousand_mixed_requests_through_the_front_all_get_their_routes_
     assert not failed, f"{len(failed)} of {REQUESTS} failed: {failed[:10]}"
     # Only the statuses each route gives: junk offers 400, the rest succeed.
     assert {code for _, code in statuses} <= {200, 201, 204, 400}, sorted(set(statuses))
+
+
+async def test_client_limits_see_the_clients_own_address_through_the_front():
+    from test_server_hostile import client_from
+
+    async with running_workers(load_agent_text(RTC), workers=2, client_unconnected_sessions=2,
+                               limit_loopback_clients=True) as (url, front), \
+            client_from(url, "127.0.0.2") as greedy, client_from(url, "127.0.0.3") as good:
+        codes = sorted([(await greedy.post("/sessions")).status_code for _ in range(10)])
+        # Each worker counts its own: at most 2 per worker, then 429 (the front's own address is not the client's).
+        assert codes.count(201) <= 4 and codes.count(429) >= 6, codes
+        assert (await good.post("/sessions")).status_code == 201

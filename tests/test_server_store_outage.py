@@ -23,6 +23,7 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
+import websockets
 from redis_kit import free_port, redis_server
 from test_server_resume import AGENT, say_over_ws, ws_of
 from transport_kit import wait_until
@@ -51,6 +52,11 @@ async def assert_api_says_unavailable(http: httpx.AsyncClient, session_id: str, 
         assert r.status_code == 503, (method, path, r.status_code, r.text)
         assert r.headers["retry-after"].isdigit()
         assert "store is unavailable" in r.json()["detail"]
+    if reads:  # a session's WebSocket handshake (its token is checked in the store): 503 too, not 500
+        ws_url = f"{str(http.base_url).replace('http', 'ws').rstrip('/')}/sessions/{session_id}/ws?token=x"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(ws_url)
+        assert refused.value.response.status_code == 503
 
 
 async def talk_through_an_outage(url: str, manager, outage, restore, *, reads_fail: bool = True) -> None:
