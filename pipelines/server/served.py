@@ -23,8 +23,7 @@ SOCKET = Servable(signalling="socket")
 """Served by handing an accepted WebSocket over (``WS /sessions/{id}/ws``)."""
 
 #: Client messages that change the LLM context or make the LLM run, which a served agent
-#: takes only when its YAML enables them (``transport: {client_context: [...]}``).
-CONTEXT_MESSAGES = ("send-text", "append-to-context", "eval-context")
+#: takes only when its YAML enables them (``transport: {client_context: [...]}``; ``transports.rtvi``).
 ContextMessage = Literal["send-text", "append-to-context", "eval-context"]
 
 

@@ -96,6 +96,8 @@ class WriteBehind:
             self._enqueue(session_id, what, make)
         except Exception as e:  # a failing write must never fail the caller (a worker's event handler)
             logger.error(f"session {session_id}: store write ({what}) failed: {e.__class__.__name__}: {e}")
+            if self.metrics is not None:
+                self.metrics.error("store")
         finally:
             mine.set_result(None)
             if self._tails.get(session_id) is mine:
