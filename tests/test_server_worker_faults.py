@@ -52,11 +52,11 @@ async def test_a_worker_that_keeps_failing_to_start_is_restarted_with_backoff():
     finally:
         logger.remove(sink)
         await pool.stop()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    # 1, 2, 4 s between starts (plus a process start each): 3 or 4 starts in 8 s, not one every 0.2 s.
+    gaps = [round(b - a, 2) for a, b in zip(starts, starts[1:], strict=False)]
+    # 1, 2, 4 s between starts (plus a process start each): 2 to 4 starts in 8 s, not one every 0.2 s.
     assert 2 <= len(starts) <= 4, gaps
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
-    assert any("before it was ready" in line and "starting it again in 2 s" in line for line in lines), lines
+    delays = [line.split("starting it again in ")[1].strip() for line in lines if "before it was ready" in line]
+    assert delays[:3] == ["1 s", "2 s", "4 s"][:len(delays[:3])] and len(delays) >= 2, lines
 
 
 def test_a_killed_fronts_metrics_folder_is_removed_on_the_next_start():
