@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
-from loguru import logger
-
+from pipelines import logs
 from pipelines.registry import KINDS
 
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
@@ -30,6 +29,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.interruptions.check",
     "processors.tts.say",
 )
+
+
+#: Commands that start agents: they log at INFO (start-up progress, sessions), the others at WARNING.
+AGENT_COMMANDS = ("run", "serve", "eval")
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -175,8 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if args.verbose else ("INFO" if args.command == "run" else "WARNING"))
+    logs.configure("DEBUG" if args.verbose else ("INFO" if args.command in AGENT_COMMANDS else "WARNING"))
     from pipelines.errors import ConfigErrors
 
     try:

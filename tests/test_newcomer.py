@@ -4,6 +4,12 @@ Every test runs the real command (``pipelines.cli.main``, or ``framegraph`` in
 a subprocess where the process matters) on real files.
 """
 
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.cli import main
@@ -62,3 +68,54 @@ def test_validate_and_check_agree_about_an_unset_openai_key(monkeypatch, capsys)
         f"processors.{pid}: set OPENAI_API_KEY (or give api_key: ${{YOUR_VAR}})" for pid in ("stt", "llm", "tts")]
     assert main(["check", str(config)]) == 1
     assert capsys.readouterr().err.splitlines() == validate_lines
+
+
+@contextmanager
+def served(tmp_path: Path, *args: str):
+    """``framegraph serve ARGS`` in a process of its own; yields (its URL, its stdout file, its stderr file).
+
+    Waits (bounded) for its "serving" line; stops it with Ctrl-C (SIGINT) afterwards and waits for it to end.
+    """
+    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args, "--port", "0", "--store",
+                                    str(tmp_path / "sessions.db")], cwd=ROOT, stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 180
+            while not (url := re.search(r"serving .* on (http://\S+)/ ", out.read_text())):
+                assert process.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+                time.sleep(0.2)
+            yield url.group(1), out, err
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def test_worker_processes_log_at_the_commands_one_level_and_never_the_conversations_words(tmp_path):
+    # Caught (issue 21.8): with --workers 2 the workers logged at DEBUG, the bot's words included
+    # ("Generating TTS [...]"); and start-up was 20 DEBUG lines per worker, then nothing until "serving".
+    with served(tmp_path, "serve", "configs/assistant.yaml", "--transport", "websocket", "--workers", "2") as (url, out, err):
+        talk = subprocess.run([sys.executable, "-m", "pipelines.cli", "talk", url.replace("http", "ws") + "/ws",
+                               "--input", "configs/audio/question.wav", "--timeout", "90"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert talk.returncode == 0, talk.stderr
+        said = [line.removeprefix("bot: ").strip() for line in talk.stdout.splitlines() if line.startswith("bot: ")]
+        assert [text for text in said if text], talk.stdout  # the bot answered in words
+    log = err.read_text()
+    assert "| DEBUG" not in log and "Generating TTS" not in log, log[-3000:]
+    assert not [text for text in said if len(text) > 3 and text in log], log[-3000:]
+    for worker in ("framegraph-worker-0", "framegraph-worker-1"):  # one progress line per warming step
+        assert re.search(rf"{worker}: built 'assistant' \(its models loaded\) in \d+\.\d s", log), log[-3000:]
+    assert "starting 2 worker processes" in log
+    assert re.search(r"ready in \d+\.\d s", out.read_text())
+
+
+def test_verbose_reaches_the_worker_processes(tmp_path):
+    with served(tmp_path, "-v", "serve", "configs/assistant.yaml", "--transport", "websocket", "--workers", "2") as (_, _, err):
+        pass
+    # Each worker built its agent once while warming; only a worker logs these lines at DEBUG.
+    assert err.read_text().count("Linking input -> stt") >= 2, err.read_text()[-3000:]

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from loguru import logger
 from starlette.middleware.cors import CORSMiddleware
 
+from pipelines import logs
 from pipelines.registry import default_registry
 from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
 from pipelines.server.manager import SessionManager
@@ -123,7 +124,8 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
         names = ", ".join(repr(a.spec.name) for a in agents)
         if options.workers > 1:
             names += f" in {options.workers} worker processes"
-        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
+        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/), ready in "
+              f"{logs.since_start():.1f} s; Ctrl-C stops", flush=True)
         await serving
 
 
