@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure("DEBUG" if args.verbose else ("INFO" if args.command in AGENT_COMMANDS else "WARNING"))
-    from pipelines.errors import ConfigErrors
+    from pipelines.errors import CannotStart, ConfigErrors
 
     try:
         code = args.func(args)
@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigErrors as e:
         # Problems only found while building (a missing key file, a model path).
         print_errors(e)
+        return 1
+    except CannotStart as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

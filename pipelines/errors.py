@@ -81,6 +81,13 @@ class ConfigErrors(Exception):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+class CannotStart(RuntimeError):
+    """An agent cannot start here (no room to join, no network, no device); the message says what to fix.
+
+    ``framegraph`` prints it as one line and exits 1, as it does a config problem.
+    """
+
+
 def missing_extra(key: str, extra: str, cause: ImportError, note: str = "") -> ConfigErrors:
     """The one-line error for a type whose optional dependencies are not installed.
 

@@ -26,10 +26,18 @@ STARTED = time.monotonic()
 
 
 def configure(level: str) -> None:
-    """Logs at ``level`` and above to stderr, here and in every process started from now on."""
+    """Logs at ``level`` and above to stderr, here and in every process started from now on.
+
+    Above DEBUG, pipecat's banner (an INFO line each process prints when it
+    imports pipecat) is left out: a one-line error stays one line.
+    """
     logger.remove()
-    logger.add(sys.stderr, level=level)
+    logger.add(sys.stderr, level=level, filter=None if level in ("TRACE", "DEBUG") else _not_the_banner)
     os.environ[LEVEL_ENV] = level
+
+
+def _not_the_banner(record: dict) -> bool:
+    return not (record["name"] == "pipecat" and record["function"] == "<module>")
 
 
 def configure_from_environment() -> None:

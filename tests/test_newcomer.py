@@ -4,6 +4,8 @@ Every test runs the real command (``pipelines.cli.main``, or ``framegraph`` in
 a subprocess where the process matters) on real files.
 """
 
+import importlib.util
+import os
 import re
 import signal
 import subprocess
@@ -119,3 +121,40 @@ def test_verbose_reaches_the_worker_processes(tmp_path):
         pass
     # Each worker built its agent once while warming; only a worker logs these lines at DEBUG.
     assert err.read_text().count("Linking input -> stt") >= 2, err.read_text()[-3000:]
+
+
+DAILY_AGENT = """version: 1
+name: in_a_room
+transport: {type: daily, join_timeout_secs: 3}
+processors:
+  bot: {type: tone_reply}
+pipeline: [input, bot, output]
+"""
+
+
+def framegraph(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``framegraph ARGS`` in a process of its own, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180, env=env)
+
+
+def test_daily_without_a_room_or_the_extra_is_one_line_and_exit_1(write_config):
+    # Caught: a full traceback (DailyError), and pipecat's `uv add "pipecat-ai[daily]"` beside framegraph's own command.
+    config = str(write_config(DAILY_AGENT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAILY_")}
+    no_room = framegraph("run", config, env=env)
+    assert no_room.returncode == 1
+    assert no_room.stderr.splitlines() == [
+        "error: no Daily room to join: set the transport's room_url (or $DAILY_ROOM_URL, with token or $DAILY_TOKEN "
+        "for a private room), or give an API key (api_key or $DAILY_API_KEY) to create a room"]
+    no_api = framegraph("run", config, "--set", "transport.api_url=http://127.0.0.1:9/v1", env={**env, "DAILY_API_KEY": "k"})
+    assert no_api.returncode == 1
+    (line,) = no_api.stderr.splitlines()
+    assert line.startswith("error: could not reach Daily's API at http://127.0.0.1:9/v1 to create a room")
+    a_room = framegraph("run", config, env={**env, "DAILY_ROOM_URL": "https://127.0.0.1:9/room"})
+    assert a_room.returncode == 1 and "Traceback" not in a_room.stderr
+    if importlib.util.find_spec("daily") is None:
+        assert a_room.stderr.splitlines() == [  # one install command, framegraph's
+            "transport: needs the 'daily' extra: pip install 'framegraph[daily]' (Missing module: No module named 'daily')"]
+    else:  # nothing answers there: the join fails or times out, in one line
+        assert a_room.stderr.splitlines()[-1].startswith("error: could not join"), a_room.stderr
