@@ -158,3 +158,45 @@ def test_daily_without_a_room_or_the_extra_is_one_line_and_exit_1(write_config):
             "transport: needs the 'daily' extra: pip install 'framegraph[daily]' (Missing module: No module named 'daily')"]
     else:  # nothing answers there: the join fails or times out, in one line
         assert a_room.stderr.splitlines()[-1].startswith("error: could not join"), a_room.stderr
+
+
+README_TEST = '''from pipecat.frames.frames import TextFrame
+from pipelines.testing import AgentHarness
+
+async def test_reaches_output():
+    async with AgentHarness.from_file("configs/graph_tour.yaml") as h:   # synthetic transport
+        out = h.probe("text_only")                 # what a processor pushes (upstream=True for the other way)
+        await h.inject(TextFrame("hi"))            # at the input; at="left" to deliver to any processor
+        await out.wait_for(TextFrame, timeout=5)   # bounded; a timeout names what was seen instead
+'''
+
+
+def test_the_readme_pytest_example_runs_in_a_folder_outside_the_repository(tmp_path):
+    # Caught: outside the repository (no asyncio_mode=auto) it failed: "async def functions are not natively supported".
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text()
+    assert README_TEST.split("\n", 3)[3] in readme  # the example as the README shows it
+    project = tmp_path / "my_agents"
+    (project / "configs").mkdir(parents=True)
+    (project / "configs" / "graph_tour.yaml").write_text((ROOT / "configs" / "graph_tour.yaml").read_text())
+    (project / "test_agent.py").write_text(README_TEST)
+    # framegraph as installed: its distribution's entry points, from pyproject.toml, where pytest looks for them.
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    site = tmp_path / "site" / "framegraph_under_test-0.dist-info"
+    site.mkdir(parents=True)
+    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: framegraph-under-test\nVersion: 0\n")
+    (site / "entry_points.txt").write_text("[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site.parent)])
+
+    def pytest_in_project(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
+                              env=env, capture_output=True, text=True, timeout=240)
+
+    run = pytest_in_project()
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:]
+    without = pytest_in_project("-p", "no:framegraph")  # the plugin is what makes it work
+    assert without.returncode == 1 and "async def functions are not natively supported" in without.stdout
+    chosen = pytest_in_project("--asyncio-mode", "strict")  # a project's own choice is kept
+    assert chosen.returncode == 1 and "async def functions are not natively supported" in chosen.stdout
