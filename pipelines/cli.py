@@ -31,8 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-#: Commands that start agents: they log at INFO (start-up progress, sessions), the others at WARNING.
-AGENT_COMMANDS = ("run", "serve", "eval")
+#: Commands that serve agents: they log at INFO (start-up progress, sessions); the others (eval: the harness speaks) at WARNING.
+AGENT_COMMANDS = ("run", "serve")
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

@@ -80,7 +80,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 7860)")
     p.add_argument("--store", help="sessions: a SQLite file path or redis://HOST:PORT/DB "
-                   "(default: .framegraph/sessions.db next to the first FILE)")
+                   "(default: .framegraph/sessions-PORT.db next to the first FILE: one per port)")
     p.add_argument("--api-key", help="bearer key of the REST API (prefer --api-key-env: a command line is visible to other users)")
     p.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key "
                    "(Authorization: Bearer KEY on the REST API; media routes take the session's token)")

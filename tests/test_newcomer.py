@@ -8,6 +8,7 @@ import importlib.util
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -200,3 +201,77 @@ def test_the_readme_pytest_example_runs_in_a_folder_outside_the_repository(tmp_p
     assert without.returncode == 1 and "async def functions are not natively supported" in without.stdout
     chosen = pytest_in_project("--asyncio-mode", "strict")  # a project's own choice is kept
     assert chosen.returncode == 1 and "async def functions are not natively supported" in chosen.stdout
+
+
+def test_graph_out_without_graphviz_says_to_install_it(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}  # no `dot` anywhere on it
+    result = framegraph("graph", "configs/graph_tour.yaml", "--out", str(tmp_path / "g.png"), env=env)
+    assert result.returncode == 1 and not (tmp_path / "g.png").exists()
+    assert result.stderr.splitlines() == [
+        "configs/graph_tour.yaml: Graphviz 'dot' is not installed (apt-get install graphviz); "
+        "without --out it prints Mermaid text"]
+
+
+def test_two_servers_started_from_one_folder_keep_their_sessions_apart(tmp_path):
+    # Caught: both used .framegraph/sessions.db next to the config: one store and one dashboard, silently.
+    from pipelines.server.app import default_store, served_on
+    from pipelines.validate import load_agent
+
+    agent = served_on(load_agent(ROOT / "configs" / "assistant.yaml"), "webrtc")
+    assert default_store(agent, 7860) != default_store(agent, 7861)
+    assert default_store(agent, 7861) == str(ROOT / "configs" / ".framegraph" / "sessions-7861.db")
+    assert default_store(agent) == default_store(agent, agent.transport.params.port)
+
+
+async def test_two_servers_on_two_ports_list_only_their_own_sessions(tmp_path):
+    """The real thing: two `serve` processes from one folder, no --store, each sees only its session."""
+    import httpx
+
+    config = tmp_path / "agent.yaml"
+    config.write_text((ROOT / "configs" / "graph_tour.yaml").read_text().replace("type: synthetic", "type: websocket"))
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    processes = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", str(config), "--workers", "1",
+                                   "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True) for port in ports]
+    try:
+        for process in processes:
+            assert "serving" in process.stdout.readline()
+        async with httpx.AsyncClient(timeout=30) as http:
+            for port in ports:
+                created = await http.post(f"http://127.0.0.1:{port}/sessions", json={})
+                assert created.status_code in (200, 201), created.text
+            for port in ports:
+                listed = (await http.get(f"http://127.0.0.1:{port}/sessions")).json()
+                assert len(listed["items"]) == 1, listed
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            process.wait(60)
+    assert sorted(p.name for p in (tmp_path / ".framegraph").glob("sessions-*.db")) == sorted(
+        f"sessions-{port}.db" for port in ports)
+
+
+def test_eval_leaves_no_log_in_the_current_folder_and_names_no_judge_it_does_not_use(tmp_path):
+    # Caught: greeter_text__greeter_text.eval.log in the current folder, and "eval: ollama/gemma4:12b" printed.
+    result = framegraph("eval", str(ROOT / "configs" / "greeter.yaml"), str(ROOT / "tests" / "evals" / "text.yaml"),
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
+    judge_lines = [line for line in result.stdout.splitlines() if line.strip().startswith("judge")]
+    assert judge_lines and not [line for line in judge_lines if "eval:" in line], result.stdout
+    assert (ROOT / "configs" / ".framegraph" / "eval-logs" / "greeter_text__greeter_text.eval.log").is_file()
+
+
+def test_a_scenario_with_an_eval_criterion_keeps_its_judge_line(tmp_path):
+    from pipelines.eval_command import uses_a_judge
+
+    scenario = tmp_path / "judged.yaml"
+    scenario.write_text((ROOT / "tests" / "evals" / "text.yaml").read_text().replace(
+        'text_contains: "sunny and warm"', 'eval: "says the weather is nice"'))
+    assert uses_a_judge([str(scenario)])
+    assert not uses_a_judge([str(ROOT / "tests" / "evals" / "text.yaml")])

@@ -27,9 +27,15 @@ from pipelines.sessions.store import store_for
 from pipelines.validate import Agent, Component
 
 
-def default_store(agent: Agent) -> str:
-    """The SQLite file a server keeps its sessions in when no ``--store`` is given."""
-    return str(Path(agent.config_dir) / ".framegraph" / "sessions.db")
+def default_store(agent: Agent, port: int | None = None) -> str:
+    """The SQLite file a server keeps its sessions in when no ``--store`` is given.
+
+    Keyed by the port the server was asked for (``serve`` resolves it), so two
+    servers started from one folder on two ports keep their sessions and
+    dashboards apart instead of silently sharing them.
+    """
+    port = getattr(agent.transport.params, "port", None) if port is None else port
+    return str(Path(agent.config_dir) / ".framegraph" / (f"sessions-{port}.db" if port is not None else "sessions.db"))
 
 
 def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, SessionManager]:
@@ -41,7 +47,7 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
         if agent.spec.name in by_name:
             raise ValueError(f"two agents are named {agent.spec.name!r}; give each file its own name")
         by_name[agent.spec.name] = agent
-    location = options.store or default_store(agents[0])
+    location = options.store or default_store(agents[0], options.port)
     if not location.startswith(("redis://", "rediss://", "unix://")):
         Path(location.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
@@ -115,6 +121,8 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
     """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
     if not isinstance(options, ServerOptions):
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
+    if options.store is None:  # resolved here: worker processes listen on other ports
+        options = replace(options, store=default_store(agents[0], options.port))
     config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
     if warning:
