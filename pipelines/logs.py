@@ -32,8 +32,18 @@ def configure(level: str) -> None:
     imports pipecat) is left out: a one-line error stays one line.
     """
     logger.remove()
-    logger.add(sys.stderr, level=level, filter=None if level in ("TRACE", "DEBUG") else _not_the_banner)
+    logger.add(to_stderr, level=level, filter=None if level in ("TRACE", "DEBUG") else _not_the_banner)
     os.environ[LEVEL_ENV] = level
+
+
+def to_stderr(message: str) -> None:
+    """Writes to ``sys.stderr`` as it is now, not as it was when logging was configured.
+
+    A sink bound to the stream of that moment breaks once the stream is
+    replaced and closed (pytest's capture of the test that ran a command in
+    process): every later line failed with "I/O operation on closed file".
+    """
+    sys.stderr.write(message)
 
 
 def _not_the_banner(record: dict) -> bool:

@@ -3,10 +3,20 @@
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from redis_kit import redis_server
+
+from pipelines.logs import to_stderr
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
+
+# loguru's default handler holds the stderr of the moment loguru was imported: under pytest, the
+# session's capture, which is closed at the end; a line logged after that (a worker or decoder
+# process ending at teardown) printed "Logging error in Loguru Handler ... I/O operation on closed
+# file". The same handler (DEBUG, stderr), writing to stderr as it is when each line is logged.
+logger.remove()
+logger.add(to_stderr, level="DEBUG")
 
 
 @pytest.fixture

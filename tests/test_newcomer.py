@@ -275,3 +275,20 @@ def test_a_scenario_with_an_eval_criterion_keeps_its_judge_line(tmp_path):
         'text_contains: "sunny and warm"', 'eval: "says the weather is nice"'))
     assert uses_a_judge([str(scenario)])
     assert not uses_a_judge([str(ROOT / "tests" / "evals" / "text.yaml")])
+
+
+def test_a_command_run_in_process_under_capture(capsys):
+    """The first half of the next test: ``main`` configures logging while pytest captures stderr."""
+    assert main(["validate", str(ROOT / "configs" / "graph_tour.yaml")]) == 0
+    assert "ok (graph_tour" in capsys.readouterr().out
+
+
+def test_logging_after_a_captured_command_reaches_the_current_stderr(capsys):
+    # Caught: "Logging error in Loguru Handler ... I/O operation on closed file": a command run in process
+    # (main, as tests call it) added a loguru sink on the stderr of that moment, pytest's capture of the test
+    # before, closed when that test ended; every later log line (teardown included) failed on it.
+    from loguru import logger
+
+    logger.warning("logged after a command ran under another test's capture")
+    err = capsys.readouterr().err
+    assert "logged after a command ran under another test's capture" in err and "Logging error" not in err
