@@ -292,3 +292,24 @@ def test_logging_after_a_captured_command_reaches_the_current_stderr(capsys):
     logger.warning("logged after a command ran under another test's capture")
     err = capsys.readouterr().err
     assert "logged after a command ran under another test's capture" in err and "Logging error" not in err
+
+
+def test_a_listening_bench_runs_without_recorded_clips_and_says_what_it_heard(tmp_path):
+    # Caught: on a fresh clone (no ../shared/audio/human) the benches stopped with "no clips in ...".
+    env = {**os.environ, "FRAMEGRAPH_HUMAN_AUDIO": str(tmp_path)}  # an empty folder
+    result = subprocess.run([sys.executable, "bench/stt_accuracy.py"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"clips: no recorded clips in {tmp_path} (FRAMEGRAPH_HUMAN_AUDIO names a folder")
+    assert "sentences spoken by espeak-ng" in lines[0]
+    assert re.search(r"WER \d+\.\d% \(\d+/\d+ words\)", lines[-1]), lines[-1]
+    # With recorded clips (here: one made by `framegraph say`, with its words), it says it used those.
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    assert framegraph("say", "what time is it", "-o", str(clips / "a.wav")).returncode == 0
+    (clips / "a.txt").write_text("what time is it\n")
+    recorded = subprocess.run([sys.executable, "bench/stt_accuracy.py", "--audio", str(clips)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert recorded.returncode == 0, recorded.stderr[-3000:]
+    assert recorded.stdout.splitlines()[0] == f"clips: 1 recorded clips from {clips}"
