@@ -35,6 +35,12 @@ COMMAND_MODULES: tuple[str, ...] = (
 AGENT_COMMANDS = ("run", "serve")
 
 
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after a command that serves (``framegraph serve FILE -v``), as before it (``framegraph -v serve``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, worker processes included (default: INFO: start-up progress, sessions)")
+
+
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     """Adds ``--set KEY.PATH=VALUE`` (``pipelines.overrides``) to a command that loads configs."""
     parser.add_argument(
@@ -154,6 +160,7 @@ def add_run(sub) -> None:
     p.add_argument("--host", help="address a serving transport listens on")
     p.add_argument("--port", type=int, help="port a serving transport listens on")
     p.add_argument("--realtime", action="store_true", help="file transport: run at the audio's real speed")
+    add_verbose_option(p)
     add_set_option(p)
     p.set_defaults(func=cmd_run)
 

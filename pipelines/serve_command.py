@@ -64,7 +64,7 @@ def _positive(kind):
 
 def add_parser(subparsers) -> None:
     """Adds ``framegraph serve``."""
-    from pipelines.cli import add_set_option
+    from pipelines.cli import add_set_option, add_verbose_option
     from pipelines.server.options import ServerOptions
 
     d = ServerOptions()
@@ -112,5 +112,6 @@ def add_parser(subparsers) -> None:
                    help="processes that run sessions, each on its own core, behind one front process that "
                    "places each new session on the least-loaded one (default: the machine's cores, "
                    f"{os.cpu_count()} here); 1 runs them in the server's own process (docs/scale.md)")
+    add_verbose_option(p)
     add_set_option(p)
     p.set_defaults(func=cmd_serve)

@@ -118,7 +118,7 @@ def test_worker_processes_log_at_the_commands_one_level_and_never_the_conversati
 
 
 def test_verbose_reaches_the_worker_processes(tmp_path):
-    with served(tmp_path, "-v", "serve", "configs/assistant.yaml", "--transport", "websocket", "--workers", "2") as (_, _, err):
+    with served(tmp_path, "serve", "configs/assistant.yaml", "--transport", "websocket", "--workers", "2", "-v") as (_, _, err):
         pass
     # Each worker built its agent once while warming; only a worker logs these lines at DEBUG.
     assert err.read_text().count("Linking input -> stt") >= 2, err.read_text()[-3000:]
