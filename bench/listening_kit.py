@@ -95,9 +95,14 @@ async def bench_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
     print(f"clips: no recorded clips in {folder} (FRAMEGRAPH_HUMAN_AUDIO names a folder of X.wav + X.txt): "
           f"{len(ESPEAK_SENTENCES)} sentences spoken by espeak-ng; its speech is not human speech, so figures "
           "that depend on the voice (word errors, turn ends) differ from the recorded clips'", flush=True)
+    room = np.random.default_rng(0)
     for i, text in enumerate(ESPEAK_SENTENCES):
-        silence = bytes(int(RATE * 0.5) * 2)  # the recorded clips start and end in silence too
-        pcm = silence + await synthesize_pcm(text, sample_rate=RATE) + silence
+        speech = np.frombuffer(await synthesize_pcm(text, sample_rate=RATE), dtype=np.int16)
+        # Half a second of room noise (about -60 dBFS) each side, as the recorded clips start and end in
+        # silence: ``speech_span`` finds the speech against that floor (digital silence has none).
+        pad = np.zeros(RATE // 2, dtype=np.int16)
+        samples = np.concatenate([pad, speech, pad]).astype(np.float64) + room.normal(0, 30, 2 * len(pad) + len(speech))
+        pcm = np.clip(samples, -32768, 32767).astype(np.int16).tobytes()
         clips.append(Clip(f"espeak{i}", pcm, *speech_span(pcm), text=text))
     return clips
 
