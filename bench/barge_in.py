@@ -26,8 +26,8 @@ from listening_kit import (
     BotAudio,
     Feeder,
     Timeline,
+    bench_clips,
     load_bench_agent,
-    load_clips,
     percentile,
     start_agent,
 )
@@ -107,7 +107,7 @@ async def main() -> None:
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
-    clips = load_clips()
+    clips = await bench_clips()
     timeline = Timeline()
     agent = load_bench_agent(args.config, args.keep_grammar)
     h = await start_agent(agent, timeline, (InterruptionFrame,))

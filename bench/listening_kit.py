@@ -21,9 +21,20 @@ from pipelines.audio import read_wav
 from pipelines.testing import AgentHarness
 from pipelines.validate import Agent, load_agent
 
-# The clips beside the repository; FRAMEGRAPH_HUMAN_AUDIO names another folder (as in the tests).
+# Recorded human clips (X.wav, 16-bit, and X.txt with its words): FRAMEGRAPH_HUMAN_AUDIO names the
+# folder (as in the tests); by default ../shared/audio/human beside the repository. A fresh clone has
+# none: every bench then speaks ESPEAK_SENTENCES with espeak-ng instead, and says so (docs/benchmarks.md).
 HUMAN_AUDIO = Path(
     os.environ.get("FRAMEGRAPH_HUMAN_AUDIO", Path(__file__).resolve().parents[2] / "shared" / "audio" / "human")
+)
+#: What the benches say when no recorded clips exist: questions and statements of one to four seconds.
+ESPEAK_SENTENCES = (
+    "What is the weather like today?",
+    "Could you tell me a short story about a lighthouse?",
+    "I would like to book a table for two people tonight.",
+    "Please remind me to call my sister tomorrow morning.",
+    "How far is it from here to the nearest train station?",
+    "Thank you, that was very helpful.",
 )
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "assistant.yaml"
 RATE = 16000
@@ -40,6 +51,7 @@ class Clip:
     pcm: bytes
     onset: float
     end: float
+    text: str = ""  # the words, when known (X.txt beside a recorded clip; the sentence espeak spoke)
 
     @property
     def duration(self) -> float:
@@ -63,13 +75,35 @@ def speech_span(pcm: bytes) -> tuple[float, float]:
 
 
 def load_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
-    """Every 16 kHz mono clip in ``folder`` with its speech span."""
+    """Every clip in ``folder`` at 16 kHz with its speech span and words (X.txt); none when there is no folder."""
     clips = []
-    for path in sorted(folder.glob("*.wav")):
+    for path in sorted(folder.glob("*.wav")) if folder.is_dir() else ():
         pcm = read_wav(path, 16000)
-        clips.append(Clip(path.stem, pcm, *speech_span(pcm)))
-    if not clips:
-        raise SystemExit(f"no clips in {folder}")
+        text = path.with_suffix(".txt").read_text().strip() if path.with_suffix(".txt").is_file() else ""
+        clips.append(Clip(path.stem, pcm, *speech_span(pcm), text=text))
+    return clips
+
+
+async def bench_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
+    """The recorded clips in ``folder``, else ``ESPEAK_SENTENCES`` spoken by espeak-ng; prints which it uses."""
+    clips = load_clips(folder)
+    if clips:
+        print(f"clips: {len(clips)} recorded clips from {folder}", flush=True)
+        return clips
+    from processors.tts.espeak import synthesize_pcm
+
+    print(f"clips: no recorded clips in {folder} (FRAMEGRAPH_HUMAN_AUDIO names a folder of X.wav + X.txt): "
+          f"{len(ESPEAK_SENTENCES)} sentences spoken by espeak-ng; its speech is not human speech, so figures "
+          "that depend on the voice (word errors, turn ends) differ from the recorded clips'", flush=True)
+    room = np.random.default_rng(0)
+    for i, text in enumerate(ESPEAK_SENTENCES):
+        speech = np.frombuffer(await synthesize_pcm(text, sample_rate=RATE), dtype=np.int16)
+        # Half a second of room noise (about -60 dBFS) each side, as the recorded clips start and end in
+        # silence: ``speech_span`` finds the speech against that floor (digital silence has none).
+        pad = np.zeros(RATE // 2, dtype=np.int16)
+        samples = np.concatenate([pad, speech, pad]).astype(np.float64) + room.normal(0, 30, 2 * len(pad) + len(speech))
+        pcm = np.clip(samples, -32768, 32767).astype(np.int16).tobytes()
+        clips.append(Clip(f"espeak{i}", pcm, *speech_span(pcm), text=text))
     return clips
 
 

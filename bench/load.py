@@ -295,7 +295,10 @@ async def load_clip_set(human: Path) -> list[Clip]:
     """Human clips when present, the bundled question, and espeak questions (16 kHz)."""
     from processors.tts.espeak import synthesize_pcm
 
-    clips = load_clips(human) if human.is_dir() and any(human.glob("*.wav")) else []
+    clips = load_clips(human)
+    print(f"clips: {len(clips)} recorded clips from {human}" if clips else
+          f"clips: no recorded clips in {human} (FRAMEGRAPH_HUMAN_AUDIO or --human names a folder of WAVs)", flush=True)
+    print(f"clips: configs/audio/question.wav and {len(QUESTIONS)} questions spoken by espeak-ng", flush=True)
     question = read_wav(ROOT / "configs" / "audio" / "question.wav", 16000)
     clips.append(Clip("question.wav", question, *speech_span(question)))
     for text in QUESTIONS:

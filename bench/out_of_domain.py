@@ -30,7 +30,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSISTANT = ROOT / "configs" / "assistant.yaml"
-HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
+#: Recorded human clips: FRAMEGRAPH_HUMAN_AUDIO, as every bench (bench/listening_kit.py); none on a fresh clone.
+HUMAN_AUDIO = Path(os.environ.get("FRAMEGRAPH_HUMAN_AUDIO", ROOT.parent / "shared" / "audio" / "human"))
 VOICES = ("en-us", "en-us+f3", "en")
 RATES = (140, 175, 220)
 OUT_OF_DOMAIN_SENTENCES = (
@@ -102,8 +103,9 @@ async def main() -> None:
         tmp = Path(tmp)
         config = assistant_config(tmp, check=not args.no_check)
         out_of_domain = [(clip.stem, clip) for clip in sorted(args.audio.glob("*.wav"))]
-        if not out_of_domain:
-            print(f"(no human clips in {args.audio}: espeak sentences only)")
+        print(f"clips: {len(out_of_domain)} recorded clips from {args.audio}" if out_of_domain else
+              f"clips: no recorded clips in {args.audio} (FRAMEGRAPH_HUMAN_AUDIO or --audio names a folder of WAVs): "
+              "espeak sentences only", flush=True)
         for i, sentence in enumerate(OUT_OF_DOMAIN_SENTENCES):
             write_wav(tmp / f"ood{i}.wav", await synthesize_pcm(sentence, sample_rate=16000))
             out_of_domain.append((f"espeak: {sentence}", tmp / f"ood{i}.wav"))

@@ -1,6 +1,7 @@
 """Word error rate and real-time factor of the pocketsphinx STT on the human clips.
 
-Each ``X.wav`` in ../shared/audio/human (16 kHz mono) is decoded as the agent
+Each ``X.wav`` in ``FRAMEGRAPH_HUMAN_AUDIO`` (default ../shared/audio/human;
+without clips, sentences spoken by espeak-ng, bench/listening_kit.py) is decoded as the agent
 decodes it: streamed in 20 ms chunks through the same decoder settings, then
 ended. Reported per clip and overall: the hypothesis, word errors against
 ``X.txt``, the real-time factor (decoding CPU seconds per second of audio)
@@ -14,13 +15,15 @@ Written forms are normalized before scoring ("mr" is "mister").
 """
 
 import argparse
+import asyncio
+import re
 import time
-import wave
 from pathlib import Path
+
+from listening_kit import HUMAN_AUDIO, bench_clips
 
 from processors.stt.decoder_host import OPEN_PASS_BEAMS, decoder_kwargs
 
-HUMAN_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "human"
 CHUNK_BYTES = 640  # 20 ms at 16 kHz
 NORMALIZE = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
 
@@ -37,7 +40,7 @@ def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
 
 def normalize(text: str) -> list[str]:
     """Lower-case words with written forms spelled out."""
-    return [NORMALIZE.get(w, w) for w in text.lower().split()]
+    return [NORMALIZE.get(w, w) for w in re.sub(r"[^\w\s']", " ", text.lower()).split()]
 
 
 def decode(decoder, pcm: bytes) -> tuple[str, float, float]:
@@ -62,27 +65,24 @@ def main() -> None:
     args = parser.parse_args()
     from pocketsphinx import Decoder
 
-    clips = sorted(args.audio.glob("*.wav"))
+    clips = [clip for clip in asyncio.run(bench_clips(args.audio)) if clip.text]
     if not clips:
-        raise SystemExit(f"no clips in {args.audio}")
+        raise SystemExit(f"no clip in {args.audio} has its words (X.txt beside X.wav)")
     beams = OPEN_PASS_BEAMS["fast"] if args.open_pass else {}
     decoder = Decoder(**decoder_kwargs({"max_hmm_per_frame": args.max_hmm_per_frame, "accurate": args.accurate}), **beams)
     errors = words = 0
     cpu_total = audio_total = 0.0
     finals = []
     for clip in clips:
-        with wave.open(str(clip)) as w:
-            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (16000, 1, 2):
-                raise SystemExit(f"{clip}: expected 16 kHz mono 16-bit PCM")
-            pcm = w.readframes(w.getnframes())
-        reference = normalize(clip.with_suffix(".txt").read_text())
+        pcm = clip.pcm
+        reference = normalize(clip.text)
         text, cpu, final = decode(decoder, pcm)
         clip_errors = edit_distance(reference, normalize(text))
         duration = len(pcm) / 32000
         errors, words = errors + clip_errors, words + len(reference)
         cpu_total, audio_total = cpu_total + cpu, audio_total + duration
         finals.append(final)
-        print(f"{clip.stem:10} {duration:5.2f}s  WER {clip_errors / len(reference):5.1%}  "
+        print(f"{clip.name:10} {duration:5.2f}s  WER {clip_errors / len(reference):5.1%}  "
               f"RTF {cpu / duration:.3f}  final {final * 1000:4.0f} ms  | {text}")
     mode = ("accurate" if args.accurate else "fast") + (", open-pass beams" if args.open_pass else "")
     print(f"\n{mode}, max_hmm_per_frame={args.max_hmm_per_frame}: WER {errors / words:.1%} "

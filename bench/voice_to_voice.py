@@ -32,8 +32,8 @@ from listening_kit import (
     Clip,
     Feeder,
     Timeline,
+    bench_clips,
     load_bench_agent,
-    load_clips,
     percentile,
     process_tree_cpu_secs,
     process_tree_pss_mib,
@@ -172,7 +172,7 @@ async def main() -> None:
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
     random.seed(args.seed)
-    clips = load_clips()
+    clips = await bench_clips()
     agent_spec = load_bench_agent(args.config, args.keep_grammar)
     print("clips (speech onset-end from energy): " + ", ".join(f"{c.name} {c.onset:.2f}-{c.end:.2f}s" for c in clips))
     pss_by_count = {}

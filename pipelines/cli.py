@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
-from loguru import logger
-
+from pipelines import logs
 from pipelines.registry import KINDS
 
 #: Modules that add a subcommand through ``add_parser(subparsers)``.
@@ -30,6 +29,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.interruptions.check",
     "processors.tts.say",
 )
+
+
+#: Commands that serve agents: they log at INFO (start-up progress, sessions); the others (eval: the harness speaks) at WARNING.
+AGENT_COMMANDS = ("run", "serve")
+
+
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after a command that serves (``framegraph serve FILE -v``), as before it (``framegraph -v serve``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, worker processes included (default: INFO: start-up progress, sessions)")
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -151,6 +160,7 @@ def add_run(sub) -> None:
     p.add_argument("--host", help="address a serving transport listens on")
     p.add_argument("--port", type=int, help="port a serving transport listens on")
     p.add_argument("--realtime", action="store_true", help="file transport: run at the audio's real speed")
+    add_verbose_option(p)
     add_set_option(p)
     p.set_defaults(func=cmd_run)
 
@@ -175,9 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if args.verbose else ("INFO" if args.command == "run" else "WARNING"))
-    from pipelines.errors import ConfigErrors
+    logs.configure("DEBUG" if args.verbose else ("INFO" if args.command in AGENT_COMMANDS else "WARNING"))
+    from pipelines.errors import CannotStart, ConfigErrors, escape
 
     try:
         code = args.func(args)
@@ -186,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigErrors as e:
         # Problems only found while building (a missing key file, a model path).
         print_errors(e)
+        return 1
+    except CannotStart as e:
+        print(f"error: {escape(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -95,11 +95,10 @@ class ConfigErrors(Exception):
 
 
 class CannotStart(RuntimeError):
-    """An agent that cannot start for a reason its user must fix (no room to join, a service refused it).
+    """An agent cannot start here (no room to join, no network, no device, a service refused it); the message says what to fix.
 
-    The message is one line that says what to fix; ``framegraph run`` prints
-    it and exits 1 instead of a traceback. Transports and processors raise
-    subclasses of it (``transports.daily.DailyError``).
+    ``framegraph`` prints it as one line and exits 1, as it does a config problem.
+    Transports and processors raise subclasses of it (``transports.daily.DailyError``).
     """
 
 

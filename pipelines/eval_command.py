@@ -8,10 +8,18 @@ with the harness's status. The harness speaks JSON RTVI, which the WebSocket
 transport negotiates (``transports.websocket_transport``). Scenarios may name
 framegraph's offline speech (``processors.evals.speech``) as their user's
 voice and their transcriber of the bot's audio.
+
+The harness's logs (``<scenario>.eval.log``) go to ``.framegraph/eval-logs``
+beside the agent's file unless ``--logs-dir`` says where, never into the
+current folder. The harness names the judge LLM of each scenario (Ollama by
+default) even when no expectation asks it anything; the command leaves that
+name out of its ``judge ->`` lines unless a scenario uses a judge (an
+``eval:`` criterion, or a simulation).
 """
 
 import asyncio
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -48,9 +56,36 @@ async def run_eval(agent, scenarios: list[str], *, timeout_secs: int = 30, verbo
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         process = await asyncio.create_subprocess_exec(
             *harness_command(scenarios, bot_url, timeout_secs=timeout_secs, verbose=verbose, logs_dir=logs_dir),
-            env=env,
+            env=env, stdout=asyncio.subprocess.PIPE,
         )
+        judged = uses_a_judge(scenarios)
+        async for line in process.stdout:
+            text = line.decode(errors="replace")
+            print(text if judged else _UNUSED_JUDGE.sub(r"\1", text), end="", flush=True)
         return await process.wait()
+
+
+#: A harness line naming the judge LLM: ``judge -> modality: text | eval: ollama/gemma4:12b``.
+_UNUSED_JUDGE = re.compile(r"^(\s*judge\s*->.*?)\s*\|\s*eval: \S+")
+
+
+def uses_a_judge(scenarios: list[str]) -> bool:
+    """Whether any scenario in these files or folders asks the judge LLM anything (``eval:``, or a simulation)."""
+    from pipecat.evals.scenario import EvalScenarioFile
+    from pipecat.evals.script import EvalScriptScenario
+
+    files = [f for s in map(Path, scenarios) for f in (sorted(s.rglob("*.yaml")) if s.is_dir() else [s])]
+    for file in files:
+        try:
+            loaded = EvalScenarioFile.load(file)
+        except (ValueError, OSError):
+            return True  # the harness reports the file; keep its lines as they are
+        for scenario in loaded.scenarios:
+            if not isinstance(scenario, EvalScriptScenario):
+                return True  # a simulation: the judge decides its goal
+            if any(e.eval for turn in scenario.turns for e in turn.expect):
+                return True
+    return False
 
 
 def cmd_eval(args) -> int:
@@ -63,8 +98,9 @@ def cmd_eval(args) -> int:
     if missing:
         print(f"no such scenario file or folder: {', '.join(missing)}", file=sys.stderr)
         return 1
+    logs_dir = args.logs_dir or str(agent.config_dir / ".framegraph" / "eval-logs")
     return asyncio.run(run_eval(agent, args.scenarios, timeout_secs=args.timeout, verbose=args.verbose,
-                                logs_dir=args.logs_dir))
+                                logs_dir=logs_dir))
 
 
 def add_parser(subparsers) -> None:
@@ -80,6 +116,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="pipecat scenario files or folders of them")
     p.add_argument("-t", "--timeout", type=int, default=30, help="seconds per expectation without its own within_ms (default 30)")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per turn and expectation")
-    p.add_argument("--logs-dir", help="where the harness writes <scenario>.eval.log (default: the current folder)")
+    p.add_argument("--logs-dir", help="where the harness writes <scenario>.eval.log (default: .framegraph/eval-logs beside FILE)")
     add_set_option(p)
     p.set_defaults(func=cmd_eval)

@@ -14,7 +14,6 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
 from pipelines.builder import build_agent
-from pipelines.errors import CannotStart, escape
 from pipelines.validate import Agent
 
 
@@ -55,8 +54,5 @@ async def run_agent(agent: Agent, options: RunOptions | None = None) -> None:
 
 
 def run(agent: Agent, options: RunOptions | None = None) -> None:
-    """Blocking entry point for the CLI; an agent that cannot start exits 1 with its one-line reason."""
-    try:
-        asyncio.run(run_agent(agent, options))
-    except CannotStart as e:
-        raise SystemExit(f"error: {escape(str(e))}") from None
+    """Blocking entry point for the CLI (which prints a ``CannotStart`` as one line)."""
+    asyncio.run(run_agent(agent, options))

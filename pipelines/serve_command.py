@@ -64,7 +64,7 @@ def _positive(kind):
 
 def add_parser(subparsers) -> None:
     """Adds ``framegraph serve``."""
-    from pipelines.cli import add_set_option
+    from pipelines.cli import add_set_option, add_verbose_option
     from pipelines.server.options import ServerOptions
 
     d = ServerOptions()
@@ -80,7 +80,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 7860)")
     p.add_argument("--store", help="sessions: a SQLite file path or redis://HOST:PORT/DB "
-                   "(default: .framegraph/sessions.db next to the first FILE)")
+                   "(default: .framegraph/sessions-PORT.db next to the first FILE: one per port)")
     p.add_argument("--api-key", help="bearer key of the REST API (prefer --api-key-env: a command line is visible to other users)")
     p.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key "
                    "(Authorization: Bearer KEY on the REST API; media routes take the session's token)")
@@ -112,5 +112,6 @@ def add_parser(subparsers) -> None:
                    help="processes that run sessions, each on its own core, behind one front process that "
                    "places each new session on the least-loaded one (default: the machine's cores, "
                    f"{os.cpu_count()} here); 1 runs them in the server's own process (docs/scale.md)")
+    add_verbose_option(p)
     add_set_option(p)
     p.set_defaults(func=cmd_serve)

@@ -103,18 +103,10 @@ class _Validator:
             spec = AgentSpec.model_validate(data)
         except ValidationError as e:
             self.pydantic_errors(e, (), AgentSpec)
-            spec = None
-        if spec is None:
+            self.check_parts(data, e)
             return None
         transport = self.component("transport", ("transport",), spec.transport, "transport")
-        processors = {}
-        for pid, block in spec.processors.items():
-            if pid in RESERVED_IDS:
-                self.error(("processors", pid), f"'{pid}' is reserved for the transport or the context", at_key=True)
-                continue
-            component = self.component(pid, ("processors", pid), block, "processor")
-            if component:
-                processors[pid] = component
+        processors = self.processors(spec.processors)
         steps = self.steps(spec.pipeline, ("pipeline",), nested=False)
         context = self.context(spec, steps)
         self.graph_rules(spec, steps)
@@ -123,6 +115,45 @@ class _Validator:
         if self.errors:
             return None
         return Agent(spec, self.loaded.path, transport, context, processors, steps)
+
+    def processors(self, blocks: dict[str, TypedBlock]) -> dict[str, Component]:
+        """Each declared processor resolved to its type and validated params (reserved ids refused)."""
+        processors = {}
+        for pid, block in blocks.items():
+            if pid in RESERVED_IDS:
+                self.error(("processors", pid), f"'{pid}' is reserved for the transport or the context", at_key=True)
+                continue
+            component = self.component(pid, ("processors", pid), block, "processor")
+            if component:
+                processors[pid] = component
+        return processors
+
+    def check_parts(self, data: dict, failed: ValidationError) -> None:
+        """After the spec's own structure failed, checks its parts that are whole, so every problem shows at once.
+
+        A top-level key with an error of its own (an unknown key, a wrong
+        ``version``) is left out, and so is a processor whose block is
+        malformed; the transport, the other processors, the context and the
+        pipeline are still checked. Graph rules run when the processors and
+        the pipeline are both well formed, counting a malformed processor as
+        declared, so a broken block never makes a false "not declared" error.
+        """
+        bad = {err["loc"][0] for err in failed.errors() if err["loc"]}
+        bad_ids = {err["loc"][1] for err in failed.errors() if err["loc"][:1] == ("processors",) and len(err["loc"]) > 1}
+        if "transport" not in bad:
+            self.component("transport", ("transport",), TypedBlock.model_validate(data["transport"]), "transport")
+        raw = data.get("processors", {}) if "processors" not in bad or bad_ids else None
+        blocks = {pid: TypedBlock.model_validate(block) for pid, block in raw.items() if pid not in bad_ids} \
+            if isinstance(raw, dict) else {}
+        self.processors(blocks)
+        if "pipeline" in bad or not isinstance(raw, dict):
+            return
+        steps = self.steps(data["pipeline"], ("pipeline",), nested=False)
+        declared = {pid: blocks.get(pid) for pid in raw}
+        if "context" not in bad:
+            context = ContextBlock.model_validate(data["context"]) if data.get("context") is not None else None
+            self.context(AgentSpec.model_construct(context=context), steps)
+        self.graph_rules(AgentSpec.model_construct(processors=declared), steps)
 
     def component(self, cid: str, loc: tuple, block: TypedBlock, kind: str) -> Component | None:
         info = self.registry.get(kind, block.type)

@@ -9,7 +9,10 @@ extras="speech"
 packages=()
 if [[ "${1:-}" == "--test" ]]; then
     extras="speech,test"
-    packages=(graphviz chromium chromium-driver redis-server)
+    # pulseaudio (+ its utils and ALSA plugin): virtual sound devices for the local transport's test;
+    # portaudio19-dev, gcc and python3-dev build PyAudio (the `local` extra; it has no Linux wheel).
+    packages=(graphviz chromium chromium-driver redis-server pulseaudio pulseaudio-utils libasound2-plugins
+              portaudio19-dev gcc python3-dev)
 fi
 
 missing=()

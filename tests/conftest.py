@@ -1,12 +1,34 @@
 """Shared test helpers."""
 
+import os
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from redis_kit import redis_server
+
+from pipelines.logs import LEVEL_ENV, to_stderr
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
+
+# loguru's default handler holds the stderr of the moment loguru was imported: under pytest, the
+# session's capture, which is closed at the end; a line logged after that (a worker or decoder
+# process ending at teardown) printed "Logging error in Loguru Handler ... I/O operation on closed
+# file". The same handler (DEBUG, stderr), writing to stderr as it is when each line is logged.
+logger.remove()
+logger.add(to_stderr, level="DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def _log_level_ends_with_the_test():
+    """A command run in process (``main``) exports its log level for the processes it starts; not past its test."""
+    before = os.environ.get(LEVEL_ENV)
+    yield
+    if before is None:
+        os.environ.pop(LEVEL_ENV, None)
+    else:
+        os.environ[LEVEL_ENV] = before
 
 
 @pytest.fixture

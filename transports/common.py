@@ -1,7 +1,10 @@
-"""Params every audio transport shares, and the video out a processor asks for."""
+"""Params every audio transport shares, the video out a processor asks for, and importing an optional pipecat transport."""
 
+from importlib import import_module
+from types import ModuleType
 from typing import Literal
 
+from loguru import logger
 from pydantic import Field
 
 from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
@@ -42,3 +45,21 @@ def video_io(video_out: VideoOut | None) -> dict:
         return {}
     return dict(video_out_enabled=True, video_out_is_live=False, video_out_width=video_out.width,
                 video_out_height=video_out.height, video_out_framerate=video_out.fps)
+
+
+def import_optional_transport(module: str) -> ModuleType:
+    """Imports an optional pipecat transport module (daily, local) without pipecat's own install advice.
+
+    pipecat logs two ERROR lines when its transport's SDK is missing, with an
+    install command of its own (``uv add "pipecat-ai[daily]"``); framegraph's
+    one-line error (``missing_extra``) names the framegraph extra instead, so
+    a user sees one command, not two different ones.
+
+    Raises:
+        ImportError: the SDK (or pipecat's module) is not installed.
+    """
+    logger.disable(module)
+    try:
+        return import_module(module)
+    finally:
+        logger.enable(module)

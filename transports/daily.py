@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipelines.errors import CannotStart, missing_extra
 from pipelines.registry import BuildContext, TypeInfo
-from transports.common import AudioTransportParams, video_io
+from transports.common import AudioTransportParams, import_optional_transport, video_io
 
 ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_API_KEY"
 
@@ -38,7 +38,7 @@ class DailyRoomParams(AudioTransportParams):
 
 
 class DailyError(CannotStart):
-    """The agent cannot be in a Daily room; the message says what to fix."""
+    """The agent cannot be in a Daily room; the message says what to fix (``framegraph run`` prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,10 @@ def make_daily_transport(params: DailyRoomParams, ctx: BuildContext):
     if room is None:
         raise nothing_to_join()
     try:
-        from pipecat.transports.daily.transport import DailyParams, DailyTransport
+        daily = import_optional_transport("pipecat.transports.daily.transport")
     except ImportError as e:
         raise missing_extra("transport", "daily", e) from None
+    DailyParams, DailyTransport = daily.DailyParams, daily.DailyTransport
     return DailyTransport(
         room.url,
         room.token,

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from pipelines.errors import missing_extra
 from pipelines.registry import BuildContext, TypeInfo
-from transports.common import AudioTransportParams
+from transports.common import AudioTransportParams, import_optional_transport
 
 
 class LocalParams(AudioTransportParams):
@@ -21,11 +21,11 @@ class LocalParams(AudioTransportParams):
 def make_local_transport(params: LocalParams, ctx: BuildContext):
     """pipecat's local audio transport on the chosen (or default) devices."""
     try:
-        from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
+        local = import_optional_transport("pipecat.transports.local.audio")
     except ImportError as e:
         raise missing_extra("transport", "local", e, "PyAudio, and PortAudio from your system: apt-get install portaudio19-dev") from None
-    return LocalAudioTransport(
-        LocalAudioTransportParams(
+    return local.LocalAudioTransport(
+        local.LocalAudioTransportParams(
             **params.audio_io(),
             input_device_index=params.input_device_index,
             output_device_index=params.output_device_index,

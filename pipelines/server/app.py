@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from loguru import logger
 from starlette.middleware.cors import CORSMiddleware
 
+from pipelines import logs
 from pipelines.registry import default_registry
 from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
 from pipelines.server.manager import SessionManager
@@ -27,9 +28,15 @@ from pipelines.sessions.store import SessionStore, StoreUnavailable, store_for
 from pipelines.validate import Agent, Component
 
 
-def default_store(agent: Agent) -> str:
-    """The SQLite file a server keeps its sessions in when no ``--store`` is given."""
-    return str(Path(agent.config_dir) / ".framegraph" / "sessions.db")
+def default_store(agent: Agent, port: int | None = None) -> str:
+    """The SQLite file a server keeps its sessions in when no ``--store`` is given.
+
+    Keyed by the port the server was asked for (``serve`` resolves it), so two
+    servers started from one folder on two ports keep their sessions and
+    dashboards apart instead of silently sharing them.
+    """
+    port = getattr(agent.transport.params, "port", None) if port is None else port
+    return str(Path(agent.config_dir) / ".framegraph" / (f"sessions-{port}.db" if port is not None else "sessions.db"))
 
 
 def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, SessionManager]:
@@ -41,7 +48,7 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
         if agent.spec.name in by_name:
             raise ValueError(f"two agents are named {agent.spec.name!r}; give each file its own name")
         by_name[agent.spec.name] = agent
-    location = options.store or default_store(agents[0])
+    location = options.store or default_store(agents[0], options.port)
     if not location.startswith(("redis://", "rediss://", "unix://")):
         folder = Path(location.removeprefix("sqlite://")).parent
         try:
@@ -119,6 +126,8 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
     """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
     if not isinstance(options, ServerOptions):
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
+    if options.store is None:  # resolved here: worker processes listen on other ports
+        options = replace(options, store=default_store(agents[0], options.port))
     config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     await usable_store(target.store)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
@@ -129,7 +138,8 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
         names = ", ".join(repr(a.spec.name) for a in agents)
         if options.workers > 1:
             names += f" in {options.workers} worker processes"
-        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/); Ctrl-C stops", flush=True)
+        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/), ready in "
+              f"{logs.since_start():.1f} s; Ctrl-C stops", flush=True)
         await serving
 
 

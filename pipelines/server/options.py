@@ -18,7 +18,7 @@ class ServerOptions:
         host: Address to listen on (None: the first agent's transport host).
         port: Port (None: the first agent's transport port; 0: any free port).
         store: ``--store``: a SQLite file path or a ``redis://`` URL; None: a
-            SQLite file ``sessions.db`` in the first agent's folder's ``.framegraph``.
+            SQLite file ``sessions-PORT.db`` in the first agent's folder's ``.framegraph``.
         api_key: Bearer key of the REST API (media routes take the session's token).
         max_sessions: Live sessions (STARTING or connected) at most; past it, 503 + Retry-After.
         grace_s: How long a dropped session stays resumable.

@@ -62,12 +62,17 @@ def warm(agents: list[Agent]) -> None:
     from pipelines.testing import AgentHarness
     from processors.stt.decoder_pool import decoder_host
 
+    name = multiprocessing.current_process().name
     for agent in agents:
+        at = time.monotonic()
         built = AgentHarness(agent).built  # built on the synthetic transport, never started
-        for processor in built.processors.values():
+        logger.info(f"{name}: built {agent.spec.name!r} (its models loaded) in {time.monotonic() - at:.1f} s")
+        for pid, processor in built.processors.items():
             config = getattr(processor, "_host_config", None)
             if config is not None:
+                at = time.monotonic()
                 decoder_host(config)
+                logger.info(f"{name}: {pid}'s decoder process ready in {time.monotonic() - at:.1f} s")
 
 
 def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:
@@ -173,6 +178,7 @@ class WorkerPool:
         self._tasks.append(asyncio.create_task(self._listen()))
         for worker in self.workers:
             self._spawn(worker)
+        logger.info(f"starting {len(self.workers)} worker processes: each loads its models once")
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), START_TIMEOUT_S)
         self._tasks.append(asyncio.create_task(self._watch()))
 

@@ -4,20 +4,38 @@ transformers on torch runs both, so one pinned CPU torch serves speech and
 chat, and tests build tiny randomly initialised models of the same
 architectures. (faster-whisper would transcribe faster on CPU, but needs
 CTranslate2-converted models and offers no chat model.) Validation checks
-only the params; the factory checks the directory and loads the model.
+the params and that ``model_path`` is a model directory (when the config is a
+file, so relative paths have a folder), so a missing model is an error
+before anything serves; the factory checks again and loads the model.
 """
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from pipelines.errors import ConfigError, ConfigErrors, missing_extra
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
 
 
+def _not_a_model_dir(path: Path) -> str | None:
+    """Why ``path`` is not a transformers model directory, or None when it is one."""
+    if not (path / "config.json").is_file():
+        return f"{path} is not a model directory (no config.json)"
+    return None
+
+
+def _model_dir_exists(value: str, info: ValidationInfo) -> str:
+    """Checks ``model_path`` names a model directory, relative to the config's folder (given in the context)."""
+    config_dir = (info.context or {}).get("config_dir")
+    if config_dir is not None and (problem := _not_a_model_dir(Path(config_dir) / value)):
+        raise ValueError(problem)
+    return value
+
+
 class LocalModelParams(Params):
-    model_path: str = Field(min_length=1, description="model directory (relative to the config), e.g. a downloaded whisper-tiny.en")
+    model_path: Annotated[str, AfterValidator(_model_dir_exists)] = Field(min_length=1, description="model directory (relative to the config), e.g. a downloaded whisper-tiny.en")
     max_new_tokens: int = Field(128, gt=0, le=100_000, description="longest output, in tokens")
     threads: int | None = Field(None, gt=0, le=1024, description="torch threads (default: torch's own)")
 
@@ -36,9 +54,8 @@ class LocalChatParams(LocalModelParams):
 
 def _model_dir(params: LocalModelParams, ctx) -> str:
     path = Path(ctx.config_dir) / params.model_path
-    if not (path / "config.json").is_file():
-        raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.model_path",
-                                        f"{path} is not a model directory (no config.json)")])
+    if problem := _not_a_model_dir(path):
+        raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.model_path", problem)])
     return str(path)
 
 

@@ -26,6 +26,10 @@ _SUFFIX = {"stt": "STTService", "tts": "TTSService", "llm": "LLMService"}
 _EXTRA = re.compile(r"pipecat-ai\[([a-z0-9_-]+)\]")
 #: Constructor parameters every catalogue type handles itself, or that take Python objects.
 _HANDLED = {"self", "settings", "api_key", "name"}
+#: Providers whose ``api_key`` defaults to None in pipecat but whose client SDK refuses to start
+#: without one (the OpenAI SDK, which both use, raises "Missing credentials" even for a local base_url):
+#: for them an unset key is a validation error, as ``framegraph check`` would find it when building.
+CLIENT_NEEDS_KEY = frozenset({"openai", "perplexity"})
 
 
 @dataclass
@@ -297,6 +301,7 @@ def read_module(provider: str, kind: str, module: str) -> list[ServiceInfo]:
         if not inits:
             continue
         takes_key, key_required = _api_key(inits)
+        key_required = key_required or (takes_key and provider in CLIENT_NEEDS_KEY)
         settings, settings_docs = _service_class_settings(module, cls)
         services.append(ServiceInfo(
             module=module,
