@@ -43,10 +43,23 @@ from pipelines.runner import run_worker
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
+from pipelines.server.stored_settings import (
+    pending_changes,
+    with_applied,
+    with_failed,
+    with_pending,
+)
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
-from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
+from pipelines.sessions.settings_gate import (
+    AppliedChange,
+    FailedChange,
+    SettingsChange,
+    SettingsChangeFrame,
+    new_change_id,
+)
+from pipelines.sessions.settings_model import SettingsModel
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.validate import Agent, Component
 from transports.client_messages import message as client_message
@@ -61,6 +74,15 @@ class Full(Exception):
 
 class Refused(Exception):
     """The request cannot be served for this session (its state, its agent); the message says why."""
+
+
+@dataclass(frozen=True)
+class SettingsOutcome:
+    """What a settings change's caller is told: applied now or held, its id, and every change still waiting."""
+
+    applied: bool
+    change_id: str
+    pending: list[str]
 
 
 @dataclass
@@ -87,6 +109,8 @@ class LiveSession:
     connected_once: bool = False
     #: Latencies measured since the last stored turn, by name.
     latencies: dict = field(default_factory=dict)
+    #: The session's stored settings object as this server keeps it (docs: pipelines.server.stored_settings).
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.events = deque(maxlen=self.kept_events)
@@ -120,6 +144,8 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
+        #: What runtime settings each agent's services take, by agent name (learnt from a build).
+        self._settings_models: dict[str, SettingsModel] = {}
         #: The URL other servers send this server's clients to (set once bound when not given).
         self.url = options.advertise_url
         self.housekeeper = Housekeeper(
@@ -317,6 +343,9 @@ class SessionManager:
         try:
             session = await self.store.get(live.id)
             built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            if built.settings_gate is not None:
+                self._settings_models[live.agent.spec.name] = built.settings_gate.model
+            session = session.model_copy(update={"settings": await self._restored_settings(live, session, built)})
             persisted = restore_context(built, session)
             self._watch(live, built, session, persisted)
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
@@ -351,20 +380,51 @@ class SessionManager:
                 del self.live[session_id]
         return True
 
-    async def change_settings(self, session_id: str, change: SettingsChange) -> bool:
-        """Applies ``change`` now, or holds it until the running response ends; True when applied now.
+    async def change_settings(self, session_id: str, change: SettingsChange) -> SettingsOutcome:
+        """Applies ``change`` now, or queues it until the running response ends; says which, with its id.
 
-        A session without a running worker stores it for its next connection.
+        A session without a running worker takes it as its settings for its
+        next connection. Every change is checked against the agent's services
+        first; a held one is stored as pending before the caller is told.
+
+        Raises:
+            SessionNotFound: No such session. Refused: The agent has no LLM.
+            BadSettings: A field the agent's services do not take (named, with the allowed ones).
+            SettingsNotApplied: Applying it failed; the old settings stay.
         """
         live = self.live.get(session_id)
         gate = live.built.settings_gate if live is not None and live.built is not None else None
         if live is not None and live.built is not None and gate is None:
             raise Refused("this agent has no LLM to change settings of")
+        change_id = new_change_id()
         if gate is None:
             session = await self.store.get(session_id)
-            await self.store.set_settings(session_id, merge_settings(session.settings, change))
-            return True
-        return await gate.submit(change)
+            agent = self.agents.get(session.agent)
+            if agent is None:
+                raise Refused(f"this server does not run agent {session.agent!r}")
+            self.settings_model(agent).check(change)
+            now = time.time()
+            settings = with_applied(session.settings, AppliedChange(change, now, now, held=False, change_ids=(change_id,)))
+            await self.store.set_settings(session_id, settings)
+            return SettingsOutcome(True, change_id, [p.id for p in pending_changes(settings)])
+        if await gate.submit(change, change_id):
+            return SettingsOutcome(True, change_id, [p.id for p in gate.pending])
+        # Held: queued in the stored settings (no await since the gate took it) before the caller hears "held".
+        live.settings = with_pending(live.settings, next(p for p in gate.pending if p.id == change_id))
+        await self.store.set_settings(session_id, live.settings)
+        return SettingsOutcome(False, change_id, [p.id for p in gate.pending])
+
+    def settings_model(self, agent: Agent) -> SettingsModel:
+        """What runtime settings ``agent``'s services take (built once on the synthetic transport if no session built it)."""
+        model = self._settings_models.get(agent.spec.name)
+        if model is None:
+            from pipelines.registry import default_registry
+
+            synthetic = default_registry().get("transport", "synthetic")
+            built = build_agent(agent, transport=Component("transport", synthetic, synthetic.params()), settings_gate=True)
+            model = built.settings_gate.model if built.settings_gate is not None else SettingsModel()
+            self._settings_models[agent.spec.name] = model
+        return model
 
     def refused_message(self, live: LiveSession, reason: str) -> None:
         """One refused client message: counted, summarized, and the connection closed past the junk limit."""
@@ -380,7 +440,6 @@ class SessionManager:
     def _watch(self, live: LiveSession, built: BuiltAgent, session: Session, persisted: int) -> None:
         transport = built.transport
         agent = live.agent.spec.name
-        applied_settings = dict(session.settings)
         state = {"persisted": persisted}
 
         @transport.event_handler("on_client_connected")
@@ -417,27 +476,59 @@ class SessionManager:
                 await self._quietly(self.store.append(live.id, new, turn=True, latencies=latencies or None))
 
         if built.settings_gate is not None:
+            self._watch_settings(live, built.settings_gate)
 
-            @built.settings_gate.event_handler("on_settings_applied")
-            async def _applied(gate, applied: AppliedChange):
-                applied_settings.update(merge_settings(applied_settings, applied.change))
-                live.event("settings-applied", "held until the response ended" if applied.held else "at once")
-                await self._quietly(self.store.set_settings(live.id, applied_settings))
-                # The client is told (an RTVI server message, in order with the bot's output).
-                told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
-                        "change": applied.change.model_dump(exclude_none=True)}
-                await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+    def _watch_settings(self, live: LiveSession, gate: Any) -> None:
+        """Stores and announces what becomes of each change (an RTVI server message, in order with the bot's output)."""
 
-            stored = {k: v for k, v in session.settings.items() if k in ("llm", "tts")}
-            if stored:
-                self._spawn(self._reapply(live, SettingsChange(**stored)))
+        @gate.event_handler("on_settings_applied")
+        async def _applied(gate, applied: AppliedChange):
+            live.settings = with_applied(live.settings, applied)
+            live.event("settings-applied", ("held until the response ended" if applied.held else "at once")
+                       + f" ({', '.join(applied.change_ids)})")
+            await self._quietly(self.store.set_settings(live.id, live.settings))
+            told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
+                    "change": applied.change.model_dump(exclude_none=True), "change_ids": list(applied.change_ids)}
+            await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+
+        @gate.event_handler("on_settings_failed")
+        async def _failed(gate, failed: FailedChange):
+            live.settings = with_failed(live.settings, failed.change_ids, failed.error, time.time())
+            live.event("settings-failed", f"{', '.join(failed.change_ids)}: {failed.error}")
+            await self._quietly(self.store.set_settings(live.id, live.settings))
+            await self._quietly(self.store.record_error(live.id, f"settings not applied: {failed.error}"))
+            told = {"type": "settings-failed", "change_ids": list(failed.change_ids), "error": failed.error}
+            await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+
+        stored = {k: v for k, v in live.settings.items() if k in ("llm", "tts")}
+        if stored:
+            self._spawn(self._reapply(live, SettingsChange(**stored)))
+
+    async def _restored_settings(self, live: LiveSession, session: Session, built: BuiltAgent) -> dict:
+        """The settings a (re)connecting session runs with: its stored ones, pending changes folded in,
+        and every stored field the agent's services cannot take dropped with a logged reason."""
+        settings, now = dict(session.settings), time.time()
+        for pending in pending_changes(settings):
+            settings = with_applied(settings, AppliedChange(pending.change, pending.requested_at, now, held=True,
+                                                            change_ids=(pending.id,)))
+        if built.settings_gate is not None:
+            kept, dropped = built.settings_gate.model.usable(settings)
+            settings = {**{k: v for k, v in settings.items() if k not in ("llm", "tts")}, **kept}
+            for why in dropped:
+                logger.warning(f"session {live.id}: a stored setting cannot be applied and is dropped: {why}")
+                live.event("settings-dropped", why)
+                await self._quietly(self.store.record_error(live.id, f"stored setting dropped: {why}"))
+        if settings != session.settings:
+            await self._quietly(self.store.set_settings(live.id, settings))
+        live.settings = settings
+        return settings
 
     async def _reapply(self, live: LiveSession, change: SettingsChange) -> None:
         """Applies a resumed session's stored LLM/TTS settings once its worker runs."""
         while live.worker is not None and not live.state == "connected":
             await asyncio.sleep(0.05)
         if live.worker is not None:
-            await live.worker.queue_frame(SettingsChangeFrame(change=change))
+            await live.worker.queue_frame(SettingsChangeFrame(change=change, change_id="resume-" + new_change_id()))
 
     async def _release(self, live: LiveSession) -> None:
         """The connection ended: frees the slot and records DISCONNECTED (or ENDED when deleted)."""
@@ -539,18 +630,6 @@ def restore_context(built: BuiltAgent, session: Session) -> int:
     return len(session.messages)
 
 
-def merge_settings(settings: dict, change: SettingsChange) -> dict:
-    """``settings`` with ``change`` laid over it (what a resumed session applies again)."""
-    merged = dict(settings)
-    for key in ("llm", "tts"):
-        value = getattr(change, key)
-        if value is not None:
-            merged[key] = {**merged.get(key, {}), **value}
-    if change.system_prompt is not None:
-        merged["system_prompt"] = change.system_prompt
-    return merged
-
-
 def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     """``agent`` with persona ``variables`` laid over its context's (checked against its prompt).
 
@@ -570,4 +649,6 @@ def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     except ValueError as e:
         raise Refused(f"variables: {e}") from None
     params = context.params.model_copy(update={"variables": merged})
-    return replace(agent, context=Component(context.id, context.type, params))
+    # The spec's context block too: factories (the scripted LLM's rules) read the variables from it.
+    spec = agent.spec.model_copy(update={"context": agent.spec.context.model_copy(update={"variables": merged})})
+    return replace(agent, spec=spec, context=Component(context.id, context.type, params))
