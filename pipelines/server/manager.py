@@ -40,6 +40,8 @@ from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.runner import run_worker
+from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
+from pipelines.server.admission import Slots
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
@@ -66,10 +68,6 @@ from transports.client_messages import message as client_message
 
 KEPT_FINISHED = 100
 """Finished live entries kept for ``sessions`` (people and tests look at their events)."""
-
-
-class Full(Exception):
-    """No slot for a new live session; the message says whose limit."""
 
 
 class Refused(Exception):
@@ -106,6 +104,8 @@ class LiveSession:
     close_peer: Any = None
     #: Created here (not resumed): ends, rather than waits for a resume, when no client ever connects.
     fresh: bool = False
+    #: Whether it holds one of the server's slots (``Slots``), given back once when it leaves ``live``.
+    holds_slot: bool = False
     connected_once: bool = False
     #: Latencies measured since the last stored turn, by name.
     latencies: dict = field(default_factory=dict)
@@ -142,6 +142,8 @@ class SessionManager:
         self.server_id = server_id
         self.metrics = SessionMetrics()
         self.live: dict[str, LiveSession] = {}
+        #: The server's live-session count (shared by its worker processes when it has several).
+        self.slots: Slots = options.slots or Slots.local(list(agents))
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
         #: What runtime settings each agent's services take, by agent name (learnt from a build).
@@ -151,7 +153,7 @@ class SessionManager:
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
             grace_s=options.grace_s, server_info=lambda: {
-                "live": str(len(self.live)), "capacity": str(options.max_sessions), "url": self.url or ""},
+                "live": str(self.slots.total()), "capacity": str(options.max_sessions), "url": self.url or ""},
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -190,11 +192,8 @@ class SessionManager:
 
     def full(self, agent: Agent | None = None) -> str | None:
         """Why a new session of ``agent`` (the only one by default) would be refused now, or None."""
-        try:
-            self._admit(agent or next(iter(self.agents.values())))
-        except Full as e:
-            return str(e)
-        return None
+        agent = agent or next(iter(self.agents.values()))
+        return self.slots.would_take(agent.spec.name, self.options.max_sessions, _participants(agent))
 
     # -- admission -------------------------------------------------------------
 
@@ -208,14 +207,21 @@ class SessionManager:
             raise Refused(f"no agent named {name!r}; this server runs: {', '.join(sorted(self.agents))}")
         return self.agents[name]
 
-    def _admit(self, agent: Agent) -> None:
-        """Raises ``Full`` unless a slot is free. Synchronous: the caller reserves before any ``await``."""
-        if len(self.live) >= self.options.max_sessions:
-            raise Full(f"the server runs {len(self.live)} sessions, its limit; try again later")
-        limit = getattr(agent.transport.params, "max_participants", None)
-        mine = sum(s.agent.spec.name == agent.spec.name for s in self.live.values())
-        if limit is not None and mine >= limit:
-            raise Full(f"agent {agent.spec.name!r} is talking to {mine} participants, its limit; try again later")
+    def _admit(self, key: str, live: LiveSession) -> LiveSession:
+        """Takes a slot for ``live`` (``Full`` when none is free: one count for the whole server, atomic
+        across its worker processes) and enters it in ``live`` under ``key``."""
+        self.slots.take(live.agent.spec.name, self.options.max_sessions, _participants(live.agent))
+        live.holds_slot = True
+        self.live[key] = live
+        return live
+
+    def _vacate(self, key: str, live: LiveSession) -> None:
+        """Takes ``live`` out of ``live`` (if it is still there under ``key``) and gives its slot back, once."""
+        if self.live.get(key) is live:
+            del self.live[key]
+        if live.holds_slot:
+            live.holds_slot = False
+            self.slots.give_back(live.agent.spec.name)
 
     async def create(self, agent_name: str | None = None, variables: dict[str, str] | None = None,
                      *, open_once: bool = False) -> tuple[Session, str]:
@@ -226,15 +232,16 @@ class SessionManager:
         """
         agent = self.agent_named(agent_name)
         agent = with_variables(agent, variables or {})
-        self._admit(agent)
         placeholder = new_session_id()
-        self.live[placeholder] = LiveSession(placeholder, agent, self.options.kept_events)  # the slot, before any await
+        held = self._admit(placeholder, LiveSession(placeholder, agent, self.options.kept_events))  # before any await
         try:
             session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables)
-        finally:
-            self.live.pop(placeholder)
+        except BaseException:
+            self._vacate(placeholder, held)
+            raise
+        del self.live[placeholder]
         live = self.live[session.id] = LiveSession(
-            session.id, agent, self.options.kept_events, open_once=open_once, fresh=True
+            session.id, agent, self.options.kept_events, open_once=open_once, fresh=True, holds_slot=True
         )
         self._spawn(self._connect_deadline(live))
         return session, token
@@ -263,8 +270,7 @@ class SessionManager:
         if session_id in self.live:  # another request took it during the await
             raise Refused("the session is being resumed by another connection")
         agent = with_variables(self.agents[session.agent], session.variables)
-        self._admit(agent)
-        live = self.live[session_id] = LiveSession(session_id, agent, self.options.kept_events)
+        live = self._admit(session_id, LiveSession(session_id, agent, self.options.kept_events))
         self._spawn(self._connect_deadline(live))
         return live
 
@@ -376,8 +382,8 @@ class SessionManager:
             live.deleted = True
             if live.worker is not None:
                 await live.worker.cancel(reason="the session was deleted")
-            elif self.live.get(session_id) is live:
-                del self.live[session_id]
+            else:
+                self._vacate(session_id, live)
         return True
 
     async def change_settings(self, session_id: str, change: SettingsChange) -> SettingsOutcome:
@@ -532,8 +538,7 @@ class SessionManager:
 
     async def _release(self, live: LiveSession) -> None:
         """The connection ended: frees the slot and records DISCONNECTED (or ENDED when deleted)."""
-        if self.live.get(live.id) is live:
-            del self.live[live.id]
+        self._vacate(live.id, live)
         self._finished.append(live)
         never = live.fresh and not live.connected_once
         state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
@@ -600,6 +605,11 @@ async def refuses_connections(url: str, timeout_s: float = 1.0) -> bool:
         return False
     writer.close()
     return False
+
+
+def _participants(agent: Agent) -> int | None:
+    """The agent's own limit of live sessions (its transport's ``max_participants``), if it has one."""
+    return getattr(agent.transport.params, "max_participants", None)
 
 
 def _int(text: str | None) -> int:

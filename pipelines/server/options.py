@@ -6,6 +6,7 @@ docs/security.md lists every limit and what happens past it.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.sessions.store import DEFAULT_GRACE_S
 
@@ -45,6 +46,9 @@ class ServerOptions:
             server's clients to (307); None: ``http(s)://HOST:PORT`` as bound.
         workers: Processes that run sessions (docs/scale.md); 1 runs them in
             the server's own process, more puts a front process before them.
+        slots: The live-session count a worker process shares with the
+            server's other workers (``pipelines.server.admission.Slots``, set
+            by the worker pool); None: this process counts alone.
     """
 
     host: str | None = None
@@ -69,3 +73,4 @@ class ServerOptions:
     server_id: str | None = None
     advertise_url: str | None = None
     workers: int = 1
+    slots: Any = None

@@ -118,16 +118,17 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
 
     @api.post("/sessions", status_code=201, response_model=Created, responses={503: {"description": "Full"}})
-    async def create_session(body: NewSession | None = None) -> Created:
+    async def create_session(body: NewSession | None = None, placed: Annotated[bool, Query(
+            description="sent here by a full server: answer 503 rather than send it on again")] = False) -> Created:
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
         try:
-            elsewhere = await manager.place_elsewhere(body.agent)
+            elsewhere = None if placed else await manager.place_elsewhere(body.agent)
         except Refused as e:
             raise HTTPException(422, str(e)) from None
-        if elsewhere:
+        if elsewhere:  # once only: servers' room is known from heartbeats, which lag; two full ones must not ping-pong
             raise HTTPException(307, "this server is full; another has room",
-                                headers={"Location": elsewhere.rstrip("/") + "/sessions"})
+                                headers={"Location": elsewhere.rstrip("/") + "/sessions?placed=true"})
         session, token = await _create(manager, body.agent, body.variables)
         agent = manager.agents[session.agent]
         return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
