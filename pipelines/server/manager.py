@@ -43,7 +43,7 @@ from pipelines.runner import run_worker
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
 from pipelines.server.admission import Slots
 from pipelines.server.latency import TurnLatency
-from pipelines.server.limits import JunkMeter
+from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions
 from pipelines.server.stored_settings import (
     pending_changes,
@@ -64,6 +64,7 @@ from pipelines.sessions.settings_gate import (
 from pipelines.sessions.settings_model import SettingsModel
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.validate import Agent, Component
+from transports.client_messages import SESSION_RESTORED
 from transports.client_messages import message as client_message
 
 KEPT_FINISHED = 100
@@ -104,6 +105,8 @@ class LiveSession:
     close_peer: Any = None
     #: Created here (not resumed): ends, rather than waits for a resume, when no client ever connects.
     fresh: bool = False
+    #: The accepted connection it runs on (a WebSocket, a WebRTC peer), while it runs.
+    peer: Any = None
     #: Whether it holds one of the server's slots (``Slots``), given back once when it leaves ``live``.
     holds_slot: bool = False
     connected_once: bool = False
@@ -169,7 +172,13 @@ class SessionManager:
         return recovered
 
     async def stop_sessions(self) -> None:
-        """Ends every worker (their sessions stay resumable) and waits until their connections are released."""
+        """Ends every worker (their sessions stay resumable) and waits until their connections are released.
+
+        WebSocket clients are told 1012 (service restart) first, not the 1000
+        of a session's deliberate end, so a reconnecting client comes back.
+        """
+        await asyncio.gather(*(s.peer.close(1012, "the server is restarting") for s in self.live.values()
+                               if isinstance(s.peer, GuardedSocket)), return_exceptions=True)
         await asyncio.gather(*(s.worker.cancel(reason="the server is shutting down") for s in self.live.values() if s.worker))
         for _ in range(100):
             if not any(s.worker for s in self.live.values()):
@@ -346,6 +355,8 @@ class SessionManager:
         live.close_peer = close_peer
         live.peer_id = getattr(peer, "pc_id", "") or ""
         live.junk = JunkMeter(f"session {live.id}", per_s=self.options.junk_per_s, burst=self.options.junk_burst)
+        live.peer = peer
+        resumed = live.connected_once or not live.fresh
         try:
             session = await self.store.get(live.id)
             built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
@@ -357,6 +368,8 @@ class SessionManager:
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
             live.worker = built.worker(observers=[latency])
+            if resumed:
+                self._tell_restored(live, built, session)
             await run_worker(live.worker)
             live.event("ended")
         except Exception as e:
@@ -364,8 +377,19 @@ class SessionManager:
             self.metrics.error("session")
             await self._quietly(self.store.record_error(live.id, f"{e.__class__.__name__}: {e}"))
         finally:
-            live.built = live.worker = live.close_peer = None  # a finished graph is large; let it be collected
+            live.built = live.worker = live.close_peer = live.peer = None  # a finished graph is large; let it be collected
             await self._release(live)
+
+    def _tell_restored(self, live: LiveSession, built: BuiltAgent, session: Session) -> None:
+        """Tells a resumed session's client what came back, once it is ready (after the worker's ``bot-ready``):
+        an RTVI ``server-message`` ``{"type": "session-restored", "session_id", "turns"}``."""
+        rtvi = getattr(built.client_observer, "rtvi_processor", None)
+        if rtvi is None:
+            return
+
+        @rtvi.event_handler("on_client_ready")
+        async def _ready(rtvi):
+            await rtvi.send_server_message({"type": SESSION_RESTORED, "session_id": live.id, "turns": session.turns})
 
     def connect_soon(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
         """``connect`` in the background (an SDP answer goes back at once)."""
