@@ -39,6 +39,7 @@ from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
+from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
 from pipelines.server.admission import Slots
@@ -448,8 +449,6 @@ class SessionManager:
         """What runtime settings ``agent``'s services take (built once on the synthetic transport if no session built it)."""
         model = self._settings_models.get(agent.spec.name)
         if model is None:
-            from pipelines.registry import default_registry
-
             synthetic = default_registry().get("transport", "synthetic")
             built = build_agent(agent, transport=Component("transport", synthetic, synthetic.params()), settings_gate=True)
             model = built.settings_gate.model if built.settings_gate is not None else SettingsModel()
