@@ -62,8 +62,8 @@ class ServiceSettingsModel:
 
     @property
     def fields(self) -> list[str]:
-        """The settings a change may name, sorted."""
-        return sorted(f.name for f in dataclasses.fields(self.settings) if f.name not in _NOT_OFFERED)
+        """The settings a change may name, sorted (those whose type can be checked)."""
+        return sorted(name for name in _settings_hints(self.settings) if name not in _NOT_OFFERED)
 
     def check(self, values: Mapping[str, Any]) -> None:
         """Raises ``BadSettings`` for the first field of ``values`` the service cannot take."""
@@ -87,7 +87,7 @@ class ServiceSettingsModel:
                         raise BadSettings(f"{self.kind}.{key}", f"{self.kind}.{key}: {error['msg']}") from None
         hints = _settings_hints(self.settings)
         for key, value in values.items():
-            if key in checked_by_params or key not in hints:
+            if key in checked_by_params:
                 continue
             try:
                 TypeAdapter(hints[key]).validate_python(value)
@@ -152,15 +152,24 @@ class SettingsModel:
 
 
 def _settings_hints(settings: type) -> dict[str, Any]:
-    """The settings class's field types without pipecat's ``NotGiven`` (fields whose type cannot be resolved left out)."""
-    module = sys.modules.get(settings.__module__)
-    namespace = dict(vars(module)) if module else {}
+    """The settings class's field types without pipecat's ``NotGiven``.
+
+    Each annotation is resolved in the module of the class that declares it
+    (pipecat writes them as strings). A field whose type cannot be resolved
+    (pipecat imports some only for type checkers) is left out: it is not
+    offered, since nothing could check a value for it.
+    """
+    declared: dict[str, tuple[Any, dict]] = {}
+    for klass in reversed(settings.__mro__):
+        module = sys.modules.get(klass.__module__)
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            declared[name] = (annotation, vars(module) if module else {})
     hints: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
-        annotation = f.type
+        annotation, namespace = declared.get(f.name, (f.type, {}))
         if isinstance(annotation, str):
             try:
-                annotation = eval(annotation, namespace)  # noqa: S307 - the class's own annotation, as typing does
+                annotation = eval(annotation, dict(namespace))  # noqa: S307 - the class's own annotation, as typing does
             except Exception:
                 continue
         args = [a for a in typing.get_args(annotation) if getattr(a, "__name__", "") != "NotGiven"]
