@@ -11,11 +11,15 @@ its tries; one whose session was deleted does not try at all.
 
 import asyncio
 import os
+import re
 import signal
+import sys
 import time
 
 import httpx
-from test_server_resume import AGENT, say_over_ws, start_server, wait_for_turns, ws_of
+import pytest
+from conftest import ROOT
+from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
@@ -23,6 +27,16 @@ from transports import client_messages as cm
 from transports.clients.talk import Reconnect, Talker, session_url
 
 FAST = Reconnect(first_s=0.5, max_s=2.0, attempts=30)
+
+
+async def start_server(config, store: str, port: int = 0, workers: int = 1):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pipelines.cli", "serve", str(config), "--transport", "websocket", "--port", str(port),
+        "--store", store, "--workers", str(workers), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+    )
+    line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+    return proc, re.search(r"(http://[\d.]+:\d+)/", line).group(1)
 
 
 def test_the_default_backoff_is_1_to_30_seconds_and_10_tries():
@@ -41,11 +55,12 @@ async def restored(talker: Talker, after: float) -> dict:
     raise AssertionError(f"no session-restored message; the client: {talker.gave_up or 'still trying'}")
 
 
-async def test_a_talker_resumes_its_session_through_a_server_restart_and_a_crash(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_talker_resumes_its_session_through_a_server_restart_and_a_crash(tmp_path, workers):
     config = tmp_path / "memory.yaml"
     config.write_text(AGENT)
     store = str(tmp_path / "sessions.db")
-    proc, url = await start_server(config, store)
+    proc, url = await start_server(config, store, workers=workers)
     port = int(url.rsplit(":", 1)[1])
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
@@ -60,7 +75,7 @@ async def test_a_talker_resumes_its_session_through_a_server_restart_and_a_crash
                 stopped = time.monotonic()
                 proc.send_signal(stop)
                 await asyncio.wait_for(proc.wait(), 30)
-                proc, _ = await start_server(config, store, port)
+                proc, _ = await start_server(config, store, port, workers)
                 told = await restored(talker, stopped)
                 assert told == {"type": "session-restored", "session_id": created["id"], "turns": 1}
                 assert not talker.closed and talker.gave_up is None
@@ -108,3 +123,20 @@ async def test_a_deleted_session_is_not_reconnected_and_a_server_url_gets_a_new_
                 assert time.monotonic() < deadline, "the talker kept its connection to a deleted session"
                 await asyncio.sleep(0.05)
         assert talker.waits == [] and talker.gave_up.startswith("the server closed the session's connection")
+
+
+async def test_a_server_that_stops_tells_its_websocket_clients_to_come_back():
+    talker = Talker("", reconnect=Reconnect(first_s=0.05, max_s=0.05, attempts=2))
+    async with running(load_agent_text(AGENT)) as (url, _), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        created = (await http.post("/sessions")).json()
+        talker.url = ws_of(url, created)
+        await talker.__aenter__()
+        await talker.wait_for_message(cm.BOT_READY, timeout=20)
+    # The server stopped with its client connected (code 1012, not a session's deliberate end): the client tries again.
+    deadline = time.monotonic() + 20
+    while not talker.closed:
+        assert time.monotonic() < deadline, "the talker neither came back nor gave up"
+        await asyncio.sleep(0.05)
+    # Two tries and no more: nothing resumed on the stopping server (which would have started the count again).
+    assert talker.waits == [0.05, 0.05] and talker.gave_up == "no connection after 2 tries"
+    await talker.close()

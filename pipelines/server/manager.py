@@ -148,6 +148,8 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         #: The server's live-session count (shared by its worker processes when it has several).
         self.slots: Slots = options.slots or Slots.local(list(agents))
+        #: Set once the server stops its sessions: nothing is admitted any more.
+        self.stopping = False
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
         #: What runtime settings each agent's services take, by agent name (learnt from a build).
@@ -176,8 +178,11 @@ class SessionManager:
         """Ends every worker (their sessions stay resumable) and waits until their connections are released.
 
         WebSocket clients are told 1012 (service restart) first, not the 1000
-        of a session's deliberate end, so a reconnecting client comes back.
+        of a session's deliberate end, so a reconnecting client comes back;
+        from now on no session is admitted here (a client that reconnects at
+        once is told to try again later, and comes back to the restarted server).
         """
+        self.stopping = True
         await asyncio.gather(*(s.peer.close(1012, "the server is restarting") for s in self.live.values()
                                if isinstance(s.peer, GuardedSocket)), return_exceptions=True)
         await asyncio.gather(*(s.worker.cancel(reason="the server is shutting down") for s in self.live.values() if s.worker))
@@ -220,6 +225,8 @@ class SessionManager:
     def _admit(self, key: str, live: LiveSession) -> LiveSession:
         """Takes a slot for ``live`` (``Full`` when none is free: one count for the whole server, atomic
         across its worker processes) and enters it in ``live`` under ``key``."""
+        if self.stopping:
+            raise Full("the server is shutting down; try again later")
         self.slots.take(live.agent.spec.name, self.options.max_sessions, _participants(live.agent))
         live.holds_slot = True
         self.live[key] = live
