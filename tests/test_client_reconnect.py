@@ -103,7 +103,7 @@ async def test_a_talker_gives_up_after_its_tries_when_the_server_never_comes_bac
             while not talker.closed:
                 assert time.monotonic() < deadline, "the talker never gave up"
                 await asyncio.sleep(0.05)
-        assert talker.gave_up == "no connection after 4 tries" and talker.waits == [0.05, 0.1, 0.2, 0.2]
+        assert talker.gave_up == "gave up resuming the session after 4 tries" and talker.waits == [0.05, 0.1, 0.2, 0.2]
         assert talker.reconnects == []
     finally:
         if proc.returncode is None:
@@ -138,5 +138,5 @@ async def test_a_server_that_stops_tells_its_websocket_clients_to_come_back():
         assert time.monotonic() < deadline, "the talker neither came back nor gave up"
         await asyncio.sleep(0.05)
     # Two tries and no more: nothing resumed on the stopping server (which would have started the count again).
-    assert talker.waits == [0.05, 0.05] and talker.gave_up == "no connection after 2 tries"
+    assert talker.waits == [0.05, 0.05] and talker.gave_up == "gave up resuming the session after 2 tries"
     await talker.close()

@@ -8,7 +8,8 @@ tests and ``bench/transport_latency.py``.
 
 A session's connection (``/sessions/{id}/ws?token=...``) that drops comes
 back by itself (``Reconnect``): with the session's id and resume token, after
-1, 2, 4 ... 30 s, giving up after 10 tries in a row. The server's deliberate
+1, 2, 4 ... 30 s, giving up after 10 tries in a row (the count starts again
+after a connection that held 10 s). The server's deliberate
 closes are final (1000: it ended the session or the connection; 1008: the
 token is refused); a lost connection (1006), a restarting server (1012) or a
 full one (1013) is retried. A resumed session's server says what it restored
@@ -95,11 +96,16 @@ class Playback:
 
 @dataclass(frozen=True)
 class Reconnect:
-    """How a dropped session comes back: waits of ``first_s`` doubling up to ``max_s``, at most ``attempts`` tries in a row."""
+    """How a dropped session comes back: waits of ``first_s`` doubling up to ``max_s``, at most ``attempts`` tries in a row.
+
+    The count starts again only after a connection that held ``stable_s``:
+    a server that accepts and drops at once is not retried for ever.
+    """
 
     first_s: float = 1.0
     max_s: float = 30.0
     attempts: int = 10
+    stable_s: float = 10.0
 
     def delays(self) -> list[float]:
         """The wait before each try: 1, 2, 4, 8, 16, 30, 30 ... seconds by default."""
@@ -120,6 +126,7 @@ class Talker:
         #: Why the client stopped coming back (None while it connects or is connected).
         self.gave_up: str | None = None
         self._tries = 0
+        self._connected_at = 0.0
         self._closing = False
         self.sample_rate = sample_rate
         self.obey_interruptions = obey_interruptions
@@ -135,6 +142,7 @@ class Talker:
         import websockets
 
         self._ws = await websockets.connect(self.url, max_size=None)
+        self._connected_at = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         try:
             await self.send_message(cm.client_ready())
@@ -241,6 +249,8 @@ class Talker:
             if self._ws.close_code in FINAL_CLOSE_CODES:
                 self.gave_up = f"the server closed the session's connection (code {self._ws.close_code})"
                 return
+            if time.monotonic() - self._connected_at >= self.reconnect.stable_s:
+                self._tries = 0  # it held: the next drop gets the whole backoff again
             if not await self._come_back():
                 return
 
@@ -264,12 +274,13 @@ class Talker:
             except (OSError, TimeoutError, websockets.WebSocketException):
                 continue
             self.reconnects.append(time.monotonic())
+            self._connected_at = self.reconnects[-1]
             try:
                 await self._ws.send(message_frame(cm.client_ready()))
             except websockets.ConnectionClosed:
                 pass  # refused at once (full: 1013); the read loop tries again
             return True
-        self.gave_up = f"no connection after {len(delays)} tries"
+        self.gave_up = f"gave up resuming the session after {len(delays)} tries"
         return False
 
     def _handle(self, data: bytes, now: float) -> None:
@@ -285,8 +296,6 @@ class Talker:
         elif which == "message":
             msg = json.loads(frame.message.data)
             self.messages.append((now, msg))
-            if cm.kind_of(msg) == cm.BOT_READY:
-                self._tries = 0  # connected for real: the next drop gets the whole backoff again
             if self.echo:
                 _print_transcript(msg)
             if cm.kind_of(msg) == cm.BOT_INTERRUPTED:
