@@ -22,6 +22,7 @@ from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.observers import joined
 from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
+from pipelines.sessions.settings_model import ServiceSettingsModel, SettingsModel
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
 
@@ -181,15 +182,28 @@ class _Builder:
         llms = [i for i, p in enumerate(chain) if isinstance(p, LLMService)]
         if not llms:
             return chain
+        llm = chain[llms[0]]
         tts = next((p for p in self.processors.values() if isinstance(p, TTSService)), None)
         self.gate = SettingsGate(
             context=llm_context,
             speaks=tts is not None,
-            llm_settings=getattr(type(chain[llms[0]]), "Settings", LLMSettings),
+            llm_settings=getattr(type(llm), "Settings", LLMSettings),
             tts_settings=getattr(type(tts), "Settings", TTSSettings),
+            model=SettingsModel(llm=self.service_settings("llm", llm, LLMSettings),
+                                tts=self.service_settings("tts", tts, TTSSettings) if tts is not None else None),
             name="settings_gate",
         )
         return chain[: llms[0] + 1] + [self.gate] + chain[llms[0] + 1 :]
+
+    def service_settings(self, kind: str, service: FrameProcessor, default: type) -> ServiceSettingsModel:
+        """What runtime settings ``service`` takes: its settings class and, when it is a config's processor, its params."""
+        pid = next((pid for pid, p in self.processors.items() if p is service), service.name)
+        component = self.agent.processors.get(pid)
+        return ServiceSettingsModel(
+            kind, pid, getattr(type(service), "Settings", default),
+            params_model=component.type.params if component is not None else None,
+            params=component.params.model_dump() if component is not None else {},
+        )
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]

@@ -74,9 +74,9 @@ def test_list_into_a_closed_pipe_ends_without_a_traceback():
     assert proc.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err
 
 
-@pytest.mark.parametrize("send_ready", [False, True])
-def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready):
-    """A real WebSocket server that hangs up, before or after its bot-ready."""
+@pytest.mark.parametrize(("send_ready", "path"), [(False, "/ws"), (True, "/ws"), (True, "/sessions/s1/ws?token=t")])
+def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready, path):
+    """A real WebSocket server that hangs up, before or after its bot-ready; a session's URL is tried again first."""
     import asyncio
     import json
     import threading
@@ -109,10 +109,14 @@ def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready):
     thread.start()
     try:
         assert started.wait(30)
-        result = framegraph("talk", f"ws://127.0.0.1:{port[0]}/ws", "--input", str(tmp_path / "q.wav"), "--timeout", "20")
+        result = framegraph("talk", f"ws://127.0.0.1:{port[0]}{path}", "--input", str(tmp_path / "q.wav"),
+                            "--timeout", "20", "--reconnect-attempts", "2")
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert "the agent closed the connection" in line and "1011" in line
+    if path == "/ws":  # a new session per connection: nothing to resume
+        assert "the agent closed the connection" in line and "1011" in line
+    else:  # it came back twice (1 s, then 2 s later), was dropped again each time, and gave up
+        assert "gave up resuming the session after 2 tries" in line

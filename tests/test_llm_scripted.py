@@ -15,8 +15,9 @@ from pipecat.frames.frames import (
 from pipecat.utils.time import time_now_iso8601
 
 from pipelines.errors import ConfigErrors
+from pipelines.server.manager import with_variables
 from pipelines.testing import AgentHarness
-from pipelines.validate import load_agent_text
+from pipelines.validate import load_agent, load_agent_text
 from processors.llm.persona import render_persona
 from processors.llm.scripted import tokens
 
@@ -144,3 +145,23 @@ async def test_language_tutor_config_speaks_in_character():
             "Hello! Today we practise Spanish at beginner level. In Spanish, hello is hola.")
         system = h.built.llm_context.get_messages()[0]["content"]
         assert system.startswith("You are a patient Spanish tutor for a beginner learner.")
+
+
+async def test_a_rule_with_when_answers_only_for_its_persona_variables():
+    tutor = load_agent(Path(__file__).resolve().parent.parent / "configs" / "language_tutor.yaml")
+    french = with_variables(tutor, {"subject": "french", "learner_level": "advanced"})
+    async with AgentHarness(french, transport_params={"realtime": False}) as h:
+        assert await reply_to(h, "hello") == (
+            "Hello! Today we practise french at advanced level. In french, hello is bonjour.")
+        assert await reply_to(h, "how do i say thank you") == "In french, thank you is merci. Please say merci."
+    german = with_variables(tutor, {"subject": "German"})
+    async with AgentHarness(german, transport_params={"realtime": False}) as h:
+        assert await reply_to(h, "hello") == (
+            "Hello! Today we practise German at beginner level. Ask me how to say a word.")
+
+
+def test_a_when_naming_no_persona_variable_is_an_error_naming_the_rule():
+    text = agent().replace('{match: "weather|rain"', '{when: {colour: red}, match: "weather|rain"')
+    text = text.replace('system_prompt: "You are helpful."', 'system_prompt: "You are {mood}.", variables: {mood: kind}')
+    with pytest.raises(ConfigErrors, match=r"rules\[0\]\.when: 'colour' is not a persona variable"):
+        AgentHarness.from_text(text)

@@ -268,8 +268,9 @@ async def test_bad_text_is_refused_on_the_way_in_and_the_listing_stays_up():
         listing = await http.get("/sessions")
         assert listing.status_code == 200 and [s["settings"] for s in listing.json()["items"]] == [{}]
         assert (await http.get(f"/sessions/{created['id']}")).status_code == 200
+        # Newlines and tabs pass the text check: the refusal left is this agent's (it has no LLM to prompt).
         ok = await http.patch(f"/sessions/{created['id']}", json={"system_prompt": "Be brief.\n\tThank you."})
-        assert ok.status_code == 200, ok.text
+        assert ok.status_code == 422 and "no LLM" in ok.json()["detail"], ok.text
 
 
 async def test_deeply_nested_json_is_a_400_through_the_front_too():

@@ -171,7 +171,7 @@ async def test_a_system_prompt_change_mid_reply_waits_for_the_reply_end():
             await send_transcript(talker, "tell me a story")
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=20, after=asked)
             changed = await http.patch(f"/sessions/{created['id']}", json={"system_prompt": "Be brief."})
-            assert changed.json() == {"applied": False, "held": True}
+            assert changed.json()["held"] is True and changed.json()["pending"] == [changed.json()["change_id"]]
             context = manager.live[created["id"]].built.llm_context
             assert context.get_messages()[0]["content"] == "You remember names."  # not mid-reply
             await talker.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=30, after=asked)
@@ -180,7 +180,8 @@ async def test_a_system_prompt_change_mid_reply_waits_for_the_reply_end():
             assert told["data"]["type"] == "settings-applied" and told["data"]["held"] is True
             assert told["data"]["change"] == {"system_prompt": "Be brief."}
             stored = (await http.get(f"/sessions/{created['id']}")).json()["settings"]
-            assert stored == {"system_prompt": "Be brief."}
+            assert stored["system_prompt"] == "Be brief." and "pending" not in stored
+            assert [a["id"] for a in stored["applied"]] == told["data"]["change_ids"] == [changed.json()["change_id"]]
             events = [e["event"] for e in manager.live[created["id"]].events]
             assert "settings-applied" in events
 

@@ -7,12 +7,14 @@ import time
 import pytest
 from pipecat.frames.frames import (
     Frame,
+    FunctionCallInProgressFrame,
     InterruptionWorkerFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMMessagesAppendFrame,
     LLMTextFrame,
+    UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.pipeline import Pipeline
@@ -23,6 +25,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from pipelines.sessions.settings_gate import SettingsChange, SettingsChangeFrame, SettingsGate
+from pipelines.sessions.settings_model import BadSettings
 from processors.llm.scripted import Rule, ScriptedLLMService
 
 STORY = " ".join(f"Sentence {i} of a story." for i in range(12))
@@ -87,11 +90,15 @@ class LLMPushes(BaseObserver):
 class GatedAgent:
     """A running pipecat worker: user context -> scripted LLM -> gate [-> TTS -> output] -> assistant context."""
 
-    def __init__(self, *, speaks: bool = False):
+    def __init__(self, *, speaks: bool = False, tool=None):
         self.context = LLMContext(messages=[{"role": "system", "content": "OLD"}])
         pair = LLMContextAggregatorPair(self.context)
         self.snapshots = PromptSnapshots()
-        self.llm = ScriptedLLMService(rules=[Rule(re.compile("story"), STORY), Rule(re.compile("briefly"), SHORT)], fallback="Fine.", token_delay_s=0.02)
+        rules = [Rule(re.compile("story"), STORY), Rule(re.compile("briefly"), SHORT),
+                 Rule(re.compile("look it up"), "The answer is {answer}.", tool="lookup", say="Let me check.")]
+        self.llm = ScriptedLLMService(rules=rules, fallback="Fine.", token_delay_s=0.02)
+        if tool is not None:
+            self.llm.register_function("lookup", tool)
         self.llm_pushes = LLMPushes(self.llm)
         tts_settings = {}
         self.recorder = Recorder()
@@ -115,8 +122,8 @@ class GatedAgent:
             self.applied.append((time.monotonic(), applied))
 
         @self.gate.event_handler("on_settings_held")
-        async def on_held(gate, change):
-            self.held.append(change)
+        async def on_held(gate, pending):
+            self.held.append(pending.change)
 
     async def __aenter__(self):
         self.runner = WorkerRunner(handle_sigint=False)
@@ -168,19 +175,22 @@ async def test_change_while_idle_applies_at_once_and_reaches_the_llm():
         assert agent.snapshots.prompts == ["IDLE"]
 
 
-async def test_second_change_while_held_replaces_the_first():
+async def test_changes_held_during_one_response_merge_field_by_field_and_all_are_reported():
     async with GatedAgent() as agent:
         await agent.user_says("tell me a story")
         await agent.recorder.wait_count(LLMFullResponseStartFrame, 1)
-        assert not await agent.gate.submit(SettingsChange(system_prompt="FIRST", llm={"temperature": 0.9}))
-        assert not await agent.gate.submit(SettingsChange(system_prompt="SECOND"))
-        assert agent.gate.held == SettingsChange(system_prompt="SECOND")
+        assert not await agent.gate.submit(SettingsChange(system_prompt="FIRST", llm={"temperature": 0.9}), "a")
+        assert not await agent.gate.submit(SettingsChange(system_prompt="SECOND", llm={"top_p": 0.5}), "b")
+        assert [p.id for p in agent.gate.pending] == ["a", "b"]
+        assert agent.gate.held == SettingsChange(system_prompt="SECOND", llm={"temperature": 0.9, "top_p": 0.5})
         await agent.recorder.wait_count(LLMFullResponseEndFrame, 1)
         await agent.wait_applied()
         await asyncio.sleep(0.2)
-        assert [a.change for _, a in agent.applied] == [SettingsChange(system_prompt="SECOND")]
-        assert agent.context.get_messages()[0]["content"] == "SECOND"
-        assert agent.llm.settings.temperature is None  # the replaced change never reached the LLM
+        assert len(agent.applied) == 1 and agent.applied[0][1].change_ids == ("a", "b")
+        assert agent.context.get_messages()[0]["content"] == "SECOND"  # the later value of a field wins
+        assert agent.llm.settings.temperature == 0.9  # the first change's other fields were not lost
+        assert agent.llm.settings.top_p == 0.5
+        assert agent.gate.pending == []
 
 
 async def test_interruption_applies_the_held_change_at_once():
@@ -195,11 +205,44 @@ async def test_interruption_applies_the_held_change_at_once():
         assert agent.context.get_messages()[0]["content"] == "AFTER BARGE-IN"
 
 
-def test_an_empty_change_is_refused():
+async def test_a_change_during_a_tool_call_waits_for_the_follow_up_reply():
+    release = asyncio.Event()
+
+    async def lookup(params):  # a slow tool: its result comes when the test says so
+        await release.wait()
+        await params.result_callback({"answer": "42"})
+
+    async with GatedAgent(tool=lookup) as agent:
+        await agent.user_says("look it up")
+        await agent.recorder.wait_count(FunctionCallInProgressFrame, 1)
+        await agent.recorder.wait_count(LLMFullResponseEndFrame, 1)  # "Let me check." is done; the call is not
+        assert not await agent.gate.submit(SettingsChange(system_prompt="NEW"))
+        await asyncio.sleep(0.3)
+        assert agent.applied == [] and agent.gate.response_active
+        release.set()
+        await agent.recorder.wait_count(LLMFullResponseEndFrame, 2)
+        await agent.wait_applied()
+        follow_up_end = [t for t, f in agent.llm_pushes.frames if isinstance(f, LLMFullResponseEndFrame)][1]
+        assert agent.applied[0][0] >= follow_up_end  # after the tool's follow-up reply, not between
+        assert agent.context.get_messages()[0]["content"] == "NEW"
+
+
+async def test_a_change_after_the_users_turn_end_waits_for_the_reply():
+    async with GatedAgent() as agent:
+        await agent.gate.queue_frame(UserStoppedSpeakingFrame())  # the user's turn ended; no reply started yet
+        await asyncio.sleep(0.1)
+        assert not await agent.gate.submit(SettingsChange(system_prompt="NEW"))
+        await agent.user_says("tell me a story")
+        await agent.recorder.wait_count(LLMFullResponseEndFrame, 1)
+        await agent.wait_applied()
+        assert agent.snapshots.prompts == ["OLD"]  # the reply to that turn kept the old prompt
+
+
+def test_an_empty_change_is_refused_and_an_unknown_key_is_named():
     with pytest.raises(ValueError, match="at least one of llm, tts, system_prompt"):
         SettingsChange()
-    with pytest.raises(ValueError, match="voice"):
-        SettingsChange(voice="x")
+    with pytest.raises(BadSettings, match="voice: not a setting"):
+        SettingsGate().check(SettingsChange(voice="x"))
 
 
 async def test_tts_change_waits_until_the_bot_stops_speaking():

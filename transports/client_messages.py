@@ -31,6 +31,8 @@ BOT_TTS_TEXT = "bot-tts-text"
 BOT_LLM_TEXT = "bot-llm-text"
 USER_INPUT = "user-input"
 SERVER_MESSAGE = "server-message"
+#: The ``server-message`` data type a resumed session's server sends: ``{"type", "session_id", "turns"}``.
+SESSION_RESTORED = "session-restored"
 
 #: Largest client message (bytes of JSON) a transport accepts; larger ones are refused.
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024

@@ -40,29 +40,51 @@ from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
+from pipelines.registry import default_registry
 from pipelines.runner import run_worker
+from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
+from pipelines.server.admission import Slots
 from pipelines.server.latency import TurnLatency
-from pipelines.server.limits import JunkMeter
+from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions
+from pipelines.server.stored_settings import (
+    pending_changes,
+    with_applied,
+    with_failed,
+    with_pending,
+)
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
-from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
+from pipelines.sessions.settings_gate import (
+    AppliedChange,
+    FailedChange,
+    SettingsChange,
+    SettingsChangeFrame,
+    new_change_id,
+)
+from pipelines.sessions.settings_model import SettingsModel
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.sessions.write_behind import WriteBehind
 from pipelines.validate import Agent, Component
+from transports.client_messages import SESSION_RESTORED
 from transports.client_messages import message as client_message
 
 KEPT_FINISHED = 100
 """Finished live entries kept for ``sessions`` (people and tests look at their events)."""
 
 
-class Full(Exception):
-    """No slot for a new live session; the message says whose limit."""
-
-
 class Refused(Exception):
     """The request cannot be served for this session (its state, its agent); the message says why."""
+
+
+@dataclass(frozen=True)
+class SettingsOutcome:
+    """What a settings change's caller is told: applied now or held, its id, and every change still waiting."""
+
+    applied: bool
+    change_id: str
+    pending: list[str]
 
 
 @dataclass
@@ -86,9 +108,15 @@ class LiveSession:
     close_peer: Any = None
     #: Created here (not resumed): ends, rather than waits for a resume, when no client ever connects.
     fresh: bool = False
+    #: The accepted connection it runs on (a WebSocket, a WebRTC peer), while it runs.
+    peer: Any = None
+    #: Whether it holds one of the server's slots (``Slots``), given back once when it leaves ``live``.
+    holds_slot: bool = False
     connected_once: bool = False
     #: Latencies measured since the last stored turn, by name.
     latencies: dict = field(default_factory=dict)
+    #: The session's stored settings object as this server keeps it (docs: pipelines.server.stored_settings).
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.events = deque(maxlen=self.kept_events)
@@ -122,14 +150,20 @@ class SessionManager:
         #: A session's writes while it runs (turns, states, settings, errors): queued through a store outage.
         self.writes = WriteBehind(self.metrics)
         self.live: dict[str, LiveSession] = {}
+        #: The server's live-session count (shared by its worker processes when it has several).
+        self.slots: Slots = options.slots or Slots.local(list(agents))
+        #: Set once the server stops its sessions: nothing is admitted any more.
+        self.stopping = False
         self._finished: deque[LiveSession] = deque(maxlen=KEPT_FINISHED)
         self._tasks: set[asyncio.Task] = set()
+        #: What runtime settings each agent's services take, by agent name (learnt from a build).
+        self._settings_models: dict[str, SettingsModel] = {}
         #: The URL other servers send this server's clients to (set once bound when not given).
         self.url = options.advertise_url
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
             grace_s=options.grace_s, server_info=lambda: {
-                "live": str(len(self.live)), "capacity": str(options.max_sessions), "url": self.url or ""},
+                "live": str(self.slots.total()), "capacity": str(options.max_sessions), "url": self.url or ""},
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -145,7 +179,16 @@ class SessionManager:
         return recovered
 
     async def stop_sessions(self) -> None:
-        """Ends every worker (their sessions stay resumable) and waits until their connections are released."""
+        """Ends every worker (their sessions stay resumable) and waits until their connections are released.
+
+        WebSocket clients are told 1012 (service restart) first, not the 1000
+        of a session's deliberate end, so a reconnecting client comes back;
+        from now on no session is admitted here (a client that reconnects at
+        once is told to try again later, and comes back to the restarted server).
+        """
+        self.stopping = True
+        await asyncio.gather(*(s.peer.close(1012, "the server is restarting") for s in self.live.values()
+                               if isinstance(s.peer, GuardedSocket)), return_exceptions=True)
         await asyncio.gather(*(s.worker.cancel(reason="the server is shutting down") for s in self.live.values() if s.worker))
         for _ in range(100):
             if not any(s.worker for s in self.live.values()):
@@ -169,11 +212,8 @@ class SessionManager:
 
     def full(self, agent: Agent | None = None) -> str | None:
         """Why a new session of ``agent`` (the only one by default) would be refused now, or None."""
-        try:
-            self._admit(agent or next(iter(self.agents.values())))
-        except Full as e:
-            return str(e)
-        return None
+        agent = agent or next(iter(self.agents.values()))
+        return self.slots.would_take(agent.spec.name, self.options.max_sessions, _participants(agent))
 
     # -- admission -------------------------------------------------------------
 
@@ -187,14 +227,23 @@ class SessionManager:
             raise Refused(f"no agent named {name!r}; this server runs: {', '.join(sorted(self.agents))}")
         return self.agents[name]
 
-    def _admit(self, agent: Agent) -> None:
-        """Raises ``Full`` unless a slot is free. Synchronous: the caller reserves before any ``await``."""
-        if len(self.live) >= self.options.max_sessions:
-            raise Full(f"the server runs {len(self.live)} sessions, its limit; try again later")
-        limit = getattr(agent.transport.params, "max_participants", None)
-        mine = sum(s.agent.spec.name == agent.spec.name for s in self.live.values())
-        if limit is not None and mine >= limit:
-            raise Full(f"agent {agent.spec.name!r} is talking to {mine} participants, its limit; try again later")
+    def _admit(self, key: str, live: LiveSession) -> LiveSession:
+        """Takes a slot for ``live`` (``Full`` when none is free: one count for the whole server, atomic
+        across its worker processes) and enters it in ``live`` under ``key``."""
+        if self.stopping:
+            raise Full("the server is shutting down; try again later")
+        self.slots.take(live.agent.spec.name, self.options.max_sessions, _participants(live.agent))
+        live.holds_slot = True
+        self.live[key] = live
+        return live
+
+    def _vacate(self, key: str, live: LiveSession) -> None:
+        """Takes ``live`` out of ``live`` (if it is still there under ``key``) and gives its slot back, once."""
+        if self.live.get(key) is live:
+            del self.live[key]
+        if live.holds_slot:
+            live.holds_slot = False
+            self.slots.give_back(live.agent.spec.name)
 
     async def create(self, agent_name: str | None = None, variables: dict[str, str] | None = None,
                      *, open_once: bool = False) -> tuple[Session, str]:
@@ -205,15 +254,16 @@ class SessionManager:
         """
         agent = self.agent_named(agent_name)
         agent = with_variables(agent, variables or {})
-        self._admit(agent)
         placeholder = new_session_id()
-        self.live[placeholder] = LiveSession(placeholder, agent, self.options.kept_events)  # the slot, before any await
+        held = self._admit(placeholder, LiveSession(placeholder, agent, self.options.kept_events))  # before any await
         try:
             session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables)
-        finally:
-            self.live.pop(placeholder)
+        except BaseException:
+            self._vacate(placeholder, held)
+            raise
+        del self.live[placeholder]
         live = self.live[session.id] = LiveSession(
-            session.id, agent, self.options.kept_events, open_once=open_once, fresh=True
+            session.id, agent, self.options.kept_events, open_once=open_once, fresh=True, holds_slot=True
         )
         self._spawn(self._connect_deadline(live))
         return session, token
@@ -242,8 +292,7 @@ class SessionManager:
         if session_id in self.live:  # another request took it during the await
             raise Refused("the session is being resumed by another connection")
         agent = with_variables(self.agents[session.agent], session.variables)
-        self._admit(agent)
-        live = self.live[session_id] = LiveSession(session_id, agent, self.options.kept_events)
+        live = self._admit(session_id, LiveSession(session_id, agent, self.options.kept_events))
         self._spawn(self._connect_deadline(live))
         return live
 
@@ -319,14 +368,21 @@ class SessionManager:
         live.close_peer = close_peer
         live.peer_id = getattr(peer, "pc_id", "") or ""
         live.junk = JunkMeter(f"session {live.id}", per_s=self.options.junk_per_s, burst=self.options.junk_burst)
+        live.peer = peer
+        resumed = live.connected_once or not live.fresh
         try:
             session = await self.store.get(live.id)
             built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            if built.settings_gate is not None:
+                self._settings_models[live.agent.spec.name] = built.settings_gate.model
+            session = session.model_copy(update={"settings": await self._restored_settings(live, session, built)})
             persisted = restore_context(built, session)
             self._watch(live, built, session, persisted)
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
             live.worker = built.worker(observers=[latency])
+            if resumed:
+                self._tell_restored(live, built, session)
             await run_worker(live.worker)
             live.event("ended")
         except Exception as e:
@@ -335,8 +391,19 @@ class SessionManager:
             why = f"{e.__class__.__name__}: {e}"
             await self._quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
         finally:
-            live.built = live.worker = live.close_peer = None  # a finished graph is large; let it be collected
+            live.built = live.worker = live.close_peer = live.peer = None  # a finished graph is large; let it be collected
             await self._release(live)
+
+    def _tell_restored(self, live: LiveSession, built: BuiltAgent, session: Session) -> None:
+        """Tells a resumed session's client what came back, once it is ready (after the worker's ``bot-ready``):
+        an RTVI ``server-message`` ``{"type": "session-restored", "session_id", "turns"}``."""
+        rtvi = getattr(built.client_observer, "rtvi_processor", None)
+        if rtvi is None:
+            return
+
+        @rtvi.event_handler("on_client_ready")
+        async def _ready(rtvi):
+            await rtvi.send_server_message({"type": SESSION_RESTORED, "session_id": live.id, "turns": session.turns})
 
     def connect_soon(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
         """``connect`` in the background (an SDP answer goes back at once)."""
@@ -353,24 +420,53 @@ class SessionManager:
             live.deleted = True
             if live.worker is not None:
                 await live.worker.cancel(reason="the session was deleted")
-            elif self.live.get(session_id) is live:
-                del self.live[session_id]
+            else:
+                self._vacate(session_id, live)
         return True
 
-    async def change_settings(self, session_id: str, change: SettingsChange) -> bool:
-        """Applies ``change`` now, or holds it until the running response ends; True when applied now.
+    async def change_settings(self, session_id: str, change: SettingsChange) -> SettingsOutcome:
+        """Applies ``change`` now, or queues it until the running response ends; says which, with its id.
 
-        A session without a running worker stores it for its next connection.
+        A session without a running worker takes it as its settings for its
+        next connection. Every change is checked against the agent's services
+        first; a held one is stored as pending before the caller is told.
+
+        Raises:
+            SessionNotFound: No such session. Refused: The agent has no LLM.
+            BadSettings: A field the agent's services do not take (named, with the allowed ones).
+            SettingsNotApplied: Applying it failed; the old settings stay.
         """
         live = self.live.get(session_id)
         gate = live.built.settings_gate if live is not None and live.built is not None else None
         if live is not None and live.built is not None and gate is None:
             raise Refused("this agent has no LLM to change settings of")
+        change_id = new_change_id()
         if gate is None:
             session = await self.store.get(session_id)
-            await self.store.set_settings(session_id, merge_settings(session.settings, change))
-            return True
-        return await gate.submit(change)
+            agent = self.agents.get(session.agent)
+            if agent is None:
+                raise Refused(f"this server does not run agent {session.agent!r}")
+            self.settings_model(agent).check(change)
+            now = time.time()
+            settings = with_applied(session.settings, AppliedChange(change, now, now, held=False, change_ids=(change_id,)))
+            await self.store.set_settings(session_id, settings)
+            return SettingsOutcome(True, change_id, [p.id for p in pending_changes(settings)])
+        if await gate.submit(change, change_id):
+            return SettingsOutcome(True, change_id, [p.id for p in gate.pending])
+        # Held: queued in the stored settings (no await since the gate took it) before the caller hears "held".
+        live.settings = with_pending(live.settings, next(p for p in gate.pending if p.id == change_id))
+        await self.store.set_settings(session_id, live.settings)
+        return SettingsOutcome(False, change_id, [p.id for p in gate.pending])
+
+    def settings_model(self, agent: Agent) -> SettingsModel:
+        """What runtime settings ``agent``'s services take (built once on the synthetic transport if no session built it)."""
+        model = self._settings_models.get(agent.spec.name)
+        if model is None:
+            synthetic = default_registry().get("transport", "synthetic")
+            built = build_agent(agent, transport=Component("transport", synthetic, synthetic.params()), settings_gate=True)
+            model = built.settings_gate.model if built.settings_gate is not None else SettingsModel()
+            self._settings_models[agent.spec.name] = model
+        return model
 
     def refused_message(self, live: LiveSession, reason: str) -> None:
         """One refused client message: counted, summarized, and the connection closed past the junk limit."""
@@ -386,7 +482,6 @@ class SessionManager:
     def _watch(self, live: LiveSession, built: BuiltAgent, session: Session, persisted: int) -> None:
         transport = built.transport
         agent = live.agent.spec.name
-        applied_settings = dict(session.settings)
         state = {"persisted": persisted}
 
         @transport.event_handler("on_client_connected")
@@ -426,33 +521,67 @@ class SessionManager:
                     live.id, new, turn=True, latencies=latencies or None, write_id=write_id))
 
         if built.settings_gate is not None:
+            self._watch_settings(live, built.settings_gate)
 
-            @built.settings_gate.event_handler("on_settings_applied")
-            async def _applied(gate, applied: AppliedChange):
-                applied_settings.update(merge_settings(applied_settings, applied.change))
-                live.event("settings-applied", "held until the response ended" if applied.held else "at once")
-                settings = dict(applied_settings)
-                await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
-                # The client is told (an RTVI server message, in order with the bot's output).
-                told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
-                        "change": applied.change.model_dump(exclude_none=True)}
-                await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+    def _watch_settings(self, live: LiveSession, gate: Any) -> None:
+        """Stores and announces what becomes of each change (an RTVI server message, in order with the bot's output)."""
 
-            stored = {k: v for k, v in session.settings.items() if k in ("llm", "tts")}
-            if stored:
-                self._spawn(self._reapply(live, SettingsChange(**stored)))
+        @gate.event_handler("on_settings_applied")
+        async def _applied(gate, applied: AppliedChange):
+            live.settings = with_applied(live.settings, applied)
+            live.event("settings-applied", ("held until the response ended" if applied.held else "at once")
+                       + f" ({', '.join(applied.change_ids)})")
+            settings = dict(live.settings)
+            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
+            told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
+                    "change": applied.change.model_dump(exclude_none=True), "change_ids": list(applied.change_ids)}
+            await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+
+        @gate.event_handler("on_settings_failed")
+        async def _failed(gate, failed: FailedChange):
+            live.settings = with_failed(live.settings, failed.change_ids, failed.error, time.time())
+            live.event("settings-failed", f"{', '.join(failed.change_ids)}: {failed.error}")
+            settings, why = dict(live.settings), f"settings not applied: {failed.error}"
+            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
+            await self._quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
+            told = {"type": "settings-failed", "change_ids": list(failed.change_ids), "error": failed.error}
+            await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
+
+        stored = {k: v for k, v in live.settings.items() if k in ("llm", "tts")}
+        if stored:
+            self._spawn(self._reapply(live, SettingsChange(**stored)))
+
+    async def _restored_settings(self, live: LiveSession, session: Session, built: BuiltAgent) -> dict:
+        """The settings a (re)connecting session runs with: its stored ones, pending changes folded in,
+        and every stored field the agent's services cannot take dropped with a logged reason."""
+        settings, now = dict(session.settings), time.time()
+        for pending in pending_changes(settings):
+            settings = with_applied(settings, AppliedChange(pending.change, pending.requested_at, now, held=True,
+                                                            change_ids=(pending.id,)))
+        if built.settings_gate is not None:
+            kept, dropped = built.settings_gate.model.usable(settings)
+            settings = {**{k: v for k, v in settings.items() if k not in ("llm", "tts")}, **kept}
+            for why in dropped:
+                logger.warning(f"session {live.id}: a stored setting cannot be applied and is dropped: {why}")
+                live.event("settings-dropped", why)
+                error = f"stored setting dropped: {why}"
+                await self._quietly(live.id, "error", lambda error=error: self.store.record_error(live.id, error))
+        if settings != session.settings:
+            kept_settings = dict(settings)
+            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, kept_settings))
+        live.settings = settings
+        return settings
 
     async def _reapply(self, live: LiveSession, change: SettingsChange) -> None:
         """Applies a resumed session's stored LLM/TTS settings once its worker runs."""
         while live.worker is not None and not live.state == "connected":
             await asyncio.sleep(0.05)
         if live.worker is not None:
-            await live.worker.queue_frame(SettingsChangeFrame(change=change))
+            await live.worker.queue_frame(SettingsChangeFrame(change=change, change_id="resume-" + new_change_id()))
 
     async def _release(self, live: LiveSession) -> None:
         """The connection ended: frees the slot and records DISCONNECTED (or ENDED when deleted)."""
-        if self.live.get(live.id) is live:
-            del self.live[live.id]
+        self._vacate(live.id, live)
         self._finished.append(live)
         never = live.fresh and not live.connected_once
         state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
@@ -516,6 +645,11 @@ async def refuses_connections(url: str, timeout_s: float = 1.0) -> bool:
     return False
 
 
+def _participants(agent: Agent) -> int | None:
+    """The agent's own limit of live sessions (its transport's ``max_participants``), if it has one."""
+    return getattr(agent.transport.params, "max_participants", None)
+
+
 def _int(text: str | None) -> int:
     try:
         return int(text or 0)
@@ -544,18 +678,6 @@ def restore_context(built: BuiltAgent, session: Session) -> int:
     return len(session.messages)
 
 
-def merge_settings(settings: dict, change: SettingsChange) -> dict:
-    """``settings`` with ``change`` laid over it (what a resumed session applies again)."""
-    merged = dict(settings)
-    for key in ("llm", "tts"):
-        value = getattr(change, key)
-        if value is not None:
-            merged[key] = {**merged.get(key, {}), **value}
-    if change.system_prompt is not None:
-        merged["system_prompt"] = change.system_prompt
-    return merged
-
-
 def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     """``agent`` with persona ``variables`` laid over its context's (checked against its prompt).
 
@@ -575,4 +697,6 @@ def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     except ValueError as e:
         raise Refused(f"variables: {e}") from None
     params = context.params.model_copy(update={"variables": merged})
-    return replace(agent, context=Component(context.id, context.type, params))
+    # The spec's context block too: factories (the scripted LLM's rules) read the variables from it.
+    spec = agent.spec.model_copy(update={"context": agent.spec.context.model_copy(update={"variables": merged})})
+    return replace(agent, spec=spec, context=Component(context.id, context.type, params))

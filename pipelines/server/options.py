@@ -6,6 +6,7 @@ docs/security.md lists every limit and what happens past it.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.sessions.store import DEFAULT_GRACE_S
 
@@ -51,6 +52,9 @@ class ServerOptions:
             past it, 429 + Retry-After (0: no limit).
         limit_loopback_clients: Apply the two limits above to loopback clients too (this
             machine's own users, a local proxy, tests and benchmarks are not limited by default).
+        slots: The live-session count a worker process shares with the
+            server's other workers (``pipelines.server.admission.Slots``, set
+            by the worker pool); None: this process counts alone.
     """
 
     host: str | None = None
@@ -78,3 +82,4 @@ class ServerOptions:
     client_sessions_per_minute: int = 30
     client_unconnected_sessions: int = 5
     limit_loopback_clients: bool = False
+    slots: Any = None

@@ -35,7 +35,8 @@ from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
 from pipelines.sessions.dashboard import DASHBOARD_DIR
 from pipelines.sessions.model import Health, Page, Session, SessionState, sendable, text_problem
-from pipelines.sessions.settings_gate import SettingsChange
+from pipelines.sessions.settings_gate import SettingsChange, SettingsNotApplied
+from pipelines.sessions.settings_model import BadSettings
 from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
 
 WEB_DIR = DASHBOARD_DIR.parent.parent.parent / "transports" / "web"
@@ -75,10 +76,13 @@ class Created(BaseModel):
 
 
 class SettingsResult(BaseModel):
-    """``PATCH /sessions/{id}``: applied now, or held until the running response ends."""
+    """``PATCH /sessions/{id}``: applied now, or held until the running response ends (``settings-applied`` says when)."""
 
     applied: bool
     held: bool
+    change_id: str = Field(description="this change's id: settings-applied messages and the session's "
+                           "settings.applied/failed name it")
+    pending: list[str] = Field(description="the ids of the changes waiting for the running response to end")
 
 
 class StartResult(BaseModel):
@@ -142,16 +146,17 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 
     @api.post("/sessions", status_code=201, response_model=Created,
               responses={429: {"description": "This client's limit"}, 503: {"description": "Full"}})
-    async def create_session(request: Request, body: NewSession | None = None) -> Created:
+    async def create_session(request: Request, body: NewSession | None = None, placed: Annotated[bool, Query(
+            description="sent here by a full server: answer 503 rather than send it on again")] = False) -> Created:
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
         try:
-            elsewhere = await manager.place_elsewhere(body.agent)
+            elsewhere = None if placed else await manager.place_elsewhere(body.agent)
         except Refused as e:
             raise HTTPException(422, str(e)) from None
-        if elsewhere:
+        if elsewhere:  # once only: servers' room is known from heartbeats, which lag; two full ones must not ping-pong
             raise HTTPException(307, "this server is full; another has room",
-                                headers={"Location": elsewhere.rstrip("/") + "/sessions"})
+                                headers={"Location": elsewhere.rstrip("/") + "/sessions?placed=true"})
         session, token = await _create(manager, body.agent, body.variables, client=request.scope)
         agent = manager.agents[session.agent]
         return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
@@ -185,7 +190,9 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             raise HTTPException(404, "no such session")
         return Response(status_code=204)
 
-    @api.patch("/sessions/{session_id}", response_model=SettingsResult, responses={404: {"description": "Not found"}})
+    @api.patch("/sessions/{session_id}", response_model=SettingsResult, responses={
+        404: {"description": "Not found"}, 409: {"description": "Not applied; the old settings stay"},
+        422: {"description": "A field the agent's services do not take (named, with the allowed ones)"}})
     async def change_settings(session_id: Annotated[str, _ID], change: SettingsChange, request: Request) -> SettingsResult:
         """Changes LLM/TTS settings or the system prompt; held while a response is generated or spoken."""
         problem = text_problem(change.model_dump(exclude_none=True))
@@ -193,12 +200,15 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             raise HTTPException(400, f"malformed request: {problem}")
         await _to_owner(manager, request, session_id)
         try:
-            applied = await manager.change_settings(session_id, change)
+            outcome = await manager.change_settings(session_id, change)
         except SessionNotFound:
             raise HTTPException(404, "no such session") from None
-        except Refused as e:
+        except BadSettings as e:
+            raise HTTPException(422, str(e)) from None
+        except (Refused, SettingsNotApplied) as e:
             raise HTTPException(409, str(e)) from None
-        return SettingsResult(applied=applied, held=not applied)
+        return SettingsResult(applied=outcome.applied, held=not outcome.applied, change_id=outcome.change_id,
+                              pending=outcome.pending)
 
     @app.post("/sessions/{session_id}/offer", response_model=Answer,
               responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})

@@ -20,7 +20,6 @@ worker whose front process died (even by SIGKILL) ends itself.
 """
 
 import asyncio
-import math
 import multiprocessing
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipelines.server.admission import Slots
 from pipelines.server.options import ServerOptions
 from pipelines.sessions.metrics import MULTIPROCESS_DIR
 from pipelines.validate import Agent
@@ -153,20 +153,22 @@ class WorkerPool:
         self.agents = agents
         self.count = count
         self.server_id = server_id
-        # Each worker listens on loopback, speaks plain HTTP (the front terminates TLS) and
-        # takes its share of the session limit; the front applies the Host/Origin checks.
-        self.worker_options = replace(
-            options, host="127.0.0.1", port=0, allowed_origins=[], allowed_hosts=[], workers=1,
-            max_sessions=math.ceil(options.max_sessions / count),
-        )
         self.workers = [Worker(i, f"{server_id}/w{i}") for i in range(count)]
         self._context = multiprocessing.get_context("spawn")
+        remove_stale_metrics_dirs()
+        self._metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+        # One count of live sessions for the whole server, shared by every worker (pipelines.server.admission).
+        self.slots = Slots.shared(self._context, count, [a.spec.name for a in agents],
+                                  os.path.join(self._metrics_dir, "admission.lock"))
+        # Each worker listens on loopback and speaks plain HTTP (the front terminates TLS);
+        # the front applies the Host/Origin checks.
+        self.worker_options = replace(
+            options, host="127.0.0.1", port=0, allowed_origins=[], allowed_hosts=[], workers=1, slots=self.slots,
+        )
         self._ready = self._context.Queue()
         self._report = self._context.Array("d", 2 * count, lock=False)
         self._tasks: list[asyncio.Task] = []
         self._closing = False
-        remove_stale_metrics_dirs()
-        self._metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
 
     def advertise(self, url: str) -> None:
         """The front's URL: each worker publishes it (several servers redirect there), unless one was given."""
@@ -224,7 +226,8 @@ class WorkerPool:
     def _spawn(self, worker: Worker) -> None:
         worker.ready.clear()
         worker.started_at = time.monotonic()
-        options = replace(self.worker_options, server_id=worker.server_id)
+        self.slots.clear(worker.slot)  # a dead worker's sessions hold no slot (they are DISCONNECTED)
+        options = replace(self.worker_options, server_id=worker.server_id, slots=self.slots.for_worker(worker.slot))
         worker.process = self._context.Process(
             target=worker_main, args=(worker.slot, self.agents, options, self._ready, self._report),
             name=f"framegraph-worker-{worker.slot}", daemon=True,

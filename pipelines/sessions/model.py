@@ -81,7 +81,8 @@ class SessionSummary(BaseModel):
     errors: list[SessionError] = Field(default_factory=list, description=f"The last {MAX_ERRORS} errors")
     settings: dict[str, Any] = Field(
         default_factory=dict,
-        description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume",
+        description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume; "
+        "pending: changes held until the running response ends; applied, failed: what became of the last changes",
     )
 
 

@@ -33,6 +33,10 @@ class RuleParams(BaseModel):
     arguments: dict[str, Any] = Field(
         default_factory=dict, description="the tool call's arguments; {group} in strings from the match"
     )
+    when: dict[str, str] = Field(
+        default_factory=dict, description="persona variables this rule is for, e.g. {subject: French}: it "
+        "applies only to a session whose variables have these values (case-insensitive)"
+    )
     say: str = Field("", description="with a tool: said before calling it")
     on_error: str = Field("", description="with a tool: said when its result is an error (default: the fallback)")
 
@@ -88,7 +92,10 @@ def make_scripted(params: ScriptedParams, ctx):
     """Creates the scripted LLM service.
 
     With a persona, replies may use its variables too (``Let's practise
-    {subject}``), so one script serves every persona.
+    {subject}``), and a rule may be for some values only (``when: {subject:
+    French}``), so one script serves every persona. The variables are the
+    agent's as built: a served session's own (``POST /sessions`` variables)
+    when the server built it for one.
     """
     from processors.llm.scripted import Rule, ScriptedLLMService
     from processors.tools.runtime import install_tools
@@ -103,6 +110,11 @@ def make_scripted(params: ScriptedParams, ctx):
         except ValueError as e:
             raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.{key}", str(e))]) from None
 
+    for i, r in enumerate(params.rules):
+        unknown = sorted(r.when.keys() - variables.keys())
+        if unknown:
+            raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.rules[{i}].when",
+                                            f"'{unknown[0]}' is not a persona variable of the context")])
     rules = [
         Rule(
             re.compile(r.match, re.IGNORECASE),
@@ -115,6 +127,7 @@ def make_scripted(params: ScriptedParams, ctx):
             on_error=say(r.on_error, f"rules[{i}].on_error"),
         )
         for i, r in enumerate(params.rules)
+        if all(variables[k].casefold() == v.casefold() for k, v in r.when.items())
     ]
     service = ScriptedLLMService(
         rules=rules,

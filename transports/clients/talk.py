@@ -5,10 +5,23 @@ prints the live transcript, and writes the bot's reply as it would have been
 heard. Like the web page it obeys interruptions: audio buffered when the bot
 is interrupted is dropped, not played. ``Talker`` is the same client for
 tests and ``bench/transport_latency.py``.
+
+A session's connection (``/sessions/{id}/ws?token=...``) that drops comes
+back by itself (``Reconnect``): with the session's id and resume token, after
+1, 2, 4 ... 30 s, giving up after 10 tries in a row (the count starts again
+after a connection that held 10 s). The server's deliberate
+closes are final (1000: it ended the session or the connection; 1008: the
+token is refused); a lost connection (1006), a restarting server (1012) or a
+full one (1013) is retried. A resumed session's server says what it restored
+with an RTVI ``server-message`` ``{"type": "session-restored", "session_id",
+"turns"}``. ``framegraph talk http://HOST:PORT`` creates the session itself
+(``POST /sessions``), so it can resume; a plain ``/ws`` URL makes a new
+session per connection and is not reconnected.
 """
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable
@@ -22,6 +35,10 @@ from pipelines.audio import USER_SAMPLE_RATE, WavError, read_wav, write_wav
 from transports import client_messages as cm
 
 FRAME_SECS = 0.02
+#: Close codes after which a client does not come back: the server ended it on purpose, or refused it.
+FINAL_CLOSE_CODES = {1000, 1008, 1009}
+#: Handshake answers after which a client does not come back: the session is gone or the token wrong.
+FINAL_HANDSHAKE_STATUSES = {401, 403, 404}
 
 T = TypeVar("T")
 
@@ -77,12 +94,40 @@ class Playback:
         return sum(max(0.0, min(p.end, t1) - max(p.start, t0)) for p in self.played if p.loud)
 
 
-class Talker:
-    """One WebSocket participant: send audio, hear the bot, read its messages."""
+@dataclass(frozen=True)
+class Reconnect:
+    """How a dropped session comes back: waits of ``first_s`` doubling up to ``max_s``, at most ``attempts`` tries in a row.
 
-    def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True, echo: bool = False):
+    The count starts again only after a connection that held ``stable_s``:
+    a server that accepts and drops at once is not retried for ever.
+    """
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    attempts: int = 10
+    stable_s: float = 10.0
+
+    def delays(self) -> list[float]:
+        """The wait before each try: 1, 2, 4, 8, 16, 30, 30 ... seconds by default."""
+        return [min(self.first_s * 2**i, self.max_s) for i in range(self.attempts)]
+
+
+class Talker:
+    """One WebSocket participant: send audio, hear the bot, read its messages; with ``reconnect``, come back after a drop."""
+
+    def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True,
+                 echo: bool = False, reconnect: Reconnect | None = None):
         self.url = url
         self.echo = echo
+        self.reconnect = reconnect
+        #: When each reconnection succeeded (monotonic), and each try's wait before it.
+        self.reconnects: list[float] = []
+        self.waits: list[float] = []
+        #: Why the client stopped coming back (None while it connects or is connected).
+        self.gave_up: str | None = None
+        self._tries = 0
+        self._connected_at = 0.0
+        self._closing = False
         self.sample_rate = sample_rate
         self.obey_interruptions = obey_interruptions
         self.out_rate = 0
@@ -97,6 +142,7 @@ class Talker:
         import websockets
 
         self._ws = await websockets.connect(self.url, max_size=None)
+        self._connected_at = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         try:
             await self.send_message(cm.client_ready())
@@ -109,6 +155,7 @@ class Talker:
 
     async def close(self) -> None:
         """Closes cleanly (code 1000): the server ends the agent's worker."""
+        self._closing = True
         if self._ws is not None:
             await self._ws.close()
         if self._reader:
@@ -126,19 +173,29 @@ class Talker:
 
     async def send_raw(self, data: bytes | str) -> None:
         """Sends bytes as they are (tests use it for bad messages)."""
-        await self._ws.send(data)
+        await self._send(data)
 
     async def send_message(self, msg: dict) -> None:
         """Sends an RTVI client message (a protobuf message frame)."""
-        await self._ws.send(message_frame(msg))
+        await self._send(message_frame(msg))
 
     async def stream(self, pcm: bytes) -> None:
-        """Sends 16-bit mono ``pcm`` at ``sample_rate`` in real time, 20 ms a frame."""
+        """Sends 16-bit mono ``pcm`` at ``sample_rate`` in real time, 20 ms a frame (lost while reconnecting, as a live microphone's)."""
         step = int(self.sample_rate * FRAME_SECS) * 2
         start = time.monotonic()
         for n, i in enumerate(range(0, len(pcm), step)):
-            await self._ws.send(audio_message(pcm[i : i + step], self.sample_rate))
+            await self._send(audio_message(pcm[i : i + step], self.sample_rate))
             await asyncio.sleep(max(0.0, start + (n + 1) * FRAME_SECS - time.monotonic()))
+
+    async def _send(self, data: bytes | str) -> None:
+        """Sends on the current connection; while one is being re-established, what is sent is lost."""
+        import websockets
+
+        try:
+            await self._ws.send(data)
+        except websockets.ConnectionClosed:
+            if self.reconnect is None or self.closed:
+                raise
 
     async def stream_silence(self) -> None:
         """Sends silence in real time until cancelled, as an open microphone in a quiet room does."""
@@ -181,11 +238,50 @@ class Talker:
     async def _read(self) -> None:
         import websockets
 
-        try:
-            async for data in self._ws:
-                self._handle(data, time.monotonic())
-        except websockets.ConnectionClosed:
-            pass
+        while True:
+            try:
+                async for data in self._ws:
+                    self._handle(data, time.monotonic())
+            except websockets.ConnectionClosed:
+                pass
+            if self._closing or self.reconnect is None:
+                return
+            if self._ws.close_code in FINAL_CLOSE_CODES:
+                self.gave_up = f"the server closed the session's connection (code {self._ws.close_code})"
+                return
+            if time.monotonic() - self._connected_at >= self.reconnect.stable_s:
+                self._tries = 0  # it held: the next drop gets the whole backoff again
+            if not await self._come_back():
+                return
+
+    async def _come_back(self) -> bool:
+        """Reconnects with the session's id and token, backing off; False once it gives up (``gave_up`` says why)."""
+        import websockets
+
+        delays = self.reconnect.delays()
+        while self._tries < len(delays):
+            wait = delays[self._tries]
+            self._tries += 1
+            self.waits.append(wait)
+            await asyncio.sleep(wait)
+            try:
+                self._ws = await websockets.connect(self.url, max_size=None)
+            except websockets.InvalidStatus as e:
+                if e.response.status_code in FINAL_HANDSHAKE_STATUSES:
+                    self.gave_up = f"the server refused to resume the session (HTTP {e.response.status_code})"
+                    return False
+                continue
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                continue
+            self.reconnects.append(time.monotonic())
+            self._connected_at = self.reconnects[-1]
+            try:
+                await self._ws.send(message_frame(cm.client_ready()))
+            except websockets.ConnectionClosed:
+                pass  # refused at once (full: 1013); the read loop tries again
+            return True
+        self.gave_up = f"gave up resuming the session after {len(delays)} tries"
+        return False
 
     def _handle(self, data: bytes, now: float) -> None:
         from pipecat.frames.protobufs import frames_pb2
@@ -240,11 +336,44 @@ def _print_transcript(msg: dict) -> None:
         print(f"you: {data.get('text', '')}", flush=True)
     elif kind == cm.BOT_TTS_TEXT:
         print(f"bot: {data.get('text', '')}", flush=True)
+    elif kind == cm.SERVER_MESSAGE and data.get("type") == cm.SESSION_RESTORED:
+        print(f"(session {data.get('session_id')} restored: {data.get('turns')} turns)", flush=True)
 
 
-async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float) -> int:
-    """Says ``wav_in`` to the agent at ``url`` once it says ``bot-ready``; writes the reply."""
-    async with Talker(url, echo=True) as talker:
+def session_url(url: str, *, agent: str | None = None, api_key: str | None = None) -> str:
+    """The WebSocket URL to talk on: ``url`` itself, or for a server's ``http(s)://`` URL a new session's.
+
+    Raises:
+        OSError: The server could not be reached or refused to create a session (its answer named).
+    """
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        return url
+    base = url.rstrip("/")
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {api_key}"} if api_key else {})}
+    body = json.dumps({"agent": agent} if agent else {}).encode()
+    request = urllib.request.Request(base + "/sessions", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            created = json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        raise OSError(f"POST /sessions: HTTP {e.code}: {e.read().decode(errors='replace')[:300]}") from None
+    if created.get("signalling") != "socket":
+        raise OSError(f"agent {created.get('agent')!r} is not served over WebSocket")
+    print(f"session {created['id']}", flush=True)
+    return f"{'wss' if base.startswith('https') else 'ws'}{base[base.index(':'):]}/sessions/{created['id']}/ws?token={created['token']}"
+
+
+async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: float, timeout: float,
+               reconnect: Reconnect | None = None) -> int:
+    """Says ``wav_in`` to the agent at ``url`` once it says ``bot-ready``; writes the reply.
+
+    A session's URL (``/sessions/{id}/ws?token=``) is reconnected after a drop by ``reconnect``.
+    """
+    resumable = "/sessions/" in url and "token=" in url
+    async with Talker(url, echo=True, reconnect=reconnect if resumable else None) as talker:
         await talker.unless_closed(talker.wait_for_message(cm.BOT_READY, timeout))
         await talker.stream(read_wav(wav_in, talker.sample_rate))
         microphone = asyncio.create_task(talker.stream_silence())
@@ -252,7 +381,8 @@ async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: floa
         microphone.cancel()
         await asyncio.gather(microphone, return_exceptions=True)
         if talker.closed:
-            raise ConnectionError(f"the agent closed the connection (code {talker.close_code})")
+            why = talker.gave_up or f"the agent closed the connection (code {talker.close_code})"
+            raise ConnectionError(why)
     if not talker.playback.played:
         print(f"no reply within {timeout:g} s", file=sys.stderr)
         return 1
@@ -265,10 +395,13 @@ async def talk(url: str, wav_in: Path, wav_out: Path | None, *, quiet_secs: floa
 def cmd_talk(args) -> int:
     import websockets
 
+    reconnect = Reconnect(attempts=args.reconnect_attempts) if args.reconnect_attempts > 0 else None
     try:
+        url = session_url(args.url, agent=args.agent,
+                          api_key=os.environ.get(args.api_key_env) if args.api_key_env else None)
         return asyncio.run(
-            talk(args.url, Path(args.input), Path(args.output) if args.output else None,
-                 quiet_secs=args.quiet, timeout=args.timeout)
+            talk(url, Path(args.input), Path(args.output) if args.output else None,
+                 quiet_secs=args.quiet, timeout=args.timeout, reconnect=reconnect)
         )
     except WavError as e:
         print(f"--input: {e}", file=sys.stderr)
@@ -285,7 +418,12 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "talk", help="talk to a websocket agent from a WAV", description="Stream a WAV to a websocket agent; record its reply."
     )
-    p.add_argument("url", metavar="URL", help="the agent's WebSocket, e.g. ws://127.0.0.1:7860/ws")
+    p.add_argument("url", metavar="URL", help="a server (http://127.0.0.1:7860: a new session, resumed after a "
+                   "drop), a session's WebSocket (ws://.../sessions/ID/ws?token=T) or an agent's (ws://.../ws)")
+    p.add_argument("--agent", metavar="NAME", help="with a server URL: the agent to talk to (when it runs several)")
+    p.add_argument("--api-key-env", metavar="VAR", help="with a server URL: the variable holding its API key")
+    p.add_argument("--reconnect-attempts", type=int, default=10, metavar="N",
+                   help="tries to resume a dropped session, waiting 1, 2, 4 ... 30 s (default 10; 0: never)")
     p.add_argument("--input", required=True, metavar="WAV", help="16-bit PCM WAV to say (any rate, mono or stereo)")
     p.add_argument("--output", metavar="WAV", help="where to write the bot's reply")
     p.add_argument("--quiet", type=float, default=2.0, help="seconds of bot silence that end the talk (default 2)")
