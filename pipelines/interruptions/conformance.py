@@ -34,7 +34,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from pipelines.interruptions.guard import NEVER_STALE, TURN_ATTR, Interruption, ProcessorStats
+from pipelines.interruptions.guard import NEVER_STALE, Interruption, ProcessorStats, turn_of
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
 from pipelines.validate import Agent
@@ -245,10 +245,10 @@ def _after_each_interruption(probe: Probe, history: list[Interruption]):
 
 
 def _is_cut(frame: Frame, interruption: Interruption) -> bool:
-    """Whether ``interruption`` cut ``frame``: interruptible, not the user's, and made before it or for a turn it cut."""
+    """Whether ``interruption`` cut ``frame``: interruptible, not the user's, and answering a turn older than it."""
     if not frame.interruptible or isinstance(frame, NEVER_STALE):
         return False
-    return frame.id < interruption.boundary or 0 < getattr(frame, TURN_ATTR, 0) <= interruption.cut
+    return turn_of(frame) < interruption.boundary
 
 
 def _stale_processed(probe: Probe, history: list[Interruption]) -> list[str]:

@@ -15,8 +15,9 @@ How (docs/interruptions.md, "Resume after a false interruption"):
   aggregator wrote (word by word with a word-timed TTS, whole sentences
   otherwise: the resumed speech then starts at the cut sentence);
 - the rest is pushed by the user context aggregator as a ``TTSSpeakFrame``
-  that starts a turn of its own (``guard.starts_turn``), and the assistant
-  message it makes is appended to the interrupted one.
+  that answers no earlier input (``guard.turn_free``: the interruption that
+  cut the reply does not cut it), and the assistant message it makes is
+  appended to the interrupted one.
 
 Everything goes through pipecat's public event handlers
 (``on_before_process_frame``, ``on_assistant_turn_stopped``).
@@ -42,7 +43,7 @@ from pipecat.frames.frames import (
 from pipecat.services.tts_service import TTSService
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 
-from pipelines.interruptions.guard import starts_turn
+from pipelines.interruptions.guard import turn_free
 from pipelines.spec import InterruptionSettings
 
 
@@ -162,7 +163,7 @@ class FalseInterruptionResume:
         last = messages[-1] if messages else None
         self.continues = last if heard and last and last.get("role") == "assistant" else None
         await self.turn_end.trigger_user_turn_stopped()  # the empty turn writes nothing and runs no LLM
-        self.resumed = starts_turn(TTSSpeakFrame(" ".join(rest)))
+        self.resumed = turn_free(TTSSpeakFrame(" ".join(rest)))
         logger.debug(f"false interruption: resuming after {len(heard)} words heard: {self.resumed.text!r}")
         await self.user.push_frame(self.resumed)
 
