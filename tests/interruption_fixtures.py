@@ -110,6 +110,7 @@ class StreamingTTSParams(Params):
                            description="how long its input task stays busy when an interruption comes, before it flushes")
     drops_cut_work: bool = Field(True, description="false: its audio task goes on with the cut text after the interruption")
     word_ms: float = Field(200.0, gt=0, le=2_000, description="audio per word")
+    says_what_it_speaks: bool = Field(True, description="false: its audio does not say which text it speaks (untraceable)")
 
 
 class StreamingTTS(FrameProcessor):
@@ -118,7 +119,8 @@ class StreamingTTS(FrameProcessor):
     The audio task pushes 20 ms chunks at twice real time, as a streaming
     service receives them; each chunk says which text it speaks
     (``pipelines.interruptions.answering``), as a TTS with a task of its own
-    must. Well behaved (``drops_cut_work``), it drops the cut
+    must (``says_what_it_speaks: false``: an untraceable one, which only
+    ``framegraph check`` can catch). Well behaved (``drops_cut_work``), it drops the cut
     text's audio once it has processed the interruption, as pipecat's TTS
     services do; ``busy_ms`` keeps its input task busy before then (a slow
     service: what its audio task pushes meanwhile is for cut text); with
@@ -128,8 +130,9 @@ class StreamingTTS(FrameProcessor):
     CHUNK_MS = 20
 
     def __init__(self, *, busy_ms: float = 0.0, drops_cut_work: bool = True, word_ms: float = 200.0,
-                 sample_rate: int = 24000, **kwargs):
+                 says_what_it_speaks: bool = True, sample_rate: int = 24000, **kwargs):
         super().__init__(**kwargs)
+        self._traced = says_what_it_speaks
         self._busy = busy_ms / 1000.0
         self._drops = drops_cut_work
         self._word_ms = word_ms
@@ -164,7 +167,8 @@ class StreamingTTS(FrameProcessor):
             for _ in range(chunks):
                 if generation != self._generation:
                     break
-                await self.push_frame(answering(TTSAudioRawFrame(self._chunk, self._rate, 1), text))
+                audio = TTSAudioRawFrame(self._chunk, self._rate, 1)
+                await self.push_frame(answering(audio, text) if self._traced else audio)
                 await asyncio.sleep(self.CHUNK_MS / 2000)
 
 
@@ -252,6 +256,7 @@ TYPES = [
     TypeInfo(
         "processor", "streaming_tts_fixture", StreamingTTSParams,
         lambda p, ctx: StreamingTTS(busy_ms=p.busy_ms, drops_cut_work=p.drops_cut_work, word_ms=p.word_ms,
+                                    says_what_it_speaks=p.says_what_it_speaks,
                                     sample_rate=ctx.audio_out_sample_rate, name=ctx.processor_id),
         "conformance fixture: a streaming TTS with an audio task of its own; slow (busy_ms) or leaky (drops_cut_work: false)",
     ),
