@@ -123,6 +123,7 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     )
     from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
 
+    from pipelines.interruptions.tool_calls import CancelledCallsSettle
     from processors.vad import SharedSileroVADAnalyzer
 
     vad_analyzer = None
@@ -150,6 +151,7 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
     pair = LLMContextAggregatorPair(context, user_params=user_params)
+    CancelledCallsSettle(pair.assistant())
     if turn_end is not None:
         from pipelines.interruptions.resume import FalseInterruptionResume
 

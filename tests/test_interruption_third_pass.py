@@ -142,3 +142,75 @@ async def test_a_graph_without_a_context_block_is_guarded_against_a_tts_going_on
         await h.inject(TextFrame("two words"))
         again = time.monotonic()
         await wait_until(lambda: audio_ms(h, again) >= 300, 5.0, "the next text spoken")
+
+
+TOOL_AGENT = """version: 1
+name: tools_after_cut
+transport: {{type: synthetic, audio_out_sample_rate: 16000}}
+context: {{type: llm_context, vad: null, system_prompt: "You help.", turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
+processors:
+  llm:
+    type: scripted
+    token_delay_ms: 0
+    fallback: "Sorry?"
+    tools:
+      - name: get_weather
+        description: The weather in a city
+        parameters: {{type: object, properties: {{city: {{type: string}}}}, required: [city]}}
+        http: {{url: "{url}", timeout_secs: 5}}
+        cancel_on_interruption: {cancel}
+    rules:
+      - match: "weather in (?P<city>\\\\w+)"
+        tool: get_weather
+        arguments: {{city: "{{city}}"}}
+        say: "Let me look that up for you, it takes a moment."
+        reply: "In {{city}} it is {{summary}}, {{celsius}} degrees."
+  tts: {{type: espeak, voice: en-us}}
+pipeline: [input, user_context, llm, tts, output, assistant_context]
+"""
+
+
+@pytest.fixture
+async def tool_server():
+    from test_tools import ToolServer
+
+    async with ToolServer() as server:
+        yield server
+
+
+async def test_an_async_tools_result_after_a_cut_is_spoken(tool_server):
+    """Caught (item 2): a tool with ``cancel_on_interruption: false`` answered after an interruption that started no
+    new turn; the assistant aggregator pushed the context upstream to run the LLM again, the guard tagged that push
+    with the cut turn and dropped it, and the context kept a tool result nobody answered."""
+    tool_server.delay = 1.0
+    text = TOOL_AGENT.format(url=f"{tool_server.url}/slow", cancel="false")
+    async with AgentHarness.from_text(text) as h:
+        tts = h.probe("tts", processed=True)
+        await ask(h, "what is the weather in Rome")
+        await asyncio.wait_for(tool_server.received.wait(), 5)
+        await asyncio.sleep(0.2)
+        await h.built.interrupt()
+        answer = await tts.wait_for(TextFrame, where=lambda f: "Rome" in f.text, timeout=10.0)
+        said = tts.times[tts.frames.index(answer)]
+        await wait_until(lambda: audio_ms(h, said) >= 800, 5.0, "the tool's result spoken")
+        await wait_until(lambda: any("Rome it is sunny" in str(m.get("content")) for m in h.built.llm_context.messages),
+                         5.0, "the answer in the context")
+
+
+async def test_a_tool_call_cut_before_its_in_progress_frame_reached_the_context_ends_cancelled(tool_server):
+    """Caught (item 9): the interruption's cancel (a system frame) overtook the in-progress frame queued at the output
+    behind the tool's "say" audio; the call stayed ``IN_PROGRESS`` in the context and the next LLM run read a
+    pending tool. The call now ends as cancelled."""
+    tool_server.delay = 2.0
+    text = TOOL_AGENT.format(url=f"{tool_server.url}/slow", cancel="true")
+    async with AgentHarness.from_text(text) as h:
+        await speaking(h, await ask(h, "what is the weather in Rome"))
+        await asyncio.wait_for(tool_server.received.wait(), 5)
+        await h.built.interrupt()
+
+        def tool_results():
+            return [m.get("content") for m in h.built.llm_context.messages if m.get("role") == "tool"]
+
+        await wait_until(lambda: tool_results(), 5.0, "the tool call in the context")
+        await asyncio.sleep(tool_server.delay + 0.5)  # the endpoint has answered by now
+        assert tool_results() == ["CANCELLED"], h.built.llm_context.messages
