@@ -201,6 +201,8 @@ class FalseInterruptionResume:
                 logger.debug(f"backchannel {frame.text!r} after the bot resumed: not a user turn")
                 frame.text = ""
                 self.gate.swallowed.add(frame.id)
+                if isinstance(frame, InterimTranscriptionFrame):  # its final transcript follows, as late again
+                    self.late_until = max(self.late_until, time.monotonic() + self.stt_latency)
 
     def watch_tts(self) -> None:
         """Finds the first TTS downstream of the user aggregator and records the text it is given."""
