@@ -220,8 +220,12 @@ class NoParams(Params):
 STORY = " ".join(["once upon a time a small robot learned to speak"] * 4)
 
 
+#: What the scripted LLM answers to a question barged in over the story: one word, ``word_ms`` of tone.
+QUESTION, ANSWER = "what time is it", "Noon."
+
+
 def streaming_agent_yaml(*, busy_ms: float, drops_cut_work: bool, reply: str = STORY) -> str:
-    """An agent whose scripted LLM answers ``reply`` through ``streaming_tts_fixture``.
+    """An agent whose scripted LLM answers ``reply`` (and ``ANSWER`` to ``QUESTION``) through ``streaming_tts_fixture``.
 
     The tests and ``bench/interruption.py`` measure the audio of cut text on it
     for a well-behaved, a slow (``busy_ms``) and a leaky (``drops_cut_work: false``) TTS.
@@ -231,7 +235,7 @@ name: streaming
 transport: {{type: synthetic, audio_out_sample_rate: 16000}}
 context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
 processors:
-  llm: {{type: scripted, token_delay_ms: 0, fallback: "{reply}"}}
+  llm: {{type: scripted, token_delay_ms: 0, rules: [{{match: "{QUESTION}", reply: "{ANSWER}"}}], fallback: "{reply}"}}
   tts: {{type: streaming_tts_fixture, busy_ms: {busy_ms}, drops_cut_work: {str(drops_cut_work).lower()}}}
 pipeline: [input, user_context, llm, tts, output, assistant_context]
 """
