@@ -213,3 +213,22 @@ async def test_a_tool_call_cut_before_its_in_progress_frame_reached_the_context_
         await wait_until(lambda: tool_results(), 5.0, "the tool call in the context")
         await asyncio.sleep(tool_server.delay + 0.5)  # the endpoint has answered by now
         assert tool_results() == ["CANCELLED"], h.built.llm_context.messages
+
+
+async def test_text_a_processor_re_sends_while_it_handles_the_interruption_is_never_spoken():
+    """Caught (item 7): a processor before the TTS that pushed the cut text again as new frames while it handled
+    the interruption: with no turn to tag them (no context block) 2.8-3.4 s of the cut text was spoken. What a
+    processor makes while it handles an interruption answers the cut work."""
+    from conftest import ROOT
+
+    text = (ROOT / "tests" / "broken_interruptions" / "resend_no_context.yaml").read_text()
+    async with AgentHarness(load_agent_text(text, "<test>")) as h:
+        start = time.monotonic()
+        await h.inject(TextFrame("Once upon a time, a small robot learned to speak."))
+        await h.inject(TextFrame("It said hello to everyone it met."))
+        await speaking(h, start)
+        await h.built.interrupt()
+        cut = time.monotonic()
+        await asyncio.sleep(1.5)
+        assert audio_ms(h, cut) <= ONE_CHUNK_MS
+        assert h.built.interruptions.stats["resend"].reaction_out == 2
