@@ -15,10 +15,13 @@ rounds in the same process. Reported:
 - audio: bot audio made before the trigger that still started playing after
   it, on an output that plays in real time (one chunk may sit in the "card");
 - audio for cut text: a user asks, a streaming TTS speaks the scripted reply
-  and the API interrupts; the audio that plays after the trigger, for a
+  and it is cut, by the API (no turn follows) or by the user asking a
+  question over it (the next turn starts at once: its one-word answer, 200 ms,
+  is not counted); the audio that plays after the trigger, for a
   well-behaved TTS, a slow one (its input task busy 100 ms when the
   interruption comes) and a leaky one (its own task never drops cut work),
-  all ``processors/faulty.py``'s ``streaming_tts_fixture``;
+  all the test fixture ``streaming_tts_fixture`` (``tests/interruption_fixtures.py``,
+  registered for this run);
 - memory per hour of a session: a parallel block carrying 50 frames a
   second, interrupted every 10 s, run faster than real time; the traced
   memory's growth from the first simulated minute to the last, per hour.
@@ -36,8 +39,10 @@ import argparse
 import asyncio
 import gc
 import statistics
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -55,7 +60,11 @@ from pipelines import pipecat_compat as compat
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
-from processors.faulty import streaming_agent_yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from interruption_fixtures import QUESTION, register, streaming_agent_yaml  # noqa: E402  (test code)
+
+register()
 
 HEAD = "version: 1\nname: {name}\ntransport: {{type: synthetic, audio_out_sample_rate: 16000}}\nprocessors:\n"
 LINEAR = HEAD.format(name="linear") + "".join(f"  p{i}: {{type: passthrough}}\n" for i in range(9)) + \
@@ -171,8 +180,12 @@ async def audio_after_trigger(guarded: bool, trials: int) -> list[float]:
 TTS_KINDS = {"well-behaved": (0, True), "slow (input task busy 100 ms)": (100, True), "leaky (never drops cut work)": (0, False)}
 
 
-async def cut_text_audio(busy_ms: float, drops: bool, guarded: bool) -> float:
-    """ms of audio played after an API interruption of a streamed reply (all of it for the cut text)."""
+TRIGGERS = ("API cut", "question barge-in")
+ANSWER_MS = 200.0  # the one-word answer to the question, at the fixture's 200 ms a word
+
+
+async def cut_text_audio(busy_ms: float, drops: bool, guarded: bool, trigger: str) -> float:
+    """ms of audio for the cut text played after the reply was cut by ``trigger`` (the next answer not counted)."""
     text = streaming_agent_yaml(busy_ms=busy_ms, drops_cut_work=drops)
     async with AgentHarness(load_agent_text(text), interruptions=guarded) as h:
         for frame in (VADUserStartedSpeakingFrame(start_secs=0.0), VADUserStoppedSpeakingFrame(stop_secs=0.0),
@@ -182,10 +195,27 @@ async def cut_text_audio(busy_ms: float, drops: bool, guarded: bool) -> float:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         at = time.monotonic()
-        await h.built.interrupt()
-        await asyncio.sleep(1.2)
-        return sum(1000 * len(w.frame.audio) / 32000 for w in h.output.written
-                   if isinstance(w.frame, OutputAudioRawFrame) and w.time > at)
+
+        def after() -> float:
+            return sum(1000 * len(w.frame.audio) / 32000 for w in h.output.written
+                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > at)
+
+        if trigger == "API cut":
+            await h.built.interrupt()
+            await asyncio.sleep(1.2)
+            return after()
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")  # interrupts (guarded or not)
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
+        await h.inject(TranscriptionFrame(QUESTION, "user", "now", finalized=True), at="user_context")
+        # Until the audio stops (the answer has played, after whatever cut text plays), 15 s at most.
+        last, still = -1.0, time.monotonic()
+        while time.monotonic() - at < 15:
+            await asyncio.sleep(0.1)
+            if after() != last:
+                last, still = after(), time.monotonic()
+            elif time.monotonic() - still > 0.8 and last >= ANSWER_MS:
+                break
+        return max(0.0, after() - ANSWER_MS)
 
 
 SESSION = HEAD.format(name="session") + "  a: {type: passthrough}\n  b: {type: passthrough}\n" + \
@@ -237,12 +267,13 @@ async def main(trials: int, rounds: int, audio_trials: int) -> None:
         ms = await audio_after_trigger(guarded, audio_trials)
         print(f"audio made before the trigger that played after it, {mode}: median {statistics.median(ms):.0f} ms, "
               f"max {max(ms):.0f} ms over {len(ms)} trials (40 ms output chunks, played in real time)", flush=True)
-    print("\n| TTS | build | audio for cut text played after the interruption, median ms | max ms |")
-    print("|---|---|---|---|")
+    print("\n| TTS | cut by | build | audio for cut text played after the interruption, median ms | max ms |")
+    print("|---|---|---|---|---|")
     for kind, (busy_ms, drops) in TTS_KINDS.items():
-        for mode, guarded in (("framegraph", True), ("plain pipecat", False)):
-            ms = [await cut_text_audio(busy_ms, drops, guarded) for _ in range(audio_trials // 2 or 1)]
-            print(f"| {kind} | {mode} | {statistics.median(ms):.0f} | {max(ms):.0f} |", flush=True)
+        for trigger in TRIGGERS:
+            for mode, guarded in (("framegraph", True), ("plain pipecat", False)):
+                ms = [await cut_text_audio(busy_ms, drops, guarded, trigger) for _ in range(audio_trials // 2 or 1)]
+                print(f"| {kind} | {trigger} | {mode} | {statistics.median(ms):.0f} | {max(ms):.0f} |", flush=True)
     print("(goal: 0 ms beyond the one 40 ms chunk already in the output)")
     for mode, guarded in (("framegraph", True), ("plain pipecat", False)):
         print(f"memory per hour of a session (50 frames/s through a parallel block, an interruption every 10 s), "

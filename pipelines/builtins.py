@@ -3,7 +3,6 @@
 BUILTIN_MODULES = (
     "processors.basic",
     "processors.context",
-    "processors.faulty",
     "processors.tone",
     "processors.llm.types",
     "processors.local.types",

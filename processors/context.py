@@ -10,7 +10,6 @@ With ``interruptions.resume_after_secs`` the pair resumes a reply cut by a
 false interruption (``pipelines.interruptions.resume``).
 """
 
-from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -83,10 +82,11 @@ class LLMContextParams(Params):
         return render_persona(self.system_prompt, self.variables) if self.variables else self.system_prompt
 
 
-def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = False, extra_stop=None):
+def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = False, resume=None):
     """pipecat turn strategies for the YAML's ``turn`` block and the agent's interruption settings.
 
-    ``extra_stop`` joins the stop strategies (the resume's ``EmptyTurnEnd``).
+    ``resume`` (``pipelines.interruptions.resume.ResumeHooks``): its ``EmptyTurnEnd`` joins the stop
+    strategies, its ``BackchannelGate`` goes first among the start strategies.
 
     With ``turn_completion`` (``conversation.turn_completion``), pipecat's
     ``FilterIncompleteUserTurnStrategies``: the same detectors only ask the
@@ -108,8 +108,9 @@ def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = 
         stop = strategy(turn_analyzer=analyzer)
     strategies = FilterIncompleteUserTurnStrategies if turn_completion else UserTurnStrategies
     chosen = strategies(start=start, stop=[stop])
-    if extra_stop is not None:  # after pipecat's wrapping (turn_completion defers the others): it ends a turn itself
-        chosen.stop = [*chosen.stop, extra_stop]
+    if resume is not None:  # after pipecat's wrapping (turn_completion defers the others): they act themselves
+        chosen.stop = [*chosen.stop, resume.turn_end]
+        chosen.start = [resume.gate, *chosen.start]
     return chosen
 
 
@@ -121,8 +122,8 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
         LLMContextAggregatorPair,
         LLMUserAggregatorParams,
     )
-    from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
 
+    from pipelines.interruptions.tool_calls import CancelledCallsSettle
     from processors.vad import SharedSileroVADAnalyzer
 
     vad_analyzer = None
@@ -134,26 +135,27 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
                 f"not {ctx.audio_in_sample_rate}",
             )])
         vad_analyzer = SharedSileroVADAnalyzer(params=VADParams(**params.vad.model_dump()))
-    turn_end = None
+    hooks = None
     if ctx.spec.interruptions.resume_after_secs is not None:
-        from pipelines.interruptions.resume import EmptyTurnEnd
+        from pipelines.interruptions.resume import ResumeHooks
 
-        turn_end = EmptyTurnEnd()
+        hooks = ResumeHooks(LLMUserAggregatorParams().empty_user_turn)
     user_params = LLMUserAggregatorParams(
         vad_analyzer=vad_analyzer,
         user_turn_strategies=_turn_strategies(params.turn, ctx.spec.interruptions, ctx.spec.conversation.turn_completion,
-                                              turn_end),
+                                              hooks),
         user_turn_stop_timeout=params.turn.stop_timeout,
     )
-    if turn_end is not None:  # the bot resumes after an empty interrupting turn, instead of asking the LLM to react to it
-        user_params.empty_user_turn = replace(user_params.empty_user_turn or EmptyUserTurnConfig(), interrupted_prompt=None)
+    if hooks is not None:  # pipecat's recovery of an empty interrupting turn, except when the bot resumes instead
+        user_params.empty_user_turn = hooks.recovery
     messages = [{"role": "system", "content": params.prompt}] if params.system_prompt else []
     context = LLMContext(messages=messages)
     pair = LLMContextAggregatorPair(context, user_params=user_params)
-    if turn_end is not None:
+    CancelledCallsSettle(pair.assistant())
+    if hooks is not None:
         from pipelines.interruptions.resume import FalseInterruptionResume
 
-        FalseInterruptionResume(ctx.spec.interruptions, pair.user(), pair.assistant(), context, turn_end)
+        FalseInterruptionResume(ctx.spec.interruptions, pair.user(), pair.assistant(), context, hooks)
     return pair
 
 

@@ -50,3 +50,11 @@ def redis_url(tmp_path):
     folder.mkdir()
     with redis_server(folder) as url:
         yield url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def interruption_fixtures():
+    """The misbehaving processors of tests/interruption_fixtures.py, registered for the tests only."""
+    from interruption_fixtures import register
+
+    register()

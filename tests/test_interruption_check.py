@@ -62,13 +62,36 @@ BROKEN = ROOT / "tests" / "broken_interruptions"
     ("drop_uninterruptible", "VIOLATION hold: dropped 4 of 5 uninterruptible frames it was given"),
     # Caught: a flush was counted whenever the flush method was called, so a flush that does nothing passed.
     ("noop_flush", "VIOLATION slow: its flush ran but flushed nothing on 1 interruptions"),
-], ids=["leaky_tts", "drop_uninterruptible", "noop_flush"])
+    # Caught (issue 20, item 6): with no context block there was no turn, and check passed a TTS whose task went
+    # on with the cut text (440 ms of it played inside the check's own window).
+    ("leaky_tts_no_context", "VIOLATION tts: kept pushing stale work after processing the interruption"),
+    # The same TTS when its audio does not say which text it speaks: the guard cannot tell it from new speech,
+    # and check fails on what it hears.
+    ("untraced_leaky_tts", "VIOLATION tts: "),
+    # Caught (item 7): check blamed the (correct) espeak TTS for what the processor before it re-sent, and without
+    # a context block it passed that processor while 2.8-3.4 s of the cut text was spoken.
+    ("resend_cut_text", "VIOLATION resend: made "),
+    ("resend_no_context", "VIOLATION resend: made "),
+    # Caught (item 8): a processor that dropped all uninterruptible frames was taken for a filter and passed.
+    ("drop_all_uninterruptible", "VIOLATION filter: dropped all 5 uninterruptible frames it was given"),
+], ids=["leaky_tts", "drop_uninterruptible", "noop_flush", "leaky_tts_no_context", "untraced_leaky_tts",
+        "resend_cut_text", "resend_no_context", "drop_all_uninterruptible"])
 def test_check_fails_naming_the_violator_of_each_broken_fixture(name, violation, capsys):
     assert main(["check", str(BROKEN / f"{name}.yaml")]) == 1
     err = capsys.readouterr().err
     assert violation in err, err
     assert not [line for line in err.splitlines() if "VIOLATION" in line and line.split()[1] in
                 ("normalize:", "tail:", "input:", "llm:", "user_context:", "assistant_context:")], err
+    if name.startswith("resend"):
+        assert "VIOLATION tts" not in err and "VIOLATION output" not in err, err
+
+
+def test_check_excuses_a_filter_only_when_its_type_declares_it_consumes_uninterruptible_frames(write_config, capsys):
+    text = (BROKEN / "drop_all_uninterruptible.yaml").read_text()
+    path = write_config(text.replace("type: drop_all_uninterruptible", "type: consume_uninterruptible"))
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: filter consumes uninterruptible frames (its type declares it)" in out, out
 
 
 def test_check_says_so_when_a_config_cannot_be_built_here(capsys, monkeypatch):

@@ -10,6 +10,8 @@ import time
 import pytest
 from pipecat.frames.frames import (
     InterruptionFrame,
+    LLMTextFrame,
+    OutputAudioRawFrame,
     TranscriptionFrame,
     TTSSpeakFrame,
     TTSTextFrame,
@@ -172,3 +174,40 @@ async def test_with_the_option_off_the_bot_does_not_resume(interruptions):
 def test_a_bad_resume_setting_names_its_key():
     with pytest.raises(ConfigErrors, match="resume_after_secs"):
         AgentHarness.from_text(agent("interruptions: {resume_after_secs: -1}"))
+
+
+async def test_a_noise_while_the_bot_thinks_leaves_it_answering_with_resume_on():
+    """Caught (issue 20, item 4): with ``resume_after_secs`` pipecat's recovery of an empty interrupting turn was
+    switched off, but only a cut while speaking resumes: a cough while the LLM streamed (no audio yet) left the
+    question unanswered for good (0 ms of audio over 9 s). The recovery now stays on, except for the turn the
+    bot answers by resuming."""
+    text = agent().replace("    type: scripted\n", "    type: scripted\n    token_delay_ms: 150\n")
+    async with AgentHarness.from_text(text) as h:
+        llm = h.probe("llm")
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
+        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
+        await llm.wait_for(LLMTextFrame, count=2, timeout=5.0)  # thinking: words streaming, no sentence spoken yet
+        assert not h.output.written or not any(isinstance(w.frame, OutputAudioRawFrame) for w in h.output.written)
+        coughed = time.monotonic()
+        await barge_in(h)  # a cough: speech with no words
+        await wait_until(lambda: any(isinstance(w.frame, OutputAudioRawFrame) and w.time > coughed
+                                     for w in h.output.written), 9.0, "the bot answering after the cough")
+
+
+async def test_a_backchannel_whose_transcript_lands_after_the_bot_resumed_is_no_turn():
+    """Caught (item 5): VAD stopped, the bot resumed 0.4 s later, the STT's final "Yeah." came 0.25 s after that:
+    it started a user turn, cut the resumed speech and was answered with the fallback. A backchannel is recognised
+    whenever its transcript lands within the STT's latency."""
+    async with AgentHarness.from_text(agent()) as h:
+        out, tts = h.probe("output"), h.probe("tts", processed=True)
+        await ask_for_the_story(h, out)
+        await barge_in(h)
+        epoch = h.built.interruptions.epoch
+        await tts.wait_for(TTSSpeakFrame, timeout=5.0)
+        await asyncio.sleep(0.25)
+        await h.inject(TranscriptionFrame("Yeah.", "user", "now", finalized=True), at="user_context")
+        whole = ("assistant", " ".join(REPLY.split()))
+        await wait_until(lambda: whole in turns(h), 20.0, f"the whole reply in the context; it holds {turns(h)}")
+        assert h.built.interruptions.epoch == epoch, "the late backchannel interrupted the resumed speech"
+        assert turns(h) == [("user", "tell me a story"), whole]

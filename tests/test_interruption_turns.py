@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from interruption_fixtures import streaming_agent_yaml
 from pipecat.frames.frames import (
     InterimTranscriptionFrame,
     OutputAudioRawFrame,
@@ -18,7 +19,6 @@ from test_interruption_graphs import LINEAR, REGISTRY, Job, harness
 
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent_text
-from processors.faulty import streaming_agent_yaml
 
 ONE_CHUNK_MS = 40  # what the synthetic output (a "sound card" with one chunk of buffer) may still play
 

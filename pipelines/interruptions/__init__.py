@@ -6,6 +6,7 @@
 - ``policy``: when the user may interrupt (the YAML's ``interruptions`` block
   onto pipecat's turn start strategies, and ``InterruptionPolicy``).
 - ``resume``: resuming the cut reply after a false interruption (``resume_after_secs``).
+- ``tool_calls``: a tool call an interruption cancelled ends ``CANCELLED`` in the context.
 - ``conformance``: the scenario ``framegraph check`` runs; ``check``: the command.
 """
 
@@ -20,7 +21,8 @@ _EXPORTS = {
     "ProcessorStats": "guard",
     "guard_graph": "guard",
     "turn_free": "guard",
-    "starts_turn": "guard",
+    "answering": "guard",
+    "turn_of": "guard",
     "BufferedOutput": "output",
     "DroppedReport": "output",
     "InterruptibleOutput": "output",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pipecat.frames.frames import (
+    AudioRawFrame,
     DataFrame,
     ErrorFrame,
     Frame,
@@ -33,12 +34,16 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from pipecat.processors.filters.frame_filter import FrameFilter
 
-from pipelines.interruptions.guard import NEVER_STALE, TURN_ATTR, Interruption, ProcessorStats
+from pipelines.interruptions.guard import NEVER_STALE, Interruption, ProcessorStats, turn_of
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
 from pipelines.validate import Agent
 
+#: Attribute of a processor type that declares it consumes the uninterruptible frames it is given (a filter):
+#: only such a type may forward none of the check's markers.
+CONSUMES_UNINTERRUPTIBLE = "consumes_uninterruptible"
 #: What the user says to get a long answer (a scripted LLM's fallback is one too).
 REQUEST = "tell me a story"
 SETTLE_SECS = 0.5  # after a trigger: long enough for in-flight work to be cancelled or to leak
@@ -89,6 +94,8 @@ class _Scenario:
         self.violations: list[str] = []
         self.markers_sent = 0
         self._asked = 0.0  # when the user last finished asking
+        #: After the API's interruption of the stream, nothing new is asked for SETTLE_SECS: (start, end).
+        self.quiet: tuple[float, float] | None = None
         self.processed = {pid: h.probe(pid, processed=True) for pid in h.processors}
         self.pushed = {pid: h.probe(pid) for pid in h.processors}
         self.errors = [h.probe(pid, upstream=True) for pid in h.processors]
@@ -114,7 +121,9 @@ class _Scenario:
             await asyncio.sleep(0.002)
         await self._until(lambda: self._audio_since(start), 1.0)
         await self.h.built.interrupt()
+        cut = time.monotonic()
         await asyncio.sleep(SETTLE_SECS)
+        self.quiet = (cut, time.monotonic())
 
     async def user_turns_with_barge_ins(self) -> None:
         """The user asks, the bot answers, the user barges in mid-LLM; asks again, barges in mid-TTS."""
@@ -205,14 +214,58 @@ class _Scenario:
                 violations.append(f"{OUTPUT}: {ms:.0f} ms of audio made before interruption {interruption.epoch} "
                                   f"or for the text it cut played after it (more than the one {chunk_ms:.0f} ms "
                                   "chunk already in the card)")
+        violations.extend(self._audio_after_the_quiet_cut(chunk_ms))
         markers = sum(isinstance(f, ConformanceMarker) for f in self.processed[OUTPUT].frames)
-        consumers = [p.name for p in processors if p.markers[0] and not p.markers[1] and p.name != OUTPUT]
+        consumers = [p for p in processors if p.markers[0] and not p.markers[1] and p.name != OUTPUT]
+        declared = [p.name for p in consumers if _declares_consuming(self.h.processors[p.name])]
+        violations.extend(f"{p.name}: dropped all {p.markers[0]} uninterruptible frames it was given, and its type "
+                          f"does not declare that it consumes them ({CONSUMES_UNINTERRUPTIBLE})"
+                          for p in consumers if p.name not in declared)
         if markers < self.markers_sent and not consumers:
             violations.append(f"{OUTPUT}: uninterruptible markers through the output: {markers} of {self.markers_sent}")
-        notes = self.notes + [f"{name} forwards no uninterruptible marker at all (a filter): not judged on them"
-                              for name in consumers]
+        notes = self.notes + [f"{name} consumes uninterruptible frames (its type declares it): not judged on them"
+                              for name in declared]
         return CheckReport(self.h.agent.spec.name, history, processors, audio_after,
                            (markers, self.markers_sent), notes, violations)
+
+
+    def _audio_after_the_quiet_cut(self, chunk_ms: float) -> list[str]:
+        """Audio played after the API's interruption of the stream, while nothing new was asked: all of it is cut work.
+
+        Whatever made it, and however it was tagged, it can answer nothing
+        but the cut stream: beyond the chunk already in the card, it is a
+        violation, named after the processor that made the first frame of
+        the work it belongs to (a processor that re-sent the cut text, not
+        the TTS that spoke it).
+        """
+        if self.quiet is None:
+            return []
+        start, end = self.quiet
+        heard = [w.frame for w in self.h.output.written
+                 if isinstance(w.frame, OutputAudioRawFrame) and start < w.time <= end and w.frame.interruptible]
+        ms = sum(_duration_ms(f) for f in heard)
+        if ms <= chunk_ms + 0.5:
+            return []
+        made = [f for pid, probe in self.pushed.items() if pid != OUTPUT
+                for f, t in zip(probe.frames, probe.times, strict=False)
+                if start < t <= end and isinstance(f, AudioRawFrame) and f.interruptible]
+        makers = sorted({self._maker(turn_of(f)) or self._maker(f.id) for f in made} - {None}) or [OUTPUT]
+        return [f"{maker}: {ms:.0f} ms of audio played after the interruption of the stream, with nothing new asked "
+                "(work for what the interruption cut, made by it or from what it made)" for maker in makers]
+
+    def _maker(self, frame_id: int) -> str | None:
+        """The processor that made the frame with ``frame_id``: the first to push it without having been given it."""
+        for pid, pushed in self.pushed.items():
+            if any(f.id == frame_id for f in pushed.frames) and not any(
+                    f.id == frame_id for f in self.processed[pid].frames):
+                return pid
+        return None
+
+
+def _declares_consuming(processor) -> bool:
+    """Whether ``processor``'s type declares that it consumes uninterruptible frames: its
+    ``consumes_uninterruptible`` attribute, or pipecat's ``FrameFilter`` (a list of the types it lets through)."""
+    return bool(getattr(processor, CONSUMES_UNINTERRUPTIBLE, False)) or isinstance(processor, FrameFilter)
 
 
 def _now() -> str:
@@ -245,10 +298,10 @@ def _after_each_interruption(probe: Probe, history: list[Interruption]):
 
 
 def _is_cut(frame: Frame, interruption: Interruption) -> bool:
-    """Whether ``interruption`` cut ``frame``: interruptible, not the user's, and made before it or for a turn it cut."""
+    """Whether ``interruption`` cut ``frame``: interruptible, not the user's, and answering a turn older than it."""
     if not frame.interruptible or isinstance(frame, NEVER_STALE):
         return False
-    return frame.id < interruption.boundary or 0 < getattr(frame, TURN_ATTR, 0) <= interruption.cut
+    return turn_of(frame) < interruption.boundary
 
 
 def _stale_processed(probe: Probe, history: list[Interruption]) -> list[str]:
@@ -280,6 +333,9 @@ def _judge(line: ProcessorReport, expected: list[int], *, is_output: bool) -> No
                                "interruptible frames stayed queued or its in-flight work kept running")
     if s.late_out:
         line.violations.append(f"kept pushing stale work after processing the interruption ({s.late_out} frames)")
+    if s.reaction_out:
+        line.violations.append(f"made {s.reaction_out} frames of cut work anew while it handled the interruption "
+                               "(what the interruption cut, pushed again as new frames)")
     if line.stale_processed:
         line.violations.append(f"processed stale frames: {', '.join(line.stale_processed[:5])}")
     processed, pushed = line.markers

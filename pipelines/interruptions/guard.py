@@ -27,9 +27,11 @@ guard
    the boundary wherever it turns up: when a processor dequeues it, when it
    is pushed, when an output transport would write it; and drops what a
    processor pushes while it is still working on such a frame;
-   and, since every frame made for a turn (an LLM run) carries that turn, it
-   drops the interrupted turns' frames wherever they appear, whoever made
-   them and whenever (a TTS's own audio task going on with cut text);
+   and, since every frame carries the turn it answers (the id of the frame
+   that started the work it is part of, carried from the text to the audio
+   made from it), it drops the work of every turn the interruption cut
+   wherever it appears, whoever made it and whenever (a TTS's own audio task
+   going on with cut text, even once the next turn has started);
 4. once an output has processed the interruption, asks it to clear its
    buffers (``InterruptibleOutput.clear_buffer``: what it still queues, and
    the client's).
@@ -44,7 +46,7 @@ which ``framegraph check`` reports.
 import asyncio
 import itertools
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
 from pipecat.frames.frames import (
@@ -52,7 +54,6 @@ from pipecat.frames.frames import (
     Frame,
     InterimTranscriptionFrame,
     InterruptionFrame,
-    LLMContextFrame,
     SystemFrame,
     TranscriptionFrame,
     TranslationFrame,
@@ -60,8 +61,9 @@ from pipecat.frames.frames import (
 )
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.pipeline.pipeline import Pipeline, PipelineSink, PipelineSource
-from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
+from pipecat.processors.aggregators.llm_response_universal import LLMAssistantAggregator
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.utils.utils import obj_id
 
@@ -71,11 +73,12 @@ from pipelines.interruptions.output import DroppedReport, clear_buffer_of
 #: Attribute marking the InterruptionFrames a guard sent, with their epoch.
 EPOCH_ATTR = "framegraph_epoch"
 
-#: Attribute carrying the turn (the LLM context run) a frame was produced for.
+#: Attribute carrying the turn a frame answers: the id of the frame that started the work it is part of.
+#: A frame without it answers its own turn (its own id).
 TURN_ATTR = "framegraph_turn"
 
-#: Attribute marking a frame that starts a turn of its own when the user context aggregator pushes it.
-STARTS_TURN_ATTR = "framegraph_starts_turn"
+#: How many TTS audio contexts a guarded TTS remembers the turn of (oldest forgotten first).
+TTS_CONTEXTS = 256
 
 #: How many interruptions the guard (and each processor's stats) remember: memory stays flat over a session.
 HISTORY = 64
@@ -114,10 +117,11 @@ class ProcessorStats:
             interruptible frame running: the flush ran but did not flush (a conformance violation).
         dropped_in: stale frames dropped as it dequeued them, before it could process them, by type.
         dropped_out: stale frames it pushed, dropped before reaching anyone.
-        late_out: of those, the ones its process task pushed while still working on a
-            stale frame after it had processed the interruption: in-flight work its
-            flush should have cancelled, or work for an interrupted turn that its own
-            tasks go on making (a conformance violation).
+        late_out: of those, the ones it made (not given) for a cut turn after it had processed the
+            interruption: in-flight work its flush should have cancelled, or work for a cut turn
+            that its own tasks go on making (a conformance violation).
+        reaction_out: of those, the ones it made while processing the interruption itself: work
+            for the cut turn made anew (re-sent cut text, say), which would be heard (a violation).
         dropped_writes: stale audio or images an output transport was kept from writing.
         cleared: what an output's ``clear_buffer`` dropped, summed over its interruptions.
         duplicates: forwarded copies of an interruption it already had, not delivered again.
@@ -133,6 +137,7 @@ class ProcessorStats:
     dropped_in: Counter = field(default_factory=Counter)
     dropped_out: int = 0
     late_out: int = 0
+    reaction_out: int = 0
     dropped_writes: int = 0
     duplicates: int = 0
     cleared: DroppedReport = field(default_factory=DroppedReport)
@@ -140,13 +145,12 @@ class ProcessorStats:
 
 @dataclass(frozen=True)
 class Interruption:
-    """One interruption: its epoch, its frame-id boundary, the turns it cut, when and where it started."""
+    """One interruption: its epoch, its frame-id boundary (it cuts every turn below it), when and where it started."""
 
     epoch: int
     boundary: int
     at: float  # time.monotonic()
     origin: str  # the processor that started it, "api", or "outside" (an InterruptionFrame from outside the graph)
-    cut: int = 0  # every turn up to this one is interrupted (0: no turn had started)
 
 
 class _Member:
@@ -155,10 +159,10 @@ class _Member:
     The interceptors are plain functions that hand back the wrapped coroutine
     on the fast path, so a fresh frame costs a few reads of the member's own
     attributes and no extra coroutine. The guard keeps each member's copy of
-    what the fast path needs (``boundary``, ``watch``, ``check_current``) up
-    to date, so nothing there reads the guard; the frame in flight is the one
-    pipecat itself tracks (``pipecat_compat.current_frame``), read only after
-    an interruption.
+    what the fast path needs (``boundary``, ``watch``) up to date, so nothing
+    there reads the guard; the frame in flight is the one pipecat itself
+    tracks (``pipecat_compat.current_frame``), read only for frames the
+    processor makes after an interruption.
     """
 
     def __init__(self, guard: "InterruptionGuard", processor: FrameProcessor, name: str, ancestors: frozenset[int]):
@@ -166,35 +170,32 @@ class _Member:
         self.processor = processor
         self.ancestors = ancestors
         self.stats = ProcessorStats(name)
-        #: The guard's boundary: frames with a lower id were created before the latest interruption.
+        #: The guard's boundary: every turn (and frame) with a lower id was cut by the latest interruption.
         self.boundary = 0
         #: Whether the guard still waits for the first fresh frame since the latest interruption.
         self.watch = True
-        #: Whether the frame in flight may predate the latest interruption (until a fresh one starts).
-        self.check_current = False
         # The in-flight frame whose processing started the latest interruption: spared.
         self.exempt: Frame | None = None
         self.received = 0  # epoch of the latest interruption it started processing
         self.handled = 0  # epoch of the latest interruption it finished processing
-        #: Whether any turn has started in the graph: until then frames carry no turn and nothing reads one.
-        self.tagging = False
-        #: The turn of the latest frame it was given going downstream: what it pushes belongs to it.
-        self.turn = 0
-        #: Every turn up to this one was interrupted.
-        self.cut = 0
-        #: The task processing an interruption while it does: what it pushes then (an aggregator's record of
-        #: what was heard) is the processor's answer to the interruption, not work for the cut turn.
+        #: The task processing an interruption while it does: what it makes then answers the cut work.
         self.reacting: asyncio.Task | None = None
-        starts_turns = isinstance(processor, LLMUserAggregator)
+        #: The assistant aggregator's answer to an interruption is its record of what was heard, not cut work.
+        self.records = isinstance(processor, LLMAssistantAggregator)
         if isinstance(processor, ParallelPipeline):
             compat.bound_parallel_seen_ids(processor, PARALLEL_SEEN_IDS)
         own = compat.intercept(
-            processor, process_frame=self.process_frame,
-            push_frame=self.push_turn_start if starts_turns else self.push_frame,
+            processor, process_frame=self.process_frame, push_frame=self.push_frame,
             start_interruption=self.start_interruption,
         )
         self._own_process, self._own_push, self._own_flush = (
             own.process_frame, own.push_frame, own.start_interruption)
+        #: A TTS's audio contexts by id, with the turn of the text that opened each (its audio answers that).
+        self.contexts: OrderedDict[str, int] | None = None
+        if isinstance(processor, TTSService):
+            self.contexts = OrderedDict()
+            self._own_create_context = processor.create_audio_context
+            processor.create_audio_context = self.create_audio_context
         self.clear_buffer = None
         if isinstance(processor, BaseOutputTransport):
             self._own_write_audio, self._own_write_video = compat.intercept_writes(
@@ -206,19 +207,11 @@ class _Member:
             if isinstance(frame, InterruptionFrame):
                 return self._interruption(frame, direction)
             return self._own_process(frame, direction)
-        if frame.id < self.boundary and frame is not self.exempt and self.guard.is_stale(frame):
+        # A frame given to the processor keeps its turn: a frame no one stamped answers its own.
+        turn = frame.__dict__.setdefault(TURN_ATTR, frame.id)
+        if turn < self.boundary and frame is not self.exempt and _cuttable(frame):
             self.stats.dropped_in[type(frame).__name__] += 1
             return _nothing()
-        if self.tagging:
-            # A frame given to the processor keeps its turn, or none: only what it makes inherits its turn.
-            turn = frame.__dict__.setdefault(TURN_ATTR, 0)
-            if turn <= self.cut and turn and frame is not self.exempt and _cuttable(frame):
-                self.stats.dropped_in[type(frame).__name__] += 1
-                return _nothing()
-            if turn > self.turn and direction is FrameDirection.DOWNSTREAM:
-                self.turn = turn
-        if self.check_current:
-            self.check_current = False  # a frame starts: whatever was in flight is done
         if self.watch:
             self.guard.note_fresh(frame)
         return self._own_process(frame, direction)
@@ -245,52 +238,79 @@ class _Member:
             self.handled = epoch
 
     def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
-        if isinstance(frame, InterruptionFrame):
-            if not hasattr(frame, EPOCH_ATTR):
+        if isinstance(frame, SystemFrame):
+            if isinstance(frame, InterruptionFrame) and not hasattr(frame, EPOCH_ATTR):
                 return self.guard.interrupt(origin=self)
-        elif frame.id < self.boundary or self.check_current:
-            stale_work = self.in_stale_work(frame)
-            if stale_work or self.guard.is_stale(frame):
-                self.stats.dropped_out += 1
-                if stale_work and self.handled == self.guard.epoch:
-                    self.stats.late_out += 1
-                return _nothing()
-        if self.turn and not isinstance(frame, SystemFrame):
-            # What a processor pushes belongs to the turn of its latest input, whichever of its tasks pushes it.
-            reaction = self.reacting is not None and asyncio.current_task() is self.reacting
-            turn = frame.__dict__.setdefault(TURN_ATTR, 0 if reaction else self.turn)
-            if turn and turn <= self.cut and _cuttable(frame):
-                self.stats.dropped_out += 1
-                if self.handled == self.guard.epoch and turn == self.turn:
-                    self.stats.late_out += 1
-                return _nothing()
+        else:
+            turn = frame.__dict__.get(TURN_ATTR)
+            if turn is None:  # a frame it makes: it answers what the processor was working on
+                turn = frame.__dict__[TURN_ATTR] = self.turn_of_made(frame) if self.boundary else frame.id
+            if turn < self.boundary and _cuttable(frame):
+                # Made since the interruption for a turn it cut: new cut work, by the processor pushing it first.
+                return self._cut_push(new=frame.id >= self.boundary)
         if self.watch:
             self.guard.note_fresh(frame)
         return self._own_push(frame, direction)
 
-    def push_turn_start(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
-        """``push_frame`` of a user context aggregator: an LLM run it pushes downstream starts a new turn.
+    def _cut_push(self, *, new: bool):
+        """Drops a pushed frame of a cut turn, counting what new cut work says about the processor."""
+        self.stats.dropped_out += 1
+        if new and self.reacting is not None and asyncio.current_task() is self.reacting:
+            self.stats.reaction_out += 1
+        elif new and self.handled == self.guard.epoch:
+            self.stats.late_out += 1
+        return _nothing()
 
-        The aggregator itself belongs to no turn (what else it pushes is the user's). A frame marked
-        with ``starts_turn()`` (speech resumed after a false interruption) starts one too.
+    def turn_of_made(self, frame: Frame) -> int:
+        """The turn a frame the processor makes answers (see docs/interruptions.md, "Turns").
+
+        - made while processing the interruption: the work it cut (the assistant aggregator's
+          record of what was heard excepted);
+        - made by the process task while it works on a frame: that frame's turn, when an
+          interruption may cut that frame (the user's words, system and uninterruptible frames
+          start no cut work);
+        - a TTS's audio, from whichever task: the turn of the text that opened its audio context;
+        - anything else (a timer's greeting or check-in, a tool's result, an idle pose): its own.
         """
-        if direction is FrameDirection.DOWNSTREAM and (
-                isinstance(frame, LLMContextFrame) or frame.__dict__.get(STARTS_TURN_ATTR)):
-            setattr(frame, TURN_ATTR, self.guard.start_turn())
-        return self.push_frame(frame, direction)
+        task = asyncio.current_task()
+        if self.reacting is not None and task is self.reacting:
+            return frame.id if self.records else self.boundary - 1
+        work = self.work_turn(task)
+        if work is not None:
+            return work
+        if self.contexts:
+            context_id = getattr(frame, "context_id", None) or self.processor.get_active_audio_context_id()
+            turn = self.contexts.get(context_id)
+            if turn is not None:
+                return turn
+        return frame.id
+
+    def work_turn(self, task: asyncio.Task | None) -> int | None:
+        """The turn of the frame ``task`` is working on, if it is the process task and an interruption may cut that frame."""
+        if task is None or task is not compat.process_task(self.processor):
+            return None
+        current = compat.current_frame(self.processor)
+        if current is None or current is self.exempt or not _cuttable(current):
+            return None
+        return current.__dict__.get(TURN_ATTR, current.id)
+
+    async def create_audio_context(self, context_id: str):
+        """A TTS opens an audio context: its audio answers the turn of the text being spoken."""
+        turn = self.work_turn(asyncio.current_task())
+        if turn is not None:
+            self.contexts[context_id] = turn
+            self.contexts.move_to_end(context_id)
+            if len(self.contexts) > TTS_CONTEXTS:
+                self.contexts.popitem(last=False)
+        else:
+            self.contexts.pop(context_id, None)
+        return await self._own_create_context(context_id)
 
     def in_flight(self) -> Frame | None:
         """The frame the processor is working on, when the caller is the task working on it."""
         if asyncio.current_task() is not compat.process_task(self.processor):
             return None
         return compat.current_frame(self.processor)
-
-    def in_stale_work(self, frame: Frame) -> bool:
-        """Whether ``frame`` is pushed by work on a frame produced before the latest interruption."""
-        if not frame.interruptible or isinstance(frame, NEVER_STALE):
-            return False
-        current = self.in_flight()
-        return current is not None and current is not self.exempt and self.guard.is_stale(current)
 
     async def start_interruption(self):
         """The processor's own flush, counted; the frame that started the interruption is spared."""
@@ -339,35 +359,42 @@ class _Member:
 
         Until the output has processed the latest interruption, nothing
         interruptible starts playing: chunks its media sender cut before the
-        boundary are stale, and so is whatever its in-flight work cuts after.
+        boundary are cut, and so is whatever its in-flight work cuts after.
         """
-        stale = frame.interruptible and (self.guard.is_stale(frame) or self.handled < self.guard.epoch)
+        stale = frame.interruptible and (self.guard.is_cut(frame) or self.handled < self.guard.epoch)
         if stale:
             self.stats.dropped_writes += 1
         return stale
 
 
 def turn_free(frame: Frame) -> Frame:
-    """Marks ``frame`` as belonging to no turn, and returns it.
+    """Marks ``frame`` as answering no earlier input (a turn of its own), and returns it.
 
-    What a processor pushes belongs to the turn of its latest input, whichever
-    of its tasks pushes it, so that work for an interrupted turn is cut
-    wherever it turns up. A processor whose own task also makes frames that
-    no turn caused (an avatar's idle poses between replies) marks those.
+    A frame a processor makes while working on a frame answers that frame's
+    turn, and so does a TTS's audio for the text it speaks. A processor that
+    makes, while working on something, a frame that answers nothing of it
+    (an avatar easing to neutral as it processes the interruption) marks it:
+    an interruption then cuts it only if it was made before it.
     """
-    frame.__dict__[TURN_ATTR] = 0
+    frame.__dict__[TURN_ATTR] = frame.id
     return frame
 
 
-def starts_turn(frame: Frame) -> Frame:
-    """Marks ``frame`` as starting a new turn when the user context aggregator pushes it, and returns it.
+def answering(frame: Frame, source: Frame) -> Frame:
+    """Marks ``frame`` as answering the turn ``source`` answers, and returns it.
 
-    Speech the bot resumes after a false interruption is work for no cut turn:
-    without a turn of its own, the TTS would tag its audio with the cut turn
-    (its latest input's) and the guard would drop it.
+    What a processor's own task makes for a frame it was given (a streaming
+    TTS's audio task speaking queued text) cannot be traced by the guard: the
+    task says what it answers, so that an interruption that cut ``source``
+    cuts ``frame`` too, whenever it is made.
     """
-    frame.__dict__[STARTS_TURN_ATTR] = True
+    frame.__dict__[TURN_ATTR] = turn_of(source)
     return frame
+
+
+def turn_of(frame: Frame) -> int:
+    """The turn ``frame`` answers: the id of the frame that started its work (its own id when none did)."""
+    return frame.__dict__.get(TURN_ATTR, frame.id)
 
 
 def _cuttable(frame: Frame) -> bool:
@@ -400,27 +427,15 @@ class InterruptionGuard:
         self.history: deque[Interruption] = deque(maxlen=HISTORY)
         #: Whether anything an interruption would cut was produced since the latest one.
         self.fresh = False
-        #: The latest turn started (an LLM run pushed by a context aggregator); 0 before the first.
-        self.turn = 0
-        #: Every turn up to this one was interrupted.
-        self.cut = 0
 
     @property
     def stats(self) -> dict[str, ProcessorStats]:
         """Each guarded processor's stats by name, in graph order."""
         return {m.stats.name: m.stats for m in self.members}
 
-    def is_stale(self, frame: Frame) -> bool:
-        """Whether ``frame`` is interruptible, older than the latest interruption, and not ``NEVER_STALE``."""
-        return frame.id < self.boundary and frame.interruptible and not isinstance(frame, NEVER_STALE)
-
-    def start_turn(self) -> int:
-        """Starts a new turn (an LLM run); returns its id. From now on frames carry the turn they belong to."""
-        self.turn += 1
-        if self.turn == 1:
-            for member in self.members:
-                member.tagging = True
-        return self.turn
+    def is_cut(self, frame: Frame) -> bool:
+        """Whether the latest interruption cut ``frame``: it may be cut, and it answers a turn older than the boundary."""
+        return _cuttable(frame) and frame.__dict__.get(TURN_ATTR, frame.id) < self.boundary
 
     def note_fresh(self, frame: Frame) -> None:
         """Remembers that something an interruption would cut exists since the latest one."""
@@ -441,7 +456,7 @@ class InterruptionGuard:
             # Joined: nothing was handled since the latest one, but what was created since (a frame
             # queued at the worker or at a processor meanwhile) is cut by this trigger too.
             self._cut(new_epoch=False)
-            self.history[-1] = replace(self.history[-1], boundary=self.boundary, cut=self.cut)
+            self.history[-1] = replace(self.history[-1], boundary=self.boundary)
             if origin is not None and origin.exempt is None:
                 origin.exempt = origin.in_flight()
             return self.epoch
@@ -450,7 +465,7 @@ class InterruptionGuard:
         self.fresh = False
         at = time.monotonic()
         self.history.append(
-            Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source, self.cut))
+            Interruption(self.epoch, self.boundary, at, origin.stats.name if origin else source))
         if origin is not None:
             origin.exempt = origin.in_flight()
         down, up = InterruptionFrame(), InterruptionFrame()
@@ -466,11 +481,10 @@ class InterruptionGuard:
         return self.epoch
 
     def _cut(self, *, new_epoch: bool) -> None:
-        """Draws a new boundary and cuts every turn started so far, in every member (a new epoch spares no frame yet)."""
+        """Draws a new boundary, in every member: every turn started so far is cut (a new epoch spares no frame yet)."""
         self.boundary = obj_id()
-        self.cut = self.turn
         for member in self.members:
-            member.boundary, member.cut, member.watch, member.check_current = self.boundary, self.cut, True, True
+            member.boundary, member.watch = self.boundary, True
             if new_epoch:
                 member.exempt = None
 
