@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Sets up framegraph on a fresh machine; safe to run again (it only does what is missing).
 #   scripts/setup.sh          virtual environment + framegraph with the embedded speech stack
-#   scripts/setup.sh --test   the same + test tools + Debian packages the tests use
+#   scripts/setup.sh --voice  the same + a human voice offline (Piper; GPL-3.0, see docs/dependencies.md)
+#   scripts/setup.sh --test   the same + test tools + Debian packages the tests use (the voice included)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="speech"
 packages=()
-if [[ "${1:-}" == "--test" ]]; then
-    extras="speech,test"
-    packages=(graphviz chromium chromium-driver redis-server)
-fi
+for option in "$@"; do
+    case "$option" in
+        --test) extras="$extras,test"; packages=(graphviz chromium chromium-driver redis-server) ;;
+        --voice) extras="$extras,voice" ;;
+        *) echo "usage: scripts/setup.sh [--voice] [--test]" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -27,7 +31,8 @@ fi
 # A stamp per pyproject.toml version and extras; the test set-up includes the run set-up.
 hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp=".venv/.framegraph-setup-$hash-${extras//,/-}"
-if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" ]]; then
+# (the test extra pulls in the voice, so a test set-up covers a --voice one as well)
+if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" && ! -f ".venv/.framegraph-setup-$hash-speech-test-voice" ]]; then
     echo "setup: installing framegraph[$extras] into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[$extras]"

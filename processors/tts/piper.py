@@ -1,0 +1,459 @@
+"""Piper neural text-to-speech, in process, from a voice on disk or in an installed package.
+
+``piper-tts`` (GPL-3.0-or-later, behind the ``voice`` extra) runs a VITS voice
+on onnxruntime: one model run makes a whole sentence's audio (22,050 Hz for
+the usual voices) at about 20x real time on two cores. Nothing is downloaded:
+the voice is a path or a package that ships its ONNX file
+(``processors/tts/types.py`` resolves which).
+
+Streaming. pipecat hands the service a sentence at a time; the first
+sentence of a reply is cut into a short first piece and the rest
+(:func:`speech_pieces`), so the first audio waits for a few words' synthesis,
+not a whole sentence's. Each piece's audio is pushed at once, resampled to the
+output rate; the silence the voice puts around an utterance is trimmed where a
+sentence was cut, so the cut is not heard as a pause.
+
+Timings. With the ``onnx`` package (in the extra) the model is patched in
+memory at load to also output the samples each phoneme lasts (piper's own
+alignment patch), which times the phonemes for the avatar
+(:class:`~processors.tts.espeak.PhonemeFrame`, the same frame espeak-ng
+pushes) and the words for the context. Without alignments, words are timed
+from the audio's voiced length shared by phoneme counts, and no phonemes are
+pushed: the avatar then follows the audio.
+
+One synthesis at a time per voice: a :class:`PiperEngine` per loaded voice and
+process owns the voice and one thread (onnxruntime's own threads do the
+maths), so the event loop never waits on a model run and agents sharing a
+voice share its memory (about 100 MB). An interruption cancels ``run_tts``,
+which marks the job aborted: nothing more of it is pushed, and the thread
+drops the job after the model run in progress (one piece, tens of ms).
+"""
+
+import asyncio
+import json
+import re
+import threading
+import unicodedata
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import soxr
+from pipecat.frames.frames import Frame, TTSAudioRawFrame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+from pipecat.utils.types import NOT_GIVEN, NotGiven
+from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
+
+from processors.tts.espeak import PhonemeFrame
+
+#: A sentence ends after one of these and white space.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: Words a first piece may end before: a clause goes on after them.
+_JOINING = frozenset(
+    "and but or so because that which who when while if as than then to of in on at for with about from".split())
+#: Marks that time nothing by themselves: stress goes with the next phoneme, length with the last.
+_STRESS, _LENGTH = frozenset("ˈˌ"), frozenset("ːˑ")
+#: piper's utterance start and end symbols (their samples are the silence around the utterance).
+_BOS, _EOS = "^", "$"
+#: Gain on the voice's raw output (its peaks are about 0.5 of full scale).
+_GAIN = 1.6
+#: Silence kept where a sentence was cut: after a piece that ends mid-clause, after one that ends
+#: on a comma (its pause), and before the piece that goes on.
+_KEEP_JOIN_S, _KEEP_COMMA_S, _KEEP_LEAD_S = 0.02, 0.15, 0.01
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Text for one synthesis call; ``joins_next``/``continues``: its sentence was cut after/before it."""
+
+    text: str
+    joins_next: bool = False
+    continues: bool = False
+
+
+def speech_pieces(text: str, first_piece_words: int = 0) -> list[Piece]:
+    """``text`` as pieces to synthesize in order: its sentences, the first cut early.
+
+    With ``first_piece_words``, a first sentence longer than that is cut after
+    its first clause mark (``,;:``) within that many words, else before the
+    last joining word ("and", "to"...) there, else after that many words;
+    a cut that would leave a single word is not made.
+    """
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
+    pieces = [Piece(s) for s in sentences]
+    if pieces and first_piece_words:
+        words = sentences[0].split()
+        cut = _early_cut(words, first_piece_words)
+        if cut:
+            pieces[0:1] = [Piece(" ".join(words[:cut]), joins_next=True),
+                           Piece(" ".join(words[cut:]), continues=True)]
+    return pieces
+
+
+def _early_cut(words: list[str], limit: int) -> int:
+    """How many of ``words`` go in the first piece; 0: no cut."""
+    if len(words) <= limit + 1:
+        return 0
+    cut = next((i for i in range(1, limit + 1) if words[i - 1][-1] in ",;:"), 0)
+    if not cut:
+        cut = next((i for i in range(limit, 1, -1) if words[i].lower() in _JOINING), limit)
+    return cut if len(words) - cut >= 2 else 0
+
+
+#: Marks the end of a synthesis in the queue between a worker thread and the loop.
+_END = object()
+
+
+async def thread_stream(executor: ThreadPoolExecutor,
+                        work: Callable[[Callable[[Any], None], threading.Event], None]) -> AsyncGenerator[Any, None]:
+    """Runs ``work(emit, aborted)`` on ``executor``, yielding each item it emits as soon as it emits it.
+
+    ``emit`` is safe to call from the worker thread. Closing or cancelling the
+    generator sets ``aborted``: ``work`` should check it between steps and
+    return. What ``work`` raises is raised here after its last item. (The
+    same hand-over as ``EspeakEngine.stream``, written once for any engine
+    that runs on a thread of its own.)
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    aborted = threading.Event()
+
+    def emit(item) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            aborted.set()
+
+    outcome = loop.run_in_executor(executor, work, emit, aborted)
+    outcome.add_done_callback(lambda _: queue.put_nowait(_END))
+    try:
+        while (item := await queue.get()) is not _END:
+            yield item
+        outcome.result()  # raises what the thread raised
+    finally:
+        aborted.set()
+        outcome.add_done_callback(_consume_outcome)
+
+
+def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[PiperVoice, bool]:
+    """Loads a voice for CPU inference: (voice, whether it gives phoneme alignments).
+
+    The model is patched in memory to output its phoneme durations when the
+    ``onnx`` package is there (``piper.patch_voice_with_alignment``); a model
+    file patched beforehand gives them too.
+    """
+    with open(config, encoding="utf-8") as f:
+        piper_config = PiperConfig.from_dict(json.load(f))
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        _with_alignment_output(model), sess_options=options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=piper_config), len(session.get_outputs()) > 1
+
+
+def _with_alignment_output(model: Path) -> bytes | str:
+    """The model with its phoneme-duration tensor as an output (bytes), or its path when that cannot be done."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        return str(model)
+    proto = onnx.load(str(model))
+    try:
+        add_alignment_output(proto)
+    except ValueError:  # no such tensor, or the file is patched already
+        return str(model)
+    return proto.SerializeToString()
+
+
+class PiperEngine:
+    """One loaded Piper voice and the one thread that runs it (see the module docstring)."""
+
+    def __init__(self, model: Path, config: Path, threads: int | None = None):
+        self.model, self.config, self.threads = model, config, threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        self._voice: PiperVoice | None = None
+        self.aligned = False
+        self.native_rate = 0
+
+    async def load(self) -> None:
+        """Loads the voice on its thread, once (about 1 s with the alignment patch)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._ensure_loaded)
+
+    def _ensure_loaded(self) -> PiperVoice:
+        if self._voice is None:
+            self._voice, self.aligned = load_voice(self.model, self.config, self.threads)
+            self.native_rate = self._voice.config.sample_rate
+        return self._voice
+
+    async def stream(
+        self, pieces: list[Piece], *, sample_rate: int, length_scale: float | None = None
+    ) -> AsyncGenerator[tuple[bytes, list[tuple[str, float]], list[tuple[str, float]]], None]:
+        """Synthesizes ``pieces``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)], [(word, offset ms)]).
+
+        Offsets count from the first sample of this stream's audio. Phonemes
+        (IPA; "" for a pause) come only from a voice with alignments. Closing
+        or cancelling the generator aborts the job: nothing more is synthesized
+        after the piece in progress.
+        """
+        def work(emit, aborted):
+            self._run(pieces, sample_rate, length_scale, emit, aborted)
+
+        async for item in thread_stream(self._executor, work):
+            yield item
+
+    def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None,
+             emit: Callable[[Any], None], aborted: threading.Event) -> None:
+        if aborted.is_set():  # interrupted while waiting for the thread
+            return
+        voice = self._ensure_loaded()
+        resampler = None
+        if out_rate != self.native_rate:
+            resampler = soxr.ResampleStream(self.native_rate, out_rate, 1, dtype="int16")
+        # One gain for every piece: piper's default normalises each sentence to full scale, so the
+        # pieces of a cut sentence would not match in loudness.
+        syn_config = SynthesisConfig(length_scale=length_scale, normalize_audio=False, volume=_GAIN)
+        made = 0  # native samples emitted so far
+        for piece in pieces:
+            words = piece.text.split()
+            chunks = iter(voice.synthesize(piece.text, syn_config=syn_config, include_alignments=self.aligned))
+            chunk, first = next(chunks, None), True  # one chunk per sentence piper finds in the piece
+            while chunk is not None:
+                following = next(chunks, None)  # known before this one goes, whose tail may be trimmed
+                if aborted.is_set():
+                    return
+                audio, phonemes, words_at = self._timed(chunk, piece, words, first=first, last=following is None,
+                                                        base=made)
+                made += len(audio)
+                if resampler is not None:
+                    audio = resampler.resample_chunk(audio)
+                emit((audio.tobytes(), phonemes, words_at))
+                chunk, first = following, False
+        if resampler is not None and not aborted.is_set():
+            tail = resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+            if len(tail):
+                emit((tail.tobytes(), [], []))
+
+    def _timed(self, chunk, piece: Piece, words: list[str], *, first: bool, last: bool, base: int):
+        """One chunk's audio (trimmed where its sentence was cut), its phonemes and the words it says.
+
+        ``words`` are the piece's words not yet placed; those this chunk says
+        are taken from it. Offsets are ms from the stream's first sample
+        (``base``: native samples before this chunk).
+        """
+        audio = chunk.audio_int16_array
+        start, end = _kept(audio, lead=first and piece.continues, tail=last and piece.joins_next,
+                           tail_keep=_KEEP_COMMA_S if piece.text[-1] in ",;:" else _KEEP_JOIN_S, rate=self.native_rate)
+        timeline = _alignment_timeline(chunk) or _estimated_timeline(chunk.phonemes, audio)
+
+        def ms(sample: int) -> float:
+            return (base + min(max(sample - start, 0), end - start)) * 1000 / self.native_rate
+
+        phonemes = [(p, ms(s)) for p, s in _phoneme_starts(timeline)] if self.aligned else []
+        starts, speech_end = _word_starts(timeline)
+        said = words[:] if last else words[:len(starts)]
+        del words[:len(said)]
+        return audio[start:end], phonemes, [(w, ms(s)) for w, s in _place(said, starts, speech_end)]
+
+
+def _kept(audio: np.ndarray, *, lead: bool, tail: bool, tail_keep: float, rate: int) -> tuple[int, int]:
+    """The samples of ``audio`` to keep: its lead and/or tail silence trimmed to a natural gap."""
+    start, end = 0, len(audio)
+    if not (lead or tail) or not len(audio):
+        return start, end
+    level = np.abs(audio.astype(np.int32))
+    voiced = np.nonzero(level > max(200, int(level.max()) // 30))[0]
+    if not len(voiced):
+        return start, end
+    if lead:
+        start = max(0, int(voiced[0]) - round(_KEEP_LEAD_S * rate))
+    if tail:
+        end = min(len(audio), int(voiced[-1]) + round(tail_keep * rate))
+    return start, end
+
+
+def _alignment_timeline(chunk) -> list[tuple[str, int]]:
+    """[(symbol, start sample)] from piper's alignments (``^`` first, ``$`` last); [] without them."""
+    timeline, at = [], 0
+    for alignment in chunk.phoneme_alignments or ():
+        timeline.append((alignment.phoneme, at))
+        at += int(alignment.num_samples)
+    return timeline
+
+
+def _estimated_timeline(symbols: list[str], audio: np.ndarray) -> list[tuple[str, int]]:
+    """[(symbol, start sample)] guessed: the voiced span shared by the symbols, pauses and marks weighing less."""
+    level = np.abs(audio.astype(np.int32))
+    voiced = np.nonzero(level > max(200, int(level.max()) // 30))[0] if len(audio) else []
+    first, last = (int(voiced[0]), int(voiced[-1]) + 1) if len(voiced) else (0, len(audio))
+    weights = np.array([0.0 if s in _STRESS else 0.5 if s in _LENGTH or s == " " else 1.0 for s in symbols])
+    if not weights.sum():
+        return [(_BOS, 0), (_EOS, last)]
+    starts = first + np.concatenate([[0.0], np.cumsum(weights)[:-1]]) * (last - first) / weights.sum()
+    return [(_BOS, 0), *zip(symbols, (int(s) for s in starts), strict=True), (_EOS, last)]
+
+
+def _phoneme_starts(timeline: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The timeline as the avatar reads phonemes: IPA letters, and "" for pauses (start, end, punctuation).
+
+    A stress mark's time goes to the phoneme after it; length marks and word
+    gaps extend the phoneme before them.
+    """
+    phonemes, stressed_at = [], None
+    for symbol, start in timeline:
+        if symbol in _STRESS:
+            stressed_at = start if stressed_at is None else stressed_at
+        elif symbol in _LENGTH or symbol == " " or unicodedata.combining(symbol):
+            continue
+        else:
+            is_letter = symbol not in (_BOS, _EOS) and symbol.isalpha()
+            phonemes.append((symbol if is_letter else "", stressed_at if stressed_at is not None else start))
+            stressed_at = None
+    return phonemes
+
+
+def _word_starts(timeline: list[tuple[str, int]]) -> tuple[list[int], int]:
+    """Where each spoken word starts (the first symbol after a word gap that is part of a word), and where speech ends."""
+    starts, in_word, end = [], False, 0
+    for symbol, start in timeline:
+        if symbol in (" ", _BOS, _EOS):
+            in_word = False
+            end = start if symbol == _EOS else end
+        elif not in_word and (symbol.isalpha() or symbol in _STRESS):
+            starts.append(start)
+            in_word = True
+    return starts, max(end, starts[-1] if starts else 0)
+
+
+def _place(words: list[str], starts: list[int], end: int) -> list[tuple[str, int]]:
+    """Each text word with a start: the spoken word's when the counts agree.
+
+    Otherwise (espeak-ng reads "for a" as one word, "1990" as two) word ``i``
+    of ``n`` starts ``i/n`` of the way through the spoken words' starts.
+    """
+    if not words or not starts:
+        return [(w, 0) for w in words]
+    if len(words) == len(starts):
+        return list(zip(words, starts, strict=True))
+    grid = np.interp(np.arange(len(words)) * len(starts) / len(words), np.arange(len(starts) + 1), [*starts, end])
+    return [(w, int(s)) for w, s in zip(words, grid, strict=True)]
+
+
+_engines: dict[tuple[Path, Path, int | None], PiperEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def piper_engine(model: Path, config: Path, threads: int | None = None) -> PiperEngine:
+    """The process's engine for this voice, created on first use (agents sharing a voice share it)."""
+    key = (Path(model).resolve(), Path(config).resolve(), threads)
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = PiperEngine(*key)
+        return _engines[key]
+
+
+@dataclass
+class PiperTTSSettings(TTSSettings):
+    """Runtime-updatable settings of :class:`PiperTTSService`.
+
+    Parameters:
+        length_scale: Speaking time scale (above 1 slower); None: the voice's own.
+    """
+
+    length_scale: float | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
+
+
+class PiperTTSService(TTSService):
+    """A pipecat TTS service speaking with a Piper voice, a piece of a sentence at a time.
+
+    Structured like :class:`~processors.tts.espeak.EspeakTTSService`: each
+    sentence is synthesized on the voice's thread and every piece's audio is
+    pushed at once as a ``TTSAudioRawFrame``, preceded by the
+    :class:`~processors.tts.espeak.PhonemeFrame` s that start in it. With
+    ``word_timing`` its words go to pipecat's word timestamps (the context
+    keeps what was heard word by word); without it, a sentence's text
+    follows its audio. An interruption cancels ``run_tts``: nothing more of
+    the cut reply is pushed.
+    """
+
+    Settings = PiperTTSSettings
+    _settings: Settings
+
+    def __init__(self, *, model_path: Path, config_path: Path | None = None, length_scale: float | None = None,
+                 threads: int | None = None, first_piece_words: int = 4, word_timing: bool = False, **kwargs):
+        """Creates the service; the voice loads when the pipeline starts.
+
+        Args:
+            model_path: The voice's ONNX file.
+            config_path: Its JSON config (default: ``model_path`` + ``.json``).
+            length_scale: Speaking time scale (above 1 slower); None: the voice's own.
+            threads: onnxruntime threads for the voice (None: one per core).
+            first_piece_words: The first sentence of a reply is cut after about this many words (0: never).
+            word_timing: Time each word to its audio (word-level context); needs an output with a playback clock.
+            **kwargs: Passed to pipecat's ``TTSService`` (``sample_rate``, ``name``...).
+        """
+        model_path = Path(model_path)
+        config_path = Path(config_path) if config_path else Path(f"{model_path}.json")
+        settings = self.Settings(model=model_path.name, voice=model_path.name.removesuffix(".onnx"), language=None,
+                                 length_scale=length_scale)
+        super().__init__(push_start_frame=True, push_stop_frames=True, push_text_frames=not word_timing,
+                         settings=settings, **kwargs)
+        self._engine = piper_engine(model_path, config_path, threads)
+        self._first_piece_words = first_piece_words
+        self._word_timing = word_timing
+        # Audio already made per context (ms), so offsets run on across the sentences of one reply.
+        self._context_ms: dict[str, float] = {}
+
+    def can_generate_metrics(self) -> bool:
+        """TTFB and usage metrics are reported."""
+        return True
+
+    async def start(self, frame):
+        """Loads the voice (once per process) off the event loop."""
+        await super().start(frame)
+        await self._engine.load()
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        """Synthesizes ``text``, yielding phoneme and audio frames as each piece is made."""
+        await self.start_tts_usage_metrics(text)
+        first_sentence = context_id not in self._context_ms
+        base_ms = self._context_ms.get(context_id, 0.0)
+        pieces = speech_pieces(text, self._first_piece_words if first_sentence else 0)
+        samples = 0
+        try:
+            async for audio, phonemes, words in self._engine.stream(
+                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale,
+            ):
+                for phoneme, offset_ms in phonemes:
+                    yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
+                if words and self._word_timing:
+                    await self.add_word_timestamps([(w, (base_ms + ms) / 1000) for w, ms in words], context_id)
+                if audio:
+                    samples += len(audio) // 2
+                    await self.stop_ttfb_metrics()
+                    yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
+        finally:
+            self._context_ms[context_id] = base_ms + samples * 1000 / self.sample_rate
+            await self.stop_ttfb_metrics()
+
+    async def on_audio_context_completed(self, context_id: str):
+        """Forgets a finished context's running audio length."""
+        self._context_ms.pop(context_id, None)
+
+    async def on_audio_context_interrupted(self, context_id: str):
+        """Forgets an interrupted context's running audio length."""
+        self._context_ms.pop(context_id, None)
+
+
+def _consume_outcome(future: asyncio.Future) -> None:
+    """Retrieves an abandoned synthesis' outcome so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
