@@ -131,6 +131,8 @@ async def reply_first_audio(h: AgentHarness, reply: str) -> float:
     await h.inject(LLMFullResponseEndFrame(), at="tts")
     await probe.wait_for(TTSStoppedFrame, timeout=30)
     service.run_tts = original
+    await h.built.interrupt()  # the reply need not play out: the next run starts with the output idle
+    await asyncio.sleep(0.2)
     first = next(t for f, t in zip(probe.frames, probe.times, strict=True) if isinstance(f, TTSAudioRawFrame))
     return first - calls[0]
 
