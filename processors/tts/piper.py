@@ -315,7 +315,7 @@ def _phoneme_starts(timeline: list[tuple[str, int]]) -> list[tuple[str, int]]:
     for symbol, start in timeline:
         if symbol in _STRESS:
             stressed_at = start if stressed_at is None else stressed_at
-        elif symbol in _LENGTH or symbol == " " or unicodedata.combining(symbol):
+        elif symbol in _LENGTH or symbol == " " or (len(symbol) == 1 and unicodedata.combining(symbol)):
             continue
         else:
             is_letter = symbol not in (_BOS, _EOS) and symbol.isalpha()
@@ -421,9 +421,13 @@ class PiperTTSService(TTSService):
         return True
 
     async def start(self, frame):
-        """Loads the voice (once per process) off the event loop."""
+        """Loads the voice (once per process) off the event loop; a model that does not load stops the agent."""
         await super().start(frame)
-        await self._engine.load()
+        try:
+            await self._engine.load()
+        except Exception as e:  # onnx and onnxruntime raise their own types for a broken model file
+            await self.push_error(f"cannot load the piper voice {self._engine.model}: {e}", exception=e,
+                                  force_treat_as_permanent=True)
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Synthesizes ``text``, yielding phoneme and audio frames as each piece is made."""

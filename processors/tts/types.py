@@ -6,6 +6,7 @@ data folder, Piper voices by their files on disk, and the services themselves
 are imported inside the factories.
 """
 
+import json
 from functools import lru_cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -195,6 +196,17 @@ class PiperParams(Params):
         return f"Piper {model.name.removesuffix('.onnx')}"
 
 
+def _voice_config_problem(path: Path) -> str | None:
+    """Why ``path`` is not a Piper voice config (JSON with its audio rate and phoneme ids), or None."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"not a Piper voice config ({e})"
+    if not isinstance(config, dict) or "phoneme_id_map" not in config or "sample_rate" not in config.get("audio", {}):
+        return "not a Piper voice config (no audio.sample_rate or phoneme_id_map)"
+    return None
+
+
 def make_piper_tts(params: PiperParams, ctx):
     """Creates the Piper TTS service; its voice loads (once per process) when the pipeline starts."""
     key = f"processors.{ctx.processor_id}"
@@ -209,6 +221,9 @@ def make_piper_tts(params: PiperParams, ctx):
     for name, path in (("model_path", model), ("config_path", config)):
         if not path.is_file():
             raise ConfigErrors([ConfigError(None, f"{key}.{name}", f"cannot read {path}: no such file")])
+    problem = _voice_config_problem(config)
+    if problem:
+        raise ConfigErrors([ConfigError(None, f"{key}.config_path", f"{config}: {problem}")])
     return PiperTTSService(
         model_path=model,
         config_path=config,
