@@ -13,8 +13,8 @@ not a whole sentence's. Each piece's audio is pushed at once, resampled to the
 output rate; the silence the voice puts around an utterance is trimmed where a
 sentence was cut, so the cut is not heard as a pause.
 
-Timings. With the ``onnx`` package (in the extra) the model is patched in
-memory at load to also output the samples each phoneme lasts (piper's own
+Timings. With the ``onnx`` package (in the extra) the model is patched at
+load (a temporary copy) to also output the samples each phoneme lasts (piper's own
 alignment patch), which times the phonemes for the avatar
 (:class:`~processors.tts.espeak.PhonemeFrame`, the same frame espeak-ng
 pushes) and the words for the context. Without alignments, words are timed
@@ -32,10 +32,12 @@ drops the job after the model run in progress (one piece, tens of ms).
 import asyncio
 import json
 import re
+import tempfile
 import threading
 import unicodedata
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,9 +146,9 @@ async def thread_stream(executor: ThreadPoolExecutor,
 def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[PiperVoice, bool]:
     """Loads a voice for CPU inference: (voice, whether it gives phoneme alignments).
 
-    The model is patched in memory to output its phoneme durations when the
-    ``onnx`` package is there (``piper.patch_voice_with_alignment``); a model
-    file patched beforehand gives them too.
+    The model is patched to output its phoneme durations when the ``onnx``
+    package is there (``piper.patch_voice_with_alignment``); a model file
+    patched beforehand gives them too.
     """
     with open(config, encoding="utf-8") as f:
         piper_config = PiperConfig.from_dict(json.load(f))
@@ -158,24 +160,36 @@ def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[P
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(
-        _with_alignment_output(model), sess_options=options, providers=["CPUExecutionProvider"])
+    with _with_alignment_output(model) as path:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     return PiperVoice(session=session, config=piper_config), len(session.get_outputs()) > 1
 
 
-def _with_alignment_output(model: Path) -> bytes | str:
-    """The model with its phoneme-duration tensor as an output (bytes), or its path when that cannot be done."""
+@contextmanager
+def _with_alignment_output(model: Path) -> Iterator[Path]:
+    """A path to the model with its phoneme-duration tensor as an output, or to the model itself.
+
+    The patched copy is a temporary file, gone once the session has read it:
+    handing onnxruntime the patched model as bytes instead left about 90 MiB
+    more resident per process.
+    """
     try:
         import onnx
         from piper.patch_voice_with_alignment import add_alignment_output
     except ImportError:
-        return str(model)
+        yield model
+        return
     proto = onnx.load(str(model))
     try:
         add_alignment_output(proto)
     except ValueError:  # no such tensor, or the file is patched already
-        return str(model)
-    return proto.SerializeToString()
+        yield model
+        return
+    with tempfile.TemporaryDirectory(prefix="framegraph-piper-") as folder:
+        patched = Path(folder) / model.name
+        onnx.save(proto, str(patched))
+        del proto
+        yield patched
 
 
 class PiperEngine:
