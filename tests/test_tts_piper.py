@@ -142,6 +142,7 @@ def test_the_first_sentence_is_cut_early_at_a_clause_or_a_joining_word():
         "Once upon a time,", "a small robot learned to speak.", "It said hello."]
     assert texts("It is sunny and warm today. A perfect day.") == ["It is sunny", "and warm today.", "A perfect day."]
     assert texts("Why did the robot go on holiday?") == ["Why did the robot", "go on holiday?"]
+    assert texts("Yes I have a new idea for you.") == ["Yes I have", "a new idea for you."]
     assert texts("You are welcome.") == ["You are welcome."]  # short: spoken whole
     assert texts("Goodbye, and have a lovely day.", 0) == ["Goodbye, and have a lovely day."]
     pieces = speech_pieces("Sorry, I did not catch that.", 4)

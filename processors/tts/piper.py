@@ -59,6 +59,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 #: Words a first piece may end before: a clause goes on after them.
 _JOINING = frozenset(
     "and but or so because that which who when while if as than then to of in on at for with about from".split())
+#: Words that lean on the word after them: a first piece does not end on one.
+_LEADING = frozenset("the a an my your our their his her its this these those no to of".split())
 #: Marks that time nothing by themselves: stress goes with the next phoneme, length with the last.
 _STRESS, _LENGTH = frozenset("ˈˌ"), frozenset("ːˑ")
 #: piper's utterance start and end symbols (their samples are the silence around the utterance).
@@ -84,7 +86,8 @@ def speech_pieces(text: str, first_piece_words: int = 0) -> list[Piece]:
 
     With ``first_piece_words``, a first sentence longer than that is cut after
     its first clause mark (``,;:``) within that many words, else before the
-    last joining word ("and", "to"...) there, else after that many words;
+    last joining word ("and", "to"...) there, else after that many words
+    (fewer if the last would be an article or the like, "a", "the", "my");
     a cut that would leave a single word is not made.
     """
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
@@ -105,6 +108,8 @@ def _early_cut(words: list[str], limit: int) -> int:
     cut = next((i for i in range(1, limit + 1) if words[i - 1][-1] in ",;:"), 0)
     if not cut:
         cut = next((i for i in range(limit, 1, -1) if words[i].lower() in _JOINING), limit)
+        while cut > 2 and words[cut - 1].lower() in _LEADING:  # never "Yes I have a | new idea"
+            cut -= 1
     return cut if len(words) - cut >= 2 else 0
 
 
