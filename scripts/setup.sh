@@ -10,11 +10,17 @@ extras="speech"
 packages=()
 for option in "$@"; do
     case "$option" in
-        --test) extras="$extras,test"; packages=(graphviz chromium chromium-driver redis-server) ;;
-        --voice) extras="$extras,voice" ;;
+        --test) test=1 ;;
+        --voice) voice=1 ;;
         *) echo "usage: scripts/setup.sh [--voice] [--test]" >&2; exit 2 ;;
     esac
 done
+if [[ -n "${test:-}" ]]; then  # the test extra holds the voice extra's packages
+    extras="speech,test"
+    packages=(graphviz chromium chromium-driver redis-server)
+elif [[ -n "${voice:-}" ]]; then
+    extras="speech,voice"
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -28,11 +34,10 @@ if ((${#missing[@]})); then
 fi
 
 [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
-# A stamp per pyproject.toml version and extras; the test set-up includes the run set-up.
+# A stamp per pyproject.toml version and extras; the test set-up includes the run and voice set-ups.
 hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp=".venv/.framegraph-setup-$hash-${extras//,/-}"
-# (the test extra pulls in the voice, so a test set-up covers a --voice one as well)
-if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" && ! -f ".venv/.framegraph-setup-$hash-speech-test-voice" ]]; then
+if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" ]]; then
     echo "setup: installing framegraph[$extras] into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[$extras]"
