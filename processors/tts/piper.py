@@ -31,10 +31,8 @@ drops the job after the model run in progress (one piece, tens of ms).
 
 import asyncio
 import json
-import re
 import tempfile
 import threading
-import unicodedata
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,65 +51,19 @@ from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
 from processors.tts.espeak import PhonemeFrame
+from processors.tts.piper_timing import (
+    Piece,
+    alignment_timeline,
+    estimated_timeline,
+    kept_span,
+    phoneme_starts,
+    place_words,
+    speech_pieces,
+    word_starts,
+)
 
-#: A sentence ends after one of these and white space.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-#: Words a first piece may end before: a clause goes on after them.
-_JOINING = frozenset(
-    "and but or so because that which who when while if as than then to of in on at for with about from".split())
-#: Words that lean on the word after them: a first piece does not end on one.
-_LEADING = frozenset("the a an my your our their his her its this these those no to of".split())
-#: Marks that time nothing by themselves: stress goes with the next phoneme, length with the last.
-_STRESS, _LENGTH = frozenset("ˈˌ"), frozenset("ːˑ")
-#: piper's utterance start and end symbols (their samples are the silence around the utterance).
-_BOS, _EOS = "^", "$"
 #: Gain on the voice's raw output (its peaks are about 0.5 of full scale).
 _GAIN = 1.6
-#: Silence kept where a sentence was cut: after a piece that ends mid-clause, after one that ends
-#: on a comma (its pause), and before the piece that goes on.
-_KEEP_JOIN_S, _KEEP_COMMA_S, _KEEP_LEAD_S = 0.02, 0.15, 0.01
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Text for one synthesis call; ``joins_next``/``continues``: its sentence was cut after/before it."""
-
-    text: str
-    joins_next: bool = False
-    continues: bool = False
-
-
-def speech_pieces(text: str, first_piece_words: int = 0) -> list[Piece]:
-    """``text`` as pieces to synthesize in order: its sentences, the first cut early.
-
-    With ``first_piece_words``, a first sentence longer than that is cut after
-    its first clause mark (``,;:``) within that many words, else before the
-    last joining word ("and", "to"...) there, else after that many words
-    (fewer if the last would be an article or the like, "a", "the", "my");
-    a cut that would leave a single word is not made.
-    """
-    sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
-    pieces = [Piece(s) for s in sentences]
-    if pieces and first_piece_words:
-        words = sentences[0].split()
-        cut = _early_cut(words, first_piece_words)
-        if cut:
-            pieces[0:1] = [Piece(" ".join(words[:cut]), joins_next=True),
-                           Piece(" ".join(words[cut:]), continues=True)]
-    return pieces
-
-
-def _early_cut(words: list[str], limit: int) -> int:
-    """How many of ``words`` go in the first piece; 0: no cut."""
-    if len(words) <= limit + 1:
-        return 0
-    cut = next((i for i in range(1, limit + 1) if words[i - 1][-1] in ",;:"), 0)
-    if not cut:
-        cut = next((i for i in range(limit, 1, -1) if words[i].lower() in _JOINING), limit)
-        while cut > 2 and words[cut - 1].lower() in _LEADING:  # never "Yes I have a | new idea"
-            cut -= 1
-    return cut if len(words) - cut >= 2 else 0
-
 
 #: Marks the end of a synthesis in the queue between a worker thread and the loop.
 _END = object()
@@ -273,104 +225,17 @@ class PiperEngine:
         (``base``: native samples before this chunk).
         """
         audio = chunk.audio_int16_array
-        start, end = _kept(audio, lead=first and piece.continues, tail=last and piece.joins_next,
-                           tail_keep=_KEEP_COMMA_S if piece.text[-1] in ",;:" else _KEEP_JOIN_S, rate=self.native_rate)
-        timeline = _alignment_timeline(chunk) or _estimated_timeline(chunk.phonemes, audio)
+        start, end = kept_span(audio, piece, first=first, last=last, rate=self.native_rate)
+        timeline = alignment_timeline(chunk) or estimated_timeline(chunk.phonemes, audio)
 
         def ms(sample: int) -> float:
             return (base + min(max(sample - start, 0), end - start)) * 1000 / self.native_rate
 
-        phonemes = [(p, ms(s)) for p, s in _phoneme_starts(timeline)] if self.aligned else []
-        starts, speech_end = _word_starts(timeline)
+        phonemes = [(p, ms(s)) for p, s in phoneme_starts(timeline)] if self.aligned else []
+        starts, speech_end = word_starts(timeline)
         said = words[:] if last else words[:len(starts)]
         del words[:len(said)]
-        return audio[start:end], phonemes, [(w, ms(s)) for w, s in _place(said, starts, speech_end)]
-
-
-def _kept(audio: np.ndarray, *, lead: bool, tail: bool, tail_keep: float, rate: int) -> tuple[int, int]:
-    """The samples of ``audio`` to keep: its lead and/or tail silence trimmed to a natural gap."""
-    start, end = 0, len(audio)
-    if not (lead or tail) or not len(audio):
-        return start, end
-    level = np.abs(audio.astype(np.int32))
-    voiced = np.nonzero(level > max(200, int(level.max()) // 30))[0]
-    if not len(voiced):
-        return start, end
-    if lead:
-        start = max(0, int(voiced[0]) - round(_KEEP_LEAD_S * rate))
-    if tail:
-        end = min(len(audio), int(voiced[-1]) + round(tail_keep * rate))
-    return start, end
-
-
-def _alignment_timeline(chunk) -> list[tuple[str, int]]:
-    """[(symbol, start sample)] from piper's alignments (``^`` first, ``$`` last); [] without them."""
-    timeline, at = [], 0
-    for alignment in chunk.phoneme_alignments or ():
-        timeline.append((alignment.phoneme, at))
-        at += int(alignment.num_samples)
-    return timeline
-
-
-def _estimated_timeline(symbols: list[str], audio: np.ndarray) -> list[tuple[str, int]]:
-    """[(symbol, start sample)] guessed: the voiced span shared by the symbols, pauses and marks weighing less."""
-    level = np.abs(audio.astype(np.int32))
-    voiced = np.nonzero(level > max(200, int(level.max()) // 30))[0] if len(audio) else []
-    first, last = (int(voiced[0]), int(voiced[-1]) + 1) if len(voiced) else (0, len(audio))
-    weights = np.array([0.0 if s in _STRESS else 0.5 if s in _LENGTH or s == " " else 1.0 for s in symbols])
-    if not weights.sum():
-        return [(_BOS, 0), (_EOS, last)]
-    starts = first + np.concatenate([[0.0], np.cumsum(weights)[:-1]]) * (last - first) / weights.sum()
-    return [(_BOS, 0), *zip(symbols, (int(s) for s in starts), strict=True), (_EOS, last)]
-
-
-def _phoneme_starts(timeline: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The timeline as the avatar reads phonemes: IPA letters, and "" for pauses (start, end, punctuation).
-
-    A stress mark's time goes to the phoneme after it, and so does a word
-    gap's: inside a sentence VITS gives the space its own frames, the
-    transition into the next word, not a pause (the avatar's A/V offset on
-    bench/avatar.py: |p95| 30 ms this way, 46 ms with the gap on the word
-    before). Length marks extend the phoneme before them.
-    """
-    phonemes, stressed_at = [], None
-    for symbol, start in timeline:
-        if symbol in _STRESS or symbol == " ":
-            stressed_at = start if stressed_at is None else stressed_at
-        elif symbol in _LENGTH or (len(symbol) == 1 and unicodedata.combining(symbol)):
-            continue
-        else:
-            is_letter = symbol not in (_BOS, _EOS) and symbol.isalpha()
-            phonemes.append((symbol if is_letter else "", stressed_at if stressed_at is not None else start))
-            stressed_at = None
-    return phonemes
-
-
-def _word_starts(timeline: list[tuple[str, int]]) -> tuple[list[int], int]:
-    """Where each spoken word starts (the first symbol after a word gap that is part of a word), and where speech ends."""
-    starts, in_word, end = [], False, 0
-    for symbol, start in timeline:
-        if symbol in (" ", _BOS, _EOS):
-            in_word = False
-            end = start if symbol == _EOS else end
-        elif not in_word and (symbol.isalpha() or symbol in _STRESS):
-            starts.append(start)
-            in_word = True
-    return starts, max(end, starts[-1] if starts else 0)
-
-
-def _place(words: list[str], starts: list[int], end: int) -> list[tuple[str, int]]:
-    """Each text word with a start: the spoken word's when the counts agree.
-
-    Otherwise (espeak-ng reads "for a" as one word, "1990" as two) word ``i``
-    of ``n`` starts ``i/n`` of the way through the spoken words' starts.
-    """
-    if not words or not starts:
-        return [(w, 0) for w in words]
-    if len(words) == len(starts):
-        return list(zip(words, starts, strict=True))
-    grid = np.interp(np.arange(len(words)) * len(starts) / len(words), np.arange(len(starts) + 1), [*starts, end])
-    return [(w, int(s)) for w, s in zip(words, grid, strict=True)]
+        return audio[start:end], phonemes, [(w, ms(s)) for w, s in place_words(said, starts, speech_end)]
 
 
 _engines: dict[tuple[Path, Path, int | None], PiperEngine] = {}
