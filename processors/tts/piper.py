@@ -2,13 +2,13 @@
 
 ``piper-tts`` (GPL-3.0-or-later, behind the ``voice`` extra) runs a VITS voice
 on onnxruntime: one model run makes a whole sentence's audio (22,050 Hz for
-the usual voices) at about 20x real time on two cores. Nothing is downloaded:
+the usual voices) at 15-20x real time on two idle cores. Nothing is downloaded:
 the voice is a path or a package that ships its ONNX file
 (``processors/tts/types.py`` resolves which).
 
 Streaming. pipecat hands the service a sentence at a time; the first
 sentence of a reply is cut into a short first piece and the rest
-(:func:`speech_pieces`), so the first audio waits for a few words' synthesis,
+(:func:`processors.tts.piper_timing.speech_pieces`), so the first audio waits for a few words' synthesis,
 not a whole sentence's. Each piece's audio is pushed at once, resampled to the
 output rate; the silence the voice puts around an utterance is trimmed where a
 sentence was cut, so the cut is not heard as a pause.
@@ -24,7 +24,7 @@ pushed: the avatar then follows the audio.
 One synthesis at a time per voice: a :class:`PiperEngine` per loaded voice and
 process owns the voice and one thread (onnxruntime's own threads do the
 maths), so the event loop never waits on a model run and agents sharing a
-voice share its memory (about 100 MB). An interruption cancels ``run_tts``,
+voice share its memory (about 200 MiB once it has spoken). An interruption cancels ``run_tts``,
 which marks the job aborted: nothing more of it is pushed, and the thread
 drops the job after the model run in progress (one piece, tens of ms).
 """
