@@ -88,6 +88,24 @@ def test_bad_params_are_one_line_errors_naming_the_key(tmp_path, params, key, me
     assert "\n" not in text and key in text and message in text, text
 
 
+def test_a_voice_package_registered_under_the_entry_point_is_found(tmp_path, monkeypatch):
+    """A distribution on the path registers ``alan = "alan_voice"`` in ``framegraph.piper_voices``."""
+    shutil.copy(MODEL, tmp_path / "alan.onnx")
+    shutil.copy(CONFIG, tmp_path / "alan.onnx.json")
+    (tmp_path / "alan_voice.py").write_text(
+        "from pathlib import Path\n"
+        f"def model_path():\n    return Path({str(tmp_path / 'alan.onnx')!r})\n")  # config: beside the model
+    info = tmp_path / "alan_voice-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: alan-voice\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[framegraph.piper_voices]\nalan = alan_voice\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agent = load_agent_text(agent_yaml := AGENT.format(params="voice: alan"), "agent.yaml")
+    assert agent_info(agent)["voice"] == "Piper alan"
+    with pytest.raises(ConfigErrors, match="piper voice 'alna' is not installed"):
+        load_agent_text(agent_yaml.replace("alan", "alna"), "agent.yaml")
+
+
 def test_a_model_without_its_config_beside_it_names_config_path(tmp_path):
     shutil.copy(MODEL, tmp_path / "voice.onnx")
     with pytest.raises(ConfigErrors) as caught:
