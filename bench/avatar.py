@@ -25,7 +25,7 @@ whose output plays audio in real time like a sound card, and prints:
   30 fps), minus the same graph without the avatar (goals < 2% and < 15% of a
   core); and the cost of one pose and one rendered frame alone.
 
-    .venv/bin/python bench/avatar.py [--runs 3]
+    .venv/bin/python bench/avatar.py [--runs 3] [--tts piper_tts]
 """
 
 import argparse
@@ -296,7 +296,11 @@ def microbench() -> tuple[float, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="sessions per configuration")
+    parser.add_argument("--tts", default="espeak", help="the TTS type that speaks: espeak (default) or piper_tts")
     args = parser.parse_args()
+    global AGENT, WEBRTC_AGENT, FILE_AGENT
+    AGENT, WEBRTC_AGENT, FILE_AGENT = (t.replace("type: espeak", f"type: {args.tts}")
+                                       for t in (AGENT, WEBRTC_AGENT, FILE_AGENT))
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     load_before = os.getloadavg()

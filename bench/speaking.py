@@ -1,9 +1,16 @@
-"""The speaking half, measured: espeak-ng latency and sharing, and the default agent's answers.
+"""The speaking half, measured: espeak-ng and Piper latency and cost, sharing, and the default agent's answers.
 
 Prints one table of figures (docs/speaking.md keeps the last run's):
 
 - espeak-ng: time to the first audio chunk and real-time factor of one
   sentence at the default 24 kHz output (resampled with soxr);
+- the two voices side by side (``type: espeak`` and ``type: piper_tts`` with
+  the joe voice, through the real services): first audio after the LLM's first
+  sentence reaches the TTS (a scripted reply streamed token by token; the
+  time from the service's ``run_tts`` call to its first audio frame), Piper's
+  real-time factor for a whole sentence, and CPU per talking session (process
+  CPU over wall time while one agent speaks a 10 s story at the audio's pace
+  on the synthetic output, less the same agent idle);
 - sharing the one espeak thread: N agents asking for a sentence at the same
   instant, each one's time to first audio;
 - abort: from cancelling a synthesis to the espeak thread being free again;
@@ -13,7 +20,7 @@ Prints one table of figures (docs/speaking.md keeps the last run's):
   time per session;
 - memory: RSS before and after 50 short agents in a row.
 
-    .venv/bin/python bench/speaking.py [--runs 5] [--realtime]
+    .venv/bin/python bench/speaking.py [--runs 5] [--realtime] [--voices-only]
 """
 
 import argparse
@@ -32,7 +39,15 @@ from loguru import logger
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipecat.frames.frames import TranscriptionFrame, TTSStoppedFrame  # noqa: E402
+from pipecat.frames.frames import (  # noqa: E402
+    BotStoppedSpeakingFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
+)
 from pipecat.utils.time import time_now_iso8601  # noqa: E402
 
 from pipelines.audio import read_wav, write_wav  # noqa: E402
@@ -43,6 +58,21 @@ from pipelines.validate import Component, load_agent  # noqa: E402
 from processors.tts.espeak import espeak_engine, synthesize_pcm  # noqa: E402
 
 SENTENCE = "It is sunny and warm today, a perfect day for a walk in the park."
+REPLIES = ["It is sunny and warm today. A perfect day for a walk.",
+           "Why did the robot go on holiday? It needed to recharge its batteries.",
+           "I have no clock here, but it is always a good time to talk.",
+           "Sorry, I did not catch that. Could you say it again?"]
+STORY = ("Once upon a time, a small robot learned to speak. It said hello to everyone it met. "
+         "One day, someone finally answered. They talked until the sun went down, and the robot was never lonely again.")
+VOICES = {"espeak": "{type: espeak}", "piper": "{type: piper_tts}"}
+SPEAKER = """
+version: 1
+name: speaker
+transport: {{type: synthetic, audio_out_sample_rate: 24000}}
+processors:
+  tts: {tts}
+pipeline: [input, tts, output]
+"""
 QUESTIONS = ["What is the weather like today?", "Tell me a joke.", "What time is it?", "Hello.", "Thank you."]
 ASSISTANT = ROOT / "configs" / "assistant.yaml"
 
@@ -79,6 +109,77 @@ async def bench_espeak(runs: int) -> list[tuple[str, str]]:
         await first_audio("ok")  # queued behind the aborted job
         aborts.append((time.perf_counter() - started) * 1000)
     rows.append(("abort to thread free (incl. next first audio, median)", f"{statistics.median(aborts):.2f} ms"))
+    return rows
+
+
+async def reply_first_audio(h: AgentHarness, reply: str) -> float:
+    """Streams ``reply`` as an LLM would; seconds from the TTS's first ``run_tts`` call to its first audio."""
+    service, probe = h.built.processors["tts"], h.probe("tts")
+    original, calls = service.run_tts, []
+
+    async def timed(text, context_id):
+        calls.append(time.monotonic())
+        async for frame in original(text, context_id):
+            yield frame
+
+    service.run_tts = timed
+    probe.frames.clear()
+    probe.times.clear()
+    await h.inject(LLMFullResponseStartFrame(), at="tts")
+    for i, word in enumerate(reply.split()):
+        await h.inject(LLMTextFrame(word if i == 0 else " " + word), at="tts")
+    await h.inject(LLMFullResponseEndFrame(), at="tts")
+    await probe.wait_for(TTSStoppedFrame, timeout=30)
+    service.run_tts = original
+    await h.built.interrupt()  # the reply need not play out: the next run starts with the output idle
+    await asyncio.sleep(0.2)
+    first = next(t for f, t in zip(probe.frames, probe.times, strict=True) if isinstance(f, TTSAudioRawFrame))
+    return first - calls[0]
+
+
+async def speaking_cpu(h: AgentHarness) -> float:
+    """Share of a core the process spends while the agent speaks STORY in real time, less its idle share."""
+    await asyncio.sleep(0.5)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(2.0)
+    idle = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    out = h.probe("output")
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await h.inject(LLMFullResponseStartFrame(), at="tts")
+    await h.inject(LLMTextFrame(STORY), at="tts")
+    await h.inject(LLMFullResponseEndFrame(), at="tts")
+    await out.wait_for(BotStoppedSpeakingFrame, timeout=60)
+    return (time.process_time() - cpu0) / (time.monotonic() - wall0) - idle
+
+
+async def piper_rtf(runs: int) -> float:
+    from processors.tts.piper import piper_engine
+    from processors.tts.piper_timing import speech_pieces
+    from processors.tts.types import DEFAULT_PIPER_VOICE, piper_voice_files
+
+    engine = piper_engine(*piper_voice_files(DEFAULT_PIPER_VOICE))
+    ratios = []
+    for _ in range(runs):
+        started, samples = time.perf_counter(), 0
+        async for audio, _, _ in engine.stream(speech_pieces(SENTENCE), sample_rate=24000):
+            samples += len(audio) // 2
+        ratios.append((time.perf_counter() - started) / (samples / 24000))
+    return statistics.median(ratios)
+
+
+async def bench_voices(runs: int) -> list[tuple[str, str]]:
+    """espeak-ng and Piper through their services: first audio after the first sentence, RTF, CPU while talking."""
+    rows = []
+    for name, tts in VOICES.items():
+        async with AgentHarness.from_text(SPEAKER.format(tts=tts)) as h:
+            await reply_first_audio(h, "Warm up.")
+            firsts = sorted([1000 * await reply_first_audio(h, REPLIES[i % len(REPLIES)]) for i in range(runs)])
+            cpu = statistics.median([await speaking_cpu(h) for _ in range(max(1, runs // 4))])
+        rows.append((f"{name}: first audio after the LLM's first sentence, median / max",
+                     f"{statistics.median(firsts):.1f} / {firsts[-1]:.1f} ms"))
+        rows.append((f"{name}: CPU per talking session (share of one core, less idle)", f"{cpu * 100:.1f}%"))
+    rtf = await piper_rtf(runs)
+    rows.append(("piper real-time factor, one whole sentence (synthesis / audio)", f"{rtf:.3f} ({1 / rtf:.0f}x real time)"))
     return rows
 
 
@@ -157,12 +258,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--realtime", action="store_true", help="also run the default agent in real time")
+    parser.add_argument("--voices-only", action="store_true", help="only the espeak / piper comparison")
     args = parser.parse_args()
     logger.remove()
-    rows = await bench_espeak(args.runs) + await bench_agent(args.runs, realtime=False)
+    rows = await bench_voices(args.runs)
+    if args.voices_only:
+        return print_rows(rows)
+    rows += await bench_espeak(args.runs) + await bench_agent(args.runs, realtime=False)
     if args.realtime:
         rows += await bench_agent(args.runs, realtime=True)
     rows += await bench_memory()
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

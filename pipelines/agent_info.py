@@ -21,7 +21,10 @@ def agent_info(agent: Agent) -> dict[str, Any]:
         ``name``; ``description`` (the config's, may be empty); ``phrases``:
         the closed domain's phrases (the first processor with a ``phrases``
         param, e.g. pocketsphinx), or None for an open-domain agent;
-        ``avatar``: ``{"fps": ...}`` when an avatar sends poses to the client, else None.
+        ``avatar``: ``{"fps": ...}`` when an avatar sends poses to the client, else None;
+        ``voice``: the voice the agent speaks with, as its TTS type names it
+        (``"Piper en_US-joe-medium"``, ``"espeak-ng en-us"``; the params'
+        ``voice_name()``), or None when its TTS names none.
     """
     phrases = next((list(p) for c in agent.processors.values() if (p := getattr(c.params, "phrases", None))), None)
     avatar = next(
@@ -29,9 +32,11 @@ def agent_info(agent: Agent) -> dict[str, Any]:
          if c.type.name == "avatar" and getattr(c.params, "output", None) in POSE_OUTPUTS),
         None,
     )
+    voice = next((v() for c in agent.processors.values() if (v := getattr(c.params, "voice_name", None))), None)
     return {
         "name": agent.spec.name,
         "description": agent.spec.description,
         "phrases": phrases,
         "avatar": {"fps": avatar.fps} if avatar is not None else None,
+        "voice": voice,
     }

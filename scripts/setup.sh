@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Sets up framegraph on a fresh machine; safe to run again (it only does what is missing).
 #   scripts/setup.sh          virtual environment + framegraph with the embedded speech stack
-#   scripts/setup.sh --test   the same + test tools + Debian packages the tests use
+#   scripts/setup.sh --voice  the same + a human voice offline (Piper; GPL-3.0, see docs/dependencies.md)
+#   scripts/setup.sh --test   the same + test tools + Debian packages the tests use (the voice included)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="speech"
 packages=()
-if [[ "${1:-}" == "--test" ]]; then
+for option in "$@"; do
+    case "$option" in
+        --test) test=1 ;;
+        --voice) voice=1 ;;
+        *) echo "usage: scripts/setup.sh [--voice] [--test]" >&2; exit 2 ;;
+    esac
+done
+if [[ -n "${test:-}" ]]; then  # the test extra holds the voice extra's packages
     extras="speech,test"
     # pulseaudio (+ its utils and ALSA plugin): virtual sound devices for the local transport's test;
     # portaudio19-dev, gcc and python3-dev build PyAudio (the `local` extra; it has no Linux wheel).
     packages=(graphviz chromium chromium-driver redis-server pulseaudio pulseaudio-utils libasound2-plugins
               portaudio19-dev gcc python3-dev)
+elif [[ -n "${voice:-}" ]]; then
+    extras="speech,voice"
 fi
 
 missing=()
@@ -27,7 +37,7 @@ if ((${#missing[@]})); then
 fi
 
 [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
-# A stamp per pyproject.toml version and extras; the test set-up includes the run set-up.
+# A stamp per pyproject.toml version and extras; the test set-up includes the run and voice set-ups.
 hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp=".venv/.framegraph-setup-$hash-${extras//,/-}"
 if [[ ! -f "$stamp" && ! -f ".venv/.framegraph-setup-$hash-speech-test" ]]; then

@@ -49,3 +49,25 @@ async def test_pipecat_eval_suite_spawns_framegraph_agents_from_a_manifest(tmp_p
     output = (await asyncio.wait_for(process.communicate(), 120))[0].decode()
     assert process.returncode == 0, output
     assert "1/1 passed" in output
+
+
+CAPITAL = """version: 1
+name: capital
+transport: {type: websocket, audio_in_sample_rate: 16000, audio_out_sample_rate: 24000}
+processors:
+  stt: {type: pocketsphinx, phrases: [hello, what is the capital of Germany, goodbye]}
+  llm:
+    type: scripted
+    rules: [{match: "capital of Germany", reply: "The capital of Germany is Berlin."}]
+    fallback: "Sorry, say that again?"
+  tts: {type: espeak}
+pipeline: [input, stt, user_context, llm, tts, output, assistant_context]
+"""
+
+
+async def test_pipecats_capital_question_recording_is_transcribed_as_written(tmp_path):
+    """pipecat's recorded-turn example: the transcript must contain "capital of Germany", capital G included."""
+    agent = load_agent_text(CAPITAL, EVALS / "capital.yaml")
+    rc = await run_eval(agent, [str(EVALS / "capital.yaml")], timeout_secs=25, logs_dir=str(tmp_path))
+    log = (tmp_path / "capital_question_recording__capital_question_recording.eval.log").read_text()
+    assert rc == 0, log

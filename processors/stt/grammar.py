@@ -1,4 +1,4 @@
-"""Closed-domain grammars for pocketsphinx: phrase lists and JSGF, checked at build time.
+"""Closed-domain grammars for pocketsphinx: phrase lists and JSGF, checked at build time; transcripts written like text.
 
 A grammar narrows recognition to what an agent expects to hear (commands, the
 answers of a quiz), which takes pocketsphinx from 70% word errors on synthetic
@@ -17,6 +17,11 @@ from pathlib import Path
 from pipelines.errors import missing_extra
 
 GRAMMAR_NAME = "phrases"
+_WORDS = re.compile(r"[a-z0-9']+")
+#: Words that open a question: a transcript that starts with one ends with "?".
+_QUESTION_WORDS = frozenset(
+    "what where when why who whom whose which how is are am was were do does did can could will would shall should"
+    .split())
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _NON_WORDS = re.compile(r"<[^>]*>|\{[^}]*\}|/[^/]*/|[|()\[\]*+;=]")
 
@@ -29,7 +34,7 @@ def phrases_to_jsgf(phrases: list[str]) -> str:
     """A JSGF grammar accepting exactly one of ``phrases`` (case and punctuation ignored)."""
     alternatives = []
     for phrase in phrases:
-        words = re.findall(r"[a-z0-9']+", phrase.lower())
+        words = _WORDS.findall(phrase.lower())
         if words:
             alternatives.append("( " + " ".join(words) + " )")
     body = " | ".join(alternatives)
@@ -115,3 +120,35 @@ def check_grammar(jsgf: str, key: str) -> None:
     unknown = unknown_words(grammar_words(jsgf))
     if unknown:
         raise GrammarError(f"{key}: words not in the pronunciation dictionary: {', '.join(unknown)}")
+
+
+class PhraseSpelling:
+    """Writes pocketsphinx's hypotheses (lower case, no punctuation) the way a person writes them.
+
+    An utterance the grammar accepted is one of the phrases: it is written as
+    the phrase list spells it ("what is the capital of Germany"). Anything
+    else (the open language model, speech rejected as out of domain) gets
+    sentence case, "I" for the pronoun, and a final mark: "?" after a
+    question word, else ".". The raw hypothesis stays with the caller.
+    """
+
+    def __init__(self, phrases: list[str] | None = None):
+        self._written: dict[tuple[str, ...], str] = {}
+        for phrase in phrases or ():
+            self._written.setdefault(tuple(_WORDS.findall(phrase.lower())), " ".join(phrase.split()))
+
+    def write(self, hypothesis: str, *, in_grammar: bool) -> str:
+        """``hypothesis`` as text; ``in_grammar``: the grammar accepted it (not rejected as out of domain)."""
+        if in_grammar and (phrase := self._written.get(tuple(_WORDS.findall(hypothesis.lower())))):
+            return phrase
+        return sentence_case(hypothesis)
+
+
+def sentence_case(hypothesis: str) -> str:
+    """"what time is it" -> "What time is it?", "i think so" -> "I think so."."""
+    words = ["I" + w[1:] if w == "i" or w.startswith("i'") else w for w in hypothesis.split()]
+    if not words:
+        return hypothesis
+    mark = "?" if words[0] in _QUESTION_WORDS else "."
+    words[0] = words[0][0].upper() + words[0][1:]
+    return " ".join(words) + mark

@@ -15,6 +15,10 @@ set, an utterance the open-vocabulary check rejects (see
 :mod:`processors.stt.out_of_domain`) is transcribed as what that pass heard,
 with ``result["out_of_domain"]`` true, instead of as the nearest phrase: a
 scripted LLM then gives its fallback, a real one sees the user's own words.
+
+Final transcripts are written like text (:class:`~processors.stt.grammar.PhraseSpelling`):
+a phrase as the phrase list spells it, other speech in sentence case with a
+final mark; the decoder's own lower-case hypothesis is ``result["raw"]``.
 """
 
 from pipecat.frames.frames import (
@@ -32,6 +36,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from processors.stt.decoder_pool import DecoderError, DecoderEvent, DecoderStream, HostConfig, decoder_host
+from processors.stt.grammar import PhraseSpelling
 
 
 class PocketsphinxSTTService(STTService):
@@ -42,6 +47,7 @@ class PocketsphinxSTTService(STTService):
         *,
         host_config: HostConfig,
         grammar: str | None = None,
+        phrases: list[str] | None = None,
         preroll_secs: float = 1.0,
         interim_secs: float = 0.3,
         out_of_domain_margin: float | None = None,
@@ -52,6 +58,8 @@ class PocketsphinxSTTService(STTService):
         Args:
             host_config: Which shared decoder host to use (one per configuration and process).
             grammar: JSGF text restricting recognition, or None for the language model.
+            phrases: The phrase list the grammar was made from, as the config spells them
+                (a final transcript of one is written that way).
             preroll_secs: Audio kept before VAD's start; the decoder starts just before its first speech.
             interim_secs: Speech between interim transcripts; 0 disables them.
             out_of_domain_margin: With a grammar, reject utterances the open-vocabulary
@@ -64,6 +72,7 @@ class PocketsphinxSTTService(STTService):
         )
         self._host_config = host_config
         self._grammar = grammar
+        self._spelling = PhraseSpelling(phrases)
         self._preroll_secs = preroll_secs
         self._interim_secs = interim_secs
         self._out_of_domain_margin = out_of_domain_margin
@@ -144,10 +153,13 @@ class PocketsphinxSTTService(STTService):
             )
             return
         words = [{"word": w, "start": start, "end": end} for w, start, end in event.words]
-        result = {"words": words, "out_of_domain": True} if event.out_of_domain else {"words": words}
+        result = {"words": words, "raw": event.text}
+        if event.out_of_domain:
+            result["out_of_domain"] = True
+        in_grammar = self._grammar is not None and not event.out_of_domain
         await self.push_frame(
             TranscriptionFrame(
-                event.text,
+                self._spelling.write(event.text, in_grammar=in_grammar),
                 self._user_id,
                 time_now_iso8601(),
                 Language.EN_US,

@@ -101,6 +101,7 @@ def make_pocketsphinx(params: PocketsphinxParams, ctx):
     return PocketsphinxSTTService(
         host_config=host_config,
         grammar=grammar,
+        phrases=params.phrases,
         preroll_secs=params.preroll_secs,
         interim_secs=params.interim_secs,
         out_of_domain_margin=margin,
