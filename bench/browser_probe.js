@@ -1,0 +1,98 @@
+// bench/browser.py's ears in the page: level meters on the microphone track and the bot's track.
+//
+// Installed before any page script runs (Page.addScriptToEvaluateOnNewDocument),
+// so it works the same on framegraph's own page and on a bare page talking to
+// plain pipecat. It wraps getUserMedia (the microphone as the page sends it,
+// after Chrome's echo canceller, noise suppression and gain control) and
+// RTCPeerConnection (the bot's incoming track, and the data channel's RTVI
+// messages). An AudioWorklet measures each track's level every 10 ms; a bot
+// element that the page has muted counts as silence, since that is what the
+// person hears. Times are epoch milliseconds (performance.timeOrigin + now),
+// so the benchmark can set them beside the server's clock.
+"use strict";
+(() => {
+  if (!navigator.mediaDevices) return; // not a secure context (about:blank)
+  const METER = `
+    class Meter extends AudioWorkletProcessor {
+      constructor() { super(); this.sum = 0; this.n = 0; }
+      process(inputs) {
+        const channel = inputs[0] && inputs[0][0];
+        if (channel) {
+          for (let i = 0; i < channel.length; i++) this.sum += channel[i] * channel[i];
+          this.n += channel.length;
+        }
+        if (this.n >= sampleRate / 100) {
+          this.port.postMessage(Math.sqrt(this.sum / this.n));
+          this.sum = 0; this.n = 0;
+        }
+        return true;
+      }
+    }
+    registerProcessor("bench-meter", Meter);`;
+  const now = () => performance.timeOrigin + performance.now();
+  const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], micAt: null, errors: [] });
+  let context = null;
+  let loaded = null;
+
+  function audioContext() {
+    if (!context) {
+      context = new AudioContext();
+      const url = URL.createObjectURL(new Blob([METER], { type: "application/javascript" }));
+      loaded = context.audioWorklet.addModule(url);
+    }
+    return context;
+  }
+
+  function botMuted() {
+    const elements = [...document.querySelectorAll("audio")].filter((a) => a.srcObject);
+    return elements.length > 0 && elements.every((a) => a.muted || a.paused);
+  }
+
+  async function meter(track, into, ear) {
+    try {
+      const ctx = audioContext();
+      await loaded;
+      if (ctx.state !== "running") await ctx.resume();
+      const node = new AudioWorkletNode(ctx, "bench-meter");
+      ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+      node.port.onmessage = (e) => into.push([now(), ear && botMuted() ? 0 : e.data]);
+    } catch (err) {
+      probe.errors.push(String(err));
+    }
+  }
+
+  const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    const stream = await getUserMedia(constraints);
+    probe.micAt = now();
+    meter(stream.getAudioTracks()[0], probe.mic, false);
+    return stream;
+  };
+
+  function listen(channel) {
+    channel.addEventListener("message", (event) => {
+      if (typeof event.data !== "string") return;
+      try {
+        const msg = JSON.parse(event.data);
+        if (msg.label === "rtvi-ai" && msg.type !== "server-message") probe.rtvi.push([now(), msg.type, msg.data || {}]);
+      } catch {
+        // not JSON: pings and the like
+      }
+    });
+  }
+
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (...args) {
+    const peer = new Native(...args);
+    peer.addEventListener("track", (event) => event.track.kind === "audio" && meter(event.track, probe.bot, true));
+    peer.addEventListener("datachannel", (event) => listen(event.channel));
+    const create = peer.createDataChannel.bind(peer);
+    peer.createDataChannel = (...a) => {
+      const channel = create(...a);
+      listen(channel);
+      return channel;
+    };
+    return peer;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();
