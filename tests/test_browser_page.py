@@ -2,8 +2,10 @@
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
 --test``) is driven over the DevTools protocol (``transports.clients.chromium``); its fake
-microphone plays espeak-ng saying "hello" to the default assistant
-(configs/assistant.yaml) served over WebRTC.
+microphone plays espeak-ng asking "what is the weather like today" to the
+default assistant (configs/assistant.yaml) served over WebRTC: the first
+utterance of a session, which the out-of-domain check once rejected (its
+decoder read the near-digital silence before it as words).
 """
 
 from pathlib import Path
@@ -25,7 +27,7 @@ async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
 
 async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
     agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
-    mic = await fake_microphone(tmp_path / "mic.wav", "hello")
+    mic = await fake_microphone(tmp_path / "mic.wav", "what is the weather like today")
     async with chromium(tmp_path / "profile", mic) as page:
         store = str(tmp_path / "sessions.db")
         async with running(agent, store=store) as (url, server):
@@ -38,8 +40,9 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
             line = await page.wait_for(
                 "(window.framegraph.transcript.find(l => l.who === 'bot') || {}).text", 30, "bot transcript"
             )
-            assert line.startswith("Hello!")
-            assert await page.eval("(window.framegraph.transcript.find(l => l.who === 'user') || {}).text") == "hello"
+            assert line.startswith("It is sunny"), "the first question of the session was not understood"
+            user = "(window.framegraph.transcript.find(l => l.who === 'user') || {}).text"
+            assert await page.eval(user) == "what is the weather like today"
             assert line in await page.eval("document.getElementById('transcript').textContent")
             first = await page.eval("window.framegraph.session.id")
 
