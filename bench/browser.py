@@ -257,7 +257,7 @@ class Heard:
     mic: np.ndarray  # rows: time, level (dBFS)
     bot: np.ndarray
     rtvi: list  # [time, type, data]
-    page_reports: list = field(default_factory=list)
+    reports: list  # the page's own speech end -> heard reports: [time, ms]
 
 
 def as_db(rows) -> np.ndarray:
@@ -282,10 +282,12 @@ async def session(target: Target, script: Script, folder: Path, tag: str) -> Hea
         while time.time() < mic_at + script.secs + 0.5:
             await asyncio.sleep(0.5)
         probe = await page.eval("({click: window.benchClick, mic: window.benchProbe.mic, bot: window.benchProbe.bot,"
-                                " rtvi: window.benchProbe.rtvi, errors: window.benchProbe.errors})")
+                                " rtvi: window.benchProbe.rtvi, reports: window.benchProbe.reports,"
+                                " errors: window.benchProbe.errors})")
         if probe["errors"]:
             print(f"  {target.name}: probe errors {probe['errors']}")
-    return Heard(probe["click"] / 1000, mic_at, as_db(probe["mic"]), as_db(probe["bot"]), probe["rtvi"])
+    return Heard(probe["click"] / 1000, mic_at, as_db(probe["mic"]), as_db(probe["bot"]), probe["rtvi"],
+                 [(t / 1000, ms / 1000) for t, ms in probe["reports"]])
 
 
 # -- what the ear heard ----------------------------------------------------------------
@@ -334,9 +336,11 @@ class Figures:
     noise_bursts: int = 0
     first_ok: int = 0
     first_tries: int = 0
-    page_reported: list[float] = field(default_factory=list)
-    server_reported: list[float] = field(default_factory=list)
-    bench_at_page: list[float] = field(default_factory=list)
+    #: (bench, page) speech end -> heard of the turns the page reported, matched by the bot's onset.
+    paired: list[tuple[float, float]] = field(default_factory=list)
+    #: The server's /metrics means: to the first chunk it sent, and the page's reports it keeps.
+    server_mean: float | None = None
+    server_page_mean: float | None = None
     verbose: bool = False
 
 
@@ -366,6 +370,12 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 continue
             figures.turns += 1
             mic_loud = loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.3, end + 0.5)
+            if figures.verbose and len(loud):
+                mic_ends = []
+                for th in (-45, -50, -55, -60):
+                    m = loud_times(heard.mic, th, onset - 0.3, loud[0])
+                    mic_ends.append(f"{th}: {1000 * (m[-1] + METER_SECS - end) if len(m) else float('nan'):+4.0f}")
+                print("      meter end - bench end at thresholds", ", ".join(mic_ends))
             if figures.verbose:
                 print(f"    {u.kind:8} {u.label[:30]:30} wav end {end - zero:6.2f} mic end {(mic_loud[-1] - zero) if len(mic_loud) else -1:6.2f}"
                       f" bot onset {(loud[0] - end) if len(loud) else float('nan'):+.3f} s  {bot_text_between(heard, end, following)[:50]!r}")
@@ -375,6 +385,9 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 figures.premature += 1
             else:
                 figures.heard.append(loud[0] - end)
+                page = [ms for t, ms in heard.reports if abs(t - loud[0]) < 0.1]
+                if page:
+                    figures.paired.append((loud[0] - end, page[0]))
         elif u.kind == "noise":
             figures.noise_bursts += 1
             started = [t for t, kind, _ in heard.rtvi if kind == "user-started-speaking" and onset <= t / 1000 < end + 0.6]
@@ -387,6 +400,22 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 figures.barge_missed += 1  # the story went on over the barge-in
             else:
                 figures.barge_silent.append((loud[-1] + METER_SECS - onset) if len(loud) else 0.0)
+
+
+async def server_means(url: str) -> tuple[float | None, float | None]:
+    """framegraph's /metrics: the means of its speech end -> first audio, and of the page's reports it kept."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+        text = await r.text()
+
+    def mean(name: str) -> float | None:
+        values = {}
+        for line in text.splitlines():
+            for part in ("_sum", "_count"):
+                if line.startswith(name + part):
+                    values[part] = values.get(part, 0.0) + float(line.split()[-1])
+        return values["_sum"] / values["_count"] if values.get("_count") else None
+
+    return mean("framegraph_speech_end_to_first_audio_seconds"), mean("framegraph_page_speech_end_to_heard_seconds")
 
 
 # -- printing ----------------------------------------------------------------------------
@@ -410,6 +439,14 @@ def report(results: dict[str, Figures], loads: list[float]) -> None:
         print(f"{name:14} {ms(f.connect):>14} {ms(f.heard):>14} {ms(f.heard, 90):>5} {len(f.heard):>3}"
               f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_missed:>6} {f.barge_erased:>6}"
               f" {f.false_interruptions:>4}/{f.noise_bursts:<5} {f.first_ok:>4}/{f.first_tries}")
+    for name, f in results.items():
+        if f.paired:
+            bench, page = zip(*f.paired, strict=True)
+            print(f"{name}: speech end -> heard on {len(f.paired)} turns the page reported: bench median {ms(list(bench))},"
+                  f" page median {ms(list(page))}, median |difference| {ms([abs(a - b) for a, b in f.paired])} ms")
+        if f.server_mean is not None:
+            print(f"{name} /metrics means: speech end -> first chunk sent {1000 * f.server_mean:.0f} ms;"
+                  f" page reports kept {1000 * (f.server_page_mean or float('nan')):.0f} ms")
     if len(results) == 2:
         (a, fa), (b, fb) = results.items()
         print(f"ratios {a} / {b}: connect {ratio(fa.connect, fb.connect)}, speech end -> heard {ratio(fa.heard, fb.heard)},"
@@ -430,6 +467,8 @@ async def main(args) -> None:
             await target.start(folder)
             try:
                 judge(await session(target, long, folder, f"{target.name[:5]}-long"), long, figures)
+                if target.name == "framegraph":
+                    figures.server_mean, figures.server_page_mean = await server_means(target.url)
                 for n in range(args.first):
                     judge(await session(target, short, folder, f"{target.name[:5]}-first{n}"), short, figures, True)
                     loads.append(os.getloadavg()[0])

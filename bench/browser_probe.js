@@ -30,7 +30,7 @@
     }
     registerProcessor("bench-meter", Meter);`;
   const now = () => performance.timeOrigin + performance.now();
-  const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], micAt: null, errors: [] });
+  const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], reports: [], micAt: null, errors: [] });
   let context = null;
   let loaded = null;
 
@@ -90,6 +90,13 @@
     peer.createDataChannel = (...a) => {
       const channel = create(...a);
       listen(channel);
+      const send = channel.send.bind(channel);
+      channel.send = (data) => { // the page's own reports of what it heard
+        if (typeof data === "string" && data.includes('"speech-end-to-heard"')) {
+          probe.reports.push([now(), JSON.parse(data).data.d.speech_end_to_heard_ms]);
+        }
+        return send(data);
+      };
       return channel;
     };
     return peer;

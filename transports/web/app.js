@@ -38,7 +38,11 @@ const SILENT_PEER_MS = 1000; // no bot audio packets this long: reconnecting
 const FIRST_RETRY_S = 1;
 const MAX_RETRY_S = 30;
 const MAX_ATTEMPTS = 10;
-const LOUD_DBFS = -45; // a meter level over this is sound (speech or the bot's voice)
+const BOT_LOUD_DBFS = -45; // the bot's voice as played
+// The microphone after Chrome's processing: speech ends where it sinks under this.
+// bench/browser.py: -55 dBFS put the end within about 25 ms of the speech's end in the
+// spoken WAV (its energy 10 dB over a -60 dBFS room) for espeak speech; -45 cut it early.
+const MIC_LOUD_DBFS = -55;
 const USER_SPOKE_MS = 200; // this much loud microphone since the bot last spoke is a user utterance
 const BOT_GAP_MS = 300; // the bot silent this long, then audible: a new answer starts
 const WORDS_PER_SEC = 2.9; // reveal pace while the bot is audible (espeak-ng at 175 words a minute)
@@ -222,14 +226,14 @@ function botCut() {
 const ear = { micLoudMs: 0, micLastLoud: 0, micLoudNow: false, botAudible: false, botLastLoud: -1e9 };
 
 function onMicLevel(db, at) {
-  ear.micLoudNow = db > LOUD_DBFS;
+  ear.micLoudNow = db > MIC_LOUD_DBFS;
   if (!ear.micLoudNow) return;
   ear.micLastLoud = at;
   if (!ear.botAudible) ear.micLoudMs += 10;
 }
 
 function onBotLevel(db, at) {
-  const loud = db > LOUD_DBFS && !ui.audio.muted;
+  const loud = db > BOT_LOUD_DBFS && !ui.audio.muted;
   const now = performance.now();
   if (loud && !ear.botAudible && now - ear.botLastLoud > BOT_GAP_MS) answerHeard(at);
   if (loud) ear.botLastLoud = now;
