@@ -258,11 +258,16 @@ function answerHeard(at) {
 
 // -- RTVI --------------------------------------------------------------------------------
 
-// pipecat's RTVI: the agent answers client-ready with bot-ready.
+// pipecat's RTVI: the agent answers client-ready with bot-ready. The page draws
+// the avatar, so it asks for its poses (the agent sends them to no one else).
 function sayClientReady(ch) {
   ch.send(JSON.stringify({
     label: "rtvi-ai", type: "client-ready", id: `page-${Date.now()}`,
     data: { version: "1.0.0", about: { library: "framegraph-page" } },
+  }));
+  ch.send(JSON.stringify({
+    label: "rtvi-ai", type: "client-message", id: `page-poses-${Date.now()}`,
+    data: { t: "avatar-poses", d: { send: true } },
   }));
 }
 
