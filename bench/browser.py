@@ -51,7 +51,8 @@ from processors.tts.espeak import synthesize_pcm  # noqa: E402
 from transports.clients.chromium import chromium  # noqa: E402
 
 RATE = 16000
-PROBE = (Path(__file__).parent / "browser_probe.js").read_text()
+#: The page's level meter, then the probe that uses it (on framegraph's page and on the bare one alike).
+PROBE = (ROOT / "transports" / "web" / "meter.js").read_text() + (Path(__file__).parent / "browser_probe.js").read_text()
 FIRST_QUESTION = ("what is the weather like today", "sunny")
 QUESTIONS = [FIRST_QUESTION, ("what time is it", "clock"), ("tell me a joke", "robot"), ("thank you", "welcome")]
 #: Issue 19's sentence, with a person's pause at its comma (espeak's own is 160 ms, under
@@ -265,9 +266,9 @@ class Heard:
 
 
 def as_db(rows) -> np.ndarray:
+    """The probe's [epoch ms, dBFS] rows as [epoch s, dBFS]."""
     a = np.asarray(rows, dtype=float).reshape(-1, 2)
     a[:, 0] /= 1000
-    a[:, 1] = 20 * np.log10(a[:, 1] + 1e-9)
     return a
 
 

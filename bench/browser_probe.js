@@ -5,60 +5,26 @@
 // plain pipecat. It wraps getUserMedia (the microphone as the page sends it,
 // after Chrome's echo canceller, noise suppression and gain control) and
 // RTCPeerConnection (the bot's incoming track, and the data channel's RTVI
-// messages). An AudioWorklet measures each track's level every 10 ms; a bot
+// messages). The page's AudioWorklet meter (transports/web/meter.js, which
+// the benchmark installs first) measures each track's level every 10 ms; a bot
 // element that the page has muted counts as silence, since that is what the
 // person hears. Times are epoch milliseconds (performance.timeOrigin + now),
 // so the benchmark can set them beside the server's clock.
 "use strict";
 (() => {
   if (!navigator.mediaDevices) return; // not a secure context (about:blank)
-  const METER = `
-    class Meter extends AudioWorkletProcessor {
-      constructor() { super(); this.sum = 0; this.n = 0; }
-      process(inputs) {
-        const channel = inputs[0] && inputs[0][0];
-        if (channel) {
-          for (let i = 0; i < channel.length; i++) this.sum += channel[i] * channel[i];
-          this.n += channel.length;
-        }
-        if (this.n >= sampleRate / 100) {
-          this.port.postMessage(Math.sqrt(this.sum / this.n));
-          this.sum = 0; this.n = 0;
-        }
-        return true;
-      }
-    }
-    registerProcessor("bench-meter", Meter);`;
   const now = () => performance.timeOrigin + performance.now();
   const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], reports: [], micAt: null, errors: [] });
-  let context = null;
-  let loaded = null;
-
-  function audioContext() {
-    if (!context) {
-      context = new AudioContext();
-      const url = URL.createObjectURL(new Blob([METER], { type: "application/javascript" }));
-      loaded = context.audioWorklet.addModule(url);
-    }
-    return context;
-  }
-
   function botMuted() {
     const elements = [...document.querySelectorAll("audio")].filter((a) => a.srcObject);
     return elements.length > 0 && elements.every((a) => a.muted || a.paused);
   }
 
-  async function meter(track, into, ear) {
-    try {
-      const ctx = audioContext();
-      await loaded;
-      if (ctx.state !== "running") await ctx.resume();
-      const node = new AudioWorkletNode(ctx, "bench-meter");
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
-      node.port.onmessage = (e) => into.push([now(), ear && botMuted() ? 0 : e.data]);
-    } catch (err) {
-      probe.errors.push(String(err));
-    }
+  // The page's own meter (transports/web/meter.js, installed before this script): dBFS every 10 ms.
+  const meters = window.framegraphMeter;
+  function meter(track, into, ear) {
+    meters.watch(track, (db, at) => into.push([at, ear && botMuted() ? -180 : db]))
+      .catch((err) => probe.errors.push(String(err)));
   }
 
   const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
