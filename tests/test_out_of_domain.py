@@ -90,12 +90,14 @@ async def test_digital_silence_before_the_first_question():
     lead = np.zeros(int(0.7 * RATE), dtype=np.int16)
     lead[::320], lead[73::320] = 1, -1
     question = await synthesize_pcm("what is the weather like today", sample_rate=RATE)
-    decoder = Decoder(**decoder_kwargs({"max_hmm_per_frame": 3000, "accurate": False}), **OPEN_PASS_BEAMS["fast"])
+    # The host's settings at pocketsphinx's default log level: the level is global to the process.
+    settings = decoder_kwargs({"max_hmm_per_frame": 3000, "accurate": False}) | {"loglevel": "WARN"}
+    decoder = Decoder(**settings, **OPEN_PASS_BEAMS["fast"])
     check = DomainCheck(decoder, SPEC["processors"]["stt"].get("out_of_domain_margin", 0.8), FRAMES_PER_SEC)
     check.start()
     check.process(lead.tobytes() + question)
     verdict = check.judge("what is the weather like today".split())
-    assert not verdict.out_of_domain and verdict.open_words[0][0] == "what", verdict
+    assert not verdict.out_of_domain and verdict.open_words[0][0].startswith("what"), verdict  # undithered: "pilates"
 
 
 @pytest.mark.parametrize("voice,rate", [("en-us", 175), ("en-us+f3", 140)])

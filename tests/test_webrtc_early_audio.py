@@ -1,19 +1,20 @@
 """WebRTC microphone audio that arrives before the agent's pipeline reads it is kept, not dropped.
 
-aiortc queues a receiver's decoded audio until someone reads it; pipecat's
-track wrapper disables the receiver (aiortc then discards packets) only
-from its creation, which is when the input transport starts reading, so
-nothing is lost in between. This keeps it so: the session's worker is held
-back 1.5 s after its graph is built (as a slow start would), and the
-question said at once must still be heard whole.
+aiortc queues a receiver's decoded audio until the input transport starts
+reading (pipecat's track wrapper, which disables the receiver, is made only
+then); the held audio then reaches the STT in one burst, before VAD's start,
+and the decoder keeps all of it (processors/stt/decoder_host.py: under load
+its first words used to fall out of a one-second pre-roll). The session's
+worker is held back 1.5 s after its graph is built (as a slow start would):
+the question said at once must be heard whole.
 """
 
 import asyncio
 
-import pipelines.server.manager as manager_module
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
+import pipelines.server.manager as manager_module
 from pipelines.server.app import running
 from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
