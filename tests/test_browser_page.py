@@ -65,12 +65,14 @@ async def test_page_answers_the_first_question_follows_the_bot_and_reconnects(tm
             assert len(heard) == 1 and 0 < heard[0] < 5000, heard
             assert await metric(url, "framegraph_page_speech_end_to_heard_seconds_count") == 1
             first = await page.eval("window.framegraph.session.id")
+            # The bot's audio packets keep coming in silence: no false alarm while the call is up.
+            assert not await page.eval("window.framegraph.history.some(h => h.state === 'reconnecting')")
 
         # The server is gone: "reconnecting…" within about a second, then each retry step, 1 s then 2 s.
         gone = time.time()
         await page.wait_for("window.framegraph.state === 'reconnecting'", 10, "reconnecting")
         shown = await page.eval("window.framegraph.history.find(h => h.state === 'reconnecting').at") / 1000
-        assert shown - gone < 2.0, f"'reconnecting' took {shown - gone:.1f} s"
+        assert shown - gone < 3.0, f"'reconnecting' took {shown - gone:.1f} s"  # 1 s of missed packets, at load 8
         assert await page.eval("!document.getElementById('retry').hidden")
         await page.wait_for(
             f"{TEXTS}.some(t => t.includes('reconnecting in 2 s (attempt 2 of 10)'))", 20, "second reconnection step"
