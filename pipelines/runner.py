@@ -43,11 +43,16 @@ async def run_agent(agent: Agent, options: RunOptions | None = None) -> None:
     """Runs ``agent`` until its transport ends it (or Ctrl-C).
 
     Transports that serve many participants register a ``serve`` coroutine,
-    which builds one worker per participant.
+    which builds one worker per participant. Their models are loaded first
+    (``warm``), as a server's workers do, so the first person to press
+    Connect is not kept waiting 3-5 s (and their first words are not lost).
     """
     options = options or RunOptions()
     serve = agent.transport.type.serve
     if serve is not None:
+        from pipelines.server.workers import warm
+
+        warm([agent])
         await serve(agent, options)
         return
     await run_worker(build_agent(agent).worker(), handle_sigint=True)

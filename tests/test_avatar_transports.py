@@ -51,6 +51,22 @@ async def test_pose_messages_reach_a_websocket_client():
             assert_reply_poses(talker.messages, asked)
 
 
+async def test_pose_messages_go_only_to_a_client_that_asks_for_them():
+    """pipecat's prebuilt client never asks: 30 pose messages a second would flood its event log."""
+    question = await speech("what time is it")
+    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "websocket")
+    async with running(agent) as (url, _):
+        async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
+            await talker.send_message(cm.message(cm.CLIENT_MESSAGE, {"t": cm.POSES_REQUEST, "d": {"send": False}}))
+            await talker.wait_for_message(cm.BOT_READY, timeout=15)
+            asked = time.monotonic()
+            await talker.stream(question + SILENCE)
+            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+            await talker.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+            kinds = [m["data"].get("type") for _, m in talker.messages if cm.kind_of(m) == cm.SERVER_MESSAGE]
+            assert wire.MESSAGE_TYPE == cm.AVATAR_POSE and cm.AVATAR_POSE not in kinds, kinds
+
+
 async def test_pose_messages_reach_a_webrtc_peer_on_the_data_channel():
     question = await speech("what time is it")
     agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc")

@@ -1,19 +1,28 @@
-"""The web page in headless Chromium: fake microphone in, bot transcript out, reconnection and resume.
+"""The web page in headless Chromium: the first question answered, the states, reconnection and resume.
 
 Chromium (Debian's ``chromium`` package, installed by ``scripts/setup.sh
 --test``) is driven over the DevTools protocol (``transports.clients.chromium``); its fake
-microphone plays espeak-ng saying "hello" to the default assistant
-(configs/assistant.yaml) served over WebRTC.
+microphone plays espeak-ng asking "what is the weather like today" to the
+default assistant (configs/assistant.yaml) served over WebRTC: the first
+utterance of a session, which the out-of-domain check once rejected (its
+decoder read the near-digital silence before it as words).
 """
 
+import time
 from pathlib import Path
 
+import aiohttp
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
 from pipelines.audio import write_wav
 from pipelines.server.app import running
 from transports.clients.chromium import chromium
+
+BOT_LINE = "(window.framegraph.transcript.find(l => l.who === 'bot' && l.text.includes('walk')) || {}).text"
+USER_LINE = "(window.framegraph.transcript.find(l => l.who === 'user') || {}).text"
+ACTIVITIES = "window.framegraph.history.filter(h => h.activity).map(h => h.activity)"
+TEXTS = "window.framegraph.history.map(h => h.text || '')"
 
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
@@ -23,9 +32,15 @@ async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
     return path
 
 
-async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
+async def metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+        text = await r.text()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def test_page_answers_the_first_question_follows_the_bot_and_reconnects(tmp_path):
     agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
-    mic = await fake_microphone(tmp_path / "mic.wav", "hello")
+    mic = await fake_microphone(tmp_path / "mic.wav", "what is the weather like today")
     async with chromium(tmp_path / "profile", mic) as page:
         store = str(tmp_path / "sessions.db")
         async with running(agent, store=store) as (url, server):
@@ -35,24 +50,45 @@ async def test_page_talks_to_the_agent_and_reconnects(tmp_path):
             assert await page.eval("document.querySelectorAll('script[src^=\"http\"], link[href^=\"http\"]').length") == 0
             await page.eval("document.getElementById('connect').click()")
             await page.wait_for("window.framegraph.state === 'connected'", 20, "connected")
-            line = await page.wait_for(
-                "(window.framegraph.transcript.find(l => l.who === 'bot') || {}).text", 30, "bot transcript"
-            )
-            assert line.startswith("Hello!")
-            assert await page.eval("(window.framegraph.transcript.find(l => l.who === 'user') || {}).text") == "hello"
+            # The first utterance of the session is understood and answered, in one bubble.
+            line = await page.wait_for(BOT_LINE, 30, "the answer to the first question")
+            assert line.startswith("It is sunny"), "the first question of the session was not understood"
+            assert await page.eval(USER_LINE) == "what is the weather like today"
+            assert await page.eval("window.framegraph.transcript.filter(l => l.who === 'bot').length") == 1
             assert line in await page.eval("document.getElementById('transcript').textContent")
+            # The state followed the bot: thinking after the question, speaking while it was heard, then listening.
+            await page.wait_for(f"{ACTIVITIES}.slice(-1)[0] === 'listening'", 15, "listening after the answer")
+            activities = await page.eval(ACTIVITIES)
+            assert activities.index("thinking") < activities.index("speaking") < len(activities) - 1, activities
+            # The page timed the answer at its ear and told the server, whose metrics keep it.
+            heard = await page.eval("window.framegraph.heard")
+            assert len(heard) == 1 and 0 < heard[0] < 5000, heard
+            assert await metric(url, "framegraph_page_speech_end_to_heard_seconds_count") == 1
             first = await page.eval("window.framegraph.session.id")
+            # The bot's audio packets keep coming in silence: no false alarm while the call is up.
+            assert not await page.eval("window.framegraph.history.some(h => h.state === 'reconnecting')")
 
-        # The server is gone: the page shows each retry step, 1 s then 2 s.
+        # The server is gone: "reconnecting…" within about a second, then each retry step, 1 s then 2 s.
+        gone = time.time()
+        await page.wait_for("window.framegraph.state === 'reconnecting'", 10, "reconnecting")
+        shown = await page.eval("window.framegraph.history.find(h => h.state === 'reconnecting').at") / 1000
+        assert shown - gone < 3.0, f"'reconnecting' took {shown - gone:.1f} s"  # 1 s of missed packets, at load 8
+        assert await page.eval("!document.getElementById('retry').hidden")
         await page.wait_for(
-            "window.framegraph.history.some(h => h.text.includes('reconnecting in 2 s (attempt 2)'))",
-            15,
-            "second reconnection step",
+            f"{TEXTS}.some(t => t.includes('reconnecting in 2 s (attempt 2 of 10)'))", 20, "second reconnection step"
         )
+        texts = await page.eval(TEXTS)
+        assert not any("Failed to fetch" in t for t in texts), texts
+        assert any("the agent cannot be reached" in t for t in texts), texts
         # The server is back with its store: the page resumes the same session with its token.
         async with running(agent, port=port, store=store) as (_, server):
-            await page.wait_for("window.framegraph.state === 'connected'", 20, "reconnected")
-            texts = await page.eval("window.framegraph.history.map(h => h.text)")
-            assert any("reconnecting in 1 s (attempt 1)" in t for t in texts)
+            await page.wait_for("window.framegraph.state === 'connected'", 30, "reconnected")
             assert list(server.sessions) == [first]
             assert await page.eval("window.framegraph.session.id") == first
+            # A reload keeps the session (localStorage): Connect resumes it.
+            await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+            await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page reload")
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("window.framegraph.state === 'connected'", 20, "connected after the reload")
+            assert await page.eval("window.framegraph.session.id") == first
+            assert list(server.sessions) == [first]

@@ -73,6 +73,33 @@ def test_unexplained_phones_are_counted_against_the_phrase():
     assert common_subsequence(phrase, phones(decoder, ["what", "i"])) == 4  # W AH T AY: all of it is in the phrase
 
 
+async def test_digital_silence_before_the_first_question():
+    """The first utterance of a WebRTC session: a fresh decoder, near-digital silence before the words.
+
+    What a WebRTC session's decoder got before "what is the weather like
+    today" when the browser's microphone was silent: zeros with a +1/-1 pair
+    every 20 ms. The open pass of a fresh decoder (pocketsphinx's initial
+    cepstral mean) read it, undithered, as "pilates unwed onto", and the first
+    question of a WebRTC session got the fallback.
+    """
+    from pocketsphinx import Decoder
+
+    from processors.stt.decoder_host import FRAMES_PER_SEC, OPEN_PASS_BEAMS, decoder_kwargs
+    from processors.stt.out_of_domain import DomainCheck
+
+    lead = np.zeros(int(0.7 * RATE), dtype=np.int16)
+    lead[::320], lead[73::320] = 1, -1
+    question = await synthesize_pcm("what is the weather like today", sample_rate=RATE)
+    # The host's settings at pocketsphinx's default log level: the level is global to the process.
+    settings = decoder_kwargs({"max_hmm_per_frame": 3000, "accurate": False}) | {"loglevel": "WARN"}
+    decoder = Decoder(**settings, **OPEN_PASS_BEAMS["fast"])
+    check = DomainCheck(decoder, SPEC["processors"]["stt"].get("out_of_domain_margin", 0.8), FRAMES_PER_SEC)
+    check.start()
+    check.process(lead.tobytes() + question)
+    verdict = check.judge("what is the weather like today".split())
+    assert not verdict.out_of_domain and verdict.open_words[0][0].startswith("what"), verdict  # undithered: "pilates"
+
+
 @pytest.mark.parametrize("voice,rate", [("en-us", 175), ("en-us+f3", 140)])
 async def test_every_phrase_still_gets_its_answer(tmp_path, monkeypatch, voice, rate):
     # The story's long answer would be interrupted by a next question: it comes last.

@@ -33,6 +33,12 @@ USER_INPUT = "user-input"
 SERVER_MESSAGE = "server-message"
 #: The ``server-message`` data type a resumed session's server sends: ``{"type", "session_id", "turns"}``.
 SESSION_RESTORED = "session-restored"
+CLIENT_MESSAGE = "client-message"
+#: The ``data.type`` of an avatar pose ``server-message`` (``processors.avatar.wire.MESSAGE_TYPE``).
+AVATAR_POSE = "avatar-pose"
+#: The ``t`` of the ``client-message`` by which a client asks for avatar poses (30 a second):
+#: a served agent sends them only to clients that asked, never to others (pipecat's prebuilt client).
+POSES_REQUEST = "avatar-poses"
 
 #: Largest client message (bytes of JSON) a transport accepts; larger ones are refused.
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
@@ -49,6 +55,11 @@ def message(kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
 def client_ready() -> dict[str, Any]:
     """What a client says once it listens; the agent answers ``bot-ready``."""
     return message(CLIENT_READY, {"version": PROTOCOL_VERSION, "about": {"library": "framegraph"}})
+
+
+def ask_for_poses() -> dict[str, Any]:
+    """What a client that draws the avatar says after ``client-ready``: send me the poses."""
+    return message(CLIENT_MESSAGE, {"t": POSES_REQUEST, "d": {"send": True}})
 
 
 def kind_of(msg: Any) -> str | None:

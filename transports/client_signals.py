@@ -18,6 +18,10 @@ message about text or audio made before an interruption (``bot-llm-text``,
 it is dropped, so a client never shows words the user interrupted after it
 was told to drop their audio. The observer's own ``bot-interrupted`` is
 dropped too: the output's, sent in order with the audio, is the one that counts.
+Avatar poses (30 ``server-message`` s a second) go only to a client that asked
+for them (``client-message`` ``avatar-poses``, ``transports.client_messages.ask_for_poses``):
+framegraph's page and clients ask; pipecat's prebuilt client, which would
+only log them, does not.
 
 ``EndsWorkerOnDisconnect`` makes an input transport end its agent's worker
 when the peer leaves, so a closed or dropped connection never leaves a worker
@@ -35,6 +39,7 @@ from pipecat.frames.frames import (
     OutputTransportMessageUrgentFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
+from pipecat.processors.frameworks.rtvi.frames import RTVIClientMessageFrame
 from pipecat.utils.utils import obj_id
 
 from pipelines.interruptions.output import BufferedOutput
@@ -61,6 +66,8 @@ class ClientSignals(BufferedOutput):
     interrupted_at: float = 0.0
     #: Messages about frames with a lower id than this were made before the latest interruption.
     _stale_before: int = 0
+    #: Whether the client asked for avatar poses.
+    _poses_wanted: bool = False
 
     async def tell_client_to_drop(self) -> bool:
         self._stale_before = obj_id()
@@ -75,6 +82,8 @@ class ClientSignals(BufferedOutput):
         kind = cm.kind_of(frame.message)
         if kind == cm.BOT_INTERRUPTED:
             return
+        if kind == cm.SERVER_MESSAGE and not self._poses_wanted and is_pose(frame.message):
+            return
         if kind in BOT_OUTPUT_MESSAGES and getattr(frame, SOURCE_FRAME_ATTR, frame.id) < self._stale_before:
             logger.debug(f"{self}: dropped a stale {kind!r} message (its output was interrupted)")
             return
@@ -83,7 +92,15 @@ class ClientSignals(BufferedOutput):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, InterruptionFrame):
             self.interrupted_at = time.monotonic()
+        elif isinstance(frame, RTVIClientMessageFrame) and frame.type == cm.POSES_REQUEST:
+            self._poses_wanted = not isinstance(frame.data, dict) or bool(frame.data.get("send", True))
         await super().process_frame(frame, direction)
+
+
+def is_pose(message: dict) -> bool:
+    """Whether an RTVI message is an avatar pose."""
+    data = message.get("data")
+    return isinstance(data, dict) and data.get("type") == cm.AVATAR_POSE
 
 
 class EndsWorkerOnDisconnect:

@@ -27,6 +27,10 @@ is stored with the next turn like any other messages.
 ``FramegraphRTVIObserver`` tags every message with the id of the frame it
 reports on, so the output (``transports.client_signals.ClientSignals``) can
 tell a message about output made before an interruption from a fresh one.
+A transcript the STT marked out of domain (``result["out_of_domain"]``: a
+closed-domain agent did not understand it) goes out with ``"understood":
+false`` in its data, so a page shows it as not understood rather than as
+the open pass's guessed words.
 """
 
 from loguru import logger
@@ -34,6 +38,7 @@ from pipecat.frames.frames import (
     InputTransportMessageFrame,
     LLMMessagesAppendFrame,
     OutputTransportMessageUrgentFrame,
+    TranscriptionFrame,
 )
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -124,16 +129,23 @@ class FramegraphRTVIObserver(Companions, RTVIObserver):
         super().__init__(rtvi, params=params)
         self.rtvi_processor = rtvi
         self.reporting_on: int | None = None
+        self._not_understood = False
 
     async def on_push_frame(self, data: FramePushed):
         self.reporting_on = data.frame.id
+        self._not_understood = isinstance(data.frame, TranscriptionFrame) and bool(
+            isinstance(data.frame.result, dict) and data.frame.result.get("out_of_domain"))
         try:
             await super().on_push_frame(data)
         finally:
             self.reporting_on = None
+            self._not_understood = False
 
     async def send_rtvi_message(self, model, exclude_none: bool = True):
-        frame = OutputTransportMessageUrgentFrame(message=model.model_dump(exclude_none=exclude_none))
+        message = model.model_dump(exclude_none=exclude_none)
+        if self._not_understood and isinstance(message.get("data"), dict) and "text" in message["data"]:
+            message["data"]["understood"] = False
+        frame = OutputTransportMessageUrgentFrame(message=message)
         if self.reporting_on is not None:
             setattr(frame, SOURCE_FRAME_ATTR, self.reporting_on)
         await self.rtvi_processor.push_frame(frame)

@@ -55,7 +55,14 @@ from pipelines.server.stored_settings import (
 )
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.metrics import SessionMetrics
-from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
+from pipelines.sessions.model import (
+    HEARD_LATENCY,
+    INTERRUPTION_LATENCY,
+    REPLY_LATENCY,
+    Session,
+    SessionState,
+    new_session_id,
+)
 from pipelines.sessions.settings_gate import (
     AppliedChange,
     FailedChange,
@@ -379,7 +386,8 @@ class SessionManager:
             persisted = restore_context(built, session)
             self._watch(live, built, session, persisted)
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
-                                  lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
+                                  lambda s: self._latency(live, INTERRUPTION_LATENCY, s),
+                                  lambda s: self._latency(live, HEARD_LATENCY, s))
             live.worker = built.worker(observers=[latency])
             if resumed:
                 self._tell_restored(live, built, session)
@@ -612,7 +620,8 @@ class SessionManager:
     def _latency(self, live: LiveSession, name: str, seconds: float) -> None:
         """Keeps a measured latency for the turn's store write and records it in the metrics."""
         live.latencies[name] = round(seconds, 4)
-        record = self.metrics.reply_latency if name == REPLY_LATENCY else self.metrics.interruption_latency
+        record = {REPLY_LATENCY: self.metrics.reply_latency, HEARD_LATENCY: self.metrics.heard_latency,
+                  INTERRUPTION_LATENCY: self.metrics.interruption_latency}[name]
         record(live.agent.spec.name, seconds)
 
     def _spawn(self, coro) -> None:

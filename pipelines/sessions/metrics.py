@@ -35,8 +35,12 @@ class SessionMetrics:
     Series (names as Prometheus shows them):
         framegraph_sessions{state}: sessions in each state (gauge).
         framegraph_turns_total{agent}: completed turns (counter).
-        framegraph_speech_end_to_first_audio_seconds{agent}: from the end of
-            the user's speech to the bot's first audio (histogram).
+        framegraph_speech_end_to_first_audio_seconds{agent}: from the real end
+            of the user's speech (VAD's stop minus its stop_secs) to the
+            output transport's first chunk of the answer (histogram).
+        framegraph_page_speech_end_to_heard_seconds{agent}: the same step as
+            the client heard it (its RTVI report, ``pipelines.server.latency``):
+            to the first bot audio it played (histogram).
         framegraph_interruption_latency_seconds{agent}: from the user's
             barge-in to the bot's audio stopping (histogram).
         framegraph_errors_total{kind}: errors by kind (counter).
@@ -59,6 +63,13 @@ class SessionMetrics:
         self._reply = Histogram(
             "framegraph_speech_end_to_first_audio_seconds",
             "Time from the end of the user's speech to the bot's first audio",
+            ["agent"],
+            buckets=_REPLY_BUCKETS,
+            registry=self.registry,
+        )
+        self._heard = Histogram(
+            "framegraph_page_speech_end_to_heard_seconds",
+            "Time from the end of the user's speech to the bot's first audio, as the client heard it",
             ["agent"],
             buckets=_REPLY_BUCKETS,
             registry=self.registry,
@@ -88,6 +99,10 @@ class SessionMetrics:
     def reply_latency(self, agent: str, seconds: float) -> None:
         """Records one time from user speech end to first bot audio."""
         self._reply.labels(agent).observe(seconds)
+
+    def heard_latency(self, agent: str, seconds: float) -> None:
+        """Records one time from user speech end to first bot audio, as a client reported hearing it."""
+        self._heard.labels(agent).observe(seconds)
 
     def interruption_latency(self, agent: str, seconds: float) -> None:
         """Records one time from barge-in to the bot's audio stopping."""

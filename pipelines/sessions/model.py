@@ -32,6 +32,9 @@ MAX_ERRORS = 20
 REPLY_LATENCY = "speech_end_to_first_audio_s"
 """The latency name (in ``latencies``) of the time from the user's speech end to the bot's first audio."""
 
+HEARD_LATENCY = "page_speech_end_to_heard_s"
+"""The latency name of the same step as the client reported hearing it (``pipelines.server.latency``)."""
+
 INTERRUPTION_LATENCY = "interruption_s"
 """The latency name of the time from a barge-in to the bot's audio stopping."""
 

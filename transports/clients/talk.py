@@ -146,6 +146,7 @@ class Talker:
         self._reader = asyncio.create_task(self._read())
         try:
             await self.send_message(cm.client_ready())
+            await self.send_message(cm.ask_for_poses())
         except websockets.ConnectionClosed:
             pass  # refused at once (the agent is full): ``close_code`` says why
         return self

@@ -142,6 +142,7 @@ class WebRTCPeer:
         self._tasks.append(asyncio.create_task(self._ping()))
         if not resume:
             self.send(cm.client_ready())
+            self.send(cm.ask_for_poses())
 
     def say(self, pcm: bytes) -> float:
         """Sends 16 kHz mono ``pcm`` as microphone audio; returns seconds it takes."""
