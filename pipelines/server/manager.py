@@ -126,10 +126,14 @@ class SessionManager:
         self._tasks: set[asyncio.Task] = set()
         #: The URL other servers send this server's clients to (set once bound when not given).
         self.url = options.advertise_url
+        #: The measured load level (``pipelines.server.load_level.LoadMonitor``), set by ``app.build_app``.
+        self.load: Any = None
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
             grace_s=options.grace_s, server_info=lambda: {
-                "live": str(len(self.live)), "capacity": str(options.max_sessions), "url": self.url or ""},
+                "live": str(len(self.live)), "url": self.url or "",
+                # a shedding server has no room for others' new sessions
+                "capacity": str(len(self.live) if self.load and self.load.shedding else options.max_sessions)},
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -205,6 +209,8 @@ class SessionManager:
         """
         agent = self.agent_named(agent_name)
         agent = with_variables(agent, variables or {})
+        if self.load is not None:
+            self.load.admit_new(agent)  # Busy (503 + Retry-After) at SESSION_REJECT; resumes are never refused for load
         self._admit(agent)
         placeholder = new_session_id()
         self.live[placeholder] = LiveSession(placeholder, agent, self.options.kept_events)  # the slot, before any await
@@ -266,7 +272,7 @@ class SessionManager:
 
     async def place_elsewhere(self, agent_name: str | None) -> str | None:
         """The URL of the server a new session goes to when this one is full (the live one with most room), or None."""
-        if self.full(self.agent_named(agent_name)) is None:
+        if self.full(self.agent_named(agent_name)) is None and not (self.load and self.load.shedding):
             return None
         room = {}
         for info in (await self.servers()).values():
@@ -321,7 +327,8 @@ class SessionManager:
         live.junk = JunkMeter(f"session {live.id}", per_s=self.options.junk_per_s, burst=self.options.junk_burst)
         try:
             session = await self.store.get(live.id)
-            built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            agent = self.load.shaped(live.agent) if self.load else live.agent  # DEGRADED: the cheaper params
+            built = live.built = build_agent(agent, peer=peer, settings_gate=True)
             persisted = restore_context(built, session)
             self._watch(live, built, session, persisted)
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
@@ -485,6 +492,8 @@ class SessionManager:
         live.latencies[name] = round(seconds, 4)
         record = self.metrics.reply_latency if name == REPLY_LATENCY else self.metrics.interruption_latency
         record(live.agent.spec.name, seconds)
+        if name == REPLY_LATENCY and self.load is not None:
+            self.load.record_reply(seconds)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
