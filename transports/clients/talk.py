@@ -80,8 +80,11 @@ class Playback:
 class Talker:
     """One WebSocket participant: send audio, hear the bot, read its messages."""
 
-    def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True, echo: bool = False):
+    def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True, echo: bool = False,
+                 headers: dict[str, str] | None = None):
         self.url = url
+        #: Sent with the handshake (e.g. the load balancer's affinity cookie).
+        self.headers = headers
         self.echo = echo
         self.sample_rate = sample_rate
         self.obey_interruptions = obey_interruptions
@@ -96,7 +99,7 @@ class Talker:
     async def __aenter__(self) -> "Talker":
         import websockets
 
-        self._ws = await websockets.connect(self.url, max_size=None)
+        self._ws = await websockets.connect(self.url, max_size=None, additional_headers=self.headers)
         self._reader = asyncio.create_task(self._read())
         try:
             await self.send_message(cm.client_ready())
