@@ -145,11 +145,11 @@ class BackpressureSettings(Params):
 
     enabled: bool = Field(True, description="measure the load and act on its level; false: only --max-sessions")
     loop_lag_ms: LevelThresholds = Field(
-        [30, 80, 150, 300], description="event-loop lag (mean over window_secs) that enters each level")
+        [20, 50, 80, 120], description="event-loop lag (mean over window_secs) that enters each level")
     cpu_share: LevelThresholds = Field(
         [0.75, 0.9, 0.97, None], description="the process's CPU share (1.0: one core) that enters each level")
     reply_p95_secs: LevelThresholds = Field(
-        [0.6, 1.0, 1.5, 2.5], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
+        [0.4, 0.6, 0.8, 1.0], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
     window_secs: float = Field(3.0, gt=0, le=60, description="loop lag and CPU are averaged over this")
     reply_window_secs: float = Field(20.0, gt=0, le=600, description="replies this recent make the reply p95")
     rise_secs: float = Field(1.0, ge=0, le=60, description="a higher level is entered once measured this long")
