@@ -114,6 +114,8 @@ class Figures:
     refused: list[float] = field(default_factory=list)
     #: Arrival mode: the server's load level changes, by the level entered (from /metrics).
     level_changes: dict[str, float] = field(default_factory=dict)
+    #: Arrival mode: (seconds from the start, live sessions, /health's load report) every 2 s.
+    timeline: list[tuple[float, int, dict]] = field(default_factory=list)
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q) if self.latencies else float("nan")
@@ -330,10 +332,13 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
         until = time.monotonic() + (args.arrivals - 1) * args.arrive_every + args.duration
         cpu, t0 = TreeCpu([proc.pid]), time.monotonic()
         sampling = asyncio.create_task(sample_every(cpu, 0.25))
+        watching = asyncio.create_task(watch_level(base, t0, figures)) if not plain else None
         try:
             await asyncio.gather(*(arriving(base, plain, clips, i, args, until, figures) for i in range(args.arrivals)))
         finally:
             sampling.cancel()
+            if watching:
+                watching.cancel()
         cpu.sample()
         figures.cores = {kind: secs / (time.monotonic() - t0) for kind, secs in cpu.by_kind().items()}
         if not plain:
@@ -346,6 +351,20 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
     finally:
         await stop(proc)
     return figures
+
+
+async def watch_level(base: str, t0: float, figures: Figures) -> None:
+    """Reads ``/health`` every 2 s: live sessions and the load report (one worker's, with workers)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                health = (await http.get("/health")).json()
+            except httpx.HTTPError:
+                continue
+            figures.timeline.append((time.monotonic() - t0, health["active"], health.get("load") or {}))
 
 
 def report_arrivals(all_figures: list[Figures], args) -> None:
@@ -361,6 +380,9 @@ def report_arrivals(all_figures: list[Figures], args) -> None:
               f"{sum(f.cores.values()):>7.2f}  {changes}")
         for error in sorted(set(f.errors))[:5]:
             print(f"    {f.errors.count(error)} x {error}")
+        for at, live, load in f.timeline[::2]:
+            measured = ", ".join(f"{k} {v:g}" for k, v in load.get("measured", {}).items())
+            print(f"    {at:5.0f} s: {live:>3} live, {load.get('level', '?')} ({measured})")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 

@@ -9,7 +9,7 @@ extras="speech"
 packages=()
 if [[ "${1:-}" == "--test" ]]; then
     extras="speech,test"
-    packages=(graphviz chromium chromium-driver redis-server haproxy)
+    packages=(graphviz chromium chromium-driver redis-server haproxy systemd)
 fi
 
 missing=()
