@@ -80,7 +80,8 @@ def throughput(url: str) -> dict[str, float]:
     port = url.rsplit(":", 1)[1].split("/")[0]
     out = subprocess.run(["redis-benchmark", "-p", port, "-q", "-n", "50000", "-c", "50", "-t",
                           "set,get,hset,zadd,lpush,lrange_100"], capture_output=True, text=True, check=True).stdout
-    return {m[1]: float(m[2]) for m in re.finditer(r"([A-Z_0-9 ()]+?)[:]\s+([\d.]+) requests per second", out)}
+    lines = (re.match(r"\s*(\w+).*?: ([\d.]+) requests per second", line) for line in re.split(r"[\r\n]", out))
+    return {m[1]: float(m[2]) for m in lines if m}
 
 
 def main(args) -> None:

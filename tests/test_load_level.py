@@ -188,3 +188,20 @@ async def test_a_shedding_server_sends_new_sessions_to_one_with_room_and_takes_t
             assert time.monotonic() < deadline, "b's heartbeat never said it was shedding"
             await asyncio.sleep(0.1)
         assert (await http.post("/sessions")).status_code == 201  # nobody has room: a takes it (not refused)
+
+
+async def test_a_session_started_at_degraded_runs_the_degraded_params_and_one_started_before_keeps_its_own(tmp_path):
+    agent = load_agent_text(AGENT + "backpressure:\n  degraded:\n    tts: {rate: 220}\n", tmp_path / "a.yaml")
+    async with running(agent) as (url, manager), httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await manager.load.stop()  # the test feeds the measurements from here
+        before = (await http.post("/sessions")).json()
+        async with Talker(ws_of(url, before)) as first:
+            await first.wait_for_message(cm.BOT_READY, timeout=60)
+            manager.load.feed({"loop_lag_ms": 60}, now=1e6)
+            assert manager.load.feed({"loop_lag_ms": 60}, now=1e6 + 1).after == Level.DEGRADED
+            during = (await http.post("/sessions")).json()
+            async with Talker(ws_of(url, during)) as second:
+                await second.wait_for_message(cm.BOT_READY, timeout=60)
+                assert manager.live[during["id"]].built.agent.processors["tts"].params.rate == 220
+                assert manager.live[before["id"]].built.agent.processors["tts"].params.rate == 175
+                assert (await say_over_ws(second, "my name is ada")).startswith("Nice")
