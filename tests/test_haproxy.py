@@ -186,3 +186,45 @@ async def test_haproxy_drains_a_server_at_session_reject_and_takes_it_back_when_
                 a.load.feed({"loop_lag_ms": 1}, now=1e6 + 2 + step * 100 + a.load.settings.recover_secs)
             assert a.load.level == Level.NORMAL
             await until_states(sock, {"a": "UP", "b": "UP"})
+
+
+async def test_the_browser_page_through_haproxy_resumes_on_the_other_server_after_a_sigkill(tmp_path, redis_url):
+    from test_browser_page import fake_microphone
+
+    from transports.clients.chromium import chromium
+
+    config = ROOT / "configs" / "assistant.yaml"
+    started = await asyncio.gather(*(start_server(config, redis_url, name, "--transport", "webrtc") for name in "ab"))
+    procs = {"a": started[0][0], "b": started[1][0]}
+    try:
+        servers = {name: url.removeprefix("http://") for name, (_, url) in zip("ab", started, strict=True)}
+        async with haproxy_before(servers, tmp_path) as (lb_url, sock), \
+                httpx.AsyncClient(base_url=lb_url, timeout=30) as http:
+            await until_states(sock, {"a": "UP", "b": "UP"})
+            async with chromium(tmp_path / "profile", await fake_microphone(tmp_path / "mic.wav", "hello")) as page:
+                await page.call("Page.navigate", url=lb_url)
+                await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 30, "page load")
+                await page.eval("document.getElementById('connect').click()")
+                await page.wait_for("window.framegraph.state === 'connected'", 30, "connected")
+                line = await page.wait_for(
+                    "(window.framegraph.transcript.find(l => l.who === 'bot') || {}).text", 60, "bot transcript")
+                assert line.startswith("Hello!")
+                session_id = await page.eval("window.framegraph.session.id")
+                await wait_for_turns(http, session_id, 1)  # acknowledged: in Redis
+                owner = (await http.get(f"/sessions/{session_id}")).json()["owner"]
+                other = "b" if owner == "a" else "a"
+                procs[owner].kill()
+                await procs[owner].wait()
+                # The page reconnects by itself, through HAProxy, with its cookie naming the dead server.
+                await page.wait_for("window.framegraph.history.some(h => h.text.includes('reconnecting'))", 30,
+                                    "the page noticed")
+                await page.wait_for("window.framegraph.state === 'connected'", 60, "resumed")
+                assert await page.eval("window.framegraph.session.id") == session_id
+                resumed = (await http.get(f"/sessions/{session_id}")).json()
+                assert resumed["owner"] == other and resumed["turns"] >= 1
+                assert any(m.get("content", "").startswith("Hello!") for m in resumed["messages"])
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+                await asyncio.wait_for(proc.wait(), 20)
