@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+import websockets
 from test_server_resume import AGENT, say_over_ws, ws_of
 
 from pipelines.errors import ConfigErrors
@@ -112,6 +113,10 @@ async def test_a_blocked_loop_rejects_new_sessions_with_retry_after_serves_the_a
             refused = await http.post("/sessions")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
             assert "overloaded" in refused.json()["detail"]
+            with pytest.raises(websockets.InvalidStatus) as handshake:  # a new session over /ws
+                await Talker(url.replace("http", "ws", 1) + "/ws").__aenter__()
+            assert handshake.value.response.status_code == 503
+            assert handshake.value.response.headers["Retry-After"] == "7"
             health = (await http.get("/health")).json()
             assert health["load"]["level"] == "SESSION_REJECT" and health["load"]["measured"]["loop_lag_ms"] > 100
         finally:
