@@ -210,3 +210,18 @@ async def test_a_session_started_at_degraded_runs_the_degraded_params_and_one_st
                 assert manager.live[during["id"]].built.agent.processors["tts"].params.rate == 220
                 assert manager.live[before["id"]].built.agent.processors["tts"].params.rate == 175
                 assert (await say_over_ws(second, "my name is ada")).startswith("Nice")
+
+
+async def test_at_session_reject_a_disconnected_session_still_resumes_with_its_context():
+    async with running(load_agent_text(AGENT)) as (url, manager), httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await manager.load.stop()  # the test feeds the measurements from here
+        created = (await http.post("/sessions")).json()
+        async with Talker(ws_of(url, created)) as talker:
+            await talker.wait_for_message(cm.BOT_READY, timeout=60)
+            assert (await say_over_ws(talker, "my name is ada")).startswith("Nice")
+        manager.load.feed({"loop_lag_ms": 999}, now=1e6)
+        manager.load.feed({"loop_lag_ms": 999}, now=1e6 + 2)
+        assert (await http.post("/sessions")).status_code == 503
+        async with Talker(ws_of(url, created)) as back:  # admitted before: never refused for load
+            await back.wait_for_message(cm.BOT_READY, timeout=60)
+            assert (await say_over_ws(back, "tell me my name")) == "Your name is ada."
