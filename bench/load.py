@@ -34,12 +34,22 @@ next chunk of its voice reached the client after the previous one had
 played (a dropout a listener hears), as a share of the replies' length. A
 table of latencies per clip follows.
 
+``--arrive-every 2 --arrivals 30`` is the arrival mode: talking clients keep
+arriving, one every 2 s up to 30, and talk until the last has talked for
+``--duration`` s, against ``serve --workers N`` (its load levels decide
+admission, docs/backpressure.md; ``--max-sessions`` is set out of the way)
+and plain pipecat (which admits everything), one after the other. It prints
+the sessions admitted and refused (503 + Retry-After), the time to the
+503, p95 speech end -> first audio and the gaps of the admitted ones, and the
+server's level changes (from ``/metrics``).
+
 ``--sweep 6,9,12,15`` measures how many talking sessions each target holds
 (no error, p95 under ``--goal-ms``, gaps under ``--max-gaps``): each target at each count in turn,
 fewest first, until it misses; then the ratio of sessions held.
 
     .venv/bin/python bench/load.py [--talking 12] [--idle 50] [--duration 60] [--workers 2]
     .venv/bin/python bench/load.py --sweep 9,12,15,18,21 --idle 50 --duration 40
+    .venv/bin/python bench/load.py --arrive-every 2 --arrivals 30 --duration 20 --idle 0 --workers 2
 """
 
 import argparse
@@ -99,6 +109,13 @@ class Figures:
     client_cores: float = 0.0
     pss_mib: float = 0.0
     base_pss_mib: float = 0.0
+    #: Arrival mode: sessions admitted, and the seconds each refused one waited for its 503.
+    admitted: int = 0
+    refused: list[float] = field(default_factory=list)
+    #: Arrival mode: the server's load level changes, by the level entered (from /metrics).
+    level_changes: dict[str, float] = field(default_factory=dict)
+    #: Arrival mode: (seconds from the start, live sessions, /health's load report) every 2 s.
+    timeline: list[tuple[float, int, dict]] = field(default_factory=list)
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q) if self.latencies else float("nan")
@@ -184,10 +201,10 @@ async def socket_url(base: str, plain: bool) -> str:
 # -- clients -----------------------------------------------------------------------
 
 
-async def connected(base: str, plain: bool, figures: Figures, what: str) -> Talker | None:
-    """A new session's client, connected; None (the error noted in ``figures``) when it could not be."""
+async def connected(base: str, plain: bool, figures: Figures, what: str, url: str | None = None) -> Talker | None:
+    """A new session's client (of ``url`` when given), connected; None (the error noted in ``figures``) when it could not be."""
     try:
-        talker = Talker(await socket_url(base, plain))
+        talker = Talker(url or await socket_url(base, plain))
         await talker.__aenter__()
     except Exception as e:
         figures.errors.append(f"{what}: {e.__class__.__name__}: {e}"[:200])
@@ -195,9 +212,10 @@ async def connected(base: str, plain: bool, figures: Figures, what: str) -> Talk
     return talker
 
 
-async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until: float, figures: Figures) -> None:
+async def talking(base: str, plain: bool, clips: list[Clip], offset: int, until: float, figures: Figures,
+                  url: str | None = None) -> None:
     """One talking session: clip after clip until ``until``; latencies and errors go to ``figures``."""
-    if (talker := await connected(base, plain, figures, "connect")) is None:
+    if (talker := await connected(base, plain, figures, "connect", url)) is None:
         return
     try:
         try:
@@ -282,6 +300,90 @@ async def measure(name: str, command: list[str], plain: bool, args, clips: list[
     finally:
         await stop(proc)
     return figures
+
+
+async def arriving(base: str, plain: bool, clips: list[Clip], index: int, args, until: float, figures: Figures) -> None:
+    """The ``index``-th arrival: asks for a session at its time; refused (503) or admitted and talking until ``until``."""
+    import httpx
+
+    await asyncio.sleep(index * args.arrive_every)
+    url = None
+    if not plain:
+        asked = time.monotonic()
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(f"{base}/sessions")
+        if answer.status_code == 503:
+            figures.refused.append(time.monotonic() - asked)
+            return
+        created = answer.raise_for_status().json()
+        url = f"{base.replace('http', 'ws', 1)}/sessions/{created['id']}/ws?token={created['token']}"
+    figures.admitted += 1
+    await talking(base, plain, clips, index * 3, until, figures, url)
+
+
+async def measure_arrivals(name: str, command: list[str], plain: bool, args, clips: list[Clip]) -> Figures:
+    """Arrival mode against one target: ``--arrivals`` clients, one every ``--arrive-every`` s."""
+    import httpx
+
+    figures = Figures(name)
+    proc, base = await start(command)
+    try:
+        await asyncio.sleep(1.0)
+        until = time.monotonic() + (args.arrivals - 1) * args.arrive_every + args.duration
+        cpu, t0 = TreeCpu([proc.pid]), time.monotonic()
+        sampling = asyncio.create_task(sample_every(cpu, 0.25))
+        watching = asyncio.create_task(watch_level(base, t0, figures)) if not plain else None
+        try:
+            await asyncio.gather(*(arriving(base, plain, clips, i, args, until, figures) for i in range(args.arrivals)))
+        finally:
+            sampling.cancel()
+            if watching:
+                watching.cancel()
+        cpu.sample()
+        figures.cores = {kind: secs / (time.monotonic() - t0) for kind, secs in cpu.by_kind().items()}
+        if not plain:
+            async with httpx.AsyncClient(timeout=30) as http:
+                metrics = (await http.get(f"{base}/metrics")).text
+            for line in metrics.splitlines():
+                found = re.match(r'framegraph_load_level_changes_total\{level="(\w+)"\} ([\d.]+)', line)
+                if found:
+                    figures.level_changes[found[1]] = float(found[2])
+    finally:
+        await stop(proc)
+    return figures
+
+
+async def watch_level(base: str, t0: float, figures: Figures) -> None:
+    """Reads ``/health`` every 2 s: live sessions and the load report (one worker's, with workers)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                health = (await http.get("/health")).json()
+            except httpx.HTTPError:
+                continue
+            figures.timeline.append((time.monotonic() - t0, health["active"], health.get("load") or {}))
+
+
+def report_arrivals(all_figures: list[Figures], args) -> None:
+    print(f"\narrivals: {args.arrivals} talking clients, one every {args.arrive_every:g} s, each talking until "
+          f"{args.duration:g} s after the last arrived; config {args.config}")
+    print(f"{'target':<26}{'admitted':>9}{'refused':>8}{'to 503 ms p50/max':>19}{'errors':>7}{'turns':>6}"
+          f"{'p50 ms':>8}{'p95 ms':>8}{'gaps%':>6}{'cores':>7}  level changes")
+    for f in all_figures:
+        to_503 = (f"{percentile(f.refused, 50) * 1000:.0f}/{max(f.refused) * 1000:.0f}" if f.refused else "-")
+        changes = ", ".join(f"{k} {v:g}" for k, v in f.level_changes.items()) or "-"
+        print(f"{f.name:<26}{f.admitted:>9}{len(f.refused):>8}{to_503:>19}{len(f.errors):>7}{len(f.latencies):>6}"
+              f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{100 * f.gap_secs / max(1e-9, f.reply_secs):>6.1f}"
+              f"{sum(f.cores.values()):>7.2f}  {changes}")
+        for error in sorted(set(f.errors))[:5]:
+            print(f"    {f.errors.count(error)} x {error}")
+        for at, live, load in f.timeline[::2]:
+            measured = ", ".join(f"{k} {v:g}" for k, v in load.get("measured", {}).items())
+            print(f"    {at:5.0f} s: {live:>3} live, {load.get('level', '?')} ({measured})")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 
 async def sample_every(cpu: TreeCpu, seconds: float) -> None:
@@ -392,6 +494,14 @@ async def main(args) -> None:
         if args.sweep:
             await sweep(args, clips, tmp)
             return
+        if args.arrivals:
+            chosen = targets(replace_talking(args, args.arrivals), tmp, args.arrivals)[1:]
+            results = []
+            for name, command, plain in chosen:
+                print(f"{name}: {args.arrivals} arrivals, one every {args.arrive_every:g} s...", flush=True)
+                results.append(await measure_arrivals(name, command, plain, args, clips))
+            report_arrivals(results, args)
+            return
         results = []
         for name, command, plain in targets(args, tmp, args.talking):
             print(f"{name}: {args.talking} talking + {args.idle} idle for {args.duration:g} s...", flush=True)
@@ -411,6 +521,8 @@ if __name__ == "__main__":
     parser.add_argument("--goal-ms", type=float, default=1000.0, help="--sweep: p95 a target must stay under")
     parser.add_argument("--max-gaps", type=float, default=5.0,
                         help="--sweep: share of the replies (%%) that may be gaps in the bot's voice")
+    parser.add_argument("--arrivals", type=int, default=0, help="arrival mode: this many talking clients arrive")
+    parser.add_argument("--arrive-every", type=float, default=2.0, help="arrival mode: seconds between two arrivals")
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.plain_server:

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "transports.clients.talk",
     "pipelines.serve_command",
     "pipelines.eval_command",
+    "pipelines.deploy_command",
     "pipelines.interruptions.check",
     "processors.tts.say",
 )

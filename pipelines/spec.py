@@ -132,6 +132,45 @@ class ConversationSettings(Params):
     )
 
 
+#: The four thresholds of a load signal: ELEVATED, DEGRADED, SHEDDING, SESSION_REJECT (null: never on this signal).
+LevelThresholds = Annotated[list[float | None], Field(min_length=4, max_length=4)]
+
+
+class BackpressureSettings(Params):
+    """How the server running this agent measures its load and what each level does (docs/backpressure.md).
+
+    A server of several agents measures with the first agent's thresholds; each
+    agent's ``degraded`` and ``retry_after_secs`` apply to its own sessions.
+    """
+
+    enabled: bool = Field(True, description="measure the load and act on its level; false: only --max-sessions")
+    loop_lag_ms: LevelThresholds = Field(
+        [20, 50, 80, 120], description="event-loop lag (mean over window_secs) that enters each level")
+    cpu_share: LevelThresholds = Field(
+        [0.75, 0.9, 0.97, None], description="the process's CPU share (1.0: one core) that enters each level")
+    reply_p95_secs: LevelThresholds = Field(
+        [0.4, 0.6, 0.8, 1.0], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
+    window_secs: float = Field(3.0, gt=0, le=60, description="loop lag and CPU are averaged over this")
+    reply_window_secs: float = Field(20.0, gt=0, le=600, description="replies this recent make the reply p95")
+    rise_secs: float = Field(1.0, ge=0, le=60, description="a higher level is entered once measured this long")
+    recover_secs: float = Field(8.0, ge=0, le=600, description="a level is left (one step down) once the "
+                                "measurements stayed under recover_ratio of its thresholds this long")
+    recover_ratio: float = Field(0.7, gt=0, le=1, description="how far under a threshold a signal must fall to recover")
+    retry_after_secs: int = Field(10, ge=1, le=3600, description="the Retry-After of a new session refused at SESSION_REJECT")
+    shed_to_others: bool = Field(True, description="at SHEDDING, a new session goes to another server that has room")
+    degraded: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="processor params laid over the declared ones for sessions started at "
+        "DEGRADED or above, by processor id (e.g. {avatar: {video: false}, stt: {beam: 1e-20}})")
+
+    @model_validator(mode="after")
+    def _rising(self) -> "BackpressureSettings":
+        for name in ("loop_lag_ms", "cpu_share", "reply_p95_secs"):
+            values = [v for v in getattr(self, name) if v is not None]
+            if values != sorted(values):
+                raise ValueError(f"{name}: the thresholds must not decrease (ELEVATED, DEGRADED, SHEDDING, SESSION_REJECT)")
+        return self
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -146,6 +185,7 @@ class AgentSpec(BaseModel):
     pipeline: list[Any] = Field(min_length=1)
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    backpressure: BackpressureSettings = Field(default_factory=BackpressureSettings)
 
 
 class Parallel(BaseModel):

@@ -112,6 +112,7 @@ class _Validator:
         self.graph_rules(spec, steps)
         if spec.conversation.idle is not None and context is None:
             self.error(("conversation", "idle"), "an idle check-in needs a context block (its user aggregator notices the silence)", at_key=True)
+        self.degraded_params(spec, processors)
         if self.errors:
             return None
         return Agent(spec, self.loaded.path, transport, context, processors, steps)
@@ -171,6 +172,21 @@ class _Validator:
             self.error(loc, f"the {kind} type '{block.type}' failed checking these params ({type(e).__name__}: {e})")
             return None
         return None if env_named else Component(cid, info, params)
+
+    def degraded_params(self, spec: AgentSpec, processors: dict[str, Component]) -> None:
+        """Checks ``backpressure.degraded``: each id a declared processor, its params valid over the declared ones."""
+        for pid, override in spec.backpressure.degraded.items():
+            loc = ("backpressure", "degraded", pid)
+            if pid not in spec.processors:
+                self.error(loc, f"'{pid}' is not a declared processor", did_you_mean(pid, sorted(spec.processors)),
+                           at_key=True)
+            elif pid in processors:
+                info = processors[pid].type
+                try:
+                    info.params.model_validate({**spec.processors[pid].params, **override},
+                                               context={"config_dir": self.config_dir})
+                except ValidationError as e:
+                    self.pydantic_errors(e, loc, info.params)
 
     def refuse_env_in_variable_names(self, loc: tuple, params: dict) -> bool:
         """Refuses ``${VAR}`` in a param that names a variable (``api_key_env``): it would hold a secret."""

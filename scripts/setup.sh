@@ -18,9 +18,10 @@ done
 if [[ -n "${test:-}" ]]; then  # the test extra holds the voice extra's packages
     extras="speech,test"
     # pulseaudio (+ its utils and ALSA plugin): virtual sound devices for the local transport's test;
-    # portaudio19-dev, gcc and python3-dev build PyAudio (the `local` extra; it has no Linux wheel).
+    # portaudio19-dev, gcc and python3-dev build PyAudio (the `local` extra; it has no Linux wheel);
+    # haproxy and systemd validate and run the deploy/ files.
     packages=(graphviz chromium chromium-driver redis-server pulseaudio pulseaudio-utils libasound2-plugins
-              portaudio19-dev gcc python3-dev)
+              portaudio19-dev gcc python3-dev haproxy systemd)
 elif [[ -n "${voice:-}" ]]; then
     extras="speech,voice"
 fi

@@ -21,6 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from pipelines import logs
 from pipelines.registry import default_registry
 from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
+from pipelines.server.load_level import LoadMonitor
 from pipelines.server.manager import SessionManager
 from pipelines.server.options import ServerOptions
 from pipelines.server.routes import create_app
@@ -57,6 +58,7 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
             raise ValueError(f"session store {location}: cannot make its folder {folder}: {e.strerror}") from None
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
+    manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id)
     title = "framegraph: " + ", ".join(by_name)
     fastapi_app = create_app(manager, api_key=options.api_key, title=title)
     fastapi_app.router.lifespan_context = _lifespan
@@ -75,9 +77,11 @@ def guarded(app: Any, options: ServerOptions, host: str) -> Any:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     await app.state.manager.start()
+    app.state.manager.load.start()
     try:
         yield
     finally:
+        await app.state.manager.load.stop()
         await app.state.manager.close()
         await app.state.webrtc.close()
 

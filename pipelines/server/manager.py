@@ -167,10 +167,14 @@ class SessionManager:
         self._settings_models: dict[str, SettingsModel] = {}
         #: The URL other servers send this server's clients to (set once bound when not given).
         self.url = options.advertise_url
+        #: The measured load level (``pipelines.server.load_level.LoadMonitor``), set by ``app.build_app``.
+        self.load: Any = None
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
             grace_s=options.grace_s, server_info=lambda: {
-                "live": str(self.slots.total()), "capacity": str(options.max_sessions), "url": self.url or ""},
+                "live": str(self.slots.total()), "url": self.url or "",
+                # a shedding server has no room for others' new sessions
+                "capacity": str(self.slots.total() if self.load and self.load.shedding else options.max_sessions)},
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -261,6 +265,8 @@ class SessionManager:
         """
         agent = self.agent_named(agent_name)
         agent = with_variables(agent, variables or {})
+        if self.load is not None:
+            self.load.admit_new(agent)  # Busy (503 + Retry-After) at SESSION_REJECT; resumes are never refused for load
         placeholder = new_session_id()
         held = self._admit(placeholder, LiveSession(placeholder, agent, self.options.kept_events))  # before any await
         try:
@@ -322,7 +328,7 @@ class SessionManager:
 
     async def place_elsewhere(self, agent_name: str | None) -> str | None:
         """The URL of the server a new session goes to when this one is full (the live one with most room), or None."""
-        if self.full(self.agent_named(agent_name)) is None:
+        if self.full(self.agent_named(agent_name)) is None and not (self.load and self.load.shedding):
             return None
         room = {}
         for info in (await self.servers()).values():
@@ -379,7 +385,8 @@ class SessionManager:
         resumed = live.connected_once or not live.fresh
         try:
             session = await self.store.get(live.id)
-            built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            agent = self.load.shaped(live.agent) if self.load else live.agent  # DEGRADED: the cheaper params
+            built = live.built = build_agent(agent, peer=peer, settings_gate=True)
             if built.settings_gate is not None:
                 self._settings_models[live.agent.spec.name] = built.settings_gate.model
             session = session.model_copy(update={"settings": await self._restored_settings(live, session, built)})
@@ -623,6 +630,8 @@ class SessionManager:
         record = {REPLY_LATENCY: self.metrics.reply_latency, HEARD_LATENCY: self.metrics.heard_latency,
                   INTERRUPTION_LATENCY: self.metrics.interruption_latency}[name]
         record(live.agent.spec.name, seconds)
+        if name == REPLY_LATENCY and self.load is not None:
+            self.load.record_reply(seconds)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

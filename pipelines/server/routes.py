@@ -253,14 +253,15 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 
     @api.get("/health", response_model=Health)
     async def health() -> Health:
-        """The store's status and session counts."""
+        """The store's status, session counts and this server's load level (a load balancer drains at SESSION_REJECT)."""
+        load = manager.load.report() if manager.load is not None else None
         try:
             ok = await manager.store.ping()
             counts = await manager.store.count_by_state()
         except Exception as e:  # the store is down: say so, never 500
             logger.warning(f"health: store: {e.__class__.__name__}: {e}")
-            return Health.from_counts({}, store_ok=False)
-        return Health.from_counts(counts, store_ok=ok)
+            return Health.from_counts({}, store_ok=False, load=load)
+        return Health.from_counts(counts, store_ok=ok, load=load)
 
     @api.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def metrics() -> Response:
@@ -355,7 +356,8 @@ async def _create(manager: SessionManager, agent: str | None, variables: dict, *
         session, token = await manager.create(agent, variables, **kw)
     except Full as e:
         logger.warning(f"refused a new session: {e}")
-        raise HTTPException(503, str(e), headers={"Retry-After": str(manager.options.retry_after_s)}) from None
+        retry_after = getattr(e, "retry_after_s", manager.options.retry_after_s)  # a load level's own (Busy)
+        raise HTTPException(503, str(e), headers={"Retry-After": str(retry_after)}) from None
     except Refused as e:
         raise HTTPException(422, str(e)) from None
     finally:

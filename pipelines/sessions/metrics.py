@@ -48,6 +48,10 @@ class SessionMetrics:
             store (gauge; summed over live workers).
         framegraph_store_writes_dropped_total: queued writes dropped because a
             session's queue was full (counter).
+        framegraph_load_level: the measured load level, 0 NORMAL ... 4
+            SESSION_REJECT (gauge; the highest of the live workers).
+        framegraph_load_level_changes_total{level}: level changes, by the level
+            entered (counter; docs/backpressure.md).
     """
 
     CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -86,6 +90,16 @@ class SessionMetrics:
                               registry=self.registry, multiprocess_mode="livesum")
         self._dropped = Counter("framegraph_store_writes_dropped", "Queued session writes dropped (queue full)",
                                 registry=self.registry)
+        self._load_level = Gauge("framegraph_load_level", "Measured load level (0 NORMAL ... 4 SESSION_REJECT)",
+                                 registry=self.registry, multiprocess_mode="livemax")
+        self._level_changes = Counter("framegraph_load_level_changes", "Load level changes by the level entered",
+                                      ["level"], registry=self.registry)
+
+    def set_load_level(self, value: int, name: str, changed: bool = False) -> None:
+        """Sets the load level gauge (``value``, named ``name``); ``changed``: counts a change into it."""
+        self._load_level.set(value)
+        if changed:
+            self._level_changes.labels(name).inc()
 
     def set_session_counts(self, counts: Mapping[SessionState, int]) -> None:
         """Sets the sessions gauge from a store's ``count_by_state()``; a state left out counts 0."""

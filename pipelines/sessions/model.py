@@ -110,12 +110,15 @@ class Health(BaseModel):
     disconnected: int = Field(description="Sessions waiting to be resumed")
     total: int = Field(description="Every session the store holds, ENDED ones included")
     by_state: dict[SessionState, int]
+    load: dict[str, Any] | None = Field(None, description="This server's load level (NORMAL ... SESSION_REJECT), "
+                                        "for how long, and the measurement behind it (docs/backpressure.md)")
 
     @classmethod
-    def from_counts(cls, counts: dict[SessionState, int], store_ok: bool) -> "Health":
-        """The report for a store's ``count_by_state()`` and ``ping()``."""
+    def from_counts(cls, counts: dict[SessionState, int], store_ok: bool, load: dict | None = None) -> "Health":
+        """The report for a store's ``count_by_state()`` and ``ping()``, with the load level's report."""
         by_state = {s: counts.get(s, 0) for s in SessionState}
         return cls(
+            load=load,
             store_ok=store_ok,
             active=sum(by_state[s] for s in LIVE_STATES),
             disconnected=by_state[SessionState.DISCONNECTED],

@@ -116,8 +116,10 @@ class Talker:
     """One WebSocket participant: send audio, hear the bot, read its messages; with ``reconnect``, come back after a drop."""
 
     def __init__(self, url: str, *, sample_rate: int = USER_SAMPLE_RATE, obey_interruptions: bool = True,
-                 echo: bool = False, reconnect: Reconnect | None = None):
+                 echo: bool = False, reconnect: Reconnect | None = None, headers: dict[str, str] | None = None):
         self.url = url
+        #: Sent with the handshake (e.g. the load balancer's affinity cookie).
+        self.headers = headers
         self.echo = echo
         self.reconnect = reconnect
         #: When each reconnection succeeded (monotonic), and each try's wait before it.
@@ -141,7 +143,7 @@ class Talker:
     async def __aenter__(self) -> "Talker":
         import websockets
 
-        self._ws = await websockets.connect(self.url, max_size=None)
+        self._ws = await websockets.connect(self.url, max_size=None, additional_headers=self.headers)
         self._connected_at = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         try:

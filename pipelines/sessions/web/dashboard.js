@@ -97,6 +97,13 @@
     store.textContent = health.store_ok ? "store: ok" : "store: DOWN";
     document.getElementById("counts").textContent =
       `active ${health.active} · disconnected ${health.disconnected} · total ${health.total}`;
+    const load = document.getElementById("load"); // the server's load level (docs/backpressure.md)
+    const level = health.load ? health.load.level : "unknown";
+    load.dataset.level = level;
+    load.textContent = `load: ${level}`;
+    load.title = health.load
+      ? Object.entries(health.load.measured).map(([k, v]) => `${k} ${v}`).join(", ") + ` (for ${health.load.for_s} s)`
+      : "";
   }
 
   function showProblem(text) {
