@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -15,6 +16,14 @@ from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 
 GREETER = (ROOT / "configs" / "greeter.yaml").read_text()
+
+
+def on_synthetic(text: str) -> str:
+    """``text`` (a config whose transport block is in block style) on the synthetic transport."""
+    transport = re.search(r"^transport:\n(?:  .*\n)+", text, re.M)
+    assert transport, "the config's transport block is not where the test expects it"
+    return text.replace(transport.group(0), "transport: {type: synthetic, audio_in_sample_rate: 16000, "
+                        "audio_out_sample_rate: 24000}\n")
 
 
 def greeter(conversation: str) -> str:
@@ -67,7 +76,7 @@ def test_turn_completion_passes_pipecats_marker_strategies_to_the_user_aggregato
 
     for enabled in (True, False):
         text = GREETER.replace("conversation:\n", f"conversation:\n  turn_completion: {str(enabled).lower()}\n")
-        built = build_agent(load_agent_text(text.replace("type: websocket,", "type: synthetic,")))
+        built = build_agent(load_agent_text(on_synthetic(text)))
         strategies = user_turn_strategies(built.processors["user_context"])
         assert isinstance(strategies, FilterIncompleteUserTurnStrategies) is enabled
         assert any(isinstance(s, LLMTurnCompletionUserTurnStopStrategy) for s in strategies.stop) is enabled

@@ -35,7 +35,7 @@ def served(yaml: str):
 def agent(*, tts: str = "{type: espeak, voice: en-us}", llm_extra: str = "", more: str = "", stt: bool = False) -> str:
     return f"""version: 1
 name: ws_interruptions
-transport: {{type: websocket, audio_in_sample_rate: 16000, audio_out_sample_rate: 24000}}
+transport: {{type: websocket, audio_in_sample_rate: 16000, audio_out_sample_rate: 24000, client_context: [send-text]}}
 context: {{type: llm_context, turn: {{stop: speech_timeout, speech_timeout: 0.3}}}}
 {more}
 processors:

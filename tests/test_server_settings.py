@@ -122,8 +122,8 @@ async def test_a_stored_setting_that_cannot_be_applied_is_dropped_on_resume_and_
             assert (await say_over_ws(talker, "my name is ada")).startswith("Nice")
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=20)
             tts = next(p for p in manager.live[created["id"]].built.processors.values() if hasattr(p, "_engine"))
-            await wait_until(lambda: tts._settings.rate == 200, 5, "the good stored setting applied again")
-            assert tts._settings.voice == "en-us"
+            await wait_until(lambda: tts.settings.rate == 200, 5, "the good stored setting applied again")
+            assert tts.settings.voice == "en-us"
         session = (await http.get(f"/sessions/{created['id']}")).json()
         assert session["settings"]["tts"] == {"rate": 200}
         assert any("tts.voice" in e["message"] and "dropped" in e["message"] for e in session["errors"])

@@ -454,6 +454,11 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
         await ws.accept()  # then close with 1013 (try again later), which a client can read
         await ws.close(code=1013, reason=(STORE_AWAY if isinstance(e, StoreUnavailable) else str(e))[:120])
         return
+    except HTTPException as e:  # what ``_create`` made of a refusal: 503/429 are "try again later"
+        logger.warning(f"refused a WebSocket participant: {e.detail}")
+        await ws.accept()
+        await ws.close(code=1013 if e.status_code in (429, 503) else 1008, reason=str(e.detail)[:120])
+        return
     except (SessionNotFound, Refused) as e:
         await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])
         return
