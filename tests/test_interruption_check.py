@@ -1,6 +1,7 @@
 """``framegraph check``: passes on every shipped config, fails naming a processor that swallows interruptions."""
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ BROKEN = ROOT / "tests" / "broken_interruptions"
     # check's own window and was reported as 40 ms).
     ("leaky_tts", "VIOLATION tts: kept pushing stale work after processing the interruption"),
     # Caught: "uninterruptible markers through the output: 1 of 5" was printed and the check still said PASS.
-    ("drop_uninterruptible", "VIOLATION hold: dropped 4 of 5 uninterruptible frames it was given"),
+    # How many of the 5 reach ``hold`` before its flush depends on timing; that it drops some (not all) does not.
+    ("drop_uninterruptible", re.compile(r"VIOLATION hold: dropped [1-4] of 5 uninterruptible frames it was given")),
     # Caught: a flush was counted whenever the flush method was called, so a flush that does nothing passed.
     ("noop_flush", "VIOLATION slow: its flush ran but flushed nothing on 1 interruptions"),
     # Caught (issue 20, item 6): with no context block there was no turn, and check passed a TTS whose task went
@@ -79,7 +81,7 @@ BROKEN = ROOT / "tests" / "broken_interruptions"
 def test_check_fails_naming_the_violator_of_each_broken_fixture(name, violation, capsys):
     assert main(["check", str(BROKEN / f"{name}.yaml")]) == 1
     err = capsys.readouterr().err
-    assert violation in err, err
+    assert (violation.search(err) if isinstance(violation, re.Pattern) else violation in err), err
     assert not [line for line in err.splitlines() if "VIOLATION" in line and line.split()[1] in
                 ("normalize:", "tail:", "input:", "llm:", "user_context:", "assistant_context:")], err
     if name.startswith("resend"):
