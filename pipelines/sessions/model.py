@@ -68,6 +68,7 @@ class SessionSummary(BaseModel):
 
     id: str
     agent: str = Field(description="Name of the agent (config) the session runs")
+    user: str | None = Field(None, description="The user the session was opened as (docs/users.md)")
     variables: dict[str, str] = Field(default_factory=dict, description="Persona variables")
     state: SessionState = SessionState.STARTING
     owner: str = Field(description="Id of the server that runs (or last ran) the session")
