@@ -197,8 +197,8 @@ class SessionManager:
             raise Full(f"agent {agent.spec.name!r} is talking to {mine} participants, its limit; try again later")
 
     async def create(self, agent_name: str | None = None, variables: dict[str, str] | None = None,
-                     *, open_once: bool = False) -> tuple[Session, str]:
-        """A new STARTING session with a slot; returns it and its resume token.
+                     *, open_once: bool = False, user: str | None = None) -> tuple[Session, str]:
+        """A new STARTING session with a slot (opened as ``user`` when given); returns it and its resume token.
 
         Raises:
             Full: No slot. Refused: Unknown agent or bad persona variables.
@@ -209,7 +209,8 @@ class SessionManager:
         placeholder = new_session_id()
         self.live[placeholder] = LiveSession(placeholder, agent, self.options.kept_events)  # the slot, before any await
         try:
-            session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables)
+            session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables,
+                                                     user=user)
         finally:
             self.live.pop(placeholder)
         live = self.live[session.id] = LiveSession(
