@@ -102,9 +102,11 @@ class BuiltAgent:
 
 class _Builder:
     def __init__(
-        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool
+        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool,
+        memory: Any = None,
     ):
         self.agent = agent
+        self.memory = memory
         self.settings_gate = settings_gate
         self.gate = None
         self.peer = peer
@@ -119,7 +121,7 @@ class _Builder:
 
     def context(self, cid: str) -> BuildContext:
         return BuildContext(self.agent.spec, self.agent.config_dir, cid, *self.rates, peer=self.peer,
-                            video_out=self.video_out)
+                            video_out=self.video_out, memory=self.memory)
 
     def make(self, component: Component) -> Any:
         return component.type.factory(component.params, self.context(component.id))
@@ -219,6 +221,7 @@ def build_agent(
     peer: Any = None,
     guard_interruptions: bool = True,
     settings_gate: bool = False,
+    memory: Any = None,
 ) -> BuiltAgent:
     """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
 
@@ -231,5 +234,9 @@ def build_agent(
 
     ``settings_gate=True`` places a ``SettingsGate`` right after the LLM (the
     server does, so runtime settings changes wait for the response's end).
+
+    ``memory`` is the session user's memory (``pipelines.sessions.memory``):
+    factories find it in ``BuildContext.memory`` (the remember/forget tools,
+    the scripted LLM's ``remember`` rules).
     """
-    return _Builder(agent, transport, peer, guard_interruptions, settings_gate).build()
+    return _Builder(agent, transport, peer, guard_interruptions, settings_gate, memory).build()

@@ -132,6 +132,39 @@ class ConversationSettings(Params):
     )
 
 
+class MemoryField(Params):
+    """One field of a user's memory: a list of texts, a counter, counts by item, or a text."""
+
+    type: Literal["list", "counter", "counts", "text"]
+    description: str = Field("", max_length=500, description="what the field holds, for the LLM's remember tool")
+    pool: list[str] = Field(default_factory=list, max_length=1000,
+                            description="a list's candidates: {memory_next_FIELD} is the first not yet in it")
+
+
+#: A memory field name: what templates ({name}) and the remember tool's ``field`` argument use.
+FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class MemorySettings(Params):
+    """What the agent remembers of each user across sessions (docs/users.md)."""
+
+    fields: dict[FieldName, MemoryField] = Field(min_length=1, max_length=50)
+    template: str = Field("", max_length=4000, description="{field} placeholders: the memory as the LLM reads it")
+    into: Literal["system_prompt", "message"] = Field(
+        "system_prompt", description="system_prompt: appended to the system prompt; message: a system message of "
+        "its own at the session's start"
+    )
+
+    @model_validator(mode="after")
+    def _template_names_fields(self) -> "MemorySettings":
+        import string
+
+        for _, name, _, _ in string.Formatter().parse(self.template):
+            if name is not None and name not in self.fields:
+                raise ValueError(f"template: '{{{name}}}' names no field ({', '.join(sorted(self.fields))})")
+        return self
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -146,6 +179,7 @@ class AgentSpec(BaseModel):
     pipeline: list[Any] = Field(min_length=1)
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    memory: MemorySettings | None = Field(None, description="what the agent remembers of each user (docs/users.md)")
 
 
 class Parallel(BaseModel):

@@ -45,6 +45,7 @@ from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
 from pipelines.sessions.housekeeping import Housekeeper
+from pipelines.sessions.memory import open_memory
 from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import INTERRUPTION_LATENCY, REPLY_LATENCY, Session, SessionState, new_session_id
 from pipelines.sessions.settings_gate import AppliedChange, SettingsChange, SettingsChangeFrame
@@ -322,8 +323,11 @@ class SessionManager:
         live.junk = JunkMeter(f"session {live.id}", per_s=self.options.junk_per_s, burst=self.options.junk_burst)
         try:
             session = await self.store.get(live.id)
-            built = live.built = build_agent(live.agent, peer=peer, settings_gate=True)
+            memory = await open_memory(live.agent.spec.memory, self.store, session.user, session.id)  # docs/users.md
+            built = live.built = build_agent(live.agent, peer=peer, settings_gate=True, memory=memory)
             persisted = restore_context(built, session)
+            if memory is not None:
+                memory.enter(built.llm_context)
             self._watch(live, built, session, persisted)
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s))

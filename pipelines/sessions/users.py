@@ -85,17 +85,25 @@ def apply_ops(fields: dict[str, Any], ops: list[MemoryOp]) -> dict[str, Any]:
     """``fields`` with ``ops`` applied in order (a new dict; ``fields`` is left as it is).
 
     ``add`` appends an item to a list unless it is there already (a list is a
-    set that keeps its order), ``remove`` drops it, ``incr`` adds an integer
-    (default 1) to a counter, ``set`` replaces a text. A field the record lacks
+    set that keeps its order), ``remove`` drops it (or an item's count), ``incr`` adds an integer
+    (default 1) to a counter, or one to an item's count when the value is text
+    (counts by item), ``set`` replaces a text. A field the record lacks
     starts empty (``[]``, ``0``, ``""``).
     """
     out = dict(fields)
     for op in ops:
-        if op.op in ("add", "remove"):
+        if op.op == "remove" and isinstance(out.get(op.field), dict):  # counts by item: forget the item
+            out[op.field] = {k: v for k, v in out[op.field].items() if k != op.value}
+        elif op.op in ("add", "remove"):
             items = [i for i in out.get(op.field) or [] if i != op.value] if isinstance(out.get(op.field), list) else []
             if op.op == "add":
                 items.append(str(op.value)[:MAX_TEXT_CHARS])
             out[op.field] = items[-MAX_LIST_ITEMS:]
+        elif op.op == "incr" and isinstance(op.value, str):  # counts by item: one more for this item
+            counts = dict(out.get(op.field) or {}) if isinstance(out.get(op.field), dict) else {}
+            item = op.value[:MAX_TEXT_CHARS]
+            counts[item] = counts.get(item, 0) + 1
+            out[op.field] = counts
         elif op.op == "incr":
             current = out.get(op.field)
             out[op.field] = (current if isinstance(current, int) else 0) + int(op.value if op.value is not None else 1)

@@ -60,6 +60,8 @@ class Rule:
     say: str = ""
     #: Spoken when the tool's result is ``{"error": ...}`` (the fallback when empty).
     on_error: str = ""
+    #: Memory writes made when the rule answers: (forget, field, value template).
+    remember: tuple[tuple[bool, str, str], ...] = ()
 
 
 def fill_template(template: str, values: Mapping[str, Any]) -> str | None:
@@ -101,7 +103,7 @@ class ScriptedLLMService(LLMService):
 
     def __init__(
         self, *, rules: list[Rule], fallback: str, token_delay_s: float = 0.0,
-        variables: Mapping[str, str] | None = None, **kwargs,
+        variables: Mapping[str, str] | None = None, memory: Any = None, **kwargs,
     ):
         """Creates the service.
 
@@ -110,6 +112,8 @@ class ScriptedLLMService(LLMService):
             fallback: The reply when no rule matches ("" for no reply at all).
             token_delay_s: Pause before each token, as a model's generation time.
             variables: Persona variables, also available to tool rules' replies.
+            memory: The session user's memory (``pipelines.sessions.memory``), which
+                rules' ``remember`` writes go to; None: they are skipped.
             **kwargs: Passed to pipecat's ``LLMService`` (``name``...).
         """
         settings = LLMSettings(
@@ -130,6 +134,7 @@ class ScriptedLLMService(LLMService):
         self._fallback = fallback
         self._token_delay_s = token_delay_s
         self._variables = dict(variables or {})
+        self._memory = memory
         #: Tool calls in flight: tool_call_id -> (rule, the match's named groups).
         self._calls: dict[str, tuple[Rule, dict[str, str]]] = {}
 
@@ -189,10 +194,21 @@ class ScriptedLLMService(LLMService):
             return
         texts = user_texts(context)
         rule, groups, reply = self._match(texts[0] if texts else "", texts[1:])
+        if rule is not None and rule.remember:
+            await self._remember(rule, groups)
         if rule is None or not rule.tool:
             await self._speak(reply)
             return
         await self._call(rule, groups, context)
+
+    async def _remember(self, rule: Rule, groups: dict[str, str]) -> None:
+        """Makes the rule's memory writes (through the session's memory: compare-and-set, field-level)."""
+        if self._memory is None:
+            return
+        values = {**self._variables, **groups}
+        for forget, name, template in rule.remember:
+            await self._memory.tool("forget" if forget else "remember",
+                                    {"field": name, "value": fill_template(template, values) or template})
 
     async def _speak(self, text: str, *, then=None):
         await self.push_frame(LLMFullResponseStartFrame())
