@@ -165,6 +165,16 @@ class MemorySettings(Params):
         return self
 
 
+class UsageSettings(Params):
+    """The ``usage:`` block of an agent: optional prices."""
+
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="by 'provider/model' (or 'provider'): price per unit of each metric (prompt_tokens, "
+        "completion_tokens, characters, audio_s), in any one currency",
+    )
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -180,6 +190,7 @@ class AgentSpec(BaseModel):
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     memory: MemorySettings | None = Field(None, description="what the agent remembers of each user (docs/users.md)")
+    usage: UsageSettings = Field(default_factory=UsageSettings, description="prices of what sessions use (docs/users.md)")
 
 
 class Parallel(BaseModel):

@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from pipelines.sessions.store import UserNotFound
+from pipelines.sessions.store import SessionNotFound, UserNotFound
 from pipelines.sessions.users import MEMORY_HISTORY, MemoryOp, apply_ops, update_memory, user_id_problem
 
 ENDED_TTL_S = 0.5
@@ -105,3 +105,23 @@ def test_user_ids_are_short_and_safe():
     assert user_id_problem("ana.lopez@example") is None and user_id_problem("u-1_2") is None
     for bad in ["", "-x", "a b", "a/b", "x" * 65, "é", None, 5, "a\n"]:
         assert user_id_problem(bad), bad
+
+
+async def test_usage_adds_up_by_session_and_by_user(store):
+    from pipelines.sessions.model import now
+
+    ana, _ = await store.create(agent="a", owner="s", user="ana")
+    other, _ = await store.create(agent="a", owner="s", user="ana")
+    anonymous, _ = await store.create(agent="a", owner="s")
+    await store.add_usage(ana.id, "ana", {"llm/scripted/-/prompt_tokens": 10.0, "tts/espeak/-/characters": 40.0})
+    await store.add_usage(ana.id, "ana", {"llm/scripted/-/prompt_tokens": 5.0})
+    await store.add_usage(other.id, "ana", {"llm/scripted/-/prompt_tokens": 1.5})
+    await store.add_usage(anonymous.id, None, {"llm/scripted/-/prompt_tokens": 100.0})
+    assert (await store.get(ana.id)).usage == {"llm/scripted/-/prompt_tokens": 15.0, "tts/espeak/-/characters": 40.0}
+    assert (await store.get(anonymous.id)).usage == {"llm/scripted/-/prompt_tokens": 100.0}
+    assert await store.user_usage("ana") == {"llm/scripted/-/prompt_tokens": 16.5, "tts/espeak/-/characters": 40.0}
+    assert await store.user_usage("ana", since=now() + 3 * 86400) == {}  # days from the future on: none
+    assert await store.user_usage("bo") == {}
+    with pytest.raises(SessionNotFound):
+        await store.add_usage("nope", "ana", {"llm/scripted/-/prompt_tokens": 1.0})
+    assert (await store.user_usage("ana"))["llm/scripted/-/prompt_tokens"] == 16.5  # nothing of the failed call

@@ -84,6 +84,9 @@ class SessionSummary(BaseModel):
         default_factory=dict,
         description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume",
     )
+    usage: dict[str, float] = Field(
+        default_factory=dict, description="What the session used, by kind/provider/model/metric (docs/users.md)"
+    )
 
 
 class Session(SessionSummary):

@@ -69,7 +69,7 @@ from pipelines.sessions.store import (
     readable_messages,
     skip_unreadable,
 )
-from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User
+from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User, usage_day
 
 #: How long one Redis call may take before the store counts Redis as away (a frozen server never answers).
 CALL_TIMEOUT_S = 3.0
@@ -197,6 +197,19 @@ return version
 """
 
 
+# KEYS: session hash, the user's usage hash of today ('' without a user). ARGV: now, counts JSON.
+_ADD_USAGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local usage = cjson.decode(redis.call('HGET', KEYS[1], 'usage') or '{}')
+for key, value in pairs(cjson.decode(ARGV[2])) do
+  usage[key] = (usage[key] or 0) + value
+  if KEYS[2] ~= '' then redis.call('HINCRBYFLOAT', KEYS[2], key, value) end
+end
+redis.call('HSET', KEYS[1], 'usage', cjson.encode(usage), 'updated_at', ARGV[1])
+return 1
+"""
+
+
 def _history_entry(entry: str) -> MemoryVersion:
     version, updated_at, by, fields = entry.split("\n", 3)
     return MemoryVersion(version=int(version), updated_at=float(updated_at), by=by or None, fields=strict_loads(fields))
@@ -247,6 +260,7 @@ class RedisSessionStore(SessionStore):
         self._record_error = self._redis.register_script(_RECORD_ERROR)
         self._set_settings = self._redis.register_script(_SET_SETTINGS)
         self._write_memory = self._redis.register_script(_WRITE_MEMORY)
+        self._add_usage = self._redis.register_script(_ADD_USAGE)
         await self._redis.ping()
 
     async def close(self) -> None:
@@ -321,6 +335,7 @@ class RedisSessionStore(SessionStore):
             latencies=strict_loads(fields["latencies"]),
             errors=[SessionError(**strict_loads(e)) for e in errors],
             settings=strict_loads(fields["settings"]),
+            usage=strict_loads(fields.get("usage") or "{}"),
         )
 
     @classmethod
@@ -484,6 +499,26 @@ class RedisSessionStore(SessionStore):
         entries = await self._redis.lrange(f"{self._user_key(user)}:memory:history", 0,
                                            max(1, min(limit, MEMORY_HISTORY)) - 1)
         return [_history_entry(e) for e in entries]
+
+    async def add_usage(self, session_id, user, counts):
+        day = f"{self._user_key(user)}:usage:{usage_day(now())}" if user is not None else ""
+        if user is not None:
+            await self._redis.sadd(f"{self._user_key(user)}:usage-days", usage_day(now()))
+        if not await self._add_usage(keys=[self._key(session_id), day], args=[repr(now()), json.dumps(counts)]):
+            raise SessionNotFound(session_id)
+
+    async def user_usage(self, user, since=0.0):
+        days = sorted(d for d in await self._redis.smembers(f"{self._user_key(user)}:usage-days")
+                      if d >= usage_day(since))
+        async with self._redis.pipeline(transaction=True) as tx:
+            for day in days:
+                tx.hgetall(f"{self._user_key(user)}:usage:{day}")
+            replies = await tx.execute()
+        total: dict[str, float] = {}
+        for counts in replies:
+            for key, value in counts.items():
+                total[key] = total.get(key, 0.0) + float(value)
+        return total
 
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:
         """Says that ``server_id`` is alive (call every few seconds); ``info`` is what others may read (address, capacity)."""

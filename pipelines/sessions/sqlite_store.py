@@ -50,7 +50,7 @@ from pipelines.sessions.store import (
     readable_messages,
     skip_unreadable,
 )
-from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User
+from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User, usage_day
 
 #: How long a write waits for another process's lock before the store counts as unavailable.
 BUSY_TIMEOUT_S = 5.0
@@ -85,6 +85,13 @@ CREATE TABLE IF NOT EXISTS users (
     last_seen_at REAL NOT NULL,
     sessions INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS usage (
+    user TEXT NOT NULL,
+    day TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (user, day, key)
+);
 CREATE TABLE IF NOT EXISTS memory (
     user TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -103,17 +110,19 @@ CREATE TABLE IF NOT EXISTS memory_history (
 """
 
 #: Added to an older file's ``sessions`` table on open (``CREATE TABLE IF NOT EXISTS`` keeps the old columns).
-_USER_COLUMN = "ALTER TABLE sessions ADD COLUMN user TEXT"
+_NEW_COLUMNS = {"user": "ALTER TABLE sessions ADD COLUMN user TEXT",
+                "usage": "ALTER TABLE sessions ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'"}
 _USER_INDEX = "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user, order_key)"
 
 _SUMMARY_COLUMNS = (
     "id, agent, variables, state, owner, created_at, updated_at, disconnected_at, turns, latencies, errors, settings,"
-    " user, order_key"
+    " user, usage, order_key"
 )
 
 
 def _summary(row: tuple) -> SessionSummary:
-    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, user, _ = row
+    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, user, usage, \
+        _ = row
     return SessionSummary(
         id=sid,
         agent=agent,
@@ -128,6 +137,7 @@ def _summary(row: tuple) -> SessionSummary:
         latencies=strict_loads(latencies),
         errors=[SessionError(**e) for e in strict_loads(errors)],
         settings=strict_loads(settings),
+        usage=strict_loads(usage),
     )
 
 
@@ -197,8 +207,10 @@ class SQLiteSessionStore(SessionStore):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
-            if "user" not in {column for _, column, *_ in db.execute("PRAGMA table_info(sessions)")}:
-                db.execute(_USER_COLUMN)
+            columns = {column for _, column, *_ in db.execute("PRAGMA table_info(sessions)")}
+            for column, statement in _NEW_COLUMNS.items():
+                if column not in columns:
+                    db.execute(statement)
             db.execute(_USER_INDEX)
             return db
 
@@ -476,3 +488,26 @@ class SQLiteSessionStore(SessionStore):
             ).fetchall()
         )
         return [MemoryVersion(version=v, fields=strict_loads(f), updated_at=t, by=b) for v, f, t, b in rows]
+
+    async def add_usage(self, session_id, user, counts):
+        def update(db):
+            summary = self._read_summary(db, session_id)
+            merged = dict(summary.usage)
+            for key, value in counts.items():
+                merged[key] = merged.get(key, 0.0) + value
+            db.execute("UPDATE sessions SET usage = ?, updated_at = ? WHERE id = ?",
+                       (json.dumps(merged), now(), session_id))
+            if user is not None:
+                db.executemany(
+                    "INSERT INTO usage (user, day, key, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (user, day, key) DO UPDATE SET value = value + excluded.value",
+                    [(user, usage_day(now()), key, value) for key, value in counts.items()],
+                )
+
+        await self._write(update)
+
+    async def user_usage(self, user, since=0.0):
+        rows = await self._run(lambda db: db.execute(
+            "SELECT key, sum(value) FROM usage WHERE user = ? AND day >= ? GROUP BY key", (user, usage_day(since))
+        ).fetchall())
+        return dict(rows)

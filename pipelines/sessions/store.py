@@ -356,6 +356,18 @@ class SessionStore(ABC):
     async def memory_history(self, user: str, limit: int = MEMORY_HISTORY) -> list[MemoryVersion]:
         """The user's last versions (at most ``MEMORY_HISTORY``), newest first."""
 
+    @abstractmethod
+    async def add_usage(self, session_id: str, user: str | None, counts: dict[str, float]) -> None:
+        """Adds ``counts`` to the session's usage and, for a user, to the user's usage of today (UTC), atomically.
+
+        Raises:
+            SessionNotFound: No such session (nothing added).
+        """
+
+    @abstractmethod
+    async def user_usage(self, user: str, since: float = 0.0) -> dict[str, float]:
+        """The user's usage summed over the days (UTC) from the one holding ``since`` (Unix time) to today."""
+
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:  # noqa: B027 (a no-op unless shared)
         """Says that ``server_id`` is alive, for stores shared by several servers.
 

@@ -16,6 +16,7 @@ store keeps the last ``MEMORY_HISTORY`` versions (docs/users.md).
 import asyncio
 import random
 import re
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -36,6 +37,11 @@ MAX_TEXT_CHARS = 2000
 
 CAS_ATTEMPTS = 50
 """How often ``update_memory`` retries a lost compare-and-set before giving up (``MemoryContention``)."""
+
+
+def usage_day(at: float) -> str:
+    """The UTC day (``YYYY-MM-DD``) a usage count at Unix time ``at`` belongs to."""
+    return datetime.fromtimestamp(max(at, 0.0), tz=UTC).strftime("%Y-%m-%d")
 
 
 def user_id_problem(user: Any) -> str | None:
