@@ -79,7 +79,7 @@ class BuiltAgent:
             audio_out_sample_rate=getattr(p, "audio_out_sample_rate", 24000),
         )
 
-    def worker(self, **kwargs) -> PipelineWorker:
+    def worker(self, *, usage_metrics: bool = False, **kwargs) -> PipelineWorker:
         """A pipecat worker for this agent's pipeline.
 
         pipecat's default RTVI processor and idle timeout are off: the RTVI
@@ -89,7 +89,8 @@ class BuiltAgent:
         agent waiting for its user is not idle. pipecat's turn tracker (for
         its tracing, which framegraph does not use) is off too, and the
         observers share one queue (``pipelines.observers``): each observer
-        costs a queue hand-off per frame per hop.
+        costs a queue hand-off per frame per hop. ``usage_metrics`` turns on
+        pipecat's usage reports (tokens, characters, audio seconds: ``pipelines.usage``).
         """
         kwargs["observers"] = joined(kwargs.get("observers", []), host=self.client_observer)
         kwargs.setdefault("enable_turn_tracking", False)
@@ -97,7 +98,8 @@ class BuiltAgent:
         kwargs.setdefault("idle_timeout_secs", None)
         kwargs.setdefault("cancel_on_idle_timeout", False)
         kwargs.setdefault("name", self.agent.spec.name)
-        return PipelineWorker(self.pipeline, params=self.params, **kwargs)
+        params = self.params.model_copy(update={"enable_usage_metrics": usage_metrics})
+        return PipelineWorker(self.pipeline, params=params, **kwargs)
 
 
 class _Builder:

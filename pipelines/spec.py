@@ -175,6 +175,25 @@ class UsageSettings(Params):
     )
 
 
+class Limits(Params):
+    """Most a period may use; a limit left out is no limit."""
+
+    tokens: float | None = Field(None, gt=0, description="LLM tokens, prompt and completion together")
+    characters: float | None = Field(None, gt=0, description="characters spoken by the TTS")
+    audio_s: float | None = Field(None, gt=0, description="seconds of input audio the STT heard")
+    cost: float | None = Field(None, gt=0, description="cost, from usage.prices")
+
+
+class BudgetSettings(Params):
+    """How much one session, and one user a day or a month, may use (docs/users.md)."""
+
+    per_session: Limits | None = None
+    per_day: Limits | None = Field(None, description="per user, UTC day; over it, POST /sessions answers 429")
+    per_month: Limits | None = Field(None, description="per user, UTC month; over it, POST /sessions answers 429")
+    say: str = Field("We have reached the limit for now. Goodbye!", min_length=1, max_length=500,
+                     description="what the bot says before it ends a session over its budget")
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -191,6 +210,7 @@ class AgentSpec(BaseModel):
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     memory: MemorySettings | None = Field(None, description="what the agent remembers of each user (docs/users.md)")
     usage: UsageSettings = Field(default_factory=UsageSettings, description="prices of what sessions use (docs/users.md)")
+    budget: BudgetSettings | None = Field(None, description="how much a session and a user may use (docs/users.md)")
 
 
 class Parallel(BaseModel):

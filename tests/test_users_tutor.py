@@ -7,14 +7,18 @@ what the first practised and picks a new word), and two at once (no write lost).
 """
 
 import asyncio
+import json
+import time
 
 import httpx
+import pytest
 import websockets
 from conftest import ROOT
 from test_client_protocol import JsonClient, send_text
 from transport_kit import on_transport
 
-from pipelines.server.app import running
+from pipelines.server.app import running, served_on
+from pipelines.validate import load_agent_text
 from transports import client_messages as cm
 
 TUTOR = ROOT / "configs" / "language_tutor.yaml"
@@ -53,7 +57,7 @@ class Learner:
     async def say(self, text: str) -> str:
         """Types ``text`` and returns the tutor's whole reply to it."""
         before = len(self.context())
-        sent = await self.client.send(send_text(text))
+        sent = await self.client.send(send_text(text, audio=True))
         await self.client.wait_for("bot-llm-stopped", after=sent, timeout=30)
         for _ in range(200):
             replies = [m for m in self.context()[before:] if m.get("role") == "assistant" and m.get("content")]
@@ -106,3 +110,68 @@ async def test_two_sessions_of_one_learner_at_once_lose_no_practice():
         practice = (await memory_of(http, "ana"))["practice"]
         assert practice == {"agua": 5, "libro": 5, "hola": 10}
         assert (await http.get("/users/ana/memory")).json()["version"] == 20
+
+
+async def test_usage_is_counted_once_per_session_user_and_provider_and_never_labelled_by_user():
+    async with running(tutor()) as (url, manager), httpx.AsyncClient(base_url=url, timeout=20) as http:
+        ids = []
+        for user in ("ana", "ana", "bo"):
+            async with Learner(url, http, manager, user) as learner:
+                await learner.say("hello")
+                await learner.say("gracias")
+                ids.append(learner.id)
+        sessions = [(await http.get(f"/sessions/{i}")).json()["usage"] for i in ids]
+        for usage in sessions:
+            assert usage["llm/scripted/scripted/prompt_tokens"] > 100 and usage["llm/scripted/scripted/completion_tokens"] > 10
+            assert usage["tts/espeak/-/characters"] > 40
+            assert usage["llm/scripted/scripted/cost"] == pytest.approx(
+                usage["llm/scripted/scripted/prompt_tokens"] * 5e-7 + usage["llm/scripted/scripted/completion_tokens"] * 1.5e-6)
+        ana = (await http.get("/users/ana/usage", params={"since": time.time() - 60})).json()
+        for key in sessions[0]:
+            assert ana["counts"][key] == pytest.approx(sessions[0][key] + sessions[1][key])
+        assert ana["totals"]["tokens"] == pytest.approx(
+            sum(s["llm/scripted/scripted/prompt_tokens"] + s["llm/scripted/scripted/completion_tokens"] for s in sessions[:2]))
+        metrics = (await http.get("/metrics")).text
+        line = next(x for x in metrics.splitlines() if x.startswith("framegraph_usage_total{")
+                    and 'metric="prompt_tokens"' in x)
+        assert 'agent="language_tutor"' in line and 'provider="scripted"' in line
+        assert float(line.split()[-1]) == pytest.approx(sum(s["llm/scripted/scripted/prompt_tokens"] for s in sessions))
+        assert "ana" not in metrics and "bo" not in metrics.replace("bot", "")
+
+
+async def test_a_runaway_session_hears_the_budget_sentence_and_ends_and_the_day_budget_refuses_the_next():
+    text = TUTOR.read_text().replace("per_day: {tokens: 20000}", "per_day: {tokens: 5000}")
+    agent = served_on(load_agent_text(text, TUTOR), "websocket", port=0, client_context=["send-text"])
+    async with running(agent) as (url, manager), httpx.AsyncClient(base_url=url, timeout=20) as http:
+        async with Learner(url, http, manager, "ana") as learner:
+            for turn in range(40):  # noqa: B007 (read after the loop)
+                sent = await learner.client.send(send_text("gracias", audio=True))
+                try:
+                    await learner.client.wait_for("bot-llm-stopped", after=sent, timeout=30)
+                except TimeoutError:
+                    break
+                if any(t > sent and cm.kind_of(m) == "bot-tts-text" and "enough practice" in json.dumps(m)
+                       for t, m in learner.client.messages):
+                    break
+            await learner.client.wait_for("bot-tts-text", text="enough practice", timeout=30)
+            for _ in range(200):
+                if learner.id not in manager.live:
+                    break
+                await asyncio.sleep(0.05)
+            assert learner.id not in manager.live and turn < 39
+        session = (await http.get(f"/sessions/{learner.id}")).json()
+        assert session["state"] == "ENDED"
+        assert any("over this session's budget (tokens" in e["message"] for e in session["errors"])
+        spent = session["usage"]["llm/scripted/scripted/prompt_tokens"] + session["usage"]["llm/scripted/scripted/completion_tokens"]
+        assert 4000 <= spent < 4000 + 1000  # ended at the first turn past the limit
+
+        async with Learner(url, http, manager, "ana") as second:  # the day's budget is not yet used up
+            for _ in range(40):
+                if (await http.post("/sessions", json={"user": "ana"})).status_code == 429:
+                    break
+                await second.say("gracias")
+        refused = await http.post("/sessions", json={"user": "ana"})
+        assert refused.status_code == 429
+        assert "user ana has used this day's budget (tokens" in refused.json()["detail"]
+        assert (await http.post("/start", json={"body": {"user": "ana"}})).status_code == 429
+        assert (await http.post("/sessions", json={"user": "bo"})).status_code == 201  # others are not affected

@@ -41,6 +41,7 @@ from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.runner import run_worker
+from pipelines.server.accounting import Accounting
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import JunkMeter
 from pipelines.server.options import ServerOptions
@@ -329,10 +330,12 @@ class SessionManager:
             if memory is not None:
                 memory.enter(built.llm_context)
             self._watch(live, built, session, persisted)
+            accounting = Accounting(self, live, built, session.user)  # usage and budget: docs/users.md
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
-            live.worker = built.worker(observers=[latency])
+            live.worker = built.worker(observers=[latency, *accounting.observers], usage_metrics=True)
             await run_worker(live.worker)
+            await accounting.record()  # what the last moments used (an STT's final report)
             live.event("ended")
         except Exception as e:
             live.event("failed", f"{e.__class__.__name__}: {e}")

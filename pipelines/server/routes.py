@@ -33,7 +33,7 @@ from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
-from pipelines.server.user_routes import api_access, session_user, user_router
+from pipelines.server.user_routes import api_access, refuse_over_budget, session_user, user_router
 from pipelines.sessions.dashboard import DASHBOARD_DIR
 from pipelines.sessions.model import Health, Page, Session, SessionState, sendable, text_problem
 from pipelines.sessions.settings_gate import SettingsChange
@@ -150,6 +150,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
         user = session_user(request, body.user)
+        await refuse_over_budget(manager, body.agent, user)
         try:
             elsewhere = await manager.place_elsewhere(body.agent)
         except Refused as e:
@@ -270,6 +271,8 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         inner = body.get("body") if isinstance(body.get("body"), dict) else {}
         asked = inner.get("user")
         user = session_user(request, asked if asked is None else str(asked))
+        agent_name = inner.get("agent") if isinstance(inner.get("agent"), str) else None
+        await refuse_over_budget(manager, agent_name, user)
         session, _ = await _create(manager, inner.get("agent") if isinstance(inner.get("agent"), str) else None,
                                    {}, client=request.scope, open_once=True, user=user)
         return StartResult(sessionId=session.id)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
+from pipelines.server.accounting import over_budget
 from pipelines.sessions.model import Page
 from pipelines.sessions.store import BadCursor, UserNotFound
 from pipelines.sessions.users import (
@@ -26,11 +27,21 @@ from pipelines.sessions.users import (
     update_memory,
     user_id_problem,
 )
+from pipelines.usage import totals
 
 #: The routes a key bound to a user may call (by handler name); they check the user themselves.
-USER_ROUTES = frozenset({"create_session", "start", "get_user", "user_sessions", "user_memory", "change_memory"})
+USER_ROUTES = frozenset({"create_session", "start", "get_user", "user_sessions", "user_memory", "change_memory",
+                         "user_usage"})
 
 _USER = PathParam(max_length=64, description=f"A user id: {USER_ID_RULE}")
+
+
+class UserUsage(BaseModel):
+    """``GET /users/{id}/usage``: what the user's sessions used since a time (whole UTC days)."""
+
+    since: float = Field(description="Unix time asked for; counts are summed from the start of its UTC day")
+    counts: dict[str, float] = Field(description="By kind/provider/model/metric, cost included where priced")
+    totals: dict[str, float] = Field(description="By metric over every provider (tokens: prompt + completion)")
 
 
 class MemoryChange(BaseModel):
@@ -80,6 +91,19 @@ def session_user(request: Request, asked: str | None) -> str | None:
     return asked if asked is not None else bound
 
 
+async def refuse_over_budget(manager, agent_name: str | None, user: str | None) -> None:
+    """Raises 429 when ``user`` has used a day's or a month's budget of the agent they ask for."""
+    if user is None:
+        return
+    try:
+        agent = manager.agent_named(agent_name)
+    except Exception:  # an unknown agent: the creation itself answers it
+        return
+    why = await over_budget(manager.store, agent.spec.budget, user)
+    if why:
+        raise HTTPException(429, why)
+
+
 def _own(request: Request, user: str) -> None:
     """Raises 400 for a malformed id, 403 when a key bound to another user asks about ``user``."""
     problem = user_id_problem(user)
@@ -124,6 +148,14 @@ def user_router(manager, dependencies: list) -> APIRouter:
         current = await manager.store.read_memory(user_id)
         versions = await manager.store.memory_history(user_id) if history else None
         return Memory(**current.model_dump(), history=versions)
+
+    @api.get("/users/{user_id}/usage", response_model=UserUsage)
+    async def user_usage(user_id: Annotated[str, _USER], request: Request,
+                         since: Annotated[float, Query(ge=0, description="Unix time")] = 0.0) -> UserUsage:
+        """What the user's sessions used from ``since``'s UTC day on, by provider/model and in total."""
+        _own(request, user_id)
+        counts = await manager.store.user_usage(user_id, since=since)
+        return UserUsage(since=since, counts=counts, totals=totals(counts))
 
     @api.patch("/users/{user_id}/memory", response_model=MemoryVersion,
                responses={409: {"description": "Too many concurrent writers; nothing written"}})

@@ -44,6 +44,9 @@ class SessionMetrics:
             store (gauge; summed over live workers).
         framegraph_store_writes_dropped_total: queued writes dropped because a
             session's queue was full (counter).
+        framegraph_usage_total{agent, kind, provider, metric}: what sessions
+            used (tokens, characters, audio seconds, cost), from pipecat's usage
+            metrics (counter; never by user: label values stay bounded).
     """
 
     CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -75,6 +78,8 @@ class SessionMetrics:
                               registry=self.registry, multiprocess_mode="livesum")
         self._dropped = Counter("framegraph_store_writes_dropped", "Queued session writes dropped (queue full)",
                                 registry=self.registry)
+        self._usage = Counter("framegraph_usage", "What sessions used, by agent, kind, provider and metric",
+                              ["agent", "kind", "provider", "metric"], registry=self.registry)
 
     def set_session_counts(self, counts: Mapping[SessionState, int]) -> None:
         """Sets the sessions gauge from a store's ``count_by_state()``; a state left out counts 0."""
@@ -104,6 +109,10 @@ class SessionMetrics:
     def store_write_dropped(self) -> None:
         """Counts one queued write dropped because its session's queue was full."""
         self._dropped.inc()
+
+    def usage(self, agent: str, kind: str, provider: str, metric: str, value: float) -> None:
+        """Adds ``value`` of ``metric`` (prompt_tokens, characters, cost...) used by ``agent``'s ``provider``."""
+        self._usage.labels(agent, kind, provider, metric).inc(value)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``); every worker's with workers."""

@@ -31,6 +31,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
 )
+from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -70,6 +71,11 @@ def fill_template(template: str, values: Mapping[str, Any]) -> str | None:
         return template.format_map(values)
     except (KeyError, IndexError, ValueError, AttributeError):
         return None
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens a model would count in ``text`` (four characters a token; at least one for any text)."""
+    return (len(text) + 3) // 4
 
 
 def tokens(text: str) -> list[str]:
@@ -184,12 +190,24 @@ class ScriptedLLMService(LLMService):
         else:
             await self.push_frame(frame, direction)
 
+    def can_generate_metrics(self) -> bool:
+        """Yes: it reports usage (estimated tokens), so usage and budgets work offline."""
+        return True
+
+    async def _report_usage(self, context: LLMContext, reply: str) -> None:
+        """Reports estimated tokens (about four characters each, as for English) like a model's usage."""
+        prompt = estimate_tokens(json.dumps(context.get_messages(), default=str))
+        completion = estimate_tokens(reply)
+        await self.start_llm_usage_metrics(
+            LLMTokenUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion))
+
     async def _answer(self, context: LLMContext):
         messages = context.get_messages()
         last = messages[-1] if messages else {}
         if isinstance(last, dict) and last.get("role") == "tool":
             reply = self._reply_to_result(last)
             if reply is not None:
+                await self._report_usage(context, reply)
                 await self._speak(reply)
             return
         texts = user_texts(context)
@@ -197,8 +215,10 @@ class ScriptedLLMService(LLMService):
         if rule is not None and rule.remember:
             await self._remember(rule, groups)
         if rule is None or not rule.tool:
+            await self._report_usage(context, reply)
             await self._speak(reply)
             return
+        await self._report_usage(context, rule.say)
         await self._call(rule, groups, context)
 
     async def _remember(self, rule: Rule, groups: dict[str, str]) -> None:
