@@ -44,6 +44,8 @@ async def test_sessions_opened_as_a_user_are_listed_under_them():
             assert response.status_code == 400 and "user" in response.json()["detail"], bad
         assert (await http.post("/start", json={"body": {"user": "a/b"}})).status_code == 400
         assert (await http.get("/users/a%20b")).status_code == 400
+        assert (await http.get("/users/ana/usage", params={"since": 4.9e307})).status_code == 400  # was a 500
+        assert (await http.get("/users/ana/usage", params={"since": 0})).json()["counts"] == {}
 
 
 async def test_a_key_bound_to_a_user_opens_sessions_only_as_that_user():

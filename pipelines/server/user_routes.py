@@ -33,6 +33,9 @@ from pipelines.usage import totals
 USER_ROUTES = frozenset({"create_session", "start", "get_user", "user_sessions", "user_memory", "change_memory",
                          "user_usage"})
 
+#: The latest ``since`` taken (year 5138): a date past it cannot be a day of usage (and would overflow).
+MAX_SINCE = 1e11
+
 _USER = PathParam(max_length=64, description=f"A user id: {USER_ID_RULE}")
 
 
@@ -151,7 +154,7 @@ def user_router(manager, dependencies: list) -> APIRouter:
 
     @api.get("/users/{user_id}/usage", response_model=UserUsage)
     async def user_usage(user_id: Annotated[str, _USER], request: Request,
-                         since: Annotated[float, Query(ge=0, description="Unix time")] = 0.0) -> UserUsage:
+                         since: Annotated[float, Query(ge=0, le=MAX_SINCE, description="Unix time")] = 0.0) -> UserUsage:
         """What the user's sessions used from ``since``'s UTC day on, by provider/model and in total."""
         _own(request, user_id)
         counts = await manager.store.user_usage(user_id, since=since)
