@@ -184,14 +184,29 @@ class Limits(Params):
     cost: float | None = Field(None, gt=0, description="cost, from usage.prices")
 
 
-class BudgetSettings(Params):
-    """How much one session, and one user a day or a month, may use (docs/users.md)."""
+class Budget(Params):
+    """Limits of one session, and of one user a day and a month."""
 
     per_session: Limits | None = None
     per_day: Limits | None = Field(None, description="per user, UTC day; over it, POST /sessions answers 429")
     per_month: Limits | None = Field(None, description="per user, UTC month; over it, POST /sessions answers 429")
+
+
+class BudgetSettings(Budget):
+    """How much one session, and one user a day or a month, may use (docs/users.md); ``users`` overrides per user."""
+
     say: str = Field("We have reached the limit for now. Goodbye!", min_length=1, max_length=500,
                      description="what the bot says before it ends a session over its budget")
+    users: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")], Budget] = Field(
+        default_factory=dict, description="by user id: limits that replace the agent's, period by period"
+    )
+
+    def for_user(self, user: str | None) -> Budget:
+        """The limits that apply to ``user``: their own where given, the agent's for the other periods."""
+        own = self.users.get(user) if user is not None else None
+        if own is None:
+            return self
+        return Budget(**{p: getattr(own, p) or getattr(self, p) for p in ("per_session", "per_day", "per_month")})
 
 
 class AgentSpec(BaseModel):

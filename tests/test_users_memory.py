@@ -84,3 +84,33 @@ def test_memory_writes_need_a_memory_block_and_a_declared_field():
         build_agent(load_agent_text(without_block))
     with pytest.raises(ConfigErrors, match="'wrods' is not a memory field"):
         build_agent(load_agent_text(AGENT.replace("field: words", "field: wrods")))
+
+
+def test_a_users_own_budget_replaces_the_agents_period_by_period():
+    budget = load_agent_text(AGENT + """
+budget:
+  per_session: {tokens: 100}
+  per_day: {tokens: 1000}
+  users:
+    vip: {per_day: {tokens: 5000}}
+""").spec.budget
+    assert budget.for_user("vip").per_day.tokens == 5000 and budget.for_user("vip").per_session.tokens == 100
+    assert budget.for_user("ana").per_day.tokens == 1000 and budget.for_user(None).per_day.tokens == 1000
+    with pytest.raises(ConfigErrors, match="budget.users"):
+        load_agent_text(AGENT + "budget:\n  users:\n    'a b': {per_day: {tokens: 1}}\n")
+
+
+async def test_over_budget_reads_the_users_day_and_month(store):
+    from pipelines.server.accounting import over_budget
+
+    budget = load_agent_text(AGENT + """
+budget:
+  per_month: {tokens: 300}
+  users: {vip: {per_month: {tokens: 1000}}}
+""").spec.budget
+    for user in ("ana", "vip"):
+        session, _ = await store.create(agent="a", owner="s", user=user)
+        await store.add_usage(session.id, user, {"llm/x/-/prompt_tokens": 200.0, "llm/x/-/completion_tokens": 150.0})
+    assert "user ana has used this month's budget (tokens 350 of 300)" in await over_budget(store, budget, "ana")
+    assert await over_budget(store, budget, "vip") is None
+    assert await over_budget(store, budget, None) is None

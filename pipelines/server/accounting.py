@@ -43,7 +43,8 @@ async def over_budget(store, budget: BudgetSettings | None, user: str | None) ->
     """Why ``user`` may not start a session now (over a day's or a month's budget), or None."""
     if budget is None or user is None:
         return None
-    for period, limits in (("day", budget.per_day), ("month", budget.per_month)):
+    limits_of = budget.for_user(user)
+    for period, limits in (("day", limits_of.per_day), ("month", limits_of.per_month)):
         if limits is None:
             continue
         why = exceeded(limits, totals(await store.user_usage(user, since=period_start(period))))
@@ -100,7 +101,7 @@ class Accounting:
         """Ends the session (the budget's sentence first) when it, or its user's period, is over budget."""
         if self.budget is None or self.ending:
             return
-        why = exceeded(self.budget.per_session, totals(self.meter.counted))
+        why = exceeded(self.budget.for_user(self.user).per_session, totals(self.meter.counted))
         why = f"this session's budget ({why})" if why else None
         if why is None and self.user is not None:
             why = await over_budget(self.manager.store, self.budget, self.user)
