@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from pipelines.errors import escape
+from pipelines.sessions.users import USER_ID
 
 #: Pipeline ids that name the transport's two ends.
 INPUT, OUTPUT = "input", "output"
@@ -197,7 +198,7 @@ class BudgetSettings(Budget):
 
     say: str = Field("We have reached the limit for now. Goodbye!", min_length=1, max_length=500,
                      description="what the bot says before it ends a session over its budget")
-    users: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")], Budget] = Field(
+    users: dict[Annotated[str, Field(pattern=USER_ID.pattern)], Budget] = Field(
         default_factory=dict, description="by user id: limits that replace the agent's, period by period"
     )
 

@@ -16,7 +16,8 @@ Layout (every key under the store's ``prefix``):
 - ``user:{id}`` hash (created_at, last_seen_at, sessions), ``user:{id}:sessions``
   zset of the user's sessions' order keys (lapsed ones pruned when read),
   ``user:{id}:memory`` hash (version, fields JSON, updated_at, by) and
-  ``user:{id}:memory:history`` list (newest first, the last ``MEMORY_HISTORY``).
+  ``user:{id}:memory:history`` list (newest first, the last ``MEMORY_HISTORY``),
+  ``user:{id}:usage:{YYYY-MM-DD}`` hash of counts and ``user:{id}:usage-days`` set.
 - ``servers`` zset (id by last heartbeat) and ``server:{id}`` hash with a
   TTL: the owner registry for several servers (issue 15).
 
@@ -197,9 +198,11 @@ return version
 """
 
 
-# KEYS: session hash, the user's usage hash of today ('' without a user). ARGV: now, counts JSON.
+# KEYS: session hash, the user's usage hash of today and set of usage days ('' without a user). ARGV: now,
+# counts JSON, today.
 _ADD_USAGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if KEYS[2] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end
 local usage = cjson.decode(redis.call('HGET', KEYS[1], 'usage') or '{}')
 for key, value in pairs(cjson.decode(ARGV[2])) do
   usage[key] = (usage[key] or 0) + value
@@ -501,10 +504,10 @@ class RedisSessionStore(SessionStore):
         return [_history_entry(e) for e in entries]
 
     async def add_usage(self, session_id, user, counts):
-        day = f"{self._user_key(user)}:usage:{usage_day(now())}" if user is not None else ""
-        if user is not None:
-            await self._redis.sadd(f"{self._user_key(user)}:usage-days", usage_day(now()))
-        if not await self._add_usage(keys=[self._key(session_id), day], args=[repr(now()), json.dumps(counts)]):
+        today = usage_day(now())
+        day, days = (f"{self._user_key(user)}:usage:{today}", f"{self._user_key(user)}:usage-days") if user else ("", "")
+        if not await self._add_usage(keys=[self._key(session_id), day, days],
+                                     args=[repr(now()), json.dumps(counts), today]):
             raise SessionNotFound(session_id)
 
     async def user_usage(self, user, since=0.0):

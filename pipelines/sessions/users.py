@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # checked with fullmatch (no trailing newline)
 """What a user id may be: 1-64 letters, digits and ``. _ @ -``, starting with a letter or digit."""
 
 USER_ID_RULE = "1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
