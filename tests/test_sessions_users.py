@@ -4,28 +4,8 @@ import asyncio
 
 import pytest
 
-from pipelines.sessions.redis_store import RedisSessionStore
-from pipelines.sessions.sqlite_store import SQLiteSessionStore
 from pipelines.sessions.store import SessionNotFound, UserNotFound
 from pipelines.sessions.users import MEMORY_HISTORY, MemoryOp, apply_ops, update_memory, user_id_problem
-
-ENDED_TTL_S = 0.5
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request, tmp_path):
-    """A factory of stores on one backend: every store it makes shares the same data (SQLite file or Redis)."""
-    if request.param == "sqlite":
-        path = tmp_path / "sessions.db"
-        return lambda: SQLiteSessionStore(path, ended_ttl_s=ENDED_TTL_S)
-    url = request.getfixturevalue("redis_url")
-    return lambda: RedisSessionStore(url, prefix="u:", ended_ttl_s=ENDED_TTL_S)
-
-
-@pytest.fixture
-async def store(make_store):
-    async with make_store() as s:
-        yield s
 
 
 async def test_sessions_opened_as_a_user_are_counted_and_listed(store):
