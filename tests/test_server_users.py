@@ -110,3 +110,20 @@ async def test_four_concurrent_writers_on_redis_and_a_second_server_sees_the_upd
     async with running(agent, store=redis_url, server_id="a") as (url_a, _), \
             running(agent, store=redis_url, server_id="b") as (url_b, _):
         await _four_writers_through(url_a, reader_url=url_b)
+
+
+def test_user_keys_file_is_checked_with_one_line_naming_the_problem(tmp_path, capsys):
+    from pipelines.serve_command import _user_keys
+
+    good = tmp_path / "keys.json"
+    good.write_text('{"ana": "%s"}' % ANA_KEY)
+    assert _user_keys(str(good)) == {"ana": ANA_KEY}
+    for text, problem in [('["ana"]', "must be a JSON object"), ('{"a b": "%s"}' % ANA_KEY, "'a b': user: must be"),
+                          ('{"ana": "short"}', "'ana': key: must be text of at least 16"), ("{", "Expecting")]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        assert _user_keys(str(bad)) is None
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and f"--user-keys {bad}" in out and problem in out, out
+    assert _user_keys(str(tmp_path / "missing.json")) is None
+    assert "No such file" in capsys.readouterr().out
