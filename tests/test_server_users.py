@@ -1,6 +1,7 @@
 """Users through the real server: sessions opened as a user, keys bound to users, memory under concurrency."""
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -116,9 +117,9 @@ def test_user_keys_file_is_checked_with_one_line_naming_the_problem(tmp_path, ca
     from pipelines.serve_command import _user_keys
 
     good = tmp_path / "keys.json"
-    good.write_text('{"ana": "%s"}' % ANA_KEY)
+    good.write_text(json.dumps({"ana": ANA_KEY}))
     assert _user_keys(str(good)) == {"ana": ANA_KEY}
-    for text, problem in [('["ana"]', "must be a JSON object"), ('{"a b": "%s"}' % ANA_KEY, "'a b': user: must be"),
+    for text, problem in [('["ana"]', "must be a JSON object"), (json.dumps({"a b": ANA_KEY}), "'a b': user: must be"),
                           ('{"ana": "short"}', "'ana': key: must be text of at least 16"), ("{", "Expecting")]:
         bad = tmp_path / "bad.json"
         bad.write_text(text)

@@ -114,3 +114,24 @@ budget:
     assert "user ana has used this month's budget (tokens 350 of 300)" in await over_budget(store, budget, "ana")
     assert await over_budget(store, budget, "vip") is None
     assert await over_budget(store, budget, None) is None
+
+
+async def test_a_session_starts_with_an_empty_memory_while_the_store_is_away(tmp_path):
+    from redis_kit import redis_server
+
+    from pipelines.sessions.redis_store import RedisSessionStore
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with redis_server(folder) as url:
+        store = RedisSessionStore(url, prefix="m:")
+        await store.open()
+        await store.write_memory("ana", 0, {"words": ["uno"]})
+        assert (await open_memory(SETTINGS, store, "ana", "s1")).fields == {"words": ["uno"]}
+    try:  # redis-server stopped: reads fail as StoreUnavailable
+        memory = await open_memory(SETTINGS, store, "ana", "s2")
+        assert memory.fields == {} and "nothing yet" in memory.render()
+        assert (await memory.tool("remember", {"field": "words", "value": "dos"})) == {
+            "error": "memory could not be written now"}
+    finally:
+        await store.close()

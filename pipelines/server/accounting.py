@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from loguru import logger
 from pipecat.frames.frames import EndFrame, TTSSpeakFrame
 
+from pipelines.sessions.store import StoreUnavailable
 from pipelines.spec import ASSISTANT_CONTEXT, BudgetSettings, Limits
 from pipelines.usage import UsageMeter, split_key, totals
 
@@ -104,7 +105,10 @@ class Accounting:
         why = exceeded(self.budget.for_user(self.user).per_session, totals(self.meter.counted))
         why = f"this session's budget ({why})" if why else None
         if why is None and self.user is not None:
-            why = await over_budget(self.manager.store, self.budget, self.user)
+            try:
+                why = await over_budget(self.manager.store, self.budget, self.user)
+            except StoreUnavailable as e:  # checked again after the next turn
+                logger.warning(f"session {self.live.id}: the user's budget could not be checked: {e}")
         if why:
             await self.end(why)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipelines.sessions.store import StoreUnavailable
 from pipelines.sessions.users import MemoryOp, MemoryVersion, update_memory
 from pipelines.spec import MemorySettings
 
@@ -42,8 +43,15 @@ class SessionMemory:
         self.fields: dict[str, Any] = {}
 
     async def load(self) -> "SessionMemory":
-        """Reads the user's memory now (the template and the scripted LLM's variables use it)."""
-        self.fields = (await self.store.read_memory(self.user)).fields
+        """Reads the user's memory now (the template and the scripted LLM's variables use it).
+
+        With the store away the session starts anyway, its memory read as empty
+        (logged): later writes still land on the latest version (compare-and-set reads it).
+        """
+        try:
+            self.fields = (await self.store.read_memory(self.user)).fields
+        except StoreUnavailable as e:
+            logger.warning(f"session {self.session_id}: user {self.user}'s memory could not be read: {e}")
         return self
 
     def variables(self) -> dict[str, str]:
