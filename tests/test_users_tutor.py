@@ -36,7 +36,7 @@ class Learner:
 
     async def __aenter__(self) -> "Learner":
         created = (await self.http.post("/sessions", json={"user": self.user})).json()
-        self.id = created["id"]
+        self.id, self.token = created["id"], created["token"]
         ws_url = self.url.replace("http://", "ws://") + f"/sessions/{self.id}/ws?token={created['token']}"
         self.ws = await websockets.connect(ws_url)
         self.client = JsonClient(self.ws)
@@ -176,3 +176,41 @@ async def test_a_runaway_session_hears_the_budget_sentence_and_ends_and_the_day_
         assert "user ana has used this day's budget (tokens" in refused.json()["detail"]
         assert (await http.post("/start", json={"body": {"user": "ana"}})).status_code == 429
         assert (await http.post("/sessions", json={"user": "bo"})).status_code == 201  # others are not affected
+
+
+async def test_a_resumed_session_keeps_counting_against_its_own_budget():
+    text = TUTOR.read_text().replace("per_session: {tokens: 4000}", "per_session: {tokens: 500}")
+    agent = served_on(load_agent_text(text, TUTOR), "websocket", port=0, client_context=["send-text"])
+    async with running(agent) as (url, manager), httpx.AsyncClient(base_url=url, timeout=20) as http:
+        async with Learner(url, http, manager, "ana") as learner:
+            await learner.say("hello")
+            await learner.say("gracias")
+        first = (await http.get(f"/sessions/{learner.id}")).json()
+        assert first["state"] == "DISCONNECTED"
+        spent = first["usage"]["llm/scripted/scripted/prompt_tokens"] + first["usage"]["llm/scripted/scripted/completion_tokens"]
+        assert 250 < spent < 500  # under the limit: the session goes on after a resume
+        resumed = await websockets.connect(url.replace("http://", "ws://")
+                                           + f"/sessions/{learner.id}/ws?token={learner.token}")
+        client = JsonClient(resumed)
+        await client.send(cm.client_ready())
+        await client.wait_for(cm.BOT_READY, timeout=30)
+        live = manager.live[learner.id]
+
+        def over_budget() -> bool:
+            return any(e["event"] == "budget" for e in live.events)
+
+        sent = await client.send(send_text("gracias"))  # one turn: over 500 with the first connection's, not alone
+        await client.wait_for("bot-llm-stopped", after=sent, timeout=30)
+        for _ in range(100):  # the check runs when the assistant's turn is stored
+            if over_budget():
+                break
+            await asyncio.sleep(0.05)
+        assert over_budget()
+        for _ in range(400):  # the budget's sentence is spoken, then the session ends by itself
+            if learner.id not in manager.live:
+                break
+            await asyncio.sleep(0.05)
+        assert learner.id not in manager.live
+        await resumed.close()
+        ended = (await http.get(f"/sessions/{learner.id}")).json()
+        assert ended["state"] == "ENDED" and any("this session's budget" in e["message"] for e in ended["errors"])

@@ -68,8 +68,15 @@ def provider_names(built) -> dict[str, str]:
 class Accounting:
     """Usage and budget of one connection of a live session."""
 
-    def __init__(self, manager, live, built, user: str | None):
+    def __init__(self, manager, live, built, user: str | None, used_before: dict[str, float] | None = None):
+        """Hooks on ``built``'s assistant turns.
+
+        Args:
+            used_before: What the session used on its earlier connections (the stored
+                ``usage``): its own budget counts them too, so a resume starts no new allowance.
+        """
         self.manager, self.live, self.built, self.user = manager, live, built, user
+        self.used_before = dict(used_before or {})
         spec = built.agent.spec
         self.budget = spec.budget
         self.meter = UsageMeter(provider_names(built), spec.usage.prices)
@@ -102,7 +109,10 @@ class Accounting:
         """Ends the session (the budget's sentence first) when it, or its user's period, is over budget."""
         if self.budget is None or self.ending:
             return
-        why = exceeded(self.budget.for_user(self.user).per_session, totals(self.meter.counted))
+        used = dict(self.used_before)
+        for key, value in self.meter.counted.items():
+            used[key] = used.get(key, 0.0) + value
+        why = exceeded(self.budget.for_user(self.user).per_session, totals(used))
         why = f"this session's budget ({why})" if why else None
         if why is None and self.user is not None:
             try:

@@ -330,7 +330,7 @@ class SessionManager:
             if memory is not None:
                 memory.enter(built.llm_context)
             self._watch(live, built, session, persisted)
-            accounting = Accounting(self, live, built, session.user)  # usage and budget: docs/users.md
+            accounting = Accounting(self, live, built, session.user, session.usage)  # usage, budget: docs/users.md
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s))
             live.worker = built.worker(observers=[latency, *accounting.observers], usage_metrics=True)
