@@ -80,7 +80,7 @@ class BuiltAgent:
             audio_out_sample_rate=getattr(p, "audio_out_sample_rate", 24000),
         )
 
-    def worker(self, **kwargs) -> PipelineWorker:
+    def worker(self, *, usage_metrics: bool = False, **kwargs) -> PipelineWorker:
         """A pipecat worker for this agent's pipeline.
 
         pipecat's default RTVI processor and idle timeout are off: the RTVI
@@ -90,7 +90,8 @@ class BuiltAgent:
         agent waiting for its user is not idle. pipecat's turn tracker (for
         its tracing, which framegraph does not use) is off too, and the
         observers share one queue (``pipelines.observers``): each observer
-        costs a queue hand-off per frame per hop.
+        costs a queue hand-off per frame per hop. ``usage_metrics`` turns on
+        pipecat's usage reports (tokens, characters, audio seconds: ``pipelines.usage``).
         """
         kwargs["observers"] = joined(kwargs.get("observers", []), host=self.client_observer)
         kwargs.setdefault("enable_turn_tracking", False)
@@ -98,14 +99,17 @@ class BuiltAgent:
         kwargs.setdefault("idle_timeout_secs", None)
         kwargs.setdefault("cancel_on_idle_timeout", False)
         kwargs.setdefault("name", self.agent.spec.name)
-        return PipelineWorker(self.pipeline, params=self.params, **kwargs)
+        params = self.params.model_copy(update={"enable_usage_metrics": usage_metrics})
+        return PipelineWorker(self.pipeline, params=params, **kwargs)
 
 
 class _Builder:
     def __init__(
-        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool
+        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool,
+        memory: Any = None,
     ):
         self.agent = agent
+        self.memory = memory
         self.settings_gate = settings_gate
         self.gate = None
         self.peer = peer
@@ -120,7 +124,7 @@ class _Builder:
 
     def context(self, cid: str) -> BuildContext:
         return BuildContext(self.agent.spec, self.agent.config_dir, cid, *self.rates, peer=self.peer,
-                            video_out=self.video_out)
+                            video_out=self.video_out, memory=self.memory)
 
     def make(self, component: Component) -> Any:
         return component.type.factory(component.params, self.context(component.id))
@@ -233,6 +237,7 @@ def build_agent(
     peer: Any = None,
     guard_interruptions: bool = True,
     settings_gate: bool = False,
+    memory: Any = None,
 ) -> BuiltAgent:
     """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
 
@@ -245,5 +250,9 @@ def build_agent(
 
     ``settings_gate=True`` places a ``SettingsGate`` right after the LLM (the
     server does, so runtime settings changes wait for the response's end).
+
+    ``memory`` is the session user's memory (``pipelines.sessions.memory``):
+    factories find it in ``BuildContext.memory`` (the remember/forget tools,
+    the scripted LLM's ``remember`` rules).
     """
-    return _Builder(agent, transport, peer, guard_interruptions, settings_gate).build()
+    return _Builder(agent, transport, peer, guard_interruptions, settings_gate, memory).build()

@@ -77,6 +77,8 @@ class BuildContext:
             the agent is not being built for a served participant.
         video_out: the video a processor of the agent draws (``VideoOut``), or
             None when none does; transports that carry video enable it with this.
+        memory: the session user's memory (``pipelines.sessions.memory.SessionMemory``)
+            for an agent with a ``memory:`` block, or None (no user, no block).
     """
 
     spec: AgentSpec
@@ -86,6 +88,7 @@ class BuildContext:
     audio_out_sample_rate: int
     peer: Any = None
     video_out: VideoOut | None = None
+    memory: Any = None
 
 
 class Factory(Protocol):

@@ -33,8 +33,11 @@ def cmd_serve(args) -> int:
     if args.api_key_env and not api_key:
         print(f"error: --api-key-env {args.api_key_env}: that environment variable is not set")
         return 1
+    user_keys = _user_keys(args.user_keys) if args.user_keys else {}
+    if user_keys is None:
+        return 1
     options = ServerOptions(
-        host=args.host, port=args.port, store=args.store, api_key=api_key,
+        host=args.host, port=args.port, store=args.store, api_key=api_key, user_keys=user_keys,
         max_sessions=args.max_sessions, grace_s=args.grace, idle_timeout_s=args.idle_timeout,
         connect_timeout_s=args.connect_timeout, max_body_bytes=args.max_body_bytes,
         max_message_bytes=args.max_message_bytes, allowed_origins=args.allow_origin or [],
@@ -84,6 +87,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--api-key", help="bearer key of the REST API (prefer --api-key-env: a command line is visible to other users)")
     p.add_argument("--api-key-env", metavar="VAR", help="name of the environment variable holding the API key "
                    "(Authorization: Bearer KEY on the REST API; media routes take the session's token)")
+    p.add_argument("--user-keys", metavar="FILE", help='JSON file {"USER": "KEY", ...}: keys bound to users, '
+                   "each opening sessions only as its user (docs/users.md)")
     p.add_argument("--max-sessions", type=_positive(int), default=d.max_sessions,
                    help=f"live sessions at most; more get 503 + Retry-After (default {d.max_sessions})")
     p.add_argument("--grace", type=_positive(float), default=d.grace_s, metavar="SECONDS",
@@ -115,3 +120,27 @@ def add_parser(subparsers) -> None:
     add_verbose_option(p)
     add_set_option(p)
     p.set_defaults(func=cmd_serve)
+
+
+def _user_keys(path: str) -> dict[str, str] | None:
+    """The ``--user-keys`` file's keys by user, or None (one error line printed) when it is not usable."""
+    import json
+
+    from pipelines.sessions.users import user_id_problem
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            keys = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"error: --user-keys {path}: {e}")
+        return None
+    if not isinstance(keys, dict):
+        print(f'error: --user-keys {path}: must be a JSON object {{"USER": "KEY", ...}}')
+        return None
+    for user, key in keys.items():
+        problem = user_id_problem(user) or (None if isinstance(key, str) and len(key) >= 16 else
+                                            "key: must be text of at least 16 characters")
+        if problem:
+            print(f"error: --user-keys {path}: {user[:64]!r}: {problem}")
+            return None
+    return keys

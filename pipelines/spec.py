@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from pipelines.errors import escape
+from pipelines.sessions.users import USER_ID
 
 #: Pipeline ids that name the transport's two ends.
 INPUT, OUTPUT = "input", "output"
@@ -171,6 +172,83 @@ class BackpressureSettings(Params):
         return self
 
 
+class MemoryField(Params):
+    """One field of a user's memory: a list of texts, a counter, counts by item, or a text."""
+
+    type: Literal["list", "counter", "counts", "text"]
+    description: str = Field("", max_length=500, description="what the field holds, for the LLM's remember tool")
+    pool: list[str] = Field(default_factory=list, max_length=1000,
+                            description="a list's candidates: {memory_next_FIELD} is the first not yet in it")
+
+
+#: A memory field name: what templates ({name}) and the remember tool's ``field`` argument use.
+FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class MemorySettings(Params):
+    """What the agent remembers of each user across sessions (docs/users.md)."""
+
+    fields: dict[FieldName, MemoryField] = Field(min_length=1, max_length=50)
+    template: str = Field("", max_length=4000, description="{field} placeholders: the memory as the LLM reads it")
+    into: Literal["system_prompt", "message"] = Field(
+        "system_prompt", description="system_prompt: appended to the system prompt; message: a system message of "
+        "its own at the session's start"
+    )
+
+    @model_validator(mode="after")
+    def _template_names_fields(self) -> "MemorySettings":
+        import string
+
+        for _, name, _, _ in string.Formatter().parse(self.template):
+            if name is not None and name not in self.fields:
+                raise ValueError(f"template: '{{{name}}}' names no field ({', '.join(sorted(self.fields))})")
+        return self
+
+
+class UsageSettings(Params):
+    """The ``usage:`` block of an agent: optional prices."""
+
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="by 'provider/model' (or 'provider'): price per unit of each metric (prompt_tokens, "
+        "completion_tokens, characters, audio_s), in any one currency",
+    )
+
+
+class Limits(Params):
+    """Most a period may use; a limit left out is no limit."""
+
+    tokens: float | None = Field(None, gt=0, description="LLM tokens, prompt and completion together")
+    characters: float | None = Field(None, gt=0, description="characters spoken by the TTS")
+    audio_s: float | None = Field(None, gt=0, description="seconds of input audio the STT heard")
+    cost: float | None = Field(None, gt=0, description="cost, from usage.prices")
+
+
+class Budget(Params):
+    """Limits of one session, and of one user a day and a month."""
+
+    per_session: Limits | None = None
+    per_day: Limits | None = Field(None, description="per user, UTC day; over it, POST /sessions answers 429")
+    per_month: Limits | None = Field(None, description="per user, UTC month; over it, POST /sessions answers 429")
+
+
+class BudgetSettings(Budget):
+    """How much one session, and one user a day or a month, may use (docs/users.md); ``users`` overrides per user."""
+
+    say: str = Field("We have reached the limit for now. Goodbye!", min_length=1, max_length=500,
+                     description="what the bot says before it ends a session over its budget")
+    users: dict[Annotated[str, Field(pattern=USER_ID.pattern)], Budget] = Field(
+        default_factory=dict, description="by user id: limits that replace the agent's, period by period"
+    )
+
+    def for_user(self, user: str | None) -> Budget:
+        """The limits that apply to ``user``: their own where given, the agent's for the other periods."""
+        own = self.users.get(user) if user is not None else None
+        if own is None:
+            return self
+        return Budget(**{p: getattr(own, p) or getattr(self, p) for p in ("per_session", "per_day", "per_month")})
+
+
 class AgentSpec(BaseModel):
     """A whole agent as written in YAML."""
 
@@ -186,6 +264,9 @@ class AgentSpec(BaseModel):
     interruptions: InterruptionSettings = Field(default_factory=InterruptionSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     backpressure: BackpressureSettings = Field(default_factory=BackpressureSettings)
+    memory: MemorySettings | None = Field(None, description="what the agent remembers of each user (docs/users.md)")
+    usage: UsageSettings = Field(default_factory=UsageSettings, description="prices of what sessions use (docs/users.md)")
+    budget: BudgetSettings | None = Field(None, description="how much a session and a user may use (docs/users.md)")
 
 
 class Parallel(BaseModel):

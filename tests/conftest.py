@@ -8,6 +8,11 @@ from loguru import logger
 from redis_kit import redis_server
 
 from pipelines.logs import LEVEL_ENV, to_stderr
+from pipelines.sessions.redis_store import RedisSessionStore
+from pipelines.sessions.sqlite_store import SQLiteSessionStore
+
+#: How long an ENDED session stays in the stores ``make_store`` makes.
+ENDED_TTL_S = 0.5
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN_AUDIO = ROOT.parent / "shared" / "audio" / "human"
@@ -58,3 +63,19 @@ def interruption_fixtures():
     from interruption_fixtures import register
 
     register()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path):
+    """The store contract suites' factory of stores on one backend: every store it makes shares the same data (SQLite file or Redis)."""
+    if request.param == "sqlite":
+        path = tmp_path / "sessions.db"
+        return lambda: SQLiteSessionStore(path, ended_ttl_s=ENDED_TTL_S)
+    url = request.getfixturevalue("redis_url")
+    return lambda: RedisSessionStore(url, prefix="t:", ended_ttl_s=ENDED_TTL_S)
+
+
+@pytest.fixture
+async def store(make_store):
+    async with make_store() as s:
+        yield s

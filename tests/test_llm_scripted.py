@@ -141,8 +141,9 @@ def test_persona_placeholders_must_be_plain_names():
 async def test_language_tutor_config_speaks_in_character():
     tutor = Path(__file__).resolve().parent.parent / "configs" / "language_tutor.yaml"
     async with AgentHarness.from_file(tutor, transport_params={"realtime": False}) as h:
-        assert await reply_to(h, "hello") == (
-            "Hello! Today we practise Spanish at beginner level. In Spanish, hello is hola.")
+        assert await reply_to(h, "hello") == (  # no user: its memory reads as empty (docs/users.md)
+            "Hello! Today we practise Spanish at beginner level. So far you practised nothing yet. "
+            "Today's new word is hola. Say hola.")
         system = h.built.llm_context.get_messages()[0]["content"]
         assert system.startswith("You are a patient Spanish tutor for a beginner learner.")
 

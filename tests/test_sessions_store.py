@@ -9,30 +9,14 @@ import textwrap
 import time
 
 import pytest
+from conftest import ENDED_TTL_S
 
 from pipelines.sessions.model import MAX_ERRORS, MAX_MESSAGES, SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
 from pipelines.sessions.store import MAX_PAGE, BadCursor, BadRecord, SessionNotFound, page_size, store_for
 
-ENDED_TTL_S = 0.5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request, tmp_path):
-    """A factory of stores on one backend: every store it makes shares the same data (SQLite file or Redis)."""
-    if request.param == "sqlite":
-        path = tmp_path / "sessions.db"
-        return lambda: SQLiteSessionStore(path, ended_ttl_s=ENDED_TTL_S)
-    url = request.getfixturevalue("redis_url")
-    return lambda: RedisSessionStore(url, prefix="t:", ended_ttl_s=ENDED_TTL_S)
-
-
-@pytest.fixture
-async def store(make_store):
-    async with make_store() as s:
-        yield s
 
 
 async def test_create_get_returns_what_was_stored(store):

@@ -44,6 +44,7 @@ from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
 from pipelines.server.admission import Slots
+from pipelines.server.accounting import Accounting
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions
@@ -54,6 +55,7 @@ from pipelines.server.stored_settings import (
     with_pending,
 )
 from pipelines.sessions.housekeeping import Housekeeper
+from pipelines.sessions.memory import open_memory
 from pipelines.sessions.metrics import SessionMetrics
 from pipelines.sessions.model import (
     HEARD_LATENCY,
@@ -257,8 +259,8 @@ class SessionManager:
             self.slots.give_back(live.agent.spec.name)
 
     async def create(self, agent_name: str | None = None, variables: dict[str, str] | None = None,
-                     *, open_once: bool = False) -> tuple[Session, str]:
-        """A new STARTING session with a slot; returns it and its resume token.
+                     *, open_once: bool = False, user: str | None = None) -> tuple[Session, str]:
+        """A new STARTING session with a slot (opened as ``user`` when given); returns it and its resume token.
 
         Raises:
             Full: No slot. Refused: Unknown agent or bad persona variables.
@@ -270,7 +272,8 @@ class SessionManager:
         placeholder = new_session_id()
         held = self._admit(placeholder, LiveSession(placeholder, agent, self.options.kept_events))  # before any await
         try:
-            session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables)
+            session, token = await self.store.create(agent=agent.spec.name, owner=self.server_id, variables=variables,
+                                                     user=user)
         except BaseException:
             self._vacate(placeholder, held)
             raise
@@ -386,19 +389,24 @@ class SessionManager:
         try:
             session = await self.store.get(live.id)
             agent = self.load.shaped(live.agent) if self.load else live.agent  # DEGRADED: the cheaper params
-            built = live.built = build_agent(agent, peer=peer, settings_gate=True)
+            memory = await open_memory(live.agent.spec.memory, self.store, session.user, session.id)  # docs/users.md
+            built = live.built = build_agent(agent, peer=peer, settings_gate=True, memory=memory)
             if built.settings_gate is not None:
                 self._settings_models[live.agent.spec.name] = built.settings_gate.model
             session = session.model_copy(update={"settings": await self._restored_settings(live, session, built)})
             persisted = restore_context(built, session)
+            if memory is not None:
+                memory.enter(built.llm_context)
             self._watch(live, built, session, persisted)
+            accounting = Accounting(self, live, built, session.user, session.usage)  # usage, budget: docs/users.md
             latency = TurnLatency(lambda s: self._latency(live, REPLY_LATENCY, s),
                                   lambda s: self._latency(live, INTERRUPTION_LATENCY, s),
                                   lambda s: self._latency(live, HEARD_LATENCY, s))
-            live.worker = built.worker(observers=[latency])
+            live.worker = built.worker(observers=[latency, *accounting.observers], usage_metrics=True)
             if resumed:
                 self._tell_restored(live, built, session)
             await run_worker(live.worker)
+            await accounting.record()  # what the last moments used (an STT's final report)
             live.event("ended")
         except Exception as e:
             live.event("failed", f"{e.__class__.__name__}: {e}")

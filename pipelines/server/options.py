@@ -21,6 +21,8 @@ class ServerOptions:
         store: ``--store``: a SQLite file path or a ``redis://`` URL; None: a
             SQLite file ``sessions-PORT.db`` in the first agent's folder's ``.framegraph``.
         api_key: Bearer key of the REST API (media routes take the session's token).
+        user_keys: Keys bound to users (user id -> key): such a key opens sessions only as
+            its user and reads only that user's records (docs/users.md).
         max_sessions: Live sessions (STARTING or connected) at most; past it, 503 + Retry-After.
         grace_s: How long a dropped session stays resumable.
         connect_timeout_s: A session whose client never connects ends after this.
@@ -61,6 +63,7 @@ class ServerOptions:
     port: int | None = None
     store: str | None = None
     api_key: str | None = None
+    user_keys: dict[str, str] = field(default_factory=dict)
     max_sessions: int = 20
     grace_s: float = DEFAULT_GRACE_S
     connect_timeout_s: float = 20.0

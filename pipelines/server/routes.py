@@ -33,11 +33,13 @@ from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
+from pipelines.server.user_routes import api_access, refuse_over_budget, session_user, user_router
 from pipelines.sessions.dashboard import DASHBOARD_DIR
 from pipelines.sessions.model import Health, Page, Session, SessionState, sendable, text_problem
 from pipelines.sessions.settings_gate import SettingsChange, SettingsNotApplied
 from pipelines.sessions.settings_model import BadSettings
 from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
+from pipelines.sessions.users import USER_ID_RULE
 
 WEB_DIR = DASHBOARD_DIR.parent.parent.parent / "transports" / "web"
 #: What a wrong token, an unknown session and an expired one all get: nothing to tell them apart.
@@ -55,6 +57,7 @@ class NewSession(BaseModel):
     variables: dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=2000)]] = Field(
         default_factory=dict, max_length=50, description="Persona variables ({name} values of the system prompt)"
     )
+    user: str | None = Field(None, max_length=64, description=f"The user the session is opened as: {USER_ID_RULE}")
 
     @field_validator("variables")
     @classmethod
@@ -93,9 +96,10 @@ class StartResult(BaseModel):
 
 def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> FastAPI:
     """The FastAPI app of ``manager``'s server (``app.state.manager``)."""
-    key_required = [Depends(_bearer_key(api_key))] if api_key else []
+    user_keys = manager.options.user_keys
+    key_required = [Depends(api_access(api_key, user_keys))] if api_key or user_keys else []
     # With a key, the schema and its page are behind it too (routes of our own below).
-    public_docs = api_key is None
+    public_docs = not key_required
     # Operation ids are the handlers' names (create_session, list_sessions...), what client generators name methods after.
     app = FastAPI(title=title, docs_url="/docs" if public_docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if public_docs else None,
@@ -150,6 +154,8 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             description="sent here by a full server: answer 503 rather than send it on again")] = False) -> Created:
         """Creates a session (STARTING); connect to it within the connect timeout."""
         body = body or NewSession()
+        user = session_user(request, body.user)
+        await refuse_over_budget(manager, body.agent, user)
         try:
             elsewhere = None if placed else await manager.place_elsewhere(body.agent)
         except Refused as e:
@@ -157,7 +163,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         if elsewhere:  # once only: servers' room is known from heartbeats, which lag; two full ones must not ping-pong
             raise HTTPException(307, "this server is full; another has room",
                                 headers={"Location": elsewhere.rstrip("/") + "/sessions?placed=true"})
-        session, token = await _create(manager, body.agent, body.variables, client=request.scope)
+        session, token = await _create(manager, body.agent, body.variables, client=request.scope, user=user)
         agent = manager.agents[session.agent]
         return Created(id=session.id, token=token, created_at=session.created_at, agent=session.agent,
                        signalling=agent.transport.type.servable.signalling)
@@ -274,8 +280,12 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         """pipecat's runner ``/start``: a session that the next offer to ``/sessions/{id}/api/offer`` connects."""
         body = await _json_or_empty(request)
         inner = body.get("body") if isinstance(body.get("body"), dict) else {}
+        asked = inner.get("user")
+        user = session_user(request, asked if asked is None else str(asked))
+        agent_name = inner.get("agent") if isinstance(inner.get("agent"), str) else None
+        await refuse_over_budget(manager, agent_name, user)
         session, _ = await _create(manager, inner.get("agent") if isinstance(inner.get("agent"), str) else None,
-                                   {}, client=request.scope, open_once=True)
+                                   {}, client=request.scope, open_once=True, user=user)
         return StartResult(sessionId=session.id)
 
     @app.post("/sessions/{session_id}/api/offer", response_model=Answer,
@@ -330,6 +340,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
         await _hand_over(manager, ws, new)
 
     app.include_router(api)
+    app.include_router(user_router(manager, key_required))
     return app
 
 
@@ -481,15 +492,6 @@ def _token(request: Request) -> str | None:
 
 def _key_matches(api_key: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
-
-
-def _bearer_key(api_key: str):
-    async def require_key(request: Request) -> None:
-        if not _key_matches(api_key, _bearer(request.headers)):
-            raise HTTPException(401, "an API key is required (Authorization: Bearer KEY)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    return require_key
 
 
 def _protected_docs(app: FastAPI, key_required: list) -> None:

@@ -52,6 +52,9 @@ class SessionMetrics:
             SESSION_REJECT (gauge; the highest of the live workers).
         framegraph_load_level_changes_total{level}: level changes, by the level
             entered (counter; docs/backpressure.md).
+        framegraph_usage_total{agent, kind, provider, metric}: what sessions
+            used (tokens, characters, audio seconds, cost), from pipecat's usage
+            metrics (counter; never by user: label values stay bounded).
     """
 
     CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -90,6 +93,8 @@ class SessionMetrics:
                               registry=self.registry, multiprocess_mode="livesum")
         self._dropped = Counter("framegraph_store_writes_dropped", "Queued session writes dropped (queue full)",
                                 registry=self.registry)
+        self._usage = Counter("framegraph_usage", "What sessions used, by agent, kind, provider and metric",
+                              ["agent", "kind", "provider", "metric"], registry=self.registry)
         self._load_level = Gauge("framegraph_load_level", "Measured load level (0 NORMAL ... 4 SESSION_REJECT)",
                                  registry=self.registry, multiprocess_mode="livemax")
         self._level_changes = Counter("framegraph_load_level_changes", "Load level changes by the level entered",
@@ -133,6 +138,10 @@ class SessionMetrics:
     def store_write_dropped(self) -> None:
         """Counts one queued write dropped because its session's queue was full."""
         self._dropped.inc()
+
+    def usage(self, agent: str, kind: str, provider: str, metric: str, value: float) -> None:
+        """Adds ``value`` of ``metric`` (prompt_tokens, characters, cost...) used by ``agent``'s ``provider``."""
+        self._usage.labels(agent, kind, provider, metric).inc(value)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format, for ``GET /metrics`` (with ``CONTENT_TYPE``); every worker's with workers."""

@@ -71,6 +71,7 @@ class SessionSummary(BaseModel):
 
     id: str
     agent: str = Field(description="Name of the agent (config) the session runs")
+    user: str | None = Field(None, description="The user the session was opened as (docs/users.md)")
     variables: dict[str, str] = Field(default_factory=dict, description="Persona variables")
     state: SessionState = SessionState.STARTING
     owner: str = Field(description="Id of the server that runs (or last ran) the session")
@@ -86,6 +87,9 @@ class SessionSummary(BaseModel):
         default_factory=dict,
         description="Runtime settings applied since creation (llm, tts, system_prompt), restored on resume; "
         "pending: changes held until the running response ends; applied, failed: what became of the last changes",
+    )
+    usage: dict[str, float] = Field(
+        default_factory=dict, description="What the session used, by kind/provider/model/metric (docs/users.md)"
     )
 
 

@@ -13,6 +13,11 @@ Layout (every key under the store's ``prefix``):
 - ``ended``: zset of order keys by end time; an ENDED session's keys get a
   TTL (``ended_ttl_s``) and its index entries are pruned once it lapses.
 - ``owner:{server}``: set of the ids of the not-ENDED sessions a server runs.
+- ``user:{id}`` hash (created_at, last_seen_at, sessions), ``user:{id}:sessions``
+  zset of the user's sessions' order keys (lapsed ones pruned when read),
+  ``user:{id}:memory`` hash (version, fields JSON, updated_at, by) and
+  ``user:{id}:memory:history`` list (newest first, the last ``MEMORY_HISTORY``),
+  ``user:{id}:usage:{YYYY-MM-DD}`` hash of counts and ``user:{id}:usage-days`` set.
 - ``servers`` zset (id by last heartbeat) and ``server:{id}`` hash with a
   TTL: the owner registry for several servers (issue 15).
 
@@ -56,6 +61,7 @@ from pipelines.sessions.store import (
     BadRecord,
     SessionNotFound,
     SessionStore,
+    UserNotFound,
     decode_cursor,
     encode_cursor,
     order_key,
@@ -64,6 +70,7 @@ from pipelines.sessions.store import (
     readable_messages,
     skip_unreadable,
 )
+from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User, usage_day
 
 #: How long one Redis call may take before the store counts Redis as away (a frozen server never answers).
 CALL_TIMEOUT_S = 3.0
@@ -178,6 +185,39 @@ return #gone
 """
 
 
+# KEYS: memory hash, history list. ARGV: expected version, fields JSON, now, by ('' for none), history length.
+# Compare-and-set: writes version expected+1 only if the memory is still at the expected version.
+_WRITE_MEMORY = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if version ~= tonumber(ARGV[1]) then return 0 end
+version = version + 1
+redis.call('HSET', KEYS[1], 'version', version, 'fields', ARGV[2], 'updated_at', ARGV[3], 'by', ARGV[4])
+redis.call('LPUSH', KEYS[2], version .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+return version
+"""
+
+
+# KEYS: session hash, the user's usage hash of today and set of usage days ('' without a user). ARGV: now,
+# counts JSON, today.
+_ADD_USAGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if KEYS[2] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end
+local usage = cjson.decode(redis.call('HGET', KEYS[1], 'usage') or '{}')
+for key, value in pairs(cjson.decode(ARGV[2])) do
+  usage[key] = (usage[key] or 0) + value
+  if KEYS[2] ~= '' then redis.call('HINCRBYFLOAT', KEYS[2], key, value) end
+end
+redis.call('HSET', KEYS[1], 'usage', cjson.encode(usage), 'updated_at', ARGV[1])
+return 1
+"""
+
+
+def _history_entry(entry: str) -> MemoryVersion:
+    version, updated_at, by, fields = entry.split("\n", 3)
+    return MemoryVersion(version=int(version), updated_at=float(updated_at), by=by or None, fields=strict_loads(fields))
+
+
 def _id_of(order: str) -> str:
     return order.split(":", 1)[1]
 
@@ -202,6 +242,9 @@ class RedisSessionStore(SessionStore):
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
 
+    def _user_key(self, user: str) -> str:
+        return f"{self.prefix}user:{user}"
+
     def describe(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -219,6 +262,8 @@ class RedisSessionStore(SessionStore):
         self._prune = self._redis.register_script(_PRUNE_ENDED)
         self._record_error = self._redis.register_script(_RECORD_ERROR)
         self._set_settings = self._redis.register_script(_SET_SETTINGS)
+        self._write_memory = self._redis.register_script(_WRITE_MEMORY)
+        self._add_usage = self._redis.register_script(_ADD_USAGE)
         await self._redis.ping()
 
     async def close(self) -> None:
@@ -232,12 +277,13 @@ class RedisSessionStore(SessionStore):
         except (aioredis.RedisError, OSError, AttributeError):
             return False
 
-    async def create(self, *, agent, owner, variables=None, messages=None):
+    async def create(self, *, agent, owner, variables=None, messages=None, user=None):
         token = new_resume_token()
         created = now()
         session = Session(
             id=new_session_id(),
             agent=agent,
+            user=user,
             variables=sendable(variables or {}),
             owner=owner,
             created_at=created,
@@ -260,8 +306,14 @@ class RedisSessionStore(SessionStore):
                     "latencies": "{}",
                     "settings": "{}",
                     "order": order,
+                    **({"user": user} if user is not None else {}),
                 },
             )
+            if user is not None:
+                tx.hsetnx(self._user_key(user), "created_at", repr(created))
+                tx.hset(self._user_key(user), "last_seen_at", repr(created))
+                tx.hincrby(self._user_key(user), "sessions", 1)
+                tx.zadd(f"{self._user_key(user)}:sessions", {order: 0})
             if session.messages:
                 tx.rpush(f"{key}:messages", *[json.dumps(m) for m in session.messages])
             tx.zadd(f"{self.prefix}all", {order: 0})
@@ -275,6 +327,7 @@ class RedisSessionStore(SessionStore):
         return SessionSummary(
             id=session_id,
             agent=fields["agent"],
+            user=fields.get("user"),
             variables=strict_loads(fields["variables"]),
             state=SessionState(fields["state"]),
             owner=fields["owner"],
@@ -285,6 +338,7 @@ class RedisSessionStore(SessionStore):
             latencies=strict_loads(fields["latencies"]),
             errors=[SessionError(**strict_loads(e)) for e in errors],
             settings=strict_loads(fields["settings"]),
+            usage=strict_loads(fields.get("usage") or "{}"),
         )
 
     @classmethod
@@ -409,6 +463,65 @@ class RedisSessionStore(SessionStore):
 
     async def delete(self, session_id):
         return bool(await self._delete(keys=[self._key(session_id)], args=[self.prefix, session_id]))
+
+    async def get_user(self, user):
+        fields = await self._redis.hgetall(self._user_key(user))
+        if not fields:
+            raise UserNotFound(user)
+        return User(id=user, created_at=float(fields["created_at"]), last_seen_at=float(fields["last_seen_at"]),
+                    sessions=int(fields["sessions"]))
+
+    async def user_sessions(self, user, *, limit=50, cursor=None):
+        size = page_size(limit)
+        start = "(" + decode_cursor(cursor) if cursor else "-"
+        index = f"{self._user_key(user)}:sessions"
+        orders = await self._redis.zrangebylex(index, start, "+", start=0, num=size + 1)
+        summaries = await self._summaries([_id_of(o) for o in orders[:size]])
+        lapsed = [o for o, s in zip(orders, summaries, strict=False) if s is None]
+        if lapsed:  # ENDED sessions whose keys Redis dropped (their TTL): the index forgets them too
+            await self._redis.zrem(index, *lapsed)
+        items = [s for s in summaries if s is not None]
+        return Page(items=items, next_cursor=encode_cursor(orders[size - 1]) if len(orders) > size else None)
+
+    async def read_memory(self, user):
+        fields = await self._redis.hgetall(f"{self._user_key(user)}:memory")
+        if not fields:
+            return MemoryVersion(version=0)
+        return MemoryVersion(version=int(fields["version"]), fields=strict_loads(fields["fields"]),
+                             updated_at=float(fields["updated_at"]), by=fields.get("by") or None)
+
+    async def write_memory(self, user, expected_version, fields, *, by=None):
+        key, t, body = f"{self._user_key(user)}:memory", now(), json.dumps(sendable(fields))
+        version = await self._write_memory(keys=[key, f"{key}:history"],
+                                           args=[expected_version, body, repr(t), by or "", MEMORY_HISTORY])
+        if not version:
+            return None
+        return MemoryVersion(version=int(version), fields=strict_loads(body), updated_at=t, by=by)
+
+    async def memory_history(self, user, limit=MEMORY_HISTORY):
+        entries = await self._redis.lrange(f"{self._user_key(user)}:memory:history", 0,
+                                           max(1, min(limit, MEMORY_HISTORY)) - 1)
+        return [_history_entry(e) for e in entries]
+
+    async def add_usage(self, session_id, user, counts):
+        today = usage_day(now())
+        day, days = (f"{self._user_key(user)}:usage:{today}", f"{self._user_key(user)}:usage-days") if user else ("", "")
+        if not await self._add_usage(keys=[self._key(session_id), day, days],
+                                     args=[repr(now()), json.dumps(counts), today]):
+            raise SessionNotFound(session_id)
+
+    async def user_usage(self, user, since=0.0):
+        days = sorted(d for d in await self._redis.smembers(f"{self._user_key(user)}:usage-days")
+                      if d >= usage_day(since))
+        async with self._redis.pipeline(transaction=True) as tx:
+            for day in days:
+                tx.hgetall(f"{self._user_key(user)}:usage:{day}")
+            replies = await tx.execute()
+        total: dict[str, float] = {}
+        for counts in replies:
+            for key, value in counts.items():
+                total[key] = total.get(key, 0.0) + float(value)
+        return total
 
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:
         """Says that ``server_id`` is alive (call every few seconds); ``info`` is what others may read (address, capacity)."""

@@ -41,6 +41,7 @@ from pipelines.sessions.store import (
     BadRecord,
     SessionNotFound,
     SessionStore,
+    UserNotFound,
     decode_cursor,
     encode_cursor,
     order_key,
@@ -49,6 +50,7 @@ from pipelines.sessions.store import (
     readable_messages,
     skip_unreadable,
 )
+from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User, usage_day
 
 #: How long a write waits for another process's lock before the store counts as unavailable.
 BUSY_TIMEOUT_S = 5.0
@@ -77,19 +79,54 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, seq);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    sessions INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS usage (
+    user TEXT NOT NULL,
+    day TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (user, day, key)
+);
+CREATE TABLE IF NOT EXISTS memory (
+    user TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    by TEXT
+);
+CREATE TABLE IF NOT EXISTS memory_history (
+    user TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    by TEXT,
+    PRIMARY KEY (user, version)
+);
 """
+
+#: Added to an older file's ``sessions`` table on open (``CREATE TABLE IF NOT EXISTS`` keeps the old columns).
+_NEW_COLUMNS = {"user": "ALTER TABLE sessions ADD COLUMN user TEXT",
+                "usage": "ALTER TABLE sessions ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'"}
+_USER_INDEX = "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user, order_key)"
 
 _SUMMARY_COLUMNS = (
     "id, agent, variables, state, owner, created_at, updated_at, disconnected_at, turns, latencies, errors, settings,"
-    " order_key"
+    " user, usage, order_key"
 )
 
 
 def _summary(row: tuple) -> SessionSummary:
-    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, _ = row
+    sid, agent, variables, state, owner, created, updated, disconnected, turns, latencies, errors, settings, user, usage, \
+        _ = row
     return SessionSummary(
         id=sid,
         agent=agent,
+        user=user,
         variables=strict_loads(variables),
         state=SessionState(state),
         owner=owner,
@@ -100,6 +137,7 @@ def _summary(row: tuple) -> SessionSummary:
         latencies=strict_loads(latencies),
         errors=[SessionError(**e) for e in strict_loads(errors)],
         settings=strict_loads(settings),
+        usage=strict_loads(usage),
     )
 
 
@@ -169,6 +207,11 @@ class SQLiteSessionStore(SessionStore):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            columns = {column for _, column, *_ in db.execute("PRAGMA table_info(sessions)")}
+            for column, statement in _NEW_COLUMNS.items():
+                if column not in columns:
+                    db.execute(statement)
+            db.execute(_USER_INDEX)
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect, None)
@@ -187,12 +230,13 @@ class SQLiteSessionStore(SessionStore):
         except (sqlite3.Error, RuntimeError, AttributeError):
             return False
 
-    async def create(self, *, agent, owner, variables=None, messages=None):
+    async def create(self, *, agent, owner, variables=None, messages=None, user=None):
         token = new_resume_token()
         created = now()
         session = Session(
             id=new_session_id(),
             agent=agent,
+            user=user,
             variables=sendable(variables or {}),
             owner=owner,
             created_at=created,
@@ -203,7 +247,7 @@ class SQLiteSessionStore(SessionStore):
         def insert(db):
             db.execute(
                 "INSERT INTO sessions (id, order_key, token_hash, agent, variables, state, owner, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.id,
                     order_key(created, session.id),
@@ -214,8 +258,15 @@ class SQLiteSessionStore(SessionStore):
                     owner,
                     created,
                     created,
+                    user,
                 ),
             )
+            if user is not None:
+                db.execute(
+                    "INSERT INTO users (id, created_at, last_seen_at, sessions) VALUES (?, ?, ?, 1)"
+                    " ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, sessions = sessions + 1",
+                    (user, created, created),
+                )
             db.executemany(
                 "INSERT INTO messages (session_id, body) VALUES (?, ?)",
                 [(session.id, json.dumps(m)) for m in session.messages],
@@ -249,12 +300,18 @@ class SQLiteSessionStore(SessionStore):
         return await self._run(read)
 
     async def list(self, *, limit=50, cursor=None, state=None):
+        return await self._page(limit, cursor, state=state)
+
+    async def _page(self, limit, cursor, *, state=None, user=None):
         size = page_size(limit)
         after = decode_cursor(cursor) if cursor else ""
         where, args = "order_key > ?", [after]
         if state is not None:
             where += " AND state = ?"
             args.append(SessionState(state).value)
+        if user is not None:
+            where += " AND user = ?"
+            args.append(user)
 
         def read(db):
             return db.execute(
@@ -380,3 +437,77 @@ class SQLiteSessionStore(SessionStore):
 
     async def delete(self, session_id):
         return await self._write(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0)
+
+    async def get_user(self, user):
+        row = await self._run(
+            lambda db: db.execute("SELECT id, created_at, last_seen_at, sessions FROM users WHERE id = ?",
+                                  (user,)).fetchone()
+        )
+        if row is None:
+            raise UserNotFound(user)
+        return User(id=row[0], created_at=row[1], last_seen_at=row[2], sessions=row[3])
+
+    async def user_sessions(self, user, *, limit=50, cursor=None):
+        return await self._page(limit, cursor, user=user)
+
+    async def read_memory(self, user):
+        row = await self._run(
+            lambda db: db.execute("SELECT version, fields, updated_at, by FROM memory WHERE user = ?",
+                                  (user,)).fetchone()
+        )
+        if row is None:
+            return MemoryVersion(version=0)
+        return MemoryVersion(version=row[0], fields=strict_loads(row[1]), updated_at=row[2], by=row[3])
+
+    async def write_memory(self, user, expected_version, fields, *, by=None):
+        body = json.dumps(sendable(fields))
+
+        def update(db):
+            row = db.execute("SELECT version FROM memory WHERE user = ?", (user,)).fetchone()
+            if (row[0] if row else 0) != expected_version:
+                return None
+            version, t = expected_version + 1, now()
+            db.execute(
+                "INSERT INTO memory (user, version, fields, updated_at, by) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (user) DO UPDATE SET version = excluded.version, fields = excluded.fields,"
+                " updated_at = excluded.updated_at, by = excluded.by",
+                (user, version, body, t, by),
+            )
+            db.execute("INSERT INTO memory_history (user, version, fields, updated_at, by) VALUES (?, ?, ?, ?, ?)",
+                       (user, version, body, t, by))
+            db.execute("DELETE FROM memory_history WHERE user = ? AND version <= ?", (user, version - MEMORY_HISTORY))
+            return MemoryVersion(version=version, fields=strict_loads(body), updated_at=t, by=by)
+
+        return await self._write(update)
+
+    async def memory_history(self, user, limit=MEMORY_HISTORY):
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT version, fields, updated_at, by FROM memory_history WHERE user = ? ORDER BY version DESC"
+                " LIMIT ?", (user, max(1, min(limit, MEMORY_HISTORY)))
+            ).fetchall()
+        )
+        return [MemoryVersion(version=v, fields=strict_loads(f), updated_at=t, by=b) for v, f, t, b in rows]
+
+    async def add_usage(self, session_id, user, counts):
+        def update(db):
+            summary = self._read_summary(db, session_id)
+            merged = dict(summary.usage)
+            for key, value in counts.items():
+                merged[key] = merged.get(key, 0.0) + value
+            db.execute("UPDATE sessions SET usage = ?, updated_at = ? WHERE id = ?",
+                       (json.dumps(merged), now(), session_id))
+            if user is not None:
+                db.executemany(
+                    "INSERT INTO usage (user, day, key, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (user, day, key) DO UPDATE SET value = value + excluded.value",
+                    [(user, usage_day(now()), key, value) for key, value in counts.items()],
+                )
+
+        await self._write(update)
+
+    async def user_usage(self, user, since=0.0):
+        rows = await self._run(lambda db: db.execute(
+            "SELECT key, sum(value) FROM usage WHERE user = ? AND day >= ? GROUP BY key", (user, usage_day(since))
+        ).fetchall())
+        return dict(rows)

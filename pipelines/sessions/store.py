@@ -15,10 +15,12 @@ import inspect
 import json
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from typing import Any
 
 from loguru import logger
 
 from pipelines.sessions.model import Page, Session, SessionState, SessionSummary, strict_loads
+from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User
 
 MAX_PAGE = 100
 """The most sessions one ``list`` call returns."""
@@ -29,6 +31,10 @@ DEFAULT_GRACE_S = 300.0
 
 class SessionNotFound(KeyError):
     """No session has this id (or it has expired)."""
+
+
+class UserNotFound(KeyError):
+    """No session was ever opened as this user (or their record was removed)."""
 
 
 class BadCursor(ValueError):
@@ -170,13 +176,20 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def create(
-        self, *, agent: str, owner: str, variables: dict[str, str] | None = None, messages: list[dict] | None = None
+        self,
+        *,
+        agent: str,
+        owner: str,
+        variables: dict[str, str] | None = None,
+        messages: list[dict] | None = None,
+        user: str | None = None,
     ) -> tuple[Session, str]:
-        """Creates a STARTING session.
+        """Creates a STARTING session (and, for a ``user``, their record, in the same transaction).
 
         Args:
             agent: The agent (config) name the session runs.
             owner: The id of the server that will run it.
+            user: The user it is opened as (a valid id, ``users.user_id_problem``), or None.
             variables: Persona variables.
             messages: The conversation so far, kept like any later messages. Keep
                 the system prompt out of it: only the last ``MAX_MESSAGES`` are
@@ -305,6 +318,55 @@ class SessionStore(ABC):
     @abstractmethod
     async def delete(self, session_id: str) -> bool:
         """Removes a session and its conversation; False when there was none."""
+
+    @abstractmethod
+    async def get_user(self, user: str) -> User:
+        """The user's record.
+
+        Raises:
+            UserNotFound: No session was ever opened as this user.
+        """
+
+    @abstractmethod
+    async def user_sessions(self, user: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """A page of the user's sessions (still stored), oldest first, like ``list``.
+
+        Raises:
+            BadCursor: The cursor is not one this store gave.
+        """
+
+    @abstractmethod
+    async def read_memory(self, user: str) -> MemoryVersion:
+        """The user's memory now (version 0 and no fields before the first write)."""
+
+    @abstractmethod
+    async def write_memory(
+        self, user: str, expected_version: int, fields: dict[str, Any], *, by: str | None = None
+    ) -> MemoryVersion | None:
+        """Writes ``fields`` as the user's next version, only if the memory is still at ``expected_version``.
+
+        The compare and the write are one atomic step (one SQLite transaction, one
+        Lua script), and the version joins the bounded history in the same step.
+
+        Returns:
+            The version written, or None when another write came first (read again, retry).
+        """
+
+    @abstractmethod
+    async def memory_history(self, user: str, limit: int = MEMORY_HISTORY) -> list[MemoryVersion]:
+        """The user's last versions (at most ``MEMORY_HISTORY``), newest first."""
+
+    @abstractmethod
+    async def add_usage(self, session_id: str, user: str | None, counts: dict[str, float]) -> None:
+        """Adds ``counts`` to the session's usage and, for a user, to the user's usage of today (UTC), atomically.
+
+        Raises:
+            SessionNotFound: No such session (nothing added).
+        """
+
+    @abstractmethod
+    async def user_usage(self, user: str, since: float = 0.0) -> dict[str, float]:
+        """The user's usage summed over the days (UTC) from the one holding ``since`` (Unix time) to today."""
 
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:  # noqa: B027 (a no-op unless shared)
         """Says that ``server_id`` is alive, for stores shared by several servers.

@@ -31,6 +31,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
 )
+from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -60,6 +61,8 @@ class Rule:
     say: str = ""
     #: Spoken when the tool's result is ``{"error": ...}`` (the fallback when empty).
     on_error: str = ""
+    #: Memory writes made when the rule answers: (forget, field, value template).
+    remember: tuple[tuple[bool, str, str], ...] = ()
 
 
 def fill_template(template: str, values: Mapping[str, Any]) -> str | None:
@@ -68,6 +71,11 @@ def fill_template(template: str, values: Mapping[str, Any]) -> str | None:
         return template.format_map(values)
     except (KeyError, IndexError, ValueError, AttributeError):
         return None
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens a model would count in ``text`` (four characters a token; at least one for any text)."""
+    return (len(text) + 3) // 4
 
 
 def tokens(text: str) -> list[str]:
@@ -101,7 +109,7 @@ class ScriptedLLMService(LLMService):
 
     def __init__(
         self, *, rules: list[Rule], fallback: str, token_delay_s: float = 0.0,
-        variables: Mapping[str, str] | None = None, **kwargs,
+        variables: Mapping[str, str] | None = None, memory: Any = None, **kwargs,
     ):
         """Creates the service.
 
@@ -110,6 +118,8 @@ class ScriptedLLMService(LLMService):
             fallback: The reply when no rule matches ("" for no reply at all).
             token_delay_s: Pause before each token, as a model's generation time.
             variables: Persona variables, also available to tool rules' replies.
+            memory: The session user's memory (``pipelines.sessions.memory``), which
+                rules' ``remember`` writes go to; None: they are skipped.
             **kwargs: Passed to pipecat's ``LLMService`` (``name``...).
         """
         settings = LLMSettings(
@@ -130,6 +140,7 @@ class ScriptedLLMService(LLMService):
         self._fallback = fallback
         self._token_delay_s = token_delay_s
         self._variables = dict(variables or {})
+        self._memory = memory
         #: Tool calls in flight: tool_call_id -> (rule, the match's named groups).
         self._calls: dict[str, tuple[Rule, dict[str, str]]] = {}
 
@@ -179,20 +190,45 @@ class ScriptedLLMService(LLMService):
         else:
             await self.push_frame(frame, direction)
 
+    def can_generate_metrics(self) -> bool:
+        """Yes: it reports usage (estimated tokens), so usage and budgets work offline."""
+        return True
+
+    async def _report_usage(self, context: LLMContext, reply: str) -> None:
+        """Reports estimated tokens (about four characters each, as for English) like a model's usage."""
+        prompt = estimate_tokens(json.dumps(context.get_messages(), default=str))
+        completion = estimate_tokens(reply)
+        await self.start_llm_usage_metrics(
+            LLMTokenUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion))
+
     async def _answer(self, context: LLMContext):
         messages = context.get_messages()
         last = messages[-1] if messages else {}
         if isinstance(last, dict) and last.get("role") == "tool":
             reply = self._reply_to_result(last)
             if reply is not None:
+                await self._report_usage(context, reply)
                 await self._speak(reply)
             return
         texts = user_texts(context)
         rule, groups, reply = self._match(texts[0] if texts else "", texts[1:])
+        if rule is not None and rule.remember:
+            await self._remember(rule, groups)
         if rule is None or not rule.tool:
+            await self._report_usage(context, reply)
             await self._speak(reply)
             return
+        await self._report_usage(context, rule.say)
         await self._call(rule, groups, context)
+
+    async def _remember(self, rule: Rule, groups: dict[str, str]) -> None:
+        """Makes the rule's memory writes (through the session's memory: compare-and-set, field-level)."""
+        if self._memory is None:
+            return
+        values = {**self._variables, **groups}
+        for forget, name, template in rule.remember:
+            await self._memory.tool("forget" if forget else "remember",
+                                    {"field": name, "value": fill_template(template, values) or template})
 
     async def _speak(self, text: str, *, then=None):
         await self.push_frame(LLMFullResponseStartFrame())

@@ -16,6 +16,16 @@ from processors.llm.persona import fill
 from processors.tools.params import ToolParams, unique_names
 
 
+class MemoryWrite(BaseModel):
+    """A memory write a scripted rule makes when it answers (the agent's ``memory:`` fields, docs/users.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(min_length=1, description="a field of the agent's memory: block")
+    value: str = Field("", description="{group} from the match, {memory_FIELD}/{memory_next_FIELD} and persona variables")
+    forget: bool = Field(False, description="forget the value instead of remembering it")
+
+
 class RuleParams(BaseModel):
     """One scripted rule: when ``match`` is found in what the user said, say ``reply``."""
 
@@ -39,6 +49,7 @@ class RuleParams(BaseModel):
     )
     say: str = Field("", description="with a tool: said before calling it")
     on_error: str = Field("", description="with a tool: said when its result is an error (default: the fallback)")
+    remember: list[MemoryWrite] = Field(default_factory=list, description="memory writes made when the rule answers")
 
     @field_validator("match", "recall")
     @classmethod
@@ -88,6 +99,27 @@ def persona_variables(ctx) -> dict[str, str]:
     return dict(context.params.get("variables") or {}) if context else {}
 
 
+def memory_variables(ctx) -> dict[str, str]:
+    """``memory_FIELD`` (each field as text) and ``memory_next_FIELD`` (a list's first ``pool`` item not in it).
+
+    Read when the session starts (a user's earlier sessions); without a user
+    every field reads as empty, so one script serves both.
+    """
+    from pipelines.sessions.memory import field_text
+
+    settings = getattr(ctx.spec, "memory", None)
+    if settings is None:
+        return {}
+    fields = ctx.memory.fields if ctx.memory is not None else {}
+    out = {}
+    for name, declared in settings.fields.items():
+        out[f"memory_{name}"] = field_text(declared.type, fields.get(name))
+        if declared.pool:
+            known = set(fields.get(name) or [])
+            out[f"memory_next_{name}"] = next((p for p in declared.pool if p not in known), declared.pool[-1])
+    return out
+
+
 def make_scripted(params: ScriptedParams, ctx):
     """Creates the scripted LLM service.
 
@@ -100,7 +132,7 @@ def make_scripted(params: ScriptedParams, ctx):
     from processors.llm.scripted import Rule, ScriptedLLMService
     from processors.tools.runtime import install_tools
 
-    variables = persona_variables(ctx)
+    variables = {**persona_variables(ctx), **memory_variables(ctx)}
 
     def say(text: str, key: str) -> str:
         if not variables:
@@ -110,11 +142,17 @@ def make_scripted(params: ScriptedParams, ctx):
         except ValueError as e:
             raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.{key}", str(e))]) from None
 
+    memory = getattr(ctx.spec, "memory", None)
     for i, r in enumerate(params.rules):
         unknown = sorted(r.when.keys() - variables.keys())
         if unknown:
             raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.rules[{i}].when",
                                             f"'{unknown[0]}' is not a persona variable of the context")])
+        for j, write in enumerate(r.remember):
+            if memory is None or write.field not in memory.fields:
+                known = ", ".join(memory.fields) if memory else "the agent has no memory: block"
+                raise ConfigErrors([ConfigError(None, f"processors.{ctx.processor_id}.rules[{i}].remember[{j}].field",
+                                                f"'{write.field}' is not a memory field ({known})")])
     rules = [
         Rule(
             re.compile(r.match, re.IGNORECASE),
@@ -125,6 +163,7 @@ def make_scripted(params: ScriptedParams, ctx):
             arguments=r.arguments,
             say=say(r.say, f"rules[{i}].say"),
             on_error=say(r.on_error, f"rules[{i}].on_error"),
+            remember=tuple((w.forget, w.field, w.value) for w in r.remember),
         )
         for i, r in enumerate(params.rules)
         if all(variables[k].casefold() == v.casefold() for k, v in r.when.items())
@@ -134,6 +173,7 @@ def make_scripted(params: ScriptedParams, ctx):
         fallback=say(params.fallback, "fallback"),
         token_delay_s=params.token_delay_ms / 1000.0,
         variables=variables,
+        memory=ctx.memory,
         name=ctx.processor_id,
     )
     install_tools(service, params.tools, ctx)

@@ -95,6 +95,10 @@ class PocketsphinxSTTService(STTService):
             out_of_domain_margin=self._out_of_domain_margin,
         )
 
+    def can_generate_metrics(self) -> bool:
+        """Yes: usage (seconds of input audio, pipecat's ``STTUsageMetricsData``) is reported."""
+        return True
+
     async def stop(self, frame: EndFrame):
         """Close the decoder on a graceful end."""
         await super().stop(frame)
@@ -167,3 +171,4 @@ class PocketsphinxSTTService(STTService):
                 finalized=True,
             )
         )
+        await self.emit_stt_usage_metrics()  # one report per final transcript, as pipecat's services do

@@ -7,8 +7,9 @@ handler is exactly one of:
 - ``http``: POST the arguments as JSON to a URL; the JSON reply goes back to
   the LLM (a timeout or an HTTP error goes back as ``{"error": ...}``);
 - ``builtin``: ``end_conversation`` (the bot finishes what it is saying, then
-  the session ends) or ``send_to_client`` (the arguments go to the client as
-  a transport message);
+  the session ends), ``send_to_client`` (the arguments go to the client as
+  a transport message), or ``remember``/``forget`` (the user's memory, typed by
+  the agent's ``memory:`` fields: docs/users.md);
 - ``handler``: a tool type an installed package registered through the
   ``framegraph.types`` entry points (``TypeInfo(kind="tool", ...)``), with
   that type's own params. A config never names Python code.
@@ -20,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: The registry kind of entry-point tool handlers.
 TOOL_KIND = "tool"
-BUILTINS = ("end_conversation", "send_to_client")
+BUILTINS = ("end_conversation", "send_to_client", "remember", "forget")
+#: Builtins that write the user's memory; their parameters come from the agent's ``memory:`` fields.
+MEMORY_BUILTINS = ("remember", "forget")
 
 
 class HttpHandlerParams(BaseModel):

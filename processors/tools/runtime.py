@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pipelines.errors import ConfigError, ConfigErrors, did_you_mean
-from processors.tools.params import TOOL_KIND, HttpHandlerParams, ToolParams
+from processors.tools.params import MEMORY_BUILTINS, TOOL_KIND, HttpHandlerParams, ToolParams
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 #: The longest reply body quoted back to the LLM in an HTTP error.
@@ -85,11 +85,46 @@ async def _send_to_client(params, arguments: Mapping[str, Any]) -> None:
     await params.result_callback({"delivered": True})
 
 
+def _memory_builtin(verb: str, ctx):
+    """``remember``/``forget``: a typed write to the session user's memory (``ctx.memory``)."""
+
+    async def write(params, arguments: Mapping[str, Any]) -> None:
+        if ctx.memory is None:
+            await params.result_callback({"error": "this session has no user: nothing can be remembered"})
+            return
+        await params.result_callback(await ctx.memory.tool(verb, dict(arguments)))
+
+    return write
+
+
+def memory_tool_parameters(memory, verb: str) -> dict[str, Any]:
+    """The JSON schema of ``remember``/``forget``: a field of the agent's memory and a value."""
+    lines = [f"{name} ({f.type}){': ' + f.description if f.description else ''}" for name, f in memory.fields.items()]
+    return {
+        "type": "object",
+        "properties": {
+            "field": {"type": "string", "enum": list(memory.fields), "description": "; ".join(lines)},
+            "value": {"type": "string", "description": f"what to {verb} (a counter: how many)"},
+        },
+        "required": ["field", "value"] if verb == "remember" else ["field"],
+    }
+
+
 BUILTIN_HANDLERS = {"end_conversation": _end_conversation, "send_to_client": _send_to_client}
 
 
 def _function_handler(tool: ToolParams, key: str, ctx, registry):
     """A pipecat function-call handler (``async (FunctionCallParams) -> None``) for ``tool``."""
+    if tool.builtin in MEMORY_BUILTINS:
+        if getattr(ctx.spec, "memory", None) is None:
+            raise ConfigErrors([ConfigError(None, f"{key}.builtin",
+                                            f"builtin '{tool.builtin}' needs a memory: block on the agent")])
+        builtin = _memory_builtin(tool.builtin, ctx)
+
+        async def run_memory(params) -> None:
+            await builtin(params, params.arguments)
+
+        return run_memory
     if tool.builtin:
         builtin = BUILTIN_HANDLERS[tool.builtin]
 
@@ -105,17 +140,23 @@ def _function_handler(tool: ToolParams, key: str, ctx, registry):
     return run
 
 
-def tools_schema(tools: list[ToolParams]):
-    """pipecat's ``ToolsSchema`` for ``tools`` (what the LLM is told it may call)."""
+def tools_schema(tools: list[ToolParams], memory=None):
+    """pipecat's ``ToolsSchema`` for ``tools`` (what the LLM is told it may call).
+
+    ``remember``/``forget`` get their parameters from the agent's ``memory`` fields.
+    """
     from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
     from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+
+    def parameters(t: ToolParams) -> dict[str, Any]:
+        return memory_tool_parameters(memory, t.builtin) if t.builtin in MEMORY_BUILTINS and memory else t.parameters
 
     return ToolsSchema(standard_tools=[
         FunctionSchema(
             name=t.name,
             description=t.description,
-            properties=t.parameters.get("properties", {}),
-            required=list(t.parameters.get("required", [])),
+            properties=parameters(t).get("properties", {}),
+            required=list(parameters(t).get("required", [])),
         )
         for t in tools
     ])
@@ -144,7 +185,7 @@ def install_tools(service, tools: list[ToolParams], ctx, registry=None) -> None:
     for i, tool in enumerate(tools):
         handler = _function_handler(tool, f"processors.{ctx.processor_id}.tools[{i}]", ctx, registry)
         service.register_function(tool.name, handler, cancel_on_interruption=tool.cancel_on_interruption)
-    schema = tools_schema(tools)
+    schema = tools_schema(tools, getattr(ctx.spec, "memory", None))
 
     @service.event_handler("on_before_process_frame")
     async def _advertise(_service, frame) -> None:
