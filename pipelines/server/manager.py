@@ -42,9 +42,9 @@ from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
+from pipelines.server.accounting import Accounting
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
 from pipelines.server.admission import Slots
-from pipelines.server.accounting import Accounting
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions

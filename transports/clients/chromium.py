@@ -46,14 +46,19 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
+        """Polls ``expression`` until it is truthy; one that throws (the page still loading) is polled again,
+        and its last error is part of the timeout's message."""
+        deadline, error = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            value = await self.eval(expression)
+            try:
+                value = await self.eval(expression)
+            except RuntimeError as e:
+                value, error = None, e
             if value:
                 return value
             await asyncio.sleep(0.1)
         history = await self.eval("JSON.stringify(window.framegraph && window.framegraph.history)")
-        raise TimeoutError(f"{what} within {timeout} s; page states: {history}")
+        raise TimeoutError(f"{what} within {timeout} s; page states: {history}" + (f"; last error: {error}" if error else ""))
 
 
 @contextlib.asynccontextmanager
