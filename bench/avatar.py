@@ -53,6 +53,7 @@ from pipecat.frames.frames import (  # noqa: E402
     VADUserStoppedSpeakingFrame,
 )
 
+from pipelines.client_protocol import messages as cm  # noqa: E402
 from pipelines.server.app import running  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import load_agent, load_agent_text  # noqa: E402
@@ -64,7 +65,6 @@ from processors.avatar.frames import PoseFrame  # noqa: E402
 from processors.avatar.renderer import FaceRenderer  # noqa: E402
 from processors.avatar.visemes import BLENDSHAPES, VISEMES, visemes_for  # noqa: E402
 from processors.tts.espeak import PhonemeFrame  # noqa: E402
-from transports import client_messages as cm  # noqa: E402
 from transports.clients.webrtc import WebRTCPeer  # noqa: E402
 
 RATE = 24000

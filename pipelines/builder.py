@@ -44,7 +44,7 @@ class BuiltAgent:
         interruptions: the interruption guarantee's guard; None when built
             without it (to compare with plain pipecat).
         client_observer: the RTVI observer a served graph's worker runs
-            (``transports.rtvi``); None for graphs built for no client.
+            (``pipelines.client_protocol.rtvi``); None for graphs built for no client.
     """
 
     agent: Agent
@@ -146,7 +146,7 @@ class _Builder:
             steps.insert(0, keeper)
         client_observer = None
         if self.peer is not None:
-            from transports.rtvi import client_protocol
+            from pipelines.client_protocol.rtvi import client_protocol
 
             rtvi, client_observer = client_protocol(getattr(self.agent.transport.params, "client_context", ()))
             steps.insert(0, rtvi)
@@ -238,7 +238,7 @@ def build_agent(
 
     ``peer`` is the connection a transport's ``serve`` accepted for this
     participant; factories find it in ``BuildContext.peer``. A graph built for
-    a peer speaks pipecat's client protocol (RTVI, ``transports.rtvi``).
+    a peer speaks pipecat's client protocol (RTVI, ``pipelines.client_protocol.rtvi``).
 
     ``guard_interruptions=False`` builds the plain pipecat graph, without the
     interruption guarantee: only tests and benchmarks comparing with pipecat want it.

@@ -103,7 +103,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pipelines.runner import RunOptions, run
+    from pipelines.run_command import run
+    from pipelines.runner import RunOptions
 
     agent = load_one(args.file, args.overrides)
     if agent is None:

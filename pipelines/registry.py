@@ -23,7 +23,8 @@ The contract:
   pipecat ``LLMContextAggregatorPair``.
 - ``serve(agent, options) -> None`` (``Serve``, transports only): for a
   transport that runs many participants or owns its own loop; ``framegraph
-  run`` awaits it instead of running one worker. It builds each participant's
+  run`` awaits it instead of running one worker (a ``servable`` transport
+  needs none: the agent server serves it). It builds each participant's
   graph with ``build_agent(agent, peer=CONNECTION)``, and the factory finds the
   connection in ``ctx.peer``.
 - ``video_out() -> VideoOut | None`` (optional, on a processor's params): the
@@ -128,10 +129,11 @@ class TypeInfo:
         params: the pydantic model of the component's params.
         factory: ``factory(params, ctx)``, see ``Factory``.
         summary: one line for ``framegraph list``.
-        serve: transports that serve many participants (webrtc, websocket,
-            daily, file): awaited by ``framegraph run`` instead of one worker;
-            ``options`` are the run options (``pipelines.runner.RunOptions``:
-            host, port, realtime).
+        serve: transports that own their loop (daily, file): awaited by
+            ``framegraph run`` instead of one worker; ``options`` are the run
+            options (``pipelines.runner.RunOptions``: host, port, realtime).
+            A servable transport needs none: ``framegraph run`` serves it
+            with the agent server, as ``framegraph serve`` does.
         servable: how the agent server connects a participant to this
             transport (see ``Servable``); None when it cannot be served.
     """

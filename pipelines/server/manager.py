@@ -40,6 +40,8 @@ from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
+from pipelines.client_protocol.messages import SESSION_RESTORED
+from pipelines.client_protocol.messages import message as client_message
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
@@ -67,8 +69,6 @@ from pipelines.sessions.settings_model import SettingsModel
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.sessions.write_behind import WriteBehind
 from pipelines.validate import Agent, Component
-from transports.client_messages import SESSION_RESTORED
-from transports.client_messages import message as client_message
 
 KEPT_FINISHED = 100
 """Finished live entries kept for ``sessions`` (people and tests look at their events)."""

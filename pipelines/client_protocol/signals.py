@@ -2,7 +2,7 @@
 
 ``ClientSignals`` makes an output transport stop bot audio at once on an
 interruption and tell its client, in order with the audio, when to drop what
-it buffered (see ``transports.client_messages``): it implements the output
+it buffered (see ``pipelines.client_protocol.messages``): it implements the output
 contract ``pipelines.interruptions.InterruptibleOutput``, whose
 ``clear_buffer`` the interruption guard calls. Plain pipecat keeps playing
 the chunk it was writing and whatever the transport had queued, and a client
@@ -37,8 +37,8 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.utils.utils import obj_id
 
+from pipelines.client_protocol import messages as cm
 from pipelines.interruptions.output import BufferedOutput
-from transports import client_messages as cm
 
 #: RTVI server messages about the bot's output: stale when that output is.
 BOT_OUTPUT_MESSAGES = frozenset({
