@@ -8,7 +8,7 @@ Factories get a ``pipelines.registry.BuildContext``.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
@@ -17,6 +17,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from pipelines.conversation import ConversationKeeper
 from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.observers import joined
@@ -25,9 +26,6 @@ from pipelines.registry import BuildContext
 from pipelines.sessions.settings_model import ServiceSettingsModel, SettingsModel
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
-
-if TYPE_CHECKING:
-    from processors.conversation import ConversationKeeper
 
 
 @dataclass
@@ -159,13 +157,11 @@ class _Builder:
         return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
                           client_observer, self.gate)
 
-    def conversation(self) -> "ConversationKeeper | None":
+    def conversation(self) -> ConversationKeeper | None:
         """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
         settings = self.agent.spec.conversation
         if settings.greeting is None and settings.idle is None:
             return None
-        from processors.conversation import ConversationKeeper
-
         keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
         if settings.idle is not None:  # validation made sure there is a context block
             self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
@@ -247,3 +243,18 @@ def build_agent(
     server does, so runtime settings changes wait for the response's end).
     """
     return _Builder(agent, transport, peer, guard_interruptions, settings_gate).build()
+
+
+def prewarm_agent(agent: Agent) -> list[str]:
+    """Calls each component type's ``prewarm`` hook (``TypeInfo.prewarm``) with the context its factory would get.
+
+    Returns:
+        The ids of the components warmed, in build order (transport, context, processors).
+    """
+    builder = _Builder(agent, None, None, guard_interruptions=False, settings_gate=False)
+    warmed = []
+    for component in (agent.transport, agent.context, *agent.processors.values()):
+        if component is not None and component.type.prewarm is not None:
+            component.type.prewarm(component.params, builder.context(component.id))
+            warmed.append(component.id)
+    return warmed

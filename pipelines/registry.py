@@ -27,6 +27,9 @@ The contract:
   needs none: the agent server serves it). It builds each participant's
   graph with ``build_agent(agent, peer=CONNECTION)``, and the factory finds the
   connection in ``ctx.peer``.
+- ``prewarm(params, ctx) -> None`` (``Prewarm``, optional): loads what the
+  type's components share (a model, a helper process) before the first
+  session; the server's worker processes call it at start.
 - ``video_out() -> VideoOut | None`` (optional, on a processor's params): the
   video the processor draws into the agent's output (the avatar's face). The
   builder hands the first one to the transport factory as ``ctx.video_out``;
@@ -119,6 +122,12 @@ class Serve(Protocol):
     async def __call__(self, agent: "Agent", options: Any, /) -> None: ...
 
 
+class Prewarm(Protocol):
+    """Loads what a type's components share, once per process, before the first is built (see ``TypeInfo``)."""
+
+    def __call__(self, params: Any, ctx: BuildContext, /) -> None: ...
+
+
 @dataclass(frozen=True)
 class TypeInfo:
     """A registered type: what ``type: NAME`` means in a config.
@@ -136,6 +145,11 @@ class TypeInfo:
             with the agent server, as ``framegraph serve`` does.
         servable: how the agent server connects a participant to this
             transport (see ``Servable``); None when it cannot be served.
+        prewarm: ``prewarm(params, ctx)`` (optional): loads what every
+            component of this type shares (a model session, a helper
+            process) so the first session does not wait for it; the server's
+            worker processes call it for each component of their agents
+            before they serve (``Prewarm``).
     """
 
     kind: str
@@ -145,6 +159,7 @@ class TypeInfo:
     summary: str
     serve: Serve | None = None
     servable: Servable | None = None
+    prewarm: "Prewarm | None" = None
 
 
 class Registry:

@@ -150,7 +150,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_rules_catch_what_they_forbid():
     """The rule itself: each forbidden direction is named, each allowed one passes."""
-    assert _broken_rule("pipelines.builder", "processors.conversation")
+    assert _broken_rule("pipelines.builder", "processors.tone")
     assert _broken_rule("pipelines.server.manager", "transports.client_messages")
     assert _broken_rule("transports.file.output", "processors.avatar.wire")
     assert _broken_rule("processors.tts.say", "transports.local")

@@ -42,6 +42,7 @@ from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 from pipelines.builder import BuiltAgent, build_agent
 from pipelines.client_protocol.messages import SESSION_RESTORED
 from pipelines.client_protocol.messages import message as client_message
+from pipelines.persona import render_persona
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
@@ -686,8 +687,6 @@ def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     """
     if not variables:
         return agent
-    from processors.llm.persona import render_persona
-
     context = agent.context
     if context is None or not getattr(context.params, "system_prompt", ""):
         raise Refused("this agent has no persona prompt to take variables")

@@ -7,8 +7,8 @@ speech and TTS work, and its own server id ``SERVER/wN`` as the owner of its
 sessions in the shared store. The front process (``pipelines.server.front``)
 owns the public address and proxies each request to a worker.
 
-Workers start warm: each builds its agents once (Silero VAD and Smart Turn
-sessions, espeak, the pocketsphinx decoder host) before it says it is ready,
+Workers start warm: each calls its agents' ``prewarm`` hooks (Silero VAD and
+Smart Turn sessions, the pocketsphinx decoder host) before it says it is ready,
 as LiveKit's worker pool does. Each reports, every quarter second through
 shared memory, its live sessions and the CPU it used over the last second;
 the pool places a new session on the worker with the fewest (counting the
@@ -53,26 +53,20 @@ METRICS_PREFIX = "framegraph-metrics-"
 
 
 def warm(agents: list[Agent]) -> None:
-    """Loads what each agent's sessions share before the first session: builds each once.
+    """Loads what each agent's sessions share before the first session: every component type's ``prewarm`` hook.
 
-    Building constructs the shared Silero VAD and Smart Turn model sessions
-    and the TTS; a pocketsphinx STT's decoder host (a forked process holding
-    the acoustic model) is started here too instead of on the first utterance.
+    The built-in hooks load the shared Silero VAD and Smart Turn sessions
+    (``llm_context``) and start a pocketsphinx STT's decoder host (a forked
+    process holding the acoustic model) instead of on the first utterance.
     """
-    from pipelines.testing import AgentHarness
-    from processors.stt.decoder_pool import decoder_host
+    from pipelines.builder import prewarm_agent  # pipecat: loaded in the worker processes only
 
     name = multiprocessing.current_process().name
     for agent in agents:
         at = time.monotonic()
-        built = AgentHarness(agent).built  # built on the synthetic transport, never started
-        logger.info(f"{name}: built {agent.spec.name!r} (its models loaded) in {time.monotonic() - at:.1f} s")
-        for pid, processor in built.processors.items():
-            config = getattr(processor, "_host_config", None)
-            if config is not None:
-                at = time.monotonic()
-                decoder_host(config)
-                logger.info(f"{name}: {pid}'s decoder process ready in {time.monotonic() - at:.1f} s")
+        warmed = prewarm_agent(agent)
+        logger.debug(f"{name}: prewarmed {agent.spec.name!r}: {', '.join(warmed) or 'nothing to load'}")
+        logger.info(f"{name}: warmed {agent.spec.name!r} (its shared models loaded) in {time.monotonic() - at:.1f} s")
 
 
 def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors, missing_extra
+from pipelines.persona import fill
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
-from processors.llm.persona import fill
 from processors.tools.params import ToolParams, unique_names
 
 
