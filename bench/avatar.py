@@ -75,7 +75,7 @@ version: 1
 name: bench_avatar
 transport: {{type: synthetic, audio_out_sample_rate: 24000, video_out: {video}}}
 processors:
-  tts: {{type: espeak}}
+  tts: {{type: espeak_tts}}
   {avatar}
 pipeline: [input, tts, {steps}output]
 """
@@ -84,7 +84,7 @@ version: 1
 name: bench_avatar_webrtc
 transport: {type: webrtc, audio_out_sample_rate: 24000}
 processors:
-  tts: {type: espeak}
+  tts: {type: espeak_tts}
   avatar: {type: avatar, output: poses, seed: 1}
 pipeline: [input, tts, avatar, output]
 """
@@ -93,7 +93,7 @@ version: 1
 name: bench_avatar_file
 transport: {type: file, input: in.wav, output: bot.wav, poses: poses.jsonl, tail_secs: 0.2, realtime: true}
 processors:
-  tts: {type: espeak}
+  tts: {type: espeak_tts}
   avatar: {type: avatar, output: frames, seed: 1}
 pipeline: [input, tts, avatar, output]
 """

@@ -50,16 +50,19 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_agents(paths: list[str], overrides: list[str] = ()) -> Iterator[tuple[str, object]]:
-    """Loads each config with ``overrides`` applied; prints every problem; yields (path, agent or None)."""
+    """Loads each config with ``overrides`` applied; prints every problem and note; yields (path, agent or None)."""
     from pipelines.errors import ConfigErrors
     from pipelines.overrides import load_agent_with
 
     for path in paths:
         try:
-            yield path, load_agent_with(path, overrides)
+            agent = load_agent_with(path, overrides)
         except ConfigErrors as e:
             print_errors(e)
             yield path, None
+        else:
+            print_errors(ConfigErrors(agent.notes))  # deprecated spellings: valid, with the new one to write
+            yield path, agent
 
 
 def load_one(path: str, overrides: list[str] = ()):

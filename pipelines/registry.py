@@ -35,10 +35,19 @@ The contract:
   builder hands the first one to the transport factory as ``ctx.video_out``;
   a transport that carries video enables its video out at that size and rate.
 
-Naming rule: a type's factory is ``make_<type name>`` (``make_espeak``,
-``make_llm_context``), a transport's ``make_<type name>_transport``, and its
-serve ``serve_<type name>`` or the shared ``serve``; trivial factories may be
-lambdas in the ``TYPES`` list.
+Naming rules (``tests/test_registry.py`` keeps them):
+
+- A type name is lower-case words joined by ``_``. A speech or language
+  service (the types of ``processors.stt``, ``llm``, ``tts``, ``local`` and
+  ``services``) is named ``<engine>_<stt|llm|tts>`` (``espeak_tts``,
+  ``deepgram_stt``, ``openai_llm``); other types are named for what they do
+  (``passthrough``, ``avatar``, ``webrtc``, ``llm_context``).
+- A type's factory is ``make_<type name>`` (``make_espeak_tts``,
+  ``make_llm_context``), a transport's ``make_<type name>_transport``, and its
+  serve ``serve_<type name>`` or the shared ``serve``; trivial factories may be
+  lambdas in the ``TYPES`` list.
+- A renamed type lists its old names in ``aliases``: a config that uses one
+  still validates, with a note naming the new name (``Agent.notes``).
 """
 
 from collections.abc import Iterable
@@ -150,6 +159,8 @@ class TypeInfo:
             process) so the first session does not wait for it; the server's
             worker processes call it for each component of their agents
             before they serve (``Prewarm``).
+        aliases: old names of this type; configs using one still validate,
+            with a deprecation note. ``framegraph list`` shows the name only.
     """
 
     kind: str
@@ -160,6 +171,7 @@ class TypeInfo:
     serve: Serve | None = None
     servable: Servable | None = None
     prewarm: "Prewarm | None" = None
+    aliases: tuple[str, ...] = ()
 
 
 class Registry:
@@ -167,20 +179,23 @@ class Registry:
 
     def __init__(self, types: Iterable[TypeInfo] = ()):
         self._types: dict[str, dict[str, TypeInfo]] = {kind: {} for kind in KINDS}
+        self._aliases: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         for info in types:
             self.add(info)
 
     def add(self, info: TypeInfo) -> None:
-        """Registers a type; a second type of the same kind and name is an error."""
+        """Registers a type and its old names; a name (or old name) taken twice in one kind is an error."""
         if info.kind not in KINDS:
             raise ValueError(f"type {info.name}: kind must be one of {KINDS}, not {info.kind!r}")
-        if info.name in self._types[info.kind]:
-            raise ValueError(f"{info.kind} type {info.name!r} is registered twice")
+        for name in (info.name, *info.aliases):
+            if name in self._types[info.kind] or name in self._aliases[info.kind]:
+                raise ValueError(f"{info.kind} type {name!r} is registered twice")
         self._types[info.kind][info.name] = info
+        self._aliases[info.kind].update(dict.fromkeys(info.aliases, info.name))
 
     def get(self, kind: str, name: str) -> TypeInfo | None:
-        """Returns the type, or None when no such type is registered."""
-        return self._types[kind].get(name)
+        """Returns the type (``name`` may be an old name of it), or None when no such type is registered."""
+        return self._types[kind].get(self._aliases[kind].get(name, name))
 
     def names(self, kind: str) -> list[str]:
         """The registered names of one kind, sorted."""

@@ -88,7 +88,7 @@ def persona_variables(ctx) -> dict[str, str]:
     return dict(context.params.get("variables") or {}) if context else {}
 
 
-def make_scripted(params: ScriptedParams, ctx):
+def make_scripted_llm(params: ScriptedParams, ctx):
     """Creates the scripted LLM service.
 
     With a persona, replies may use its variables too (``Let's practise
@@ -152,7 +152,7 @@ class OpenAIParams(Params):
     _unique_tools = field_validator("tools")(unique_names)
 
 
-def make_openai(params: OpenAIParams, ctx):
+def make_openai_compatible_llm(params: OpenAIParams, ctx):
     """Creates pipecat's OpenAI LLM service; fails at build time without key or base URL."""
     try:
         from processors.llm.openai import MissingCredentialsError, create_openai_llm
@@ -177,6 +177,9 @@ def make_openai(params: OpenAIParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "scripted", ScriptedParams, make_scripted, "deterministic LLM: ordered regex rules, streamed replies"),
-    TypeInfo("processor", "openai", OpenAIParams, make_openai, "LLM at any OpenAI-compatible endpoint (key from env)"),
+    TypeInfo("processor", "scripted_llm", ScriptedParams, make_scripted_llm, "deterministic LLM: ordered regex rules, streamed replies",
+             aliases=("scripted",)),
+    # Not pipecat's whole OpenAI service (that is the generated ``openai_llm``): a model at any OpenAI-compatible endpoint.
+    TypeInfo("processor", "openai_compatible_llm", OpenAIParams, make_openai_compatible_llm,
+             "LLM at any OpenAI-compatible endpoint (key from env)", aliases=("openai",)),
 ]

@@ -96,14 +96,14 @@ def _host_config(params: PocketsphinxParams, grammar: str | None):
     )
 
 
-def prewarm_pocketsphinx(params: PocketsphinxParams, ctx) -> None:
+def prewarm_pocketsphinx_stt(params: PocketsphinxParams, ctx) -> None:
     """Starts the shared decoder host (a forked process holding the acoustic model) before the first session."""
     from processors.stt.decoder_pool import decoder_host
 
     decoder_host(_host_config(params, _grammar(params, ctx)))
 
 
-def make_pocketsphinx(params: PocketsphinxParams, ctx):
+def make_pocketsphinx_stt(params: PocketsphinxParams, ctx):
     """Builds the STT service; the shared decoder host starts loading now."""
     from processors.stt.decoder_pool import decoder_host
     from processors.stt.pocketsphinx import PocketsphinxSTTService
@@ -125,8 +125,8 @@ def make_pocketsphinx(params: PocketsphinxParams, ctx):
 
 TYPES = [
     TypeInfo(
-        "processor", "pocketsphinx", PocketsphinxParams, make_pocketsphinx,
+        "processor", "pocketsphinx_stt", PocketsphinxParams, make_pocketsphinx_stt,
         "offline speech-to-text (pocketsphinx, decoded in shared worker processes)",
-        prewarm=prewarm_pocketsphinx,
+        prewarm=prewarm_pocketsphinx_stt, aliases=("pocketsphinx",),
     ),
 ]

@@ -58,7 +58,7 @@ class EspeakParams(Params):
         return voice
 
 
-def make_espeak(params: EspeakParams, ctx):
+def make_espeak_tts(params: EspeakParams, ctx):
     """Creates the espeak-ng TTS service, speaking at the transport's output rate."""
     try:
         from processors.tts.espeak import EspeakTTSService
@@ -75,5 +75,6 @@ def make_espeak(params: EspeakParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "espeak", EspeakParams, make_espeak, "espeak-ng TTS in process, streaming, with phoneme events"),
+    TypeInfo("processor", "espeak_tts", EspeakParams, make_espeak_tts, "espeak-ng TTS in process, streaming, with phoneme events",
+             aliases=("espeak",)),
 ]
