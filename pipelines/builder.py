@@ -17,6 +17,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
 from pipelines.conversation import ConversationKeeper
 from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
@@ -74,8 +75,8 @@ class BuiltAgent:
         """Pipeline params carrying the sample rates of the transport it was built with."""
         p = self.transport_component.params
         return PipelineParams(
-            audio_in_sample_rate=getattr(p, "audio_in_sample_rate", 16000),
-            audio_out_sample_rate=getattr(p, "audio_out_sample_rate", 24000),
+            audio_in_sample_rate=getattr(p, "audio_in_sample_rate", USER_SAMPLE_RATE),
+            audio_out_sample_rate=getattr(p, "audio_out_sample_rate", BOT_SAMPLE_RATE),
         )
 
     def worker(self, **kwargs) -> PipelineWorker:
@@ -110,7 +111,7 @@ class _Builder:
         self.guard_interruptions = guard_interruptions
         self.transport_component = transport_override or agent.transport
         tp = self.transport_component.params
-        self.rates = (getattr(tp, "audio_in_sample_rate", 16000), getattr(tp, "audio_out_sample_rate", 24000))
+        self.rates = (getattr(tp, "audio_in_sample_rate", USER_SAMPLE_RATE), getattr(tp, "audio_out_sample_rate", BOT_SAMPLE_RATE))
         self.processors: dict[str, FrameProcessor] = {}
         self.video_out = next(
             (v for c in agent.processors.values() if hasattr(c.params, "video_out") and (v := c.params.video_out())), None

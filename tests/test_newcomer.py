@@ -176,8 +176,8 @@ def test_the_readme_pytest_example_runs_in_a_folder_outside_the_repository(tmp_p
     # Caught: outside the repository (no asyncio_mode=auto) it failed: "async def functions are not natively supported".
     import tomllib
 
-    readme = (ROOT / "README.md").read_text()
-    assert README_TEST.split("\n", 3)[3] in readme  # the example as the README shows it
+    readme = (ROOT / "docs" / "testing.md").read_text()
+    assert README_TEST.split("\n", 3)[3] in readme  # the example as docs/testing.md shows it
     project = tmp_path / "my_agents"
     (project / "configs").mkdir(parents=True)
     (project / "configs" / "graph_tour.yaml").write_text((ROOT / "configs" / "graph_tour.yaml").read_text())
