@@ -17,6 +17,7 @@ _EXPORTS = {
     "BuildContext": "pipelines.registry",
     "VideoOut": "pipelines.registry",
     "Servable": "pipelines.registry",
+    "Prewarm": "pipelines.registry",
     "Params": "pipelines.spec",
     "ConfigFile": "pipelines.spec",
     # errors (pipelines.errors)

@@ -120,12 +120,14 @@ def cmd_list(args) -> int:
     from pipelines.registry import default_registry
 
     registry = default_registry()
-    unknown = [name for name in args.types if not any(registry.get(kind, name) for kind in KINDS)]
+    asked = {name: [info for kind in KINDS if (info := registry.get(kind, name))] for name in args.types}
+    unknown = [name for name, found in asked.items() if not found]
     if unknown:
         print(f"no such type: {', '.join(unknown)}", file=sys.stderr)
         return 1
+    wanted = {info.name for found in asked.values() for info in found}  # an old name (alias) lists the type it names now
     for info in registry.all():
-        if (args.kind and info.kind != args.kind) or (args.types and info.name not in args.types):
+        if (args.kind and info.kind != args.kind) or (args.types and info.name not in wanted):
             continue
         print(f"{info.kind:9} {info.name:16} {info.summary}")
         if args.types and info.params.__doc__:

@@ -54,6 +54,12 @@ def test_list_shows_types_and_params():
     assert "passthrough" in result.stdout and "delay_ms: float (default 0.0)" in result.stdout
 
 
+def test_list_by_an_old_type_name_shows_the_type_it_names_now():
+    result = framegraph("list", "espeak")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("processor espeak_tts") and "voice: str" in result.stdout
+
+
 def test_every_command_has_help():
     for command in ("validate", "graph", "run", "list"):
         result = framegraph(command, "--help")
