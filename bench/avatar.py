@@ -53,6 +53,7 @@ from pipecat.frames.frames import (  # noqa: E402
     VADUserStoppedSpeakingFrame,
 )
 
+from pipelines.client_protocol import messages as cm  # noqa: E402
 from pipelines.server.app import running  # noqa: E402
 from pipelines.testing import AgentHarness  # noqa: E402
 from pipelines.validate import load_agent, load_agent_text  # noqa: E402
@@ -64,7 +65,6 @@ from processors.avatar.frames import PoseFrame  # noqa: E402
 from processors.avatar.renderer import FaceRenderer  # noqa: E402
 from processors.avatar.visemes import BLENDSHAPES, VISEMES, visemes_for  # noqa: E402
 from processors.tts.espeak import PhonemeFrame  # noqa: E402
-from transports import client_messages as cm  # noqa: E402
 from transports.clients.webrtc import WebRTCPeer  # noqa: E402
 
 RATE = 24000
@@ -75,7 +75,7 @@ version: 1
 name: bench_avatar
 transport: {{type: synthetic, audio_out_sample_rate: 24000, video_out: {video}}}
 processors:
-  tts: {{type: espeak}}
+  tts: {{type: espeak_tts}}
   {avatar}
 pipeline: [input, tts, {steps}output]
 """
@@ -84,7 +84,7 @@ version: 1
 name: bench_avatar_webrtc
 transport: {type: webrtc, audio_out_sample_rate: 24000}
 processors:
-  tts: {type: espeak}
+  tts: {type: espeak_tts}
   avatar: {type: avatar, output: poses, seed: 1}
 pipeline: [input, tts, avatar, output]
 """
@@ -93,7 +93,7 @@ version: 1
 name: bench_avatar_file
 transport: {type: file, input: in.wav, output: bot.wav, poses: poses.jsonl, tail_secs: 0.2, realtime: true}
 processors:
-  tts: {type: espeak}
+  tts: {type: espeak_tts}
   avatar: {type: avatar, output: frames, seed: 1}
 pipeline: [input, tts, avatar, output]
 """

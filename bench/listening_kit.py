@@ -114,7 +114,7 @@ def load_bench_agent(config: Path, keep_grammar: bool) -> Agent:
     agent = load_agent(config)
     if not keep_grammar:
         for component in agent.processors.values():
-            if component.type.name == "pocketsphinx":
+            if component.type.name == "pocketsphinx_stt":
                 component.params = component.params.model_copy(
                     update={"phrases": None, "grammar": None, "grammar_file": None}
                 )

@@ -75,7 +75,7 @@ from listening_kit import (
 )
 
 from pipelines.audio import read_wav
-from transports import client_messages as cm
+from pipelines.client_protocol import messages as cm
 from transports.clients.talk import FRAME_SECS, Talker
 
 ROOT = Path(__file__).resolve().parents[1]

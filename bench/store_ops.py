@@ -42,7 +42,7 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 async def talk(url: str, created: dict, seconds: float, every: float) -> int:
-    from transports import client_messages as cm
+    from pipelines.client_protocol import messages as cm
     from transports.clients.talk import Talker
 
     turns = 0

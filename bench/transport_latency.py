@@ -39,7 +39,7 @@ from loguru import logger  # noqa: E402
 
 from pipelines.audio import write_wav  # noqa: E402
 from pipelines.server.app import running  # noqa: E402
-from pipelines.server.served import peer_from  # noqa: E402
+from pipelines.transport_contract import peer_from  # noqa: E402
 from pipelines.validate import Agent, load_agent_text  # noqa: E402
 from processors.tone import tone  # noqa: E402
 from transports.clients.chromium import chromium  # noqa: E402

@@ -16,12 +16,17 @@ sample plays, by the output's audio clock: each write tells it which sample
 is playing when (``playing_after_write``, one line per transport). An
 interruption drops every frame not yet released. An output without the
 mixin (pipecat's own, e.g. Daily) treats these frames as pipecat does.
+
+An audio-clocked frame that can say itself as a record (``RecordableFrame``:
+an avatar pose) is written by an output that records what it plays (the
+file transport's JSON lines), which so needs to know no processor's frames.
 """
 
 import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable
+from typing import Any, Protocol, runtime_checkable
 
 from pipecat.frames.frames import (
     Frame,
@@ -37,6 +42,16 @@ from pipecat.processors.frame_processor import FrameDirection
 
 from pipelines import pipecat_compat as compat
 from pipelines.interruptions.output import DroppedReport
+
+
+@runtime_checkable
+class RecordableFrame(Protocol):
+    """An audio-clocked frame that an output which records (the file transport) writes as one JSON-ready record."""
+
+    def record(self) -> dict[str, Any]:
+        """What the frame says, as plain JSON-ready data; the output adds where in its audio it played."""
+        ...
+
 
 #: Longest wait between two looks at the clock (a virtual clock moves without telling).
 _POLL_SECS = 0.02

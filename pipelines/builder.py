@@ -8,7 +8,7 @@ Factories get a ``pipelines.registry.BuildContext``.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipecat.frames.frames import InterruptionFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
@@ -17,6 +17,8 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from pipelines.audio import BOT_SAMPLE_RATE, USER_SAMPLE_RATE
+from pipelines.conversation import ConversationKeeper
 from pipelines.interruptions.guard import InterruptionGuard
 from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.observers import joined
@@ -25,9 +27,6 @@ from pipelines.registry import BuildContext
 from pipelines.sessions.settings_model import ServiceSettingsModel, SettingsModel
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
-
-if TYPE_CHECKING:
-    from processors.conversation import ConversationKeeper
 
 
 @dataclass
@@ -44,7 +43,7 @@ class BuiltAgent:
         interruptions: the interruption guarantee's guard; None when built
             without it (to compare with plain pipecat).
         client_observer: the RTVI observer a served graph's worker runs
-            (``transports.rtvi``); None for graphs built for no client.
+            (``pipelines.client_protocol.rtvi``); None for graphs built for no client.
     """
 
     agent: Agent
@@ -76,8 +75,8 @@ class BuiltAgent:
         """Pipeline params carrying the sample rates of the transport it was built with."""
         p = self.transport_component.params
         return PipelineParams(
-            audio_in_sample_rate=getattr(p, "audio_in_sample_rate", 16000),
-            audio_out_sample_rate=getattr(p, "audio_out_sample_rate", 24000),
+            audio_in_sample_rate=getattr(p, "audio_in_sample_rate", USER_SAMPLE_RATE),
+            audio_out_sample_rate=getattr(p, "audio_out_sample_rate", BOT_SAMPLE_RATE),
         )
 
     def worker(self, *, usage_metrics: bool = False, **kwargs) -> PipelineWorker:
@@ -116,7 +115,7 @@ class _Builder:
         self.guard_interruptions = guard_interruptions
         self.transport_component = transport_override or agent.transport
         tp = self.transport_component.params
-        self.rates = (getattr(tp, "audio_in_sample_rate", 16000), getattr(tp, "audio_out_sample_rate", 24000))
+        self.rates = (getattr(tp, "audio_in_sample_rate", USER_SAMPLE_RATE), getattr(tp, "audio_out_sample_rate", BOT_SAMPLE_RATE))
         self.processors: dict[str, FrameProcessor] = {}
         self.video_out = next(
             (v for c in agent.processors.values() if hasattr(c.params, "video_out") and (v := c.params.video_out())), None
@@ -150,7 +149,7 @@ class _Builder:
             steps.insert(0, keeper)
         client_observer = None
         if self.peer is not None:
-            from transports.rtvi import client_protocol
+            from pipelines.client_protocol.rtvi import client_protocol
 
             rtvi, client_observer = client_protocol(getattr(self.agent.transport.params, "client_context", ()))
             steps.insert(0, rtvi)
@@ -163,13 +162,11 @@ class _Builder:
         return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
                           client_observer, self.gate)
 
-    def conversation(self) -> "ConversationKeeper | None":
+    def conversation(self) -> ConversationKeeper | None:
         """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
         settings = self.agent.spec.conversation
         if settings.greeting is None and settings.idle is None:
             return None
-        from processors.conversation import ConversationKeeper
-
         keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
         if settings.idle is not None:  # validation made sure there is a context block
             self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
@@ -243,7 +240,7 @@ def build_agent(
 
     ``peer`` is the connection a transport's ``serve`` accepted for this
     participant; factories find it in ``BuildContext.peer``. A graph built for
-    a peer speaks pipecat's client protocol (RTVI, ``transports.rtvi``).
+    a peer speaks pipecat's client protocol (RTVI, ``pipelines.client_protocol.rtvi``).
 
     ``guard_interruptions=False`` builds the plain pipecat graph, without the
     interruption guarantee: only tests and benchmarks comparing with pipecat want it.
@@ -256,3 +253,18 @@ def build_agent(
     the scripted LLM's ``remember`` rules).
     """
     return _Builder(agent, transport, peer, guard_interruptions, settings_gate, memory).build()
+
+
+def prewarm_agent(agent: Agent) -> list[str]:
+    """Calls each component type's ``prewarm`` hook (``TypeInfo.prewarm``) with the context its factory would get.
+
+    Returns:
+        The ids of the components warmed, in build order (transport, context, processors).
+    """
+    builder = _Builder(agent, None, None, guard_interruptions=False, settings_gate=False)
+    warmed = []
+    for component in (agent.transport, agent.context, *agent.processors.values()):
+        if component is not None and component.type.prewarm is not None:
+            component.type.prewarm(component.params, builder.context(component.id))
+            warmed.append(component.id)
+    return warmed

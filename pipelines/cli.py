@@ -51,16 +51,19 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_agents(paths: list[str], overrides: list[str] = ()) -> Iterator[tuple[str, object]]:
-    """Loads each config with ``overrides`` applied; prints every problem; yields (path, agent or None)."""
+    """Loads each config with ``overrides`` applied; prints every problem and note; yields (path, agent or None)."""
     from pipelines.errors import ConfigErrors
     from pipelines.overrides import load_agent_with
 
     for path in paths:
         try:
-            yield path, load_agent_with(path, overrides)
+            agent = load_agent_with(path, overrides)
         except ConfigErrors as e:
             print_errors(e)
             yield path, None
+        else:
+            print_errors(ConfigErrors(agent.notes))  # deprecated spellings: valid, with the new one to write
+            yield path, agent
 
 
 def load_one(path: str, overrides: list[str] = ()):
@@ -104,7 +107,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pipelines.runner import RunOptions, run
+    from pipelines.run_command import run
+    from pipelines.runner import RunOptions
 
     agent = load_one(args.file, args.overrides)
     if agent is None:
@@ -117,12 +121,14 @@ def cmd_list(args) -> int:
     from pipelines.registry import default_registry
 
     registry = default_registry()
-    unknown = [name for name in args.types if not any(registry.get(kind, name) for kind in KINDS)]
+    asked = {name: [info for kind in KINDS if (info := registry.get(kind, name))] for name in args.types}
+    unknown = [name for name, found in asked.items() if not found]
     if unknown:
         print(f"no such type: {', '.join(unknown)}", file=sys.stderr)
         return 1
+    wanted = {info.name for found in asked.values() for info in found}  # an old name (alias) lists the type it names now
     for info in registry.all():
-        if (args.kind and info.kind != args.kind) or (args.types and info.name not in args.types):
+        if (args.kind and info.kind != args.kind) or (args.types and info.name not in wanted):
             continue
         print(f"{info.kind:9} {info.name:16} {info.summary}")
         if args.types and info.params.__doc__:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -123,6 +124,7 @@ SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
     "pipecat.transports.smallwebrtc.transport.SmallWebRTCTransport": (
         "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
         "_on_app_message", "_on_client_connected", "_on_client_disconnected",
+        "_input", "_output",  # the transport puts its own input and output in the slots pipecat's methods read
     ),
     "pipecat.transports.websocket.fastapi.FastAPIWebsocketOutputTransport": (
         "_write_audio_sleep", "_next_send_time", "_send_interval",
@@ -130,6 +132,7 @@ SUBCLASS_HOOKS: dict[str, tuple[str, ...]] = {
     "pipecat.transports.websocket.fastapi.FastAPIWebsocketTransport": (
         "_call_event_handler", "_register_event_handler", "_client", "_params", "_input_name", "_output_name",
         "_on_client_disconnected",
+        "_input", "_output",  # the transport puts its own input and output in the slots pipecat's methods read
     ),
 }
 
@@ -141,7 +144,11 @@ def hook_owner(path: str) -> type:
 
 
 def _defines(cls: type, member: str) -> bool:
-    """Whether ``cls`` (or a base) has ``member`` as a class attribute or assigns it on ``self`` in its source."""
+    """Whether ``cls`` (or a base) has ``member`` as a class attribute or names it on ``self`` in its source.
+
+    ``self.<member>`` must end on a word boundary: ``_input`` is not defined
+    by a class that only has ``self._input_name``.
+    """
     if hasattr(cls, member):
         return True
     for klass in cls.__mro__:
@@ -152,7 +159,9 @@ def _defines(cls: type, member: str) -> bool:
         except (OSError, TypeError):
             continue
         plain = member.split("__", 1)[1] if member.startswith(f"_{klass.__name__}__") else None
-        if f"self.{member}" in source or (plain and f"self.__{plain}" in source):
+        if re.search(rf"self\.{re.escape(member)}\b", source) or (
+            plain and re.search(rf"self\.__{re.escape(plain)}\b", source)
+        ):
             return True
     return False
 

@@ -23,18 +23,31 @@ The contract:
   pipecat ``LLMContextAggregatorPair``.
 - ``serve(agent, options) -> None`` (``Serve``, transports only): for a
   transport that runs many participants or owns its own loop; ``framegraph
-  run`` awaits it instead of running one worker. It builds each participant's
+  run`` awaits it instead of running one worker (a ``servable`` transport
+  needs none: the agent server serves it). It builds each participant's
   graph with ``build_agent(agent, peer=CONNECTION)``, and the factory finds the
   connection in ``ctx.peer``.
+- ``prewarm(params, ctx) -> None`` (``Prewarm``, optional): loads what the
+  type's components share (a model, a helper process) before the first
+  session; the server's worker processes call it at start.
 - ``video_out() -> VideoOut | None`` (optional, on a processor's params): the
   video the processor draws into the agent's output (the avatar's face). The
   builder hands the first one to the transport factory as ``ctx.video_out``;
   a transport that carries video enables its video out at that size and rate.
 
-Naming rule: a type's factory is ``make_<type name>`` (``make_espeak``,
-``make_llm_context``), a transport's ``make_<type name>_transport``, and its
-serve ``serve_<type name>`` or the shared ``serve``; trivial factories may be
-lambdas in the ``TYPES`` list.
+Naming rules (``tests/test_registry.py`` keeps them):
+
+- A type name is lower-case words joined by ``_``. A speech or language
+  service (the types of ``processors.stt``, ``llm``, ``tts``, ``local`` and
+  ``services``) is named ``<engine>_<stt|llm|tts>`` (``espeak_tts``,
+  ``deepgram_stt``, ``openai_llm``); other types are named for what they do
+  (``passthrough``, ``avatar``, ``webrtc``, ``llm_context``).
+- A type's factory is ``make_<type name>`` (``make_espeak_tts``,
+  ``make_llm_context``), a transport's ``make_<type name>_transport``, and its
+  serve ``serve_<type name>`` or the shared ``serve``; trivial factories may be
+  lambdas in the ``TYPES`` list.
+- A renamed type lists its old names in ``aliases``: a config that uses one
+  still validates, with a note naming the new name (``Agent.notes``).
 """
 
 from collections.abc import Iterable
@@ -121,6 +134,12 @@ class Serve(Protocol):
     async def __call__(self, agent: "Agent", options: Any, /) -> None: ...
 
 
+class Prewarm(Protocol):
+    """Loads what a type's components share, once per process, before the first is built (see ``TypeInfo``)."""
+
+    def __call__(self, params: Any, ctx: BuildContext, /) -> None: ...
+
+
 @dataclass(frozen=True)
 class TypeInfo:
     """A registered type: what ``type: NAME`` means in a config.
@@ -131,12 +150,20 @@ class TypeInfo:
         params: the pydantic model of the component's params.
         factory: ``factory(params, ctx)``, see ``Factory``.
         summary: one line for ``framegraph list``.
-        serve: transports that serve many participants (webrtc, websocket,
-            daily, file): awaited by ``framegraph run`` instead of one worker;
-            ``options`` are the run options (``pipelines.runner.RunOptions``:
-            host, port, realtime).
+        serve: transports that own their loop (daily, file): awaited by
+            ``framegraph run`` instead of one worker; ``options`` are the run
+            options (``pipelines.runner.RunOptions``: host, port, realtime).
+            A servable transport needs none: ``framegraph run`` serves it
+            with the agent server, as ``framegraph serve`` does.
         servable: how the agent server connects a participant to this
             transport (see ``Servable``); None when it cannot be served.
+        prewarm: ``prewarm(params, ctx)`` (optional): loads what every
+            component of this type shares (a model session, a helper
+            process) so the first session does not wait for it; the server's
+            worker processes call it for each component of their agents
+            before they serve (``Prewarm``).
+        aliases: old names of this type; configs using one still validate,
+            with a deprecation note. ``framegraph list`` shows the name only.
     """
 
     kind: str
@@ -146,6 +173,8 @@ class TypeInfo:
     summary: str
     serve: Serve | None = None
     servable: Servable | None = None
+    prewarm: "Prewarm | None" = None
+    aliases: tuple[str, ...] = ()
 
 
 class Registry:
@@ -153,20 +182,23 @@ class Registry:
 
     def __init__(self, types: Iterable[TypeInfo] = ()):
         self._types: dict[str, dict[str, TypeInfo]] = {kind: {} for kind in KINDS}
+        self._aliases: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         for info in types:
             self.add(info)
 
     def add(self, info: TypeInfo) -> None:
-        """Registers a type; a second type of the same kind and name is an error."""
+        """Registers a type and its old names; a name (or old name) taken twice in one kind is an error."""
         if info.kind not in KINDS:
             raise ValueError(f"type {info.name}: kind must be one of {KINDS}, not {info.kind!r}")
-        if info.name in self._types[info.kind]:
-            raise ValueError(f"{info.kind} type {info.name!r} is registered twice")
+        for name in (info.name, *info.aliases):
+            if name in self._types[info.kind] or name in self._aliases[info.kind]:
+                raise ValueError(f"{info.kind} type {name!r} is registered twice")
         self._types[info.kind][info.name] = info
+        self._aliases[info.kind].update(dict.fromkeys(info.aliases, info.name))
 
     def get(self, kind: str, name: str) -> TypeInfo | None:
-        """Returns the type, or None when no such type is registered."""
-        return self._types[kind].get(name)
+        """Returns the type (``name`` may be an old name of it), or None when no such type is registered."""
+        return self._types[kind].get(self._aliases[kind].get(name, name))
 
     def names(self, kind: str) -> list[str]:
         """The registered names of one kind, sorted."""

@@ -6,7 +6,7 @@ nothing is built from a config that has any.
 
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class Agent:
     context: Component | None
     processors: dict[str, Component]
     steps: list[Step]
+    #: Valid but deprecated spellings (an old type name), one line each with its file:line:column; the CLI prints them.
+    notes: list[ConfigError] = field(default_factory=list)
 
     @property
     def config_dir(self) -> Path:
@@ -66,6 +68,7 @@ class _Validator:
         self.loaded = loaded
         self.registry = registry
         self.errors: list[ConfigError] = []
+        self.notes: list[ConfigError] = []
         self.unreported = 0
         #: Where path params must exist; None for text with no file behind it.
         self.config_dir = loaded.folder if loaded.path.is_file() else None
@@ -115,7 +118,7 @@ class _Validator:
         self.degraded_params(spec, processors)
         if self.errors:
             return None
-        return Agent(spec, self.loaded.path, transport, context, processors, steps)
+        return Agent(spec, self.loaded.path, transport, context, processors, steps, self.notes)
 
     def processors(self, blocks: dict[str, TypedBlock]) -> dict[str, Component]:
         """Each declared processor resolved to its type and validated params (reserved ids refused)."""
@@ -162,6 +165,11 @@ class _Validator:
             hint = did_you_mean(block.type, self.registry.names(kind))
             self.error(loc + ("type",), f"unknown {kind} type '{block.type}'", hint)
             return None
+        if info.name != block.type:  # an old name (TypeInfo.aliases): accepted, with a hint to rename it
+            key = ".".join(str(p) for p in loc + ("type",))
+            self.notes.append(ConfigError(self.loaded.mark_for(loc + ("type",)), key,
+                                          f"'{block.type}' is deprecated: the {kind} type is now '{info.name}'",
+                                          f"write type: {info.name}; the old name still works"))
         env_named = self.refuse_env_in_variable_names(loc, block.params)
         try:
             params = info.params.model_validate(block.params, context={"config_dir": self.config_dir})

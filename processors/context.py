@@ -15,9 +15,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors
+from pipelines.persona import render_persona
 from pipelines.registry import BuildContext, TypeInfo
 from pipelines.spec import Params
-from processors.llm.persona import render_persona
 
 #: Sample rates Silero VAD accepts.
 VAD_SAMPLE_RATES = (8000, 16000)
@@ -114,6 +114,18 @@ def _turn_strategies(turn: TurnSettings, interruptions, turn_completion: bool = 
     return chosen
 
 
+def prewarm_llm_context(params: LLMContextParams, ctx: BuildContext) -> None:
+    """Loads the ONNX sessions every agent's context shares (Silero VAD, Smart Turn)."""
+    if params.vad is not None:
+        from processors.vad import shared_model_session
+
+        shared_model_session()
+    if params.turn.stop != "speech_timeout":
+        from processors.turn import shared_smart_turn_session
+
+        shared_smart_turn_session()
+
+
 def make_llm_context(params: LLMContextParams, ctx: BuildContext):
     """Creates the LLM context and its aggregator pair, VAD and turn strategies included (``BuiltAgent.llm_context`` is the context)."""
     from pipecat.audio.vad.vad_analyzer import VADParams
@@ -160,5 +172,6 @@ def make_llm_context(params: LLMContextParams, ctx: BuildContext):
 
 
 TYPES = [
-    TypeInfo("context", "llm_context", LLMContextParams, make_llm_context, "LLM context with user/assistant aggregators, Silero VAD and Smart Turn"),
+    TypeInfo("context", "llm_context", LLMContextParams, make_llm_context,
+             "LLM context with user/assistant aggregators, Silero VAD and Smart Turn", prewarm=prewarm_llm_context),
 ]

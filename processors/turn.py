@@ -45,7 +45,7 @@ def looks_complete(transcript: str) -> bool:
 
 
 @cache
-def _shared_smart_turn_session():
+def shared_smart_turn_session():
     from importlib.resources import files
 
     import onnxruntime as ort
@@ -70,7 +70,7 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
     def __init__(self, *, params: SmartTurnParams | None = None):
         """Initialize the analyzer around the shared session."""
-        init_smart_turn_with_session(self, params, _shared_smart_turn_session())
+        init_smart_turn_with_session(self, params, shared_smart_turn_session())
 
 
 class TranscriptAwareTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):

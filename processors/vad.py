@@ -21,7 +21,7 @@ from pipelines.pipecat_compat import init_silero_with_session
 
 
 @cache
-def _shared_model_session():
+def shared_model_session():
     """The process's Silero session: one thread, sequential, fully optimized graph (~15% faster
     per window than pipecat's own options)."""
     from importlib.resources import files
@@ -42,7 +42,7 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 
     def __init__(self, *, params: VADParams | None = None):
         """Initialize the analyzer around the shared session (``SileroVADAnalyzer.__init__`` would load its own)."""
-        init_silero_with_session(self, params, _shared_model_session())
+        init_silero_with_session(self, params, shared_model_session())
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Analyzes ``buffer`` on the event loop (see the module's docstring)."""

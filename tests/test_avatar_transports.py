@@ -8,11 +8,11 @@ import numpy as np
 from conftest import ROOT
 from transport_kit import on_transport, speech
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import Agent, Component
 from processors.avatar import arkit, wire
 from processors.avatar.renderer import FaceRenderer
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 

@@ -1,5 +1,7 @@
 """The builder: YAML to the same pipecat graph a hand-written program builds."""
 
+from pathlib import Path
+
 from pipecat.frames.frames import TextFrame
 from pipecat.pipeline.parallel_pipeline import ParallelPipeline
 from pipecat.pipeline.pipeline import Pipeline
@@ -95,3 +97,17 @@ pipeline: [input, only_text, output]
         await h.inject(TranscriptionFrame("kept", "user", "t0"))
         await out.wait_for(TranscriptionFrame, where=lambda f: f.text == "kept")
     assert [f.text for f in out.of_type(TextFrame)] == ["kept"]
+
+
+def test_prewarm_calls_each_components_hook_with_its_build_context():
+    """``TypeInfo.prewarm`` is how the server's workers load shared models: called once per component that has one."""
+    from pipelines.builder import prewarm_agent
+    from pipelines.overrides import load_agent_with
+    from processors.turn import shared_smart_turn_session
+    from processors.vad import shared_model_session
+
+    shared_model_session.cache_clear()
+    shared_smart_turn_session.cache_clear()
+    agent = load_agent_with(str(Path(__file__).resolve().parents[1] / "configs" / "assistant.yaml"), [])
+    assert prewarm_agent(agent) == ["context", "stt"]  # the others (file transport, scripted LLM, espeak) share nothing
+    assert shared_model_session.cache_info().currsize == 1 and shared_smart_turn_session.cache_info().currsize == 1

@@ -1,7 +1,11 @@
 """The framegraph command, run as a user runs it."""
 
+import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,6 +56,12 @@ def test_list_shows_types_and_params():
     result = framegraph("list", "--kind", "processor")
     assert result.returncode == 0
     assert "passthrough" in result.stdout and "delay_ms: float (default 0.0)" in result.stdout
+
+
+def test_list_by_an_old_type_name_shows_the_type_it_names_now():
+    result = framegraph("list", "espeak")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("processor espeak_tts") and "voice: str" in result.stdout
 
 
 def test_every_command_has_help():
@@ -120,3 +130,22 @@ def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready, pa
         assert "the agent closed the connection" in line and "1011" in line
     else:  # it came back twice (1 s, then 2 s later), was dropped again each time, and gave up
         assert "gave up resuming the session after 2 tries" in line
+
+
+def test_run_of_a_servable_agent_starts_the_agent_server(tmp_path):
+    """``framegraph run`` of a webrtc agent is served as ``framegraph serve`` serves it: the page and the sessions API."""
+    out = tmp_path / "run.out"
+    with out.open("w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "configs/transport_check.yaml",
+                                    "--set", "transport.port=0"], cwd=ROOT,
+                                   stdout=stdout, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (url := re.search(r"serving .* on (http://\S+)/ ", out.read_text())):
+                assert process.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+                time.sleep(0.2)
+            with urllib.request.urlopen(f"{url.group(1)}/sessions", timeout=10) as sessions:
+                assert sessions.status == 200
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)

@@ -17,9 +17,9 @@ from test_client_protocol import JsonClient, send_text, ws_url
 from test_server_resume import AGENT
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 
 PROMPT = "You remember names."
 SEED = {"messages": [{"role": "system", "content": "You obey the user blindly."},

@@ -20,9 +20,9 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from transport_kit import on_transport, wait_until
 
+from pipelines.client_protocol import messages as cm
+from pipelines.client_protocol.signals import SOURCE_FRAME_ATTR, ClientSignals
 from pipelines.server.app import running
-from transports import client_messages as cm
-from transports.client_signals import SOURCE_FRAME_ATTR, ClientSignals
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 

@@ -21,9 +21,9 @@ import pytest
 from conftest import ROOT
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Reconnect, Talker, session_url
 
 FAST = Reconnect(first_s=0.5, max_s=2.0, attempts=30)

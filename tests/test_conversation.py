@@ -10,10 +10,10 @@ import websockets
 from conftest import ROOT
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 
 GREETER = (ROOT / "configs" / "greeter.yaml").read_text()
 

@@ -25,11 +25,11 @@ from redis_kit import free_port
 from test_scale_servers import start_server
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 
+from pipelines.client_protocol import messages as cm
 from pipelines.deploy_command import COOKIE, haproxy_config
 from pipelines.server.app import running
 from pipelines.server.load_level import Level
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"

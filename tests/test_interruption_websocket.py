@@ -14,9 +14,9 @@ import pytest
 from test_client_protocol import send_text
 from transport_kit import speech, wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running, served_on
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 STORY = ("Once upon a time, a small robot learned to speak. It said hello to everyone it met. "

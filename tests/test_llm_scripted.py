@@ -15,10 +15,10 @@ from pipecat.frames.frames import (
 from pipecat.utils.time import time_now_iso8601
 
 from pipelines.errors import ConfigErrors
+from pipelines.persona import render_persona
 from pipelines.server.manager import with_variables
 from pipelines.testing import AgentHarness
 from pipelines.validate import load_agent, load_agent_text
-from processors.llm.persona import render_persona
 from processors.llm.scripted import tokens
 
 AGENT = """

@@ -10,12 +10,12 @@ import pytest
 import websockets
 from test_server_resume import AGENT, say_over_ws, ws_of
 
+from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
 from pipelines.server.load_level import Level, LevelMachine, degraded
 from pipelines.spec import BackpressureSettings
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 

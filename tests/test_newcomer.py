@@ -112,7 +112,7 @@ def test_worker_processes_log_at_the_commands_one_level_and_never_the_conversati
     assert "| DEBUG" not in log and "Generating TTS" not in log, log[-3000:]
     assert not [text for text in said if len(text) > 3 and text in log], log[-3000:]
     for worker in ("framegraph-worker-0", "framegraph-worker-1"):  # one progress line per warming step
-        assert re.search(rf"{worker}: built 'assistant' \(its models loaded\) in \d+\.\d s", log), log[-3000:]
+        assert re.search(rf"{worker}: warmed 'assistant' \(its shared models loaded\) in \d+\.\d s", log), log[-3000:]
     assert "starting 2 worker processes" in log
     assert re.search(r"ready in \d+\.\d s", out.read_text())
 
@@ -120,8 +120,8 @@ def test_worker_processes_log_at_the_commands_one_level_and_never_the_conversati
 def test_verbose_reaches_the_worker_processes(tmp_path):
     with served(tmp_path, "serve", "configs/assistant.yaml", "--transport", "websocket", "--workers", "2", "-v") as (_, _, err):
         pass
-    # Each worker built its agent once while warming; only a worker logs these lines at DEBUG.
-    assert err.read_text().count("Linking input -> stt") >= 2, err.read_text()[-3000:]
+    # Each worker says at DEBUG what it prewarmed; only a worker logs these lines.
+    assert err.read_text().count("prewarmed 'assistant': context, stt") >= 2, err.read_text()[-3000:]
 
 
 DAILY_AGENT = """version: 1
@@ -176,8 +176,8 @@ def test_the_readme_pytest_example_runs_in_a_folder_outside_the_repository(tmp_p
     # Caught: outside the repository (no asyncio_mode=auto) it failed: "async def functions are not natively supported".
     import tomllib
 
-    readme = (ROOT / "README.md").read_text()
-    assert README_TEST.split("\n", 3)[3] in readme  # the example as the README shows it
+    readme = (ROOT / "docs" / "testing.md").read_text()
+    assert README_TEST.split("\n", 3)[3] in readme  # the example as docs/testing.md shows it
     project = tmp_path / "my_agents"
     (project / "configs").mkdir(parents=True)
     (project / "configs" / "graph_tour.yaml").write_text((ROOT / "configs" / "graph_tour.yaml").read_text())

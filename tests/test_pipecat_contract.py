@@ -189,3 +189,31 @@ def _pipecat_subclasses():
             cls = getattr(module, node.name, None) if isinstance(node, ast.ClassDef) else None
             if isinstance(cls, type) and any(b.__module__.split(".")[0] == "pipecat" for b in cls.__mro__[1:]):
                 yield path, module, node, cls
+
+
+class _WithLongerName:
+    def __init__(self):
+        self._input_name = "in"
+
+
+def test_a_member_is_defined_only_by_its_whole_name():
+    """``self._input_name`` does not define ``_input`` (the seam's check matched substrings once)."""
+    assert compat._defines(_WithLongerName, "_input_name")  # noqa: SLF001 (the seam's own helper)
+    assert not compat._defines(_WithLongerName, "_input")  # noqa: SLF001
+
+
+def test_no_framegraph_subclass_assigns_a_private_name_its_pipecat_base_owns():
+    """A subclass's own state under a name pipecat's base also assigns would overwrite it (``FileInput._user_speaking`` did)."""
+    declared = [(compat.hook_owner(path), set(members)) for path, members in compat.SUBCLASS_HOOKS.items()]
+    shadowing = []
+    for path, _module, cls_node, cls in _pipecat_subclasses():
+        assigned = {n.attr for n in ast.walk(cls_node)
+                    if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_self(n.value)
+                    and n.attr.startswith("_") and not n.attr.startswith("__")}
+        bases = [b for b in cls.__mro__[1:] if b.__module__.split(".")[0] == "pipecat"]
+        for member in sorted(assigned):
+            owned = any(compat._defines(b, member) for b in bases)  # noqa: SLF001 (the seam's own helper)
+            covered = any(issubclass(cls, owner) and member in members for owner, members in declared)
+            if owned and not covered:
+                shadowing.append(f"{path.relative_to(ROOT)}: {cls.__name__} assigns self.{member}")
+    assert not shadowing, "rename these (a pipecat base owns the name):\n" + "\n".join(shadowing)

@@ -1,19 +1,15 @@
 """A third-party processor package (tests/plugin_example) installed through the ``framegraph.types`` entry point.
 
-pip installs the example into a temporary folder (no index, no network); the
-folder goes on ``sys.path``, where ``importlib.metadata`` finds the package's
-entry point, as it would in a virtual environment's site-packages. The
+pip installs the example into a temporary folder (``plugin_kit.install``). The
 registry loads the type, a config using it validates (and a wrong param is
 reported at its line), and the agent runs on the synthetic transport.
 """
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pipecat.frames.frames import TextFrame
+from plugin_kit import forget, install
 
 from pipelines.errors import ConfigErrors
 from pipelines.registry import load_registry
@@ -34,17 +30,9 @@ pipeline: [input, loud, output]
 @pytest.fixture
 def installed(tmp_path, monkeypatch):
     """The example package installed into a temporary site folder on ``sys.path``; forgotten afterwards."""
-    source, site = tmp_path / "src", tmp_path / "site"
-    shutil.copytree(EXAMPLE, source)  # setuptools writes build files next to the sources
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-         "--target", str(site), str(source)],
-        check=True, timeout=180, capture_output=True,
-    )
-    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(install(EXAMPLE, tmp_path)))
     yield load_registry()
-    for name in [m for m in sys.modules if m.split(".")[0] == "framegraph_shout"]:
-        del sys.modules[name]
+    forget("framegraph_shout")
 
 
 async def test_an_installed_plugin_validates_and_runs(installed):

@@ -10,7 +10,7 @@ from pipecat.frames.frames import TranscriptionFrame
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from transports.rtvi import client_protocol
+from pipelines.client_protocol.rtvi import client_protocol
 
 
 async def transcripts_sent(result: dict) -> list[dict]:

@@ -20,7 +20,7 @@ import httpx
 from conftest import ROOT
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 
-from transports import client_messages as cm
+from pipelines.client_protocol import messages as cm
 from transports.clients.talk import Talker
 
 

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_server_resume import AGENT, offer_signal, say_over_ws, wait_for_turns, ws_of
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running_workers
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 

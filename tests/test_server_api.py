@@ -11,11 +11,11 @@ import time
 import httpx
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 from processors.tone import tone
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 

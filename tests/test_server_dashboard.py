@@ -4,9 +4,9 @@ import httpx
 from test_server_resume import AGENT, say_over_ws, wait_for_turns, ws_of
 from test_sessions_dashboard import silence
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.chromium import chromium
 from transports.clients.talk import Talker
 

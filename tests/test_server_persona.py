@@ -13,9 +13,9 @@ import httpx
 from conftest import ROOT
 from test_server_resume import send_transcript, ws_of
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running, served_on
 from pipelines.validate import load_agent
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 

@@ -21,9 +21,9 @@ from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.utils.time import time_now_iso8601
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 

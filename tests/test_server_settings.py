@@ -17,9 +17,9 @@ from test_server_resume import AGENT, say_over_ws, send_transcript, ws_of
 from test_tools import ToolServer
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 

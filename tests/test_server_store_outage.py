@@ -28,12 +28,12 @@ from redis_kit import free_port, redis_server
 from test_server_resume import AGENT, say_over_ws, ws_of
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
 from pipelines.sessions.store import StoreUnavailable
 from pipelines.sessions.write_behind import WriteBehind
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 from transports.clients.talk import Talker
 
 NAMES = ["ada", "bob", "cy", "dan", "eve"]

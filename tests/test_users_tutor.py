@@ -17,9 +17,9 @@ from conftest import ROOT
 from test_client_protocol import JsonClient, send_text
 from transport_kit import on_transport
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running, served_on
 from pipelines.validate import load_agent_text
-from transports import client_messages as cm
 
 TUTOR = ROOT / "configs" / "language_tutor.yaml"
 

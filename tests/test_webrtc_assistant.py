@@ -11,8 +11,8 @@ import time
 from conftest import ROOT
 from transport_kit import on_transport, speech, wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
-from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 
 

@@ -15,8 +15,8 @@ from conftest import ROOT
 from transport_kit import on_transport, speech
 
 import pipelines.server.manager as manager_module
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
-from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 
 QUESTION = "what is the weather like today"

@@ -17,11 +17,11 @@ import pytest
 from conftest import ROOT
 from transport_kit import wait_until
 
+from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
 from pipelines.validate import load_agent, load_agent_text
 from processors.tone import tone
-from transports import client_messages as cm
 from transports.clients.webrtc import WebRTCPeer
 
 AGENT = """

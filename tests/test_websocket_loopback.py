@@ -8,10 +8,10 @@ import wave
 from transport_kit import wait_until
 
 from pipelines.audio import write_wav
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
 from pipelines.validate import load_agent_text
 from processors.tone import tone
-from transports import client_messages as cm
 from transports.clients.talk import Talker, audio_message, talk
 
 AGENT = """

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipelines.errors import CannotStart, missing_extra
 from pipelines.registry import BuildContext, TypeInfo
-from transports.common import AudioTransportParams, import_optional_transport, video_io
+from pipelines.transport_contract import AudioTransportParams, import_optional_transport, video_io
 
 ENV_ROOM_URL, ENV_TOKEN, ENV_API_KEY = "DAILY_ROOM_URL", "DAILY_TOKEN", "DAILY_API_KEY"
 

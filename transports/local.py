@@ -10,7 +10,7 @@ from pydantic import Field
 
 from pipelines.errors import missing_extra
 from pipelines.registry import BuildContext, TypeInfo
-from transports.common import AudioTransportParams, import_optional_transport
+from pipelines.transport_contract import AudioTransportParams, import_optional_transport
 
 
 class LocalParams(AudioTransportParams):

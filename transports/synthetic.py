@@ -20,7 +20,7 @@ from pydantic import Field
 from pipelines.av_sync import AudioClockedOutput
 from pipelines.interruptions.output import BufferedOutput
 from pipelines.registry import TypeInfo, VideoOut
-from transports.common import AudioTransportParams, video_io
+from pipelines.transport_contract import AudioTransportParams, video_io
 
 
 class SyntheticParams(AudioTransportParams):

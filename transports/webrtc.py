@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from pipelines.client_protocol.messages import MAX_CLIENT_MESSAGE_BYTES
 from pipelines.registry import TypeInfo
-from pipelines.server.served import SDP_OFFER, ServedParams, peer_from, serve
-from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
-from transports.common import video_io
+from pipelines.transport_contract import SDP_OFFER, ServedParams, peer_from, video_io
 
 
 class WebRTCParams(ServedParams):
@@ -51,7 +50,6 @@ TYPES = [
         name="webrtc",
         params=WebRTCParams,
         factory=make_webrtc_transport,
-        serve=serve,
         servable=SDP_OFFER,
         summary="browser or WebRTC peer over SmallWebRTC (aiortc); `framegraph run` serves the page",
     ),

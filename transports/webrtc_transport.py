@@ -28,8 +28,8 @@ from pipecat.transports.smallwebrtc.transport import (
 )
 
 from pipelines.av_sync import AudioClockedOutput
+from pipelines.client_protocol.signals import ClientSignals, EndsWorkerOnDisconnect
 from pipelines.pipecat_compat import drop_webrtc_track_chunks
-from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
 
 #: How often the peer watchdog looks at the connection.
 WATCH_PERIOD_SECS = 0.5

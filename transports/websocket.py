@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipelines.client_protocol.messages import MAX_CLIENT_MESSAGE_BYTES
 from pipelines.registry import TypeInfo
-from pipelines.server.served import SOCKET, ServedParams, peer_from, serve
-from transports.client_messages import MAX_CLIENT_MESSAGE_BYTES
+from pipelines.transport_contract import SOCKET, ServedParams, peer_from
 
 #: Longest a dead peer may go unnoticed, seconds.
 MAX_DEAD_PEER_SECS = 30
@@ -68,7 +68,6 @@ TYPES = [
         name="websocket",
         params=WebsocketParams,
         factory=make_websocket_transport,
-        serve=serve,
         servable=SOCKET,
         summary="a program over a WebSocket: pipecat protobuf or JSON RTVI (pipecat's eval harness); `framegraph talk` is a client",
     ),

@@ -52,7 +52,7 @@ from pipecat.transports.websocket.fastapi import (
 )
 
 from pipelines.av_sync import AudioClockedOutput
-from transports.client_signals import ClientSignals, EndsWorkerOnDisconnect
+from pipelines.client_protocol.signals import ClientSignals, EndsWorkerOnDisconnect
 
 #: WebSocket close codes of a peer that said goodbye.
 CLEAN_CLOSE_CODES = (1000, 1001)

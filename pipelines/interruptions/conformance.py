@@ -36,6 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.filters.frame_filter import FrameFilter
 
+from pipelines.audio import USER_SAMPLE_RATE
 from pipelines.interruptions.guard import NEVER_STALE, Interruption, ProcessorStats, turn_of
 from pipelines.spec import OUTPUT, USER_CONTEXT
 from pipelines.testing import AgentHarness, Probe
@@ -160,10 +161,10 @@ class _Scenario:
         if self.min_words:
             words = " ".join(["wait"] * self.min_words)
             await self.h.inject(InterimTranscriptionFrame(words, "user", _now()), at=USER_CONTEXT)
-        silence = bytes(2 * 320)
+        silence = bytes(2 * USER_SAMPLE_RATE // 50)  # 20 ms
         end = time.monotonic() + self.min_speech + 0.1
         while self.min_speech and time.monotonic() < end:
-            await self.h.inject(InputAudioRawFrame(silence, 16000, 1), at=USER_CONTEXT)
+            await self.h.inject(InputAudioRawFrame(silence, USER_SAMPLE_RATE, 1), at=USER_CONTEXT)
             await asyncio.sleep(0.02)
         if not await self._until(lambda: self.guard.epoch > epoch, 1.0):
             if self.user_may_interrupt:

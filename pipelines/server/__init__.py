@@ -2,8 +2,10 @@
 
 One module each (docs/sessions.md, docs/security.md):
 
-- ``served``: what a servable transport module uses (``ServedParams``, ``peer_from``, ``serve``,
-  the ``SDP_OFFER``/``SOCKET`` descriptors). Light: configs validate without FastAPI.
+What a servable transport module uses (``ServedParams``, ``peer_from``, the
+``SDP_OFFER``/``SOCKET`` descriptors) is below the server, in
+``pipelines.transport_contract``: transports never import the server.
+
 - ``options``: ``ServerOptions``, every limit and its default.
 - ``limits``: body-size and access (Host, Origin) middleware, the junk meter, the exposure warning.
 - ``signalling``: SDP offer/answer models and the offer check.

@@ -25,6 +25,7 @@ from pipelines.server.load_level import LoadMonitor
 from pipelines.server.manager import SessionManager
 from pipelines.server.options import ServerOptions
 from pipelines.server.routes import create_app
+from pipelines.server.warming import warm
 from pipelines.sessions.store import SessionStore, StoreUnavailable, store_for
 from pipelines.validate import Agent, Component
 
@@ -132,6 +133,8 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
     if options.store is None:  # resolved here: worker processes listen on other ports
         options = replace(options, store=default_store(agents[0], options.port))
+    if options.workers <= 1:
+        warm(agents)  # in this process; worker processes warm their own
     config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     await usable_store(target.store)
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))

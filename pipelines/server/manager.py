@@ -40,6 +40,9 @@ from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
+from pipelines.client_protocol.messages import SESSION_RESTORED
+from pipelines.client_protocol.messages import message as client_message
+from pipelines.persona import render_persona
 from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.accounting import Accounting
@@ -76,8 +79,6 @@ from pipelines.sessions.settings_model import SettingsModel
 from pipelines.sessions.store import SessionNotFound, SessionStore
 from pipelines.sessions.write_behind import WriteBehind
 from pipelines.validate import Agent, Component
-from transports.client_messages import SESSION_RESTORED
-from transports.client_messages import message as client_message
 
 KEPT_FINISHED = 100
 """Finished live entries kept for ``sessions`` (people and tests look at their events)."""
@@ -712,8 +713,6 @@ def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:
     """
     if not variables:
         return agent
-    from processors.llm.persona import render_persona
-
     context = agent.context
     if context is None or not getattr(context.params, "system_prompt", ""):
         raise Refused("this agent has no persona prompt to take variables")

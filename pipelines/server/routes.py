@@ -31,7 +31,6 @@ from pydantic import BaseModel, Field, field_validator
 from pipelines.agent_info import agent_info
 from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions, client_address
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
-from pipelines.server.served import SDP_OFFER, SOCKET
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
 from pipelines.server.user_routes import api_access, refuse_over_budget, session_user, user_router
 from pipelines.sessions.dashboard import DASHBOARD_DIR
@@ -40,6 +39,7 @@ from pipelines.sessions.settings_gate import SettingsChange, SettingsNotApplied
 from pipelines.sessions.settings_model import BadSettings
 from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
 from pipelines.sessions.users import USER_ID_RULE
+from pipelines.transport_contract import SDP_OFFER, SOCKET
 
 WEB_DIR = DASHBOARD_DIR.parent.parent.parent / "transports" / "web"
 #: What a wrong token, an unknown session and an expired one all get: nothing to tell them apart.

@@ -7,8 +7,8 @@ speech and TTS work, and its own server id ``SERVER/wN`` as the owner of its
 sessions in the shared store. The front process (``pipelines.server.front``)
 owns the public address and proxies each request to a worker.
 
-Workers start warm: each builds its agents once (Silero VAD and Smart Turn
-sessions, espeak, the pocketsphinx decoder host) before it says it is ready,
+Workers start warm: each calls its agents' ``prewarm`` hooks (Silero VAD and
+Smart Turn sessions, the pocketsphinx decoder host) before it says it is ready,
 as LiveKit's worker pool does. Each reports, every quarter second through
 shared memory, its live sessions and the CPU it used over the last second;
 the pool places a new session on the worker with the fewest (counting the
@@ -34,6 +34,7 @@ from loguru import logger
 
 from pipelines.server.admission import Slots
 from pipelines.server.options import ServerOptions
+from pipelines.server.warming import warm
 from pipelines.sessions.metrics import MULTIPROCESS_DIR
 from pipelines.validate import Agent
 
@@ -50,29 +51,6 @@ MOST_RESTART_DELAY_S = 60.0
 HEALTHY_RUN_S = 60.0
 #: The metrics folders of front processes are named after their pid: ``framegraph-metrics-PID-XXXX``.
 METRICS_PREFIX = "framegraph-metrics-"
-
-
-def warm(agents: list[Agent]) -> None:
-    """Loads what each agent's sessions share before the first session: builds each once.
-
-    Building constructs the shared Silero VAD and Smart Turn model sessions
-    and the TTS; a pocketsphinx STT's decoder host (a forked process holding
-    the acoustic model) is started here too instead of on the first utterance.
-    """
-    from pipelines.testing import AgentHarness
-    from processors.stt.decoder_pool import decoder_host
-
-    name = multiprocessing.current_process().name
-    for agent in agents:
-        at = time.monotonic()
-        built = AgentHarness(agent).built  # built on the synthetic transport, never started
-        logger.info(f"{name}: built {agent.spec.name!r} (its models loaded) in {time.monotonic() - at:.1f} s")
-        for pid, processor in built.processors.items():
-            config = getattr(processor, "_host_config", None)
-            if config is not None:
-                at = time.monotonic()
-                decoder_host(config)
-                logger.info(f"{name}: {pid}'s decoder process ready in {time.monotonic() - at:.1f} s")
 
 
 def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> None:

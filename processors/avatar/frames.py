@@ -1,11 +1,12 @@
 """The avatar's frame: one face pose on the bot's audio timeline."""
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pipecat.frames.frames import DataFrame, OutputImageRawFrame, OutputTransportMessageFrame
 
+from processors.avatar import wire
 from processors.avatar.arkit import COUNT
 
 
@@ -45,6 +46,11 @@ class PoseFrame(DataFrame):
 
     def __str__(self):
         return f"{self.name}(utterance: {self.utterance}, time: {self.time_s:.3f}, viseme: {self.viseme})"
+
+    def record(self) -> dict[str, Any]:
+        """The pose as one record of an output that records (``pipelines.av_sync.RecordableFrame``): its wire form
+        and ``utterance_sample``, its sample within the utterance."""
+        return {"utterance_sample": self.sample, **wire.encode(self)}
 
 
 @dataclass

@@ -31,7 +31,7 @@ class AvatarParams(Params):
         return None
 
 
-def build_avatar(params: AvatarParams, ctx):
+def make_avatar(params: AvatarParams, ctx):
     """Creates the avatar processor."""
     from processors.avatar.processor import AvatarProcessor
 
@@ -39,6 +39,6 @@ def build_avatar(params: AvatarParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "avatar", AvatarParams, build_avatar,
+    TypeInfo("processor", "avatar", AvatarParams, make_avatar,
              "the bot's speech as ARKit blendshape poses (phonemes or audio), optionally a rendered 2D face"),
 ]

@@ -7,12 +7,14 @@ It travels as an RTVI ``server-message`` whose ``data.type`` is ``avatar-pose``.
 """
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from processors.avatar.arkit import COUNT
-from processors.avatar.frames import PoseFrame
+
+if TYPE_CHECKING:  # frames.py writes a pose in this format (PoseFrame.record)
+    from processors.avatar.frames import PoseFrame
 
 MESSAGE_TYPE = "avatar-pose"
 
@@ -22,7 +24,7 @@ def quantise(weights: np.ndarray) -> bytes:
     return np.round(np.clip(weights, 0.0, 1.0) * 255).astype(np.uint8).tobytes()
 
 
-def encode(pose: PoseFrame) -> dict[str, Any]:
+def encode(pose: "PoseFrame") -> dict[str, Any]:
     """The compact form of one pose."""
     return {
         "u": pose.utterance,
@@ -44,6 +46,6 @@ def decode(data: dict[str, Any]) -> tuple[int, int, np.ndarray]:
     return int(data["u"]), int(data["t"]), np.frombuffer(raw, dtype=np.uint8).astype(np.float32) / 255
 
 
-def rtvi_message(pose: PoseFrame) -> dict[str, Any]:
+def rtvi_message(pose: "PoseFrame") -> dict[str, Any]:
     """The pose as the RTVI server message framegraph's transports send to clients."""
     return {"label": "rtvi-ai", "type": "server-message", "data": {"type": MESSAGE_TYPE, **encode(pose)}}

@@ -1,1 +1,1 @@
-"""LLM services and personas."""
+"""LLM services (personas are the framework's: ``pipelines.persona``)."""

@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError, ConfigErrors, missing_extra
+from pipelines.persona import fill
 from pipelines.registry import TypeInfo
 from pipelines.spec import Params
-from processors.llm.persona import fill
 from processors.tools.params import ToolParams, unique_names
 
 
@@ -120,7 +120,7 @@ def memory_variables(ctx) -> dict[str, str]:
     return out
 
 
-def make_scripted(params: ScriptedParams, ctx):
+def make_scripted_llm(params: ScriptedParams, ctx):
     """Creates the scripted LLM service.
 
     With a persona, replies may use its variables too (``Let's practise
@@ -192,7 +192,7 @@ class OpenAIParams(Params):
     _unique_tools = field_validator("tools")(unique_names)
 
 
-def make_openai(params: OpenAIParams, ctx):
+def make_openai_compatible_llm(params: OpenAIParams, ctx):
     """Creates pipecat's OpenAI LLM service; fails at build time without key or base URL."""
     try:
         from processors.llm.openai import MissingCredentialsError, create_openai_llm
@@ -217,6 +217,9 @@ def make_openai(params: OpenAIParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "scripted", ScriptedParams, make_scripted, "deterministic LLM: ordered regex rules, streamed replies"),
-    TypeInfo("processor", "openai", OpenAIParams, make_openai, "LLM at any OpenAI-compatible endpoint (key from env)"),
+    TypeInfo("processor", "scripted_llm", ScriptedParams, make_scripted_llm, "deterministic LLM: ordered regex rules, streamed replies",
+             aliases=("scripted",)),
+    # Not pipecat's whole OpenAI service (that is the generated ``openai_llm``): a model at any OpenAI-compatible endpoint.
+    TypeInfo("processor", "openai_compatible_llm", OpenAIParams, make_openai_compatible_llm,
+             "LLM at any OpenAI-compatible endpoint (key from env)", aliases=("openai",)),
 ]

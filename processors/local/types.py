@@ -70,7 +70,7 @@ def _load(build, params, ctx):
         raise ConfigErrors([ConfigError(None, f"{key}.model_path", f"cannot load {path}: {e}")]) from None
 
 
-def build_local_whisper(params: LocalWhisperParams, ctx):
+def make_local_whisper_stt(params: LocalWhisperParams, ctx):
     """Loads the Whisper model and processor from ``model_path``."""
 
     def build(path):
@@ -82,7 +82,7 @@ def build_local_whisper(params: LocalWhisperParams, ctx):
     return _load(build, params, ctx)
 
 
-def build_local_chat(params: LocalChatParams, ctx):
+def make_local_chat_llm(params: LocalChatParams, ctx):
     """Loads the chat model and tokenizer from ``model_path``."""
 
     def build(path):
@@ -95,8 +95,8 @@ def build_local_chat(params: LocalChatParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "local_whisper_stt", LocalWhisperParams, build_local_whisper,
+    TypeInfo("processor", "local_whisper_stt", LocalWhisperParams, make_local_whisper_stt,
              "Whisper speech-to-text from a model directory (extra torch)"),
-    TypeInfo("processor", "local_chat_llm", LocalChatParams, build_local_chat,
+    TypeInfo("processor", "local_chat_llm", LocalChatParams, make_local_chat_llm,
              "chat LLM from a model directory, streamed (extra torch)"),
 ]

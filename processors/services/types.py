@@ -260,6 +260,7 @@ def factory(name: str, entry: dict):
             install_tools(service, params.tools, ctx)
         return service
 
+    build.__name__ = build.__qualname__ = f"make_{name}"  # the registry's naming rule, as a hand-written factory has
     return build
 
 

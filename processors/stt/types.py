@@ -86,17 +86,31 @@ def _grammar(params: PocketsphinxParams, ctx) -> str | None:
     return jsgf
 
 
-def make_pocketsphinx(params: PocketsphinxParams, ctx):
+def _host_config(params: PocketsphinxParams, grammar: str | None):
+    from processors.stt.decoder_pool import HostConfig
+
+    margin = params.out_of_domain_margin if grammar is not None else None
+    return HostConfig(
+        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None,
+        open_pass=params.out_of_domain_search,
+    )
+
+
+def prewarm_pocketsphinx_stt(params: PocketsphinxParams, ctx) -> None:
+    """Starts the shared decoder host (a forked process holding the acoustic model) before the first session."""
+    from processors.stt.decoder_pool import decoder_host
+
+    decoder_host(_host_config(params, _grammar(params, ctx)))
+
+
+def make_pocketsphinx_stt(params: PocketsphinxParams, ctx):
     """Builds the STT service; the shared decoder host starts loading now."""
-    from processors.stt.decoder_pool import HostConfig, decoder_host
+    from processors.stt.decoder_pool import decoder_host
     from processors.stt.pocketsphinx import PocketsphinxSTTService
 
     grammar = _grammar(params, ctx)
     margin = params.out_of_domain_margin if grammar is not None else None
-    host_config = HostConfig(
-        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None,
-        open_pass=params.out_of_domain_search,
-    )
+    host_config = _host_config(params, grammar)
     decoder_host(host_config)  # starts loading the model now, while the rest of the agent is built
     return PocketsphinxSTTService(
         host_config=host_config,
@@ -112,7 +126,8 @@ def make_pocketsphinx(params: PocketsphinxParams, ctx):
 
 TYPES = [
     TypeInfo(
-        "processor", "pocketsphinx", PocketsphinxParams, make_pocketsphinx,
+        "processor", "pocketsphinx_stt", PocketsphinxParams, make_pocketsphinx_stt,
         "offline speech-to-text (pocketsphinx, decoded in shared worker processes)",
+        prewarm=prewarm_pocketsphinx_stt, aliases=("pocketsphinx",),
     ),
 ]

@@ -68,7 +68,7 @@ class EspeakParams(Params):
         return f"espeak-ng {self.voice}"
 
 
-def make_espeak(params: EspeakParams, ctx):
+def make_espeak_tts(params: EspeakParams, ctx):
     """Creates the espeak-ng TTS service, speaking at the transport's output rate."""
     try:
         from processors.tts.espeak import EspeakTTSService
@@ -237,7 +237,8 @@ def make_piper_tts(params: PiperParams, ctx):
 
 
 TYPES = [
-    TypeInfo("processor", "espeak", EspeakParams, make_espeak, "espeak-ng TTS in process, streaming, with phoneme events"),
+    TypeInfo("processor", "espeak_tts", EspeakParams, make_espeak_tts, "espeak-ng TTS in process, streaming, with phoneme events",
+             aliases=("espeak",)),
     TypeInfo("processor", "piper_tts", PiperParams, make_piper_tts,
              "Piper neural TTS in process from local files or a voice package, with phoneme timings (extra voice)"),
 ]

@@ -32,7 +32,7 @@ from typing import TypeVar
 import numpy as np
 
 from pipelines.audio import USER_SAMPLE_RATE, WavError, read_wav, write_wav
-from transports import client_messages as cm
+from pipelines.client_protocol import messages as cm
 
 FRAME_SECS = 0.02
 #: Close codes after which a client does not come back: the server ended it on purpose, or refused it.

@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 from pipelines.audio import USER_SAMPLE_RATE
-from transports import client_messages as cm
+from pipelines.client_protocol import messages as cm
 
 MIC_RATE = USER_SAMPLE_RATE
 MIC_FRAME_SECS = 0.02

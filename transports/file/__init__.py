@@ -20,7 +20,7 @@ from pipelines.audio import WavError, read_wav
 from pipelines.errors import ConfigError, ConfigErrors
 from pipelines.registry import TypeInfo
 from pipelines.spec import ConfigFile
-from transports.common import AudioTransportParams
+from pipelines.transport_contract import AudioTransportParams
 from transports.file.clock import Timeline
 from transports.file.input import FileInput
 from transports.file.output import FileOutput

@@ -71,8 +71,8 @@ class FileInput(BaseInputTransport):
         self._transcript = transcript
         self._feeder: asyncio.Task | None = None
         self._user = Span()
-        self._user_speaking = False
-        self._bot_speaking = False
+        self._user_is_speaking = False
+        self._bot_is_speaking = False
         self._bot_interrupted = False
         self._reply_deadline: float | None = None  # wall time until which an answer is awaited
         self._quiet_since = 0.0
@@ -113,13 +113,13 @@ class FileInput(BaseInputTransport):
 
     def _engaged(self) -> bool:
         """Whether the agent is answering or speaking."""
-        return self._bot_speaking or self._awaiting_reply()
+        return self._bot_is_speaking or self._awaiting_reply()
 
     def _real_pace(self, chunk: int) -> bool:
         """Whether the next chunk must go at real pace (see the module docstring)."""
         if self._timeline.realtime or self._awaiting_reply():
             return True
-        return self._bot_speaking and (self._user_speaking or self._speech_ahead(chunk))
+        return self._bot_is_speaking and (self._user_is_speaking or self._speech_ahead(chunk))
 
     def _speech_ahead(self, chunk: int) -> bool:
         """Whether the input holds possible speech within LOOKAHEAD_SECS of ``chunk``."""
@@ -159,7 +159,7 @@ class FileInput(BaseInputTransport):
     def _session_over(self) -> bool:
         """After the input: the user and the bot are quiet and ``tail_secs`` have passed."""
         now = self._timeline.now()
-        if self._user_speaking or self._engaged():
+        if self._user_is_speaking or self._engaged():
             self._quiet_since = now
             return False
         self._quiet_since = max(self._quiet_since, self.input_secs)
@@ -176,23 +176,23 @@ class FileInput(BaseInputTransport):
         """Follows the conversation from the frames that come back upstream."""
         now = self._timeline.now()
         if isinstance(frame, VADUserStartedSpeakingFrame):
-            self._user_speaking = True
+            self._user_is_speaking = True
             self._reply_deadline = None
             # VAD confirms speech start_secs after it began, and its end stop_secs after.
             self._user = Span(start=max(0.0, now - frame.start_secs))
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            self._user_speaking = False
+            self._user_is_speaking = False
             self._user.end = max(self._user.start or 0.0, now - frame.stop_secs)
             self._reply_deadline = time.monotonic() + self._options.reply_timeout_secs
         elif isinstance(frame, BotStartedSpeakingFrame):
-            self._bot_speaking = True
+            self._bot_is_speaking = True
             self._reply_deadline = None
         elif isinstance(frame, BotStoppedSpeakingFrame):
-            self._bot_speaking = False
+            self._bot_is_speaking = False
         elif isinstance(frame, InterruptionFrame):
-            self._bot_interrupted = self._bot_interrupted or self._bot_speaking
+            self._bot_interrupted = self._bot_interrupted or self._bot_is_speaking
         elif isinstance(frame, LLMContextUserTurnFrame):
-            if not self._bot_speaking and self._timeline.bot_audio.start is not None:
+            if not self._bot_is_speaking and self._timeline.bot_audio.start is not None:
                 # The bot spoke but was cut off before it finished a sentence,
                 # so the context (and its turn frame) has none of its words.
                 self._add_bot_turn("")

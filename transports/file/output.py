@@ -2,9 +2,10 @@
 
 pipecat's output transport has no playback clock (docs/pipecat-facts.md):
 the output here paces ``write_audio_frame`` itself on the timeline, one chunk
-ahead, as a sound card does. Avatar poses are released by that clock
-(``pipelines.av_sync``) and written as JSON lines: the pose in the wire
-format (``processors.avatar.wire``) plus the WAV sample it belongs to.
+ahead, as a sound card does. Audio-clocked frames (avatar poses) are
+released by that clock (``pipelines.av_sync``); those that can record
+themselves (``RecordableFrame``: a pose in its wire format) are written as
+JSON lines, each with the WAV sample it belongs to.
 """
 
 import json
@@ -24,10 +25,8 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 
 from pipelines.audio import open_wav_writer
-from pipelines.av_sync import AudioClockedOutput
+from pipelines.av_sync import AudioClockedOutput, RecordableFrame
 from pipelines.interruptions.output import BufferedOutput
-from processors.avatar import wire
-from processors.avatar.frames import PoseFrame
 from transports.file.clock import Timeline
 
 
@@ -82,9 +81,9 @@ class FileOutput(AudioClockedOutput, BufferedOutput, BaseOutputTransport):
         return self._chunk_at, first
 
     async def write_clocked_frame(self, frame: Frame, at: float) -> None:
-        """A pose becomes one JSON line: its wire form, and ``sample``: where it belongs in the WAV."""
-        if isinstance(frame, PoseFrame) and self._poses:
-            line = {"sample": round(at * self.sample_rate), "utterance_sample": frame.sample, **wire.encode(frame)}
+        """A frame that records itself (a pose) becomes one JSON line: its record, and ``sample``: where it belongs in the WAV."""
+        if isinstance(frame, RecordableFrame) and self._poses:
+            line = {"sample": round(at * self.sample_rate), **frame.record()}
             self._poses.write(json.dumps(line) + "\n")
         await super().write_clocked_frame(frame, at)
 

@@ -1,7 +1,8 @@
 """An example third-party framegraph processor type: ``type: shout``.
 
-Everything a plug-in needs is in ``pipelines/registry.py``: a params model
-(``pipelines.spec.Params``, validated with file:line:column errors), a
+Everything a plug-in needs is in ``pipelines``' public surface (its
+``__all__``; the contract is documented in ``pipelines/registry.py``): a params model
+(``pipelines.Params``, validated with file:line:column errors), a
 factory ``make_shout(params, ctx) -> FrameProcessor`` named by the registry's
 rule, and a ``TYPES`` list that the package's ``pyproject.toml`` registers
 under the ``framegraph.types`` entry point group. pipecat is imported only
@@ -13,8 +14,7 @@ when the factory runs, so validating a config stays light.
 
 from pydantic import Field
 
-from pipelines.registry import BuildContext, TypeInfo
-from pipelines.spec import Params
+from pipelines import BuildContext, Params, TypeInfo
 
 
 class ShoutParams(Params):

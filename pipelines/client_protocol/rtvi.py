@@ -25,7 +25,7 @@ Even enabled, no client message replaces or adds a system message, and an
 is stored with the next turn like any other messages.
 
 ``FramegraphRTVIObserver`` tags every message with the id of the frame it
-reports on, so the output (``transports.client_signals.ClientSignals``) can
+reports on, so the output (``pipelines.client_protocol.signals.ClientSignals``) can
 tell a message about output made before an interruption from a fresh one.
 A transcript the STT marked out of domain (``result["out_of_domain"]``: a
 closed-domain agent did not understand it) goes out with ``"understood":
@@ -44,8 +44,8 @@ from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams, RTVIProcessor
 
+from pipelines.client_protocol.signals import SOURCE_FRAME_ATTR
 from pipelines.observers import Companions
-from transports.client_signals import SOURCE_FRAME_ATTR
 
 APPEND_TO_CONTEXT = "append-to-context"
 

@@ -4,6 +4,10 @@ A persona is one prompt written once and specialised per agent, e.g. a
 language tutor whose prompt names ``{subject}`` and ``{learner_level}``.
 Placeholders use Python's ``str.format`` syntax (``{{`` for a literal brace)
 because ``${...}`` is already the loader's environment substitution.
+
+Part of the framework (the context block's ``variables`` are the spec's), so
+the context factory, the scripted LLM and the server's per-session
+variables (``pipelines.server.manager``) read one implementation.
 """
 
 from collections.abc import Mapping

@@ -2,7 +2,7 @@
 
 Every message is a JSON object ``{"label": "rtvi-ai", "type": ..., "id": ..., "data": ...}``
 as pipecat's RTVI protocol defines it. Served agents speak it through
-pipecat's own ``RTVIProcessor`` and ``RTVIObserver`` (``transports.rtvi``;
+pipecat's own ``RTVIProcessor`` and ``RTVIObserver`` (``pipelines.client_protocol.rtvi``;
 docs/transports.md lists every message). A client says ``client-ready`` once
 it listens; the agent answers ``bot-ready``. The one message framegraph sends
 itself is ``bot-interrupted``, straight from the output transport in order

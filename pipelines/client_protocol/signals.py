@@ -2,7 +2,7 @@
 
 ``ClientSignals`` makes an output transport stop bot audio at once on an
 interruption and tell its client, in order with the audio, when to drop what
-it buffered (see ``transports.client_messages``): it implements the output
+it buffered (see ``pipelines.client_protocol.messages``): it implements the output
 contract ``pipelines.interruptions.InterruptibleOutput``, whose
 ``clear_buffer`` the interruption guard calls. Plain pipecat keeps playing
 the chunk it was writing and whatever the transport had queued, and a client
@@ -19,7 +19,7 @@ it is dropped, so a client never shows words the user interrupted after it
 was told to drop their audio. The observer's own ``bot-interrupted`` is
 dropped too: the output's, sent in order with the audio, is the one that counts.
 Avatar poses (30 ``server-message`` s a second) go only to a client that asked
-for them (``client-message`` ``avatar-poses``, ``transports.client_messages.ask_for_poses``):
+for them (``client-message`` ``avatar-poses``, ``pipelines.client_protocol.messages.ask_for_poses``):
 framegraph's page and clients ask; pipecat's prebuilt client, which would
 only log them, does not.
 
@@ -42,8 +42,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.processors.frameworks.rtvi.frames import RTVIClientMessageFrame
 from pipecat.utils.utils import obj_id
 
+from pipelines.client_protocol import messages as cm
 from pipelines.interruptions.output import BufferedOutput
-from transports import client_messages as cm
 
 #: RTVI server messages about the bot's output: stale when that output is.
 BOT_OUTPUT_MESSAGES = frozenset({
