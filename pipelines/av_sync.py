@@ -74,7 +74,9 @@ class AudioClockedOutput:
         self._entered = 0  # samples (at the output rate) that entered in whole chunks
         self._partial = 0  # samples entered but short of a whole chunk
         self._written = 0  # samples handed to write_audio_frame
-        self._playing: tuple[float, int] | None = None  # (clock time, sample playing then)
+        self._taken = 0  # samples whose write has returned (the clock knows when they play)
+        # Per write still needed: (its first sample, clock time, sample playing then).
+        self._writes: deque[tuple[int, float, int]] = deque()
         self._held: deque[tuple[int, Frame]] = deque()
         self._wake = asyncio.Event()
         self._release_task: asyncio.Task | None = None
@@ -140,7 +142,11 @@ class AudioClockedOutput:
         first = self._written
         self._written += len(frame.audio) // (2 * frame.num_channels)
         written = await write
-        self._playing = self.playing_after_write(first, self._written)
+        self._taken = first + len(frame.audio) // (2 * frame.num_channels)
+        self._writes.append((first, *self.playing_after_write(first, self._taken)))
+        oldest = self._held[0][0] if self._held else self._taken  # no frame will ask about an earlier sample
+        while len(self._writes) > 1 and self._writes[1][0] <= oldest:
+            self._writes.popleft()
         if self._held:  # nothing held: the release task sleeps on, no wake-up per chunk
             self._wake.set()
         return written
@@ -148,12 +154,20 @@ class AudioClockedOutput:
     # Release
 
     def _due(self, position: int) -> float | None:
-        """Clock time when sample ``position`` plays; None while its audio is not written yet."""
-        if position > self._written:
+        """Clock time when sample ``position`` plays; None while its audio is not written yet.
+
+        The time comes from the write that holds the sample, not the latest
+        one: a later chunk may go later than right after it (a gap in the
+        stream). A frame after all the audio written waits for the audio
+        that entered behind it, so it goes where that audio goes, not where
+        the clock was when it arrived; with none behind it (an idle pose,
+        the end of a reply) it belongs to the end of what was written.
+        """
+        if position > self._taken or position == self._taken < self._entered + self._partial:
             return None
-        if self._playing is None:
+        if not self._writes:
             return self.audio_clock()
-        at, sample = self._playing
+        _, at, sample = next((w for w in reversed(self._writes) if w[0] <= position), self._writes[0])
         return at + (position - sample) / self.sample_rate
 
     async def _release(self) -> None:
@@ -186,7 +200,7 @@ class AudioClockedOutput:
         dropped = len(self._held)
         self._held.clear()
         self._entered, self._partial = self._written, 0
-        self._playing = None
+        self._writes.clear()
         return dropped
 
     async def clear_buffer(self) -> DroppedReport:
