@@ -96,6 +96,16 @@ async def test_buckets_older_than_the_history_expire(store, monkeypatch):
         assert HOUR_S - 60 < ttl <= 2 * HOUR_S  # it leaves when its hour falls out of the window
 
 
+async def test_a_latency_out_of_range_never_fails_the_turn(store, monkeypatch):
+    at(monkeypatch, now())
+    session, _ = await store.create(agent="a", owner="s1")
+    await store.append(session.id, [{"role": "user", "content": "a"}], latencies={REPLY_LATENCY: -0.5})
+    await store.append(session.id, [{"role": "user", "content": "b"}], latencies={REPLY_LATENCY: 50.0})
+    assert (await store.get(session.id)).turns == 2
+    (row,) = await store.history(1)
+    assert (row.turns, row.latency_samples, row.latency_p50_s) == (2, 1, LATENCY_EDGES_S[-1])  # over 10 s: 10 s
+
+
 async def test_a_retried_redis_append_counts_its_turn_once(redis_url):
     async with redis_store.RedisSessionStore(redis_url, prefix="h:") as store:
         session, _ = await store.create(agent="a", owner="s1")
