@@ -29,6 +29,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pydantic import BaseModel, Field, field_validator
 
 from pipelines.agent_info import agent_info
+from pipelines.server.history_routes import history_router
 from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions, client_address
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.signalling import Answer, BadOffer, CandidatePatch, Offer, check_offer_sdp
@@ -341,6 +342,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 
     app.include_router(api)
     app.include_router(user_router(manager, key_required))
+    app.include_router(history_router(manager, key_required))
     return app
 
 

@@ -18,6 +18,9 @@ Layout (every key under the store's ``prefix``):
   ``user:{id}:memory`` hash (version, fields JSON, updated_at, by) and
   ``user:{id}:memory:history`` list (newest first, the last ``MEMORY_HISTORY``),
   ``user:{id}:usage:{YYYY-MM-DD}`` hash of counts and ``user:{id}:usage-days`` set.
+- ``history:{hour}`` hash per UTC hour (its start, Unix seconds): sessions,
+  turns and ``latency:{i}`` counters (``pipelines.sessions.history``), with an
+  expiry ``HISTORY_HOURS`` after the hour began.
 - ``servers`` zset (id by last heartbeat) and ``server:{id}`` hash with a
   TTL: the owner registry for several servers (issue 15).
 
@@ -39,6 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pipelines.sessions.history import SESSIONS, expires_at, hour_of, hour_row, hours_back, latency_counter
 from pipelines.sessions.model import (
     LIVE_STATES,
     MAX_ERRORS,
@@ -84,8 +88,8 @@ def _is_outage(error: Exception) -> bool:
         return True
     return isinstance(error, ResponseError) and str(error).startswith(_OUTAGE_REPLIES)
 
-# KEYS: session hash, messages list. ARGV: turn (0/1), now, latencies JSON, max messages, write id ('' for
-# none), messages... A write id equal to the last one applied is a retry of a write that Redis did execute
+# KEYS: session hash, messages list, history hash of the hour. ARGV: turn (0/1), now, latencies JSON, max
+# messages, write id ('' for none), latency counter ('' for none), history expiry (Unix s), messages... A write id equal to the last one applied is a retry of a write that Redis did execute
 # (a frozen Redis runs the commands it received before the client gave up): done already.
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -93,14 +97,19 @@ if ARGV[5] ~= '' then
   if redis.call('HGET', KEYS[1], 'last_write') == ARGV[5] then return 1 end
   redis.call('HSET', KEYS[1], 'last_write', ARGV[5])
 end
-if #ARGV > 5 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
+if #ARGV > 7 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 8))
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 end
 redis.call('HINCRBY', KEYS[1], 'turns', tonumber(ARGV[1]))
 local latencies = cjson.decode(redis.call('HGET', KEYS[1], 'latencies'))
 for name, value in pairs(cjson.decode(ARGV[3])) do latencies[name] = value end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'latencies', cjson.encode(latencies))
+if tonumber(ARGV[1]) > 0 or ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[3], 'turns', tonumber(ARGV[1]))
+  if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[6], 1) end
+  redis.call('EXPIREAT', KEYS[3], ARGV[7])
+end
 return 1
 """
 
@@ -245,6 +254,9 @@ class RedisSessionStore(SessionStore):
     def _user_key(self, user: str) -> str:
         return f"{self.prefix}user:{user}"
 
+    def _hour_key(self, hour: int) -> str:
+        return f"{self.prefix}history:{hour}"
+
     def describe(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -316,6 +328,9 @@ class RedisSessionStore(SessionStore):
                 tx.zadd(f"{self._user_key(user)}:sessions", {order: 0})
             if session.messages:
                 tx.rpush(f"{key}:messages", *[json.dumps(m) for m in session.messages])
+            hour = hour_of(created)
+            tx.hincrby(self._hour_key(hour), SESSIONS, 1)
+            tx.expireat(self._hour_key(hour), expires_at(hour))
             tx.zadd(f"{self.prefix}all", {order: 0})
             tx.zadd(f"{self.prefix}state:{session.state.value}", {order: 0})
             tx.sadd(f"{self.prefix}owner:{owner}", session.id)
@@ -415,11 +430,11 @@ class RedisSessionStore(SessionStore):
         return await self._summary(session_id)
 
     async def append(self, session_id, messages, *, turn=True, latencies=None, write_id=None):
-        key = self._key(session_id)
+        key, t = self._key(session_id), now()
         done = await self._append(
-            keys=[key, f"{key}:messages"],
-            args=[int(turn), repr(now()), json.dumps(latencies or {}), MAX_MESSAGES, write_id or "",
-                  *[json.dumps(m) for m in sendable(messages)]],
+            keys=[key, f"{key}:messages", self._hour_key(hour_of(t))],
+            args=[int(turn), repr(t), json.dumps(latencies or {}), MAX_MESSAGES, write_id or "",
+                  latency_counter(latencies) or "", expires_at(hour_of(t)), *[json.dumps(m) for m in sendable(messages)]],
         )
         if not done:
             raise SessionNotFound(session_id)
@@ -522,6 +537,14 @@ class RedisSessionStore(SessionStore):
             for key, value in counts.items():
                 total[key] = total.get(key, 0.0) + float(value)
         return total
+
+    async def history(self, hours=24):
+        starts = hours_back(hours, now())
+        async with self._redis.pipeline(transaction=True) as tx:
+            for hour in starts:
+                tx.hgetall(self._hour_key(hour))
+            replies = await tx.execute()
+        return [hour_row(hour, counts) for hour, counts in zip(starts, replies, strict=True)]
 
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:
         """Says that ``server_id`` is alive (call every few seconds); ``info`` is what others may read (address, capacity)."""

@@ -19,6 +19,15 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pipelines.sessions.history import (
+    SESSIONS,
+    TURNS,
+    hour_of,
+    hour_row,
+    hours_back,
+    latency_counter,
+    oldest_kept,
+)
 from pipelines.sessions.model import (
     LIVE_STATES,
     MAX_ERRORS,
@@ -107,6 +116,12 @@ CREATE TABLE IF NOT EXISTS memory_history (
     by TEXT,
     PRIMARY KEY (user, version)
 );
+CREATE TABLE IF NOT EXISTS history (
+    hour INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour, key)
+);
 """
 
 #: Added to an older file's ``sessions`` table on open (``CREATE TABLE IF NOT EXISTS`` keeps the old columns).
@@ -148,6 +163,15 @@ def _readable(row: tuple) -> SessionSummary | None:
     except Exception as e:  # any damage at all: bad JSON, a lone surrogate, an unknown state
         skip_unreadable(str(row[0]), e)
         return None
+
+
+def _count(db, at: float, counts: dict[str, int]) -> None:
+    """Adds ``counts`` to the history bucket of the hour holding ``at`` (inside the caller's transaction)."""
+    db.executemany(
+        "INSERT INTO history (hour, key, count) VALUES (?, ?, ?)"
+        " ON CONFLICT (hour, key) DO UPDATE SET count = count + excluded.count",
+        [(hour_of(at), key, n) for key, n in counts.items() if n],
+    )
 
 
 def _is_outage(error: Exception) -> bool:
@@ -271,6 +295,7 @@ class SQLiteSessionStore(SessionStore):
                 "INSERT INTO messages (session_id, body) VALUES (?, ?)",
                 [(session.id, json.dumps(m)) for m in session.messages],
             )
+            _count(db, created, {SESSIONS: 1})
 
         await self._write(insert)
         return session, token
@@ -347,14 +372,17 @@ class SQLiteSessionStore(SessionStore):
     async def append(self, session_id, messages, *, turn=True, latencies=None, write_id=None):
         # write_id is not needed here: a call that failed rolled its transaction back, so a retry applies once.
         bodies = [json.dumps(m) for m in sendable(messages)]
+        latency = latency_counter(latencies)
 
         def update(db):
             summary = self._read_summary(db, session_id)
             merged = {**summary.latencies, **(latencies or {})}
+            t = now()
             db.execute(
                 "UPDATE sessions SET turns = turns + ?, latencies = ?, updated_at = ? WHERE id = ?",
-                (int(turn), json.dumps(merged), now(), session_id),
+                (int(turn), json.dumps(merged), t, session_id),
             )
+            _count(db, t, {TURNS: int(turn), **({latency: 1} if latency else {})})
             db.executemany("INSERT INTO messages (session_id, body) VALUES (?, ?)", [(session_id, b) for b in bodies])
             db.execute(
                 "DELETE FROM messages WHERE session_id = ? AND seq NOT IN"
@@ -412,6 +440,7 @@ class SQLiteSessionStore(SessionStore):
                 "DELETE FROM sessions WHERE state = ? AND updated_at <= ?",
                 (SessionState.ENDED.value, t - self.ended_ttl_s),
             )
+            db.execute("DELETE FROM history WHERE hour < ?", (oldest_kept(t),))
             return ids
 
         return await self._write(update)
@@ -511,3 +540,13 @@ class SQLiteSessionStore(SessionStore):
             "SELECT key, sum(value) FROM usage WHERE user = ? AND day >= ? GROUP BY key", (user, usage_day(since))
         ).fetchall())
         return dict(rows)
+
+    async def history(self, hours=24):
+        starts = hours_back(hours, now())
+        rows = await self._run(lambda db: db.execute(
+            "SELECT hour, key, count FROM history WHERE hour >= ? AND hour <= ?", (starts[0], starts[-1])
+        ).fetchall())
+        counts: dict[int, dict[str, int]] = {hour: {} for hour in starts}
+        for hour, key, n in rows:
+            counts[hour][key] = n
+        return [hour_row(hour, counts[hour]) for hour in starts]

@@ -19,6 +19,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipelines.sessions.history import HourRow
 from pipelines.sessions.model import Page, Session, SessionState, SessionSummary, strict_loads
 from pipelines.sessions.users import MEMORY_HISTORY, MemoryVersion, User
 
@@ -367,6 +368,15 @@ class SessionStore(ABC):
     @abstractmethod
     async def user_usage(self, user: str, since: float = 0.0) -> dict[str, float]:
         """The user's usage summed over the days (UTC) from the one holding ``since`` (Unix time) to today."""
+
+    @abstractmethod
+    async def history(self, hours: int = 24) -> list[HourRow]:
+        """The last ``hours`` UTC hours (clamped to 1..HISTORY_HOURS, the current one last): sessions created,
+        turns stored and reply latency percentiles, zeros for an hour with nothing (``pipelines.sessions.history``).
+
+        ``create`` and ``append`` count into the hour's bucket in their own transaction, so a write that
+        fails counts nothing and one that lands counts once.
+        """
 
     async def heartbeat(self, server_id: str, info: dict[str, str] | None = None, ttl_s: float = 15.0) -> None:  # noqa: B027 (a no-op unless shared)
         """Says that ``server_id`` is alive, for stores shared by several servers.
