@@ -33,7 +33,7 @@ def cmd_serve(args) -> int:
     if args.api_key_env and not api_key:
         print(f"error: --api-key-env {args.api_key_env}: that environment variable is not set")
         return 1
-    user_keys = _user_keys(args.user_keys) if args.user_keys else {}
+    user_keys = read_user_keys(args.user_keys) if args.user_keys else {}
     if user_keys is None:
         return 1
     options = ServerOptions(
@@ -122,7 +122,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _user_keys(path: str) -> dict[str, str] | None:
+def read_user_keys(path: str) -> dict[str, str] | None:
     """The ``--user-keys`` file's keys by user, or None (one error line printed) when it is not usable."""
     import json
 

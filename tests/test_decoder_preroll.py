@@ -13,7 +13,7 @@ import socket
 from pocketsphinx import Decoder
 
 from processors.stt import protocol
-from processors.stt.decoder_host import StreamDecoder, _read_message, decoder_kwargs
+from processors.stt.decoder_host import StreamDecoder, decoder_kwargs, read_message
 from processors.tts.espeak import synthesize_pcm
 
 RATE = 16000
@@ -34,7 +34,7 @@ async def test_a_burst_before_vads_start_is_decoded_from_its_first_word():
         decoder.start()
         decoder.end()
         replies = ours.makefile("rb")
-        messages = [_read_message(replies) for _ in range(2)]
+        messages = [read_message(replies) for _ in range(2)]
     assert [tag for tag, _ in messages] == [protocol.READY, protocol.FINAL]
     words = json.loads(messages[1][1])["text"].split()
     assert words[:1] == ["what"] and len(words) >= 5, words

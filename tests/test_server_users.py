@@ -114,17 +114,17 @@ async def test_four_concurrent_writers_on_redis_and_a_second_server_sees_the_upd
 
 
 def test_user_keys_file_is_checked_with_one_line_naming_the_problem(tmp_path, capsys):
-    from pipelines.serve_command import _user_keys
+    from pipelines.serve_command import read_user_keys
 
     good = tmp_path / "keys.json"
     good.write_text(json.dumps({"ana": ANA_KEY}))
-    assert _user_keys(str(good)) == {"ana": ANA_KEY}
+    assert read_user_keys(str(good)) == {"ana": ANA_KEY}
     for text, problem in [('["ana"]', "must be a JSON object"), (json.dumps({"a b": ANA_KEY}), "'a b': user: must be"),
                           ('{"ana": "short"}', "'ana': key: must be text of at least 16"), ("{", "Expecting")]:
         bad = tmp_path / "bad.json"
         bad.write_text(text)
-        assert _user_keys(str(bad)) is None
+        assert read_user_keys(str(bad)) is None
         out = capsys.readouterr().out
         assert out.count("\n") == 1 and f"--user-keys {bad}" in out and problem in out, out
-    assert _user_keys(str(tmp_path / "missing.json")) is None
+    assert read_user_keys(str(tmp_path / "missing.json")) is None
     assert "No such file" in capsys.readouterr().out

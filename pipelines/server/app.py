@@ -133,10 +133,10 @@ async def serve(agents: list[Agent], options: Any = None) -> None:
         options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
     if options.store is None:  # resolved here: worker processes listen on other ports
         options = replace(options, store=default_store(agents[0], options.port))
-    if options.workers <= 1:
-        warm(agents)  # in this process; worker processes warm their own
     config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
     await usable_store(target.store)
+    if options.workers <= 1:
+        warm(agents)  # in this process; worker processes warm their own
     warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
     if warning:
         logger.warning(warning)

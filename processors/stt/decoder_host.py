@@ -112,7 +112,7 @@ def _remove_socket_on_sigterm(socket_path: str) -> None:
     signal.signal(signal.SIGTERM, remove_and_exit)
 
 
-def _read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
+def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
     header = stream.read(protocol.HEADER.size)
     if len(header) < protocol.HEADER.size:
         return None
@@ -267,7 +267,7 @@ class StreamDecoder:
             protocol.END: lambda _: self.end(),
             protocol.CONFIG: lambda payload: self.configure(json.loads(payload)),
         }
-        while (message := _read_message(stream)) is not None:
+        while (message := read_message(stream)) is not None:
             tag, payload = message
             handlers[tag](payload)
 
