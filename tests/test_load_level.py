@@ -113,10 +113,11 @@ async def test_a_blocked_loop_rejects_new_sessions_with_retry_after_serves_the_a
             refused = await http.post("/sessions")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
             assert "overloaded" in refused.json()["detail"]
-            with pytest.raises(websockets.InvalidStatus) as handshake:  # a new session over /ws
-                await Talker(url.replace("http", "ws", 1) + "/ws").__aenter__()
-            assert handshake.value.response.status_code == 503
-            assert handshake.value.response.headers["Retry-After"] == "7"
+            # A new session over /ws: closed with 1013 (try again later), the wait in its reason.
+            async with websockets.connect(url.replace("http", "ws", 1) + "/ws") as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1013 and ws.close_reason.endswith("(retry after 7 s)"), ws.close_reason
             health = (await http.get("/health")).json()
             assert health["load"]["level"] == "SESSION_REJECT" and health["load"]["measured"]["loop_lag_ms"] > 100
         finally:
@@ -184,7 +185,7 @@ async def test_a_shedding_server_sends_new_sessions_to_one_with_room_and_takes_t
             assert time.monotonic() < deadline, "b never heartbeat"
             await asyncio.sleep(0.1)
         shed = await http.post("/sessions")
-        assert shed.status_code == 307 and shed.headers["location"] == f"{b_url}/sessions"
+        assert shed.status_code == 307 and shed.headers["location"] == f"{b_url}/sessions?placed=true"
         await b.load.stop()
         b.load.feed({"cpu_share": 1.0}, now=1e6)
         b.load.feed({"cpu_share": 1.0}, now=1e6 + 2)

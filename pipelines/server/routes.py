@@ -469,8 +469,10 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
         return
     except HTTPException as e:  # what ``_create`` made of a refusal: 503/429 are "try again later"
         logger.warning(f"refused a WebSocket participant: {e.detail}")
-        await ws.accept()
-        await ws.close(code=1013 if e.status_code in (429, 503) else 1008, reason=str(e.detail)[:120])
+        retry = (e.headers or {}).get("Retry-After")
+        reason = f"{e.detail} (retry after {retry} s)" if retry else str(e.detail)
+        await ws.accept()  # a close code and reason, which a browser's WebSocket can read (an HTTP status it cannot)
+        await ws.close(code=1013 if e.status_code in (429, 503) else 1008, reason=reason[-120:])
         return
     except (SessionNotFound, Refused) as e:
         await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])
