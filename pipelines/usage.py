@@ -65,7 +65,8 @@ class UsageMeter(BaseObserver):
         """Creates the meter.
 
         Args:
-            providers: The YAML type of each processor, by its pipecat name (what metrics name it by).
+            providers: The YAML type of each processor, by its pipecat name (what metrics name it by);
+                the provider is that type without its kind (``openai_llm`` -> ``openai``, ``espeak_tts`` -> ``espeak``).
             prices: ``usage.prices`` of the agent.
         """
         super().__init__(observe_every_push=False)
@@ -78,7 +79,7 @@ class UsageMeter(BaseObserver):
     def _add(self, kind: str, processor: str, model: str | None, metric: str, value: float) -> None:
         if value <= 0:
             return
-        provider = self._providers.get(processor, processor.split("#")[0])
+        provider = self._providers.get(processor, processor.split("#")[0]).removesuffix(f"_{kind}")
         key = usage_key(kind, provider, model, metric)
         counts = priced({key: float(value)}, self._prices)
         for k, v in counts.items():
