@@ -216,7 +216,7 @@ async def test_the_browser_page_through_haproxy_resumes_on_the_other_server_afte
                 procs[owner].kill()
                 await procs[owner].wait()
                 # The page reconnects by itself, through HAProxy, with its cookie naming the dead server.
-                await page.wait_for("window.framegraph.history.some(h => h.text.includes('reconnecting'))", 30,
+                await page.wait_for("window.framegraph.history.some(h => (h.text || '').includes('reconnecting'))", 30,
                                     "the page noticed")
                 await page.wait_for("window.framegraph.state === 'connected'", 60, "resumed")
                 assert await page.eval("window.framegraph.session.id") == session_id
