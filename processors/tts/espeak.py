@@ -13,11 +13,11 @@ hundred times real time, so a sentence holds that thread for a few
 milliseconds; the queueing this adds is measured in docs/speaking.md.
 """
 
-import asyncio
 import ctypes
 import threading
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ from pipecat.frames.frames import DataFrame, ErrorFrame, Frame, TTSAudioRawFrame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.types import NOT_GIVEN, NotGiven
+
+from processors.tts.threaded import thread_stream
 
 # espeak-ng's C constants (speak_lib.h).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -94,9 +96,6 @@ class _Job:
     resampler: soxr.ResampleStream | None = None
 
 
-#: Marks the end of a synthesis in the queue between the espeak thread and the loop.
-_END = object()
-
 
 class UnknownVoiceError(ValueError):
     """The voice named in the config is not one espeak-ng knows."""
@@ -153,25 +152,13 @@ class EspeakEngine:
         Raises:
             UnknownVoiceError: espeak-ng does not know ``voice``.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        def work(emit, aborted):
+            self._run(_Job(text=text, voice=voice, rate=rate, pitch=pitch, out_rate=sample_rate, emit=emit,
+                           aborted=aborted))
 
-        def emit(item) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop has closed: nobody is listening any more
-                job.aborted.set()
-
-        job = _Job(text=text, voice=voice, rate=rate, pitch=pitch, out_rate=sample_rate, emit=emit)
-        synthesis = loop.run_in_executor(self._executor, self._run, job)
-        synthesis.add_done_callback(lambda _: queue.put_nowait(_END))
-        try:
-            while (item := await queue.get()) is not _END:
+        async with aclosing(thread_stream(self._executor, work)) as items:
+            async for item in items:
                 yield item
-            synthesis.result()  # raises what the espeak thread raised
-        finally:
-            job.aborted.set()
-            synthesis.add_done_callback(_consume_outcome)
 
     def _run(self, job: _Job) -> None:
         if job.aborted.is_set():  # interrupted while waiting for the thread
@@ -345,8 +332,3 @@ async def synthesize_pcm(
     )]
     return b"".join(chunks)
 
-
-def _consume_outcome(future: asyncio.Future) -> None:
-    """Retrieves an abandoned synthesis' outcome so asyncio does not warn about it."""
-    if not future.cancelled():
-        future.exception()

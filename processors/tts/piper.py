@@ -35,7 +35,7 @@ import tempfile
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,44 +61,10 @@ from processors.tts.piper_timing import (
     speech_pieces,
     word_starts,
 )
+from processors.tts.threaded import thread_stream
 
 #: Gain on the voice's raw output (its peaks are about 0.5 of full scale).
 _GAIN = 1.6
-
-#: Marks the end of a synthesis in the queue between a worker thread and the loop.
-_END = object()
-
-
-async def thread_stream(executor: ThreadPoolExecutor,
-                        work: Callable[[Callable[[Any], None], threading.Event], None]) -> AsyncGenerator[Any, None]:
-    """Runs ``work(emit, aborted)`` on ``executor``, yielding each item it emits as soon as it emits it.
-
-    ``emit`` is safe to call from the worker thread. Closing or cancelling the
-    generator sets ``aborted``: ``work`` should check it between steps and
-    return. What ``work`` raises is raised here after its last item. (The
-    same hand-over as ``EspeakEngine.stream``, written once for any engine
-    that runs on a thread of its own.)
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    aborted = threading.Event()
-
-    def emit(item) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop has closed: nobody is listening any more
-            aborted.set()
-
-    outcome = loop.run_in_executor(executor, work, emit, aborted)
-    outcome.add_done_callback(lambda _: queue.put_nowait(_END))
-    try:
-        while (item := await queue.get()) is not _END:
-            yield item
-        outcome.result()  # raises what the thread raised
-    finally:
-        aborted.set()
-        outcome.add_done_callback(_consume_outcome)
-
 
 def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[PiperVoice, bool]:
     """Loads a voice for CPU inference: (voice, whether it gives phoneme alignments).
@@ -182,8 +148,9 @@ class PiperEngine:
         def work(emit, aborted):
             self._run(pieces, sample_rate, length_scale, emit, aborted)
 
-        async for item in thread_stream(self._executor, work):
-            yield item
+        async with aclosing(thread_stream(self._executor, work)) as items:
+            async for item in items:
+                yield item
 
     def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None,
              emit: Callable[[Any], None], aborted: threading.Event) -> None:
@@ -347,8 +314,3 @@ class PiperTTSService(TTSService):
         """Forgets an interrupted context's running audio length."""
         self._context_ms.pop(context_id, None)
 
-
-def _consume_outcome(future: asyncio.Future) -> None:
-    """Retrieves an abandoned synthesis' outcome so asyncio does not warn about it."""
-    if not future.cancelled():
-        future.exception()
