@@ -8,22 +8,10 @@
 "use strict";
 
 (function () {
-  const query = new URLSearchParams(location.search);
-  const api = (query.get("api") || location.origin).replace(/\/$/, "");
-  const every = Math.max(0.2, Number(query.get("every")) || 2) * 1000;
+  const { getJSON } = window.framegraphApi;
+  const every = window.framegraphApi.every(2);
   const MAX_PAGES = 10; // at most 1000 sessions of a state on screen
   const state = (window.dashboard = { live: [], disconnected: [], health: null, refreshes: 0, error: null });
-
-  function headers() {
-    const key = sessionStorage.getItem("framegraph-api-key");
-    return key ? { Authorization: "Bearer " + key } : {};
-  }
-
-  async function getJSON(path) {
-    const response = await fetch(api + path, { headers: headers(), cache: "no-store" });
-    if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
-    return response.json();
-  }
 
   async function sessionsIn(stateName) {
     let items = [];

@@ -8,22 +8,14 @@
 "use strict";
 
 (function () {
-  const query = new URLSearchParams(location.search);
-  const api = (query.get("api") || location.origin).replace(/\/$/, "");
+  const { query, getJSON } = window.framegraphApi;
   const hours = Math.min(336, Math.max(1, Math.round(Number(query.get("hours")) || 24)));
-  const every = Math.max(0.2, Number(query.get("every")) || 10) * 1000;
+  const every = window.framegraphApi.every(10);
   const panel = (window.historyPanel = { rows: [], refreshes: 0, error: null });
   const SVG = "http://www.w3.org/2000/svg";
   const W = 720, TOP = 10, BAR_H = 90, GAP = 30, LAT_H = 80, LEFT = 48, RIGHT = 10;
 
-  async function fetchHistory() {
-    const key = sessionStorage.getItem("framegraph-api-key");
-    const response = await fetch(`${api}/history?hours=${hours}`, {
-      headers: key ? { Authorization: "Bearer " + key } : {}, cache: "no-store",
-    });
-    if (!response.ok) throw new Error(`GET /history: HTTP ${response.status}`);
-    return response.json();
-  }
+  const fetchHistory = () => getJSON(`/history?hours=${hours}`);
 
   const ms = (s) => (s == null ? "" : `${Math.round(s * 1000)} ms`);
   const hourLabel = (iso) => iso.slice(5, 13).replace("T", " ") + ":00";
