@@ -335,7 +335,7 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
             return
 
         async def new() -> LiveSession:
-            session, _ = await _create(manager, None, {}, client=ws.scope)
+            session, _ = await _new_session(manager, None, {}, client=ws.scope)
             return manager.live[session.id]
 
         await _hand_over(manager, ws, new)
@@ -350,11 +350,12 @@ def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> F
 _ID = PathParam(max_length=64)
 
 
-async def _create(manager: SessionManager, agent: str | None, variables: dict, *, client: dict, **kw) -> Any:
+async def _new_session(manager: SessionManager, agent: str | None, variables: dict, *, client: dict, **kw) -> Any:
     """A new session for the client of ASGI scope ``client``, within its limits and the server's.
 
     Raises:
-        TooManySessions: The client is over its own limit (429). HTTPException: 503 full, 422 refused.
+        TooManySessions: The client is over its own limit. Full: The server is (or its load level refuses).
+        Refused: An unknown agent or bad persona variables.
     """
     limits: ClientLimits = client["app"].state.client_limits
     address = client_address(client)
@@ -369,13 +370,29 @@ async def _create(manager: SessionManager, agent: str | None, variables: dict, *
         session, token = await manager.create(agent, variables, **kw)
     except Full as e:
         logger.warning(f"refused a new session: {e}")
-        retry_after = getattr(e, "retry_after_s", manager.options.retry_after_s)  # a load level's own (Busy)
-        raise HTTPException(503, str(e), headers={"Retry-After": str(retry_after)}) from None
-    except Refused as e:
-        raise HTTPException(422, str(e)) from None
+        raise
     finally:
         limits.settle(address, reservation, session.id if session is not None else None)
     return session, token
+
+
+def _retry_after(manager: SessionManager, full: Full) -> float:
+    """The wait a full server asks for: a load level's own (``Busy``), else the server's."""
+    return getattr(full, "retry_after_s", manager.options.retry_after_s)
+
+
+async def _create(manager: SessionManager, agent: str | None, variables: dict, *, client: dict, **kw) -> Any:
+    """``_new_session`` for the HTTP routes.
+
+    Raises:
+        TooManySessions: The client is over its own limit (429). HTTPException: 503 full, 422 refused.
+    """
+    try:
+        return await _new_session(manager, agent, variables, client=client, **kw)
+    except Full as e:
+        raise HTTPException(503, str(e), headers={"Retry-After": str(_retry_after(manager, e))}) from None
+    except Refused as e:
+        raise HTTPException(422, str(e)) from None
 
 
 async def _to_owner(manager: SessionManager, request: Request, session_id: str) -> None:
@@ -464,15 +481,10 @@ async def _hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:
         live = await get_live()
     except (Full, StoreUnavailable, TooManySessions) as e:
         logger.warning(f"refused a WebSocket participant: {e}")
-        await ws.accept()  # then close with 1013 (try again later), which a client can read
-        await ws.close(code=1013, reason=(STORE_AWAY if isinstance(e, StoreUnavailable) else str(e))[:120])
-        return
-    except HTTPException as e:  # what ``_create`` made of a refusal: 503/429 are "try again later"
-        logger.warning(f"refused a WebSocket participant: {e.detail}")
-        retry = (e.headers or {}).get("Retry-After")
-        reason = f"{e.detail} (retry after {retry} s)" if retry else str(e.detail)
-        await ws.accept()  # a close code and reason, which a browser's WebSocket can read (an HTTP status it cannot)
-        await ws.close(code=1013 if e.status_code in (429, 503) else 1008, reason=reason[-120:])
+        reason = STORE_AWAY if isinstance(e, StoreUnavailable) else str(e)
+        wait = f" (retry after {_retry_after(manager, e):g} s)" if isinstance(e, Full) else ""
+        await ws.accept()  # then close with 1013 (try again later): a browser's WebSocket reads a close code, not a status
+        await ws.close(code=1013, reason=reason[:120 - len(wait)] + wait)
         return
     except (SessionNotFound, Refused) as e:
         await ws.close(code=1008, reason=(NOT_FOUND if isinstance(e, SessionNotFound) else str(e))[:120])
