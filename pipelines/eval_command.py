@@ -5,7 +5,7 @@ its transport replaced, as ``framegraph serve --transport websocket`` does)
 on a free loopback port, and pipecat's own harness (``pipecat eval run``,
 ``python -m pipecat.evals``) runs the scenarios against it; the command exits
 with the harness's status. The harness speaks JSON RTVI, which the WebSocket
-transport negotiates (``transports.websocket_transport``). Scenarios may name
+transport negotiates (``transports.websocket.transport``). Scenarios may name
 framegraph's offline speech (``processors.evals.speech``) as their user's
 voice and their transcriber of the bot's audio.
 

@@ -16,8 +16,8 @@ from pipelines.registry import BuildContext, TypeInfo
 from pipelines.validate import Component, load_agent_text
 from transports.file import FileOutput
 from transports.synthetic import SyntheticOutput, SyntheticParams, SyntheticTransport
-from transports.webrtc_transport import WebRTCOutput
-from transports.websocket_transport import WebsocketOutput
+from transports.webrtc.transport import WebRTCOutput
+from transports.websocket.transport import WebsocketOutput
 
 SECOND = "second"
 

@@ -32,7 +32,7 @@ def make_webrtc_transport(params: WebRTCParams, ctx: Any):
     """Builds one participant's transport around the connection the server accepted."""
     from pipecat.transports.base_transport import TransportParams
 
-    from transports.webrtc_transport import WebRTCTransport
+    from transports.webrtc.transport import WebRTCTransport
 
     return WebRTCTransport(
         peer_from(ctx, "webrtc"),

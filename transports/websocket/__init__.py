@@ -49,7 +49,7 @@ def make_websocket_transport(params: WebsocketParams, ctx: Any):
     """Builds one participant's transport around the WebSocket the server accepted."""
     from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 
-    from transports.websocket_transport import WebsocketTransport
+    from transports.websocket.transport import WebsocketTransport
 
     return WebsocketTransport(
         peer_from(ctx, "websocket"),
