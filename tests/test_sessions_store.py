@@ -11,10 +11,11 @@ import time
 import pytest
 from conftest import ENDED_TTL_S
 
+from pipelines.sessions.backends import store_for
 from pipelines.sessions.model import MAX_ERRORS, MAX_MESSAGES, SessionState
 from pipelines.sessions.redis_store import RedisSessionStore
 from pipelines.sessions.sqlite_store import SQLiteSessionStore
-from pipelines.sessions.store import MAX_PAGE, BadCursor, BadRecord, SessionNotFound, page_size, store_for
+from pipelines.sessions.store import MAX_PAGE, BadCursor, BadRecord, SessionNotFound, page_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,7 +3,8 @@
 What the server builds on, one module each:
 
 - ``model``: ``Session``/``SessionSummary``/``SessionState``, resume tokens, ``Health``.
-- ``store``: the ``SessionStore`` interface, its errors, ``store_for(location)``.
+- ``store``: the ``SessionStore`` interface and its errors.
+- ``backends``: ``store_for(location)``, the backend a ``--store`` value names.
 - ``sqlite_store`` (embedded, one server) and ``redis_store`` (several servers;
   needs the ``redis`` extra): the two implementations.
 - ``housekeeping``: ``Housekeeper``, the periodic expiry, gauge and heartbeat.

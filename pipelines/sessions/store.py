@@ -384,29 +384,3 @@ class SessionStore(ABC):
         A store of one server (SQLite) has no registry: this does nothing.
         ``RedisSessionStore`` keeps the registry (issue 15's several servers).
         """
-
-
-def store_for(location: str, **options) -> SessionStore:
-    """The store a ``--store`` value names: a ``redis://``/``rediss://``/``unix://`` URL, else a SQLite file path.
-
-    Args:
-        location: ``redis://HOST:PORT/DB`` (Redis) or a path such as
-            ``sessions.db`` or ``sqlite:///var/lib/framegraph/sessions.db``.
-        **options: Passed to the store (``ended_ttl_s``; ``prefix`` for Redis).
-
-    Raises:
-        ValueError: Empty location, or Redis asked for without the ``redis`` extra installed.
-    """
-    if not location.strip():
-        raise ValueError("session store: give a SQLite file path or a redis:// URL")
-    if location.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from pipelines.sessions.redis_store import RedisSessionStore
-        except ImportError as e:
-            raise ValueError(
-                f"session store {location}: Redis needs the 'redis' extra (pip install 'framegraph[redis]')"
-            ) from e
-        return RedisSessionStore(location, **options)
-    from pipelines.sessions.sqlite_store import SQLiteSessionStore
-
-    return SQLiteSessionStore(location.removeprefix("sqlite://"), **options)
