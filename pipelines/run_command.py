@@ -21,7 +21,7 @@ async def run_agent(agent: Agent, options: RunOptions | None = None) -> None:
     if info.serve is not None:
         await info.serve(agent, options)
     elif info.servable is not None:
-        from pipelines.server.app import serve  # FastAPI and uvicorn: only when served
+        from pipelines.server.launch import serve  # FastAPI and uvicorn: only when served (the same server as `serve`)
 
         await serve([agent], options)
     else:

@@ -13,7 +13,8 @@ import os
 
 def cmd_serve(args) -> int:
     from pipelines.cli import load_one
-    from pipelines.server.app import servable_transports, serve, served_on
+    from pipelines.server.app import servable_transports, served_on
+    from pipelines.server.launch import serve
     from pipelines.server.options import ServerOptions
 
     if args.transport is not None and args.transport not in servable_transports():

@@ -14,6 +14,7 @@ from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
 from pipelines.server.load_level import Level, LevelMachine, degraded
+from pipelines.sessions.model import SessionState
 from pipelines.spec import BackpressureSettings
 from pipelines.validate import load_agent_text
 from transports.clients.talk import Talker
@@ -124,7 +125,7 @@ async def test_a_blocked_loop_rejects_new_sessions_with_retry_after_serves_the_a
             stop.set()
             await blocker
         # The conversation admitted before the overload was never dropped: it goes on.
-        assert manager.live[admitted["id"]].state == "connected"
+        assert manager.live[admitted["id"]].state == SessionState.ACTIVE
         assert (await say_over_ws(talker, "my name is ada")).startswith("Nice")
         metrics = (await http.get("/metrics")).text
         assert _changes_to(metrics, "SESSION_REJECT") >= 1

@@ -80,7 +80,7 @@ async def test_two_servers_on_redis_place_redirect_and_take_over_a_killed_server
 
 
 async def test_only_a_refused_connection_marks_an_owner_dead():
-    from pipelines.server.manager import refuses_connections
+    from pipelines.server.placement import refuses_connections
 
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

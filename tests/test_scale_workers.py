@@ -18,7 +18,7 @@ from test_server_resume import AGENT, offer_signal, say_over_ws, wait_for_turns,
 from transport_kit import wait_until
 
 from pipelines.client_protocol import messages as cm
-from pipelines.server.app import running_workers
+from pipelines.server.launch import running_workers
 from pipelines.validate import load_agent_text
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer

@@ -13,7 +13,7 @@ import random
 import httpx
 from test_server_hostile import RTC
 
-from pipelines.server.app import running_workers
+from pipelines.server.launch import running_workers
 from pipelines.validate import load_agent_text
 
 REQUESTS = 1000

@@ -238,7 +238,7 @@ async def test_junk_on_a_webrtc_data_channel_closes_that_connection_only():
         flooder, calm = WebRTCPeer(), WebRTCPeer()
         await flooder.connect(url)
         await calm.connect(url)
-        await wait_until(lambda: len(manager.live) == 2 and all(s.state == "connected" for s in manager.live.values()),
+        await wait_until(lambda: len(manager.live) == 2 and all(s.state == SessionState.ACTIVE for s in manager.live.values()),
                          30, "both connected")
         (target,) = [s for s in manager.live.values() if s.peer_id == flooder.pc_id]
         (other,) = [s for s in manager.live.values() if s is not target]
@@ -246,7 +246,7 @@ async def test_junk_on_a_webrtc_data_channel_closes_that_connection_only():
             flooder.send({"label": "rtvi-ai", "type": "client-message", "data": "x" * 3000})  # over max_message_bytes
         await wait_until(lambda: target.id not in manager.live, 30, "the flooding peer's session closing")
         assert len(target.events) <= manager.options.kept_events and target.junk.total < 500
-        assert other.id in manager.live and other.state == "connected"  # closed that connection only
+        assert other.id in manager.live and other.state == SessionState.ACTIVE  # closed that connection only
         said = time.monotonic() + calm.say(tone(0.3, 16000, 300, 10000))
         await calm.wait_for_loud(timeout=20, after=said)  # the other participant still talks
         await flooder.close()
@@ -274,7 +274,7 @@ async def test_bad_text_is_refused_on_the_way_in_and_the_listing_stays_up():
 
 
 async def test_deeply_nested_json_is_a_400_through_the_front_too():
-    from pipelines.server.app import running_workers
+    from pipelines.server.launch import running_workers
 
     deep = b"[" * 100_000 + b"]" * 100_000
     nested_offer = b'{"sdp": "x", "type": "offer", "pc_id": ' + deep + b"}"

@@ -23,6 +23,7 @@ from transport_kit import wait_until
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
@@ -125,7 +126,7 @@ async def test_resume_over_webrtc_after_the_peer_vanishes():
         created = (await http.post("/sessions")).json()
         peer = WebRTCPeer()
         await peer.connect_with(offer_signal(http, created))
-        await wait_until(lambda: manager.live[created["id"]].state == "connected", 10, "connected")
+        await wait_until(lambda: manager.live[created["id"]].state == SessionState.ACTIVE, 10, "connected")
         asked = time.monotonic()
         await manager.live[created["id"]].worker.queue_frame(transcript(name))
         assert (await peer.wait_for_message(cm.BOT_TTS_TEXT, 20, after=asked))["data"]["text"].startswith("Nice")
@@ -133,7 +134,7 @@ async def test_resume_over_webrtc_after_the_peer_vanishes():
         peer.vanish()
         back = WebRTCPeer()
         await back.connect_with(offer_signal(http, created))  # the token takes the session over from the vanished peer
-        await wait_until(lambda: manager.live[created["id"]].state == "connected", 10, "connected")
+        await wait_until(lambda: manager.live[created["id"]].state == SessionState.ACTIVE, 10, "connected")
         asked = time.monotonic()
         await manager.live[created["id"]].worker.queue_frame(transcript(ask))
         reply = await back.wait_for_message(cm.BOT_TTS_TEXT, 20, after=asked)

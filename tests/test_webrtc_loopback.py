@@ -20,6 +20,7 @@ from transport_kit import wait_until
 from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent, load_agent_text
 from processors.tone import tone
 from transports.clients.webrtc import WebRTCPeer
@@ -144,10 +145,10 @@ async def test_each_participant_gets_its_own_worker():
         await asyncio.sleep(0.3)
         assert peers[1].first_loud_after(said) is None  # the other participant's agent did not hear it
         await peers[0].close()
-        await wait_until(lambda: sorted(s.state for s in server.sessions.values()) == ["connected", "ended"], 10, "one end")
+        await wait_until(lambda: sorted(s.state for s in server.sessions.values()) == [SessionState.ACTIVE, SessionState.DISCONNECTED], 10, "one end")
         transport = weakref.ref(next(s.built.transport for s in server.sessions.values() if s.built))
         await peers[1].close()
-        await wait_until(lambda: all(s.state == "ended" for s in server.sessions.values()), 10, "both ended")
+        await wait_until(lambda: all(s.state == SessionState.DISCONNECTED for s in server.sessions.values()), 10, "both ended")
         gc.collect()
         assert transport() is None  # a finished session's graph is freed
 

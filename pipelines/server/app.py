@@ -1,33 +1,124 @@
-"""Starting the server: the app with its middleware, uvicorn's limits, ``serve`` and ``running``.
+"""The one-process server: its FastAPI app (``create_app``), the app behind its middleware (``build_app``),
+uvicorn's settings, and ``running`` (serves in the caller's event loop, for tests and benchmarks).
 
-``serve(agents, options)`` is what ``framegraph serve FILE...`` and
-``framegraph run`` of a servable agent await; ``running(agent, ...)`` serves
-in the caller's event loop for tests and benchmarks.
+``framegraph serve`` and ``framegraph run`` of a servable agent start it
+through ``pipelines.server.launch.serve`` (with worker processes behind a
+front when asked for). A worker process (``pipelines.server.workers``) runs
+this very server: this module never imports the front or the workers.
 """
 
 import asyncio
 import socket
 import sqlite3
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from loguru import logger
+from pipecat.transports.smallwebrtc.request_handler import SmallWebRTCRequestHandler
 from starlette.middleware.cors import CORSMiddleware
 
-from pipelines import logs
 from pipelines.registry import default_registry
-from pipelines.server.limits import AccessGuard, BodyLimit, exposure_warning, timely_http_protocol
+from pipelines.server.connecting import STORE_AWAY, STORE_RETRY_S, ice_servers
+from pipelines.server.history_routes import history_router
+from pipelines.server.limits import (
+    AccessGuard,
+    BodyLimit,
+    ClientLimits,
+    TooManySessions,
+    client_address,
+    timely_http_protocol,
+)
 from pipelines.server.load_level import LoadMonitor
 from pipelines.server.manager import SessionManager
 from pipelines.server.options import ServerOptions
-from pipelines.server.routes import create_app
-from pipelines.server.warming import warm
-from pipelines.sessions.store import SessionStore, StoreUnavailable, store_for
+from pipelines.server.pages import mount_assets, pages_router
+from pipelines.server.runner_routes import runner_router
+from pipelines.server.sessions_routes import sessions_router
+from pipelines.server.user_routes import api_access, user_router
+from pipelines.sessions.backends import store_for
+from pipelines.sessions.model import sendable
+from pipelines.sessions.store import SessionStore, StoreUnavailable
 from pipelines.validate import Agent, Component
+
+
+def create_app(manager: SessionManager, *, api_key: str | None, title: str) -> FastAPI:
+    """The FastAPI app of ``manager``'s server: its state, its routers, its lifespan (``app.state.manager``)."""
+    options = manager.options
+    key_required = [Depends(api_access(api_key, options.user_keys))] if api_key or options.user_keys else []
+    public_docs = not key_required  # with a key, the schema and its page are behind it too (routes of our own)
+    # Operation ids are the handlers' names (create_session, list_sessions...), what client generators name methods after.
+    app = FastAPI(title=title, docs_url="/docs" if public_docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if public_docs else None,
+                  generate_unique_id_function=lambda route: route.name, lifespan=_lifespan)
+    if not public_docs:
+        _protected_docs(app, key_required)
+    _answer_errors(app)
+    app.state.manager = manager
+    app.state.client_limits = ClientLimits(options.client_sessions_per_minute, options.client_unconnected_sessions,
+                                           limit_loopback=options.limit_loopback_clients)
+    webrtc = app.state.webrtc = SmallWebRTCRequestHandler(ice_servers=ice_servers(manager))
+    app.include_router(pages_router(manager))
+    mount_assets(app)
+    app.include_router(sessions_router(manager, webrtc, key_required))
+    app.include_router(runner_router(manager, webrtc, key_required, api_key))
+    app.include_router(user_router(manager, key_required))
+    app.include_router(history_router(manager, key_required))
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    await app.state.manager.start()
+    app.state.manager.load.start()
+    try:
+        yield
+    finally:
+        await app.state.manager.load.stop()
+        await app.state.manager.close()
+        await app.state.webrtc.close()
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """A malformed request, a client over its limit and a store outage each get a status and a sentence, never a 500."""
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """400 with what was wrong (never the body itself) for a request that does not fit its model."""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        logger.info(f"refused a malformed request to {request.url.path}: {problems[:300]}")
+        return JSONResponse({"detail": sendable(f"malformed request: {problems}"[:2000])}, status_code=400)
+
+    @app.exception_handler(TooManySessions)
+    async def too_many(request: Request, exc: TooManySessions) -> JSONResponse:
+        """429 with ``Retry-After``: this client's own limit, which leaves room for the others."""
+        logger.info(f"{request.method} {request.url.path} from {client_address(request.scope)}: {exc}")
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_away(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        """503 with ``Retry-After`` and a sentence while the store is away, never a bare 500."""
+        logger.warning(f"{request.method} {request.url.path}: {exc}")
+        return JSONResponse({"detail": STORE_AWAY}, status_code=503, headers={"Retry-After": str(STORE_RETRY_S)})
+
+
+def _protected_docs(app: FastAPI, key_required: list) -> None:
+    """``/openapi.json`` and ``/docs`` behind the API key."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=key_required)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=key_required)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
 
 def default_store(agent: Agent, port: int | None = None) -> str:
@@ -61,9 +152,7 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
     manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id)
     title = "framegraph: " + ", ".join(by_name)
-    fastapi_app = create_app(manager, api_key=options.api_key, title=title)
-    fastapi_app.router.lifespan_context = _lifespan
-    return guarded(fastapi_app, options, options.host or agents[0].transport.params.host), manager
+    return guarded(create_app(manager, api_key=options.api_key, title=title), options, options.host or agents[0].transport.params.host), manager
 
 
 def guarded(app: Any, options: ServerOptions, host: str) -> Any:
@@ -73,18 +162,6 @@ def guarded(app: Any, options: ServerOptions, host: str) -> Any:
                              allow_headers=["authorization", "content-type"])
     app = AccessGuard(app, allowed_hosts=[host, *options.allowed_hosts], allowed_origins=options.allowed_origins)
     return BodyLimit(app, options.max_body_bytes)
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI):
-    await app.state.manager.start()
-    app.state.manager.load.start()
-    try:
-        yield
-    finally:
-        await app.state.manager.load.stop()
-        await app.state.manager.close()
-        await app.state.webrtc.close()
 
 
 def server_config(agents: list[Agent], options: ServerOptions, *, tls: bool = True) -> tuple[uvicorn.Config, SessionManager]:
@@ -127,29 +204,6 @@ def uvicorn_config(app: Any, agents: list[Agent], options: ServerOptions, *, tls
     )
 
 
-async def serve(agents: list[Agent], options: Any = None) -> None:
-    """Serves ``agents`` until interrupted. ``options``: a ``ServerOptions`` or run options (host, port)."""
-    if not isinstance(options, ServerOptions):
-        options = ServerOptions(host=getattr(options, "host", None), port=getattr(options, "port", None))
-    if options.store is None:  # resolved here: worker processes listen on other ports
-        options = replace(options, store=default_store(agents[0], options.port))
-    config, target = front_config(agents, options) if options.workers > 1 else server_config(agents, options)
-    await usable_store(target.store)
-    if options.workers <= 1:
-        warm(agents)  # in this process; worker processes warm their own
-    warning = exposure_warning(config.host, tls=bool(config.ssl_certfile), api_key=bool(options.api_key))
-    if warning:
-        logger.warning(warning)
-        print(f"warning: {warning}", flush=True)
-    async with _serving(config, target) as (where, serving):
-        names = ", ".join(repr(a.spec.name) for a in agents)
-        if options.workers > 1:
-            names += f" in {options.workers} worker processes"
-        print(f"serving {names} on {where}/ (page: /, API: /docs, dashboard: /dashboard/), ready in "
-              f"{logs.since_start():.1f} s; Ctrl-C stops", flush=True)
-        await serving
-
-
 async def usable_store(store: SessionStore) -> None:
     """Opens and closes ``store`` once, so that a server whose store cannot be used stops with one line.
 
@@ -171,7 +225,7 @@ def _one_line(error: Exception) -> str:
 
 
 @asynccontextmanager
-async def _serving(config: uvicorn.Config, target: Any):
+async def serving(config: uvicorn.Config, target: Any):
     """Binds, tells ``target`` (a manager or a front) its URL, serves; yields (URL, the serving task)."""
     sock = config.bind_socket()
     host, port = sock.getsockname()[:2]
@@ -201,39 +255,12 @@ async def running(agent: Agent | list[Agent], host: str = "127.0.0.1", port: int
     Port 0 picks a free port; ``options`` are ``ServerOptions`` fields. Without
     a ``store`` the sessions go to a SQLite file in a temporary folder.
     """
-    import tempfile
-
     agents = agent if isinstance(agent, list) else [agent]
     with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
         options.setdefault("store", str(Path(tmp) / "sessions.db"))
         config, manager = server_config(agents, ServerOptions(host=host, port=port, **options))
-        async with _serving(config, manager) as (url, _):
+        async with serving(config, manager) as (url, _):
             yield url, manager
-
-
-def front_config(agents: list[Agent], options: ServerOptions) -> tuple[uvicorn.Config, Any]:
-    """uvicorn settings and app of the front process of ``options.workers`` worker processes (docs/scale.md)."""
-    from pipelines.server.front import Front
-    from pipelines.server.workers import WorkerPool
-
-    _, manager = build_app(agents, options)  # checks the agents as one process would; its store stays closed
-    pool = WorkerPool(agents, options, manager.server_id, options.workers)
-    front = Front(pool, manager.store)
-    app = guarded(front, options, options.host or agents[0].transport.params.host)
-    return uvicorn_config(app, agents, options), front
-
-
-@asynccontextmanager
-async def running_workers(agent: Agent | list[Agent], workers: int = 2, host: str = "127.0.0.1", **options: Any):
-    """``running`` with ``workers`` worker processes behind a front; yields (base URL, the ``Front``)."""
-    import tempfile
-
-    agents = agent if isinstance(agent, list) else [agent]
-    with tempfile.TemporaryDirectory(prefix="framegraph-server-") as tmp:
-        options.setdefault("store", str(Path(tmp) / "sessions.db"))
-        config, front = front_config(agents, ServerOptions(host=host, port=0, workers=workers, **options))
-        async with _serving(config, front) as (url, _):
-            yield url, front
 
 
 def served_on(agent: Agent, transport: str, **params: Any) -> Agent:

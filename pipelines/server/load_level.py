@@ -30,7 +30,7 @@ from typing import Any
 
 from loguru import logger
 
-from pipelines.server.manager import Full
+from pipelines.server.admission import Full
 from pipelines.spec import BackpressureSettings
 from pipelines.validate import Agent, Component
 

@@ -1,11 +1,13 @@
-"""The session manager: admission, placement, one worker per connection, resume, persistence.
+"""The session manager: admission and the life of each session on this server.
 
 Every way into a session goes through here (the REST API, pipecat's runner
-routes, the page): the routes only parse and authorize. That keeps placement
-and routing in one place, where several worker processes and several
-servers (docs/sessions.md, "Several servers") will plug in.
+routes, the page): the routes only parse and authorize. Where a session
+goes among servers and worker processes is ``pipelines.server.placement``;
+what a (re)connecting session gets back from the store is
+``pipelines.server.restore``.
 
-A session's life on this server:
+A session's life on this server (its ``LiveSession.state``, a ``SessionState``
+as the store keeps it):
 
 - ``create``: admission (atomic: the check and the reservation happen with no
   ``await`` between them, so five concurrent offers against two slots admit
@@ -13,19 +15,14 @@ A session's life on this server:
   session whose client never connects ends after ``connect_timeout_s``.
 - ``connect``: builds the agent around the accepted connection (the peer
   goes to the factory as ``BuildContext.peer``), restores the conversation
-  (the system prompt rebuilt from the agent, persona and settings, then the
-  stored last 100 messages) and runs one worker until the connection ends.
-  Every completed turn is appended to the store; connecting sets ACTIVE.
+  (``restore``) and runs one worker until the connection ends. Every
+  completed turn is appended to the store; connecting sets ACTIVE.
 - the connection ends: DISCONNECTED (resumable for ``grace_s``) unless the
-  session was deleted (ENDED); a resume is ``connect`` again with the token.
+  session was deleted or no client ever connected (ENDED); a resume is
+  ``connect`` again with the token.
 
 Several servers on one Redis (docs/scale.md): each publishes, with its
-heartbeat, its advertised URL, live sessions and capacity. ``place_elsewhere``
-names the live server with the most room when this one is full (the route
-answers 307 there); ``owner_elsewhere`` names the live server that owns a
-session (307 there), or takes the session over when its owner stopped
-heartbeating (its sessions become DISCONNECTED here, resumable with their
-context from Redis).
+heartbeat, what placement reads of it (``placement.heartbeat_info``).
 """
 
 import asyncio
@@ -34,13 +31,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
 from pipelines.builder import BuiltAgent, build_agent
-from pipelines.client_protocol.messages import SESSION_RESTORED
 from pipelines.client_protocol.messages import message as client_message
 from pipelines.persona import render_persona
 from pipelines.registry import default_registry
@@ -51,12 +46,9 @@ from pipelines.server.admission import Slots
 from pipelines.server.latency import TurnLatency
 from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions
-from pipelines.server.stored_settings import (
-    pending_changes,
-    with_applied,
-    with_failed,
-    with_pending,
-)
+from pipelines.server.placement import heartbeat_info
+from pipelines.server.restore import conversation, reapply, restore_context, restored_settings, tell_restored
+from pipelines.server.stored_settings import pending_changes, with_applied, with_failed, with_pending
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.memory import open_memory
 from pipelines.sessions.metrics import SessionMetrics
@@ -72,7 +64,6 @@ from pipelines.sessions.settings_gate import (
     AppliedChange,
     FailedChange,
     SettingsChange,
-    SettingsChangeFrame,
     new_change_id,
 )
 from pipelines.sessions.settings_model import SettingsModel
@@ -104,8 +95,8 @@ class LiveSession:
     id: str
     agent: Agent
     kept_events: int
-    #: "starting", "connected", "ended" (the worker finished) or "failed".
-    state: str = "starting"
+    #: STARTING until a client connects, ACTIVE while one is, then DISCONNECTED or ENDED (as the store has it).
+    state: SessionState = SessionState.STARTING
     events: deque = field(default_factory=deque)
     built: BuiltAgent | None = None
     worker: Any = None
@@ -136,16 +127,11 @@ class LiveSession:
         return self.agent.transport.type.name
 
     def event(self, name: str, detail: str = "") -> None:
-        """Records (the newest ``kept_events``) and logs an event; a few names set the state."""
+        """Records (the newest ``kept_events``) and logs an event."""
         self.events.append({"time": time.time(), "event": name, "detail": detail[:500]})
         if name != "refused":  # refusals are counted and summarized by the JunkMeter
             log = logger.warning if name in ("dropped", "failed") else logger.info
             log(f"session {self.id} ({self.transport}): {name}" + (f": {detail}" if detail else ""))
-        if name in ("connected", "ended", "failed"):
-            self.state = name
-
-    def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "transport": self.transport, "state": self.state, "events": list(self.events)}
 
 
 class SessionManager:
@@ -174,10 +160,7 @@ class SessionManager:
         self.load: Any = None
         self.housekeeper = Housekeeper(
             store, server_id=server_id, metrics=self.metrics, every_s=options.housekeeping_s,
-            grace_s=options.grace_s, server_info=lambda: {
-                "live": str(self.slots.total()), "url": self.url or "",
-                # a shedding server has no room for others' new sessions
-                "capacity": str(self.slots.total() if self.load and self.load.shedding else options.max_sessions)},
+            grace_s=options.grace_s, server_info=lambda: heartbeat_info(self),
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -324,58 +307,11 @@ class SessionManager:
         self.url = self.url or url
 
     async def servers(self) -> dict[str, dict[str, str]]:
-        """The live servers sharing this store (itself included), with their info; {} on a store of one server."""
+        """The live servers sharing this store (itself included), with their heartbeats' info; {} on a store of one server."""
         live_servers = getattr(self.store, "live_servers", None)
         if live_servers is None:
             return {}
         return await live_servers(max_age_s=3 * self.options.housekeeping_s)
-
-    async def place_elsewhere(self, agent_name: str | None) -> str | None:
-        """The URL of the server a new session goes to when this one is full (the live one with most room), or None."""
-        if self.full(self.agent_named(agent_name)) is None and not (self.load and self.load.shedding):
-            return None
-        room = {}
-        for info in (await self.servers()).values():
-            url = info.get("url")
-            if url and url != self.url:
-                room[url] = _int(info.get("capacity")) - _int(info.get("live"))
-        best = max(room, key=room.get, default=None)
-        return best if best is not None and room[best] > 0 else None
-
-    async def owner_elsewhere(self, session_id: str) -> str | None:
-        """The URL of the live server that runs ``session_id``, or None when this server is to serve it.
-
-        A session whose owner stopped heartbeating is taken over: the dead
-        server's sessions become DISCONNECTED, resumable here with their context.
-        So is one whose owner still looks live but refuses connections (its
-        process died and nothing listens at its address): its clients need
-        not wait three heartbeats to resume.
-        """
-        if session_id in self.live:
-            return None
-        servers = await self.servers()
-        if not servers:
-            return None
-        try:
-            session = await self.store.get(session_id)
-        except SessionNotFound:
-            return None
-        if session.owner == self.server_id or session.state == SessionState.ENDED:
-            return None
-        owner = servers.get(session.owner)
-        if owner is not None:
-            url = owner.get("url")
-            if not url or url == self.url:
-                return None
-            if not await refuses_connections(url):
-                return url
-            why = "refuses connections at " + url
-        else:
-            why = "stopped heartbeating"
-        taken = await self.store.recover(owner=session.owner)
-        logger.warning(f"server {session.owner} {why}: its {len(taken)} live session(s) are "
-                       f"DISCONNECTED; {self.server_id} takes over session {session_id}")
-        return None
 
     # -- running ---------------------------------------------------------------
 
@@ -394,7 +330,7 @@ class SessionManager:
             built = live.built = build_agent(agent, peer=peer, settings_gate=True, memory=memory)
             if built.settings_gate is not None:
                 self._settings_models[live.agent.spec.name] = built.settings_gate.model
-            session = session.model_copy(update={"settings": await self._restored_settings(live, session, built)})
+            session = session.model_copy(update={"settings": await restored_settings(self, live, session, built)})
             persisted = restore_context(built, session)
             if memory is not None:
                 memory.enter(built.llm_context)
@@ -405,7 +341,7 @@ class SessionManager:
                                   lambda s: self._latency(live, HEARD_LATENCY, s))
             live.worker = built.worker(observers=[latency, *accounting.observers], usage_metrics=True)
             if resumed:
-                self._tell_restored(live, built, session)
+                tell_restored(live, built, session)
             await run_worker(live.worker)
             await accounting.record()  # what the last moments used (an STT's final report)
             live.event("ended")
@@ -413,21 +349,10 @@ class SessionManager:
             live.event("failed", f"{e.__class__.__name__}: {e}")
             self.metrics.error("session")
             why = f"{e.__class__.__name__}: {e}"
-            await self._quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
+            await self.quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
         finally:
             live.built = live.worker = live.close_peer = live.peer = None  # a finished graph is large; let it be collected
             await self._release(live)
-
-    def _tell_restored(self, live: LiveSession, built: BuiltAgent, session: Session) -> None:
-        """Tells a resumed session's client what came back, once it is ready (after the worker's ``bot-ready``):
-        an RTVI ``server-message`` ``{"type": "session-restored", "session_id", "turns"}``."""
-        rtvi = getattr(built.client_observer, "rtvi_processor", None)
-        if rtvi is None:
-            return
-
-        @rtvi.event_handler("on_client_ready")
-        async def _ready(rtvi):
-            await rtvi.send_server_message({"type": SESSION_RESTORED, "session_id": live.id, "turns": session.turns})
 
     def connect_soon(self, live: LiveSession, peer: Any, close_peer: Any = None) -> None:
         """``connect`` in the background (an SDP answer goes back at once)."""
@@ -512,10 +437,10 @@ class SessionManager:
         async def _connected(t, client):
             resumed = live.connected_once or not live.fresh
             live.event("resumed" if resumed else "connected")
-            live.state = "connected"
+            live.state = SessionState.ACTIVE
             live.connected_once = True
             live.last_turn_at = time.monotonic()
-            await self._quietly(live.id, "state ACTIVE",
+            await self.quietly(live.id, "state ACTIVE",
                                 lambda: self.store.set_state(live.id, SessionState.ACTIVE, owner=self.server_id))
 
         @transport.event_handler("on_client_disconnected")
@@ -541,7 +466,7 @@ class SessionManager:
                 self.metrics.turn_completed(agent)
                 latencies, live.latencies = live.latencies, {}
                 write_id = uuid.uuid4().hex  # a retry after an ambiguous failure applies the turn once
-                await self._quietly(live.id, "turn", lambda: self.store.append(
+                await self.quietly(live.id, "turn", lambda: self.store.append(
                     live.id, new, turn=True, latencies=latencies or None, write_id=write_id))
 
         if built.settings_gate is not None:
@@ -556,7 +481,7 @@ class SessionManager:
             live.event("settings-applied", ("held until the response ended" if applied.held else "at once")
                        + f" ({', '.join(applied.change_ids)})")
             settings = dict(live.settings)
-            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
+            await self.quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
             told = {"type": "settings-applied", "held": applied.held, "applied_at": applied.applied_at,
                     "change": applied.change.model_dump(exclude_none=True), "change_ids": list(applied.change_ids)}
             await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
@@ -566,54 +491,26 @@ class SessionManager:
             live.settings = with_failed(live.settings, failed.change_ids, failed.error, time.time())
             live.event("settings-failed", f"{', '.join(failed.change_ids)}: {failed.error}")
             settings, why = dict(live.settings), f"settings not applied: {failed.error}"
-            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
-            await self._quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
+            await self.quietly(live.id, "settings", lambda: self.store.set_settings(live.id, settings))
+            await self.quietly(live.id, "error", lambda: self.store.record_error(live.id, why))
             told = {"type": "settings-failed", "change_ids": list(failed.change_ids), "error": failed.error}
             await gate.push_frame(OutputTransportMessageUrgentFrame(message=client_message("server-message", told)))
 
         stored = {k: v for k, v in live.settings.items() if k in ("llm", "tts")}
         if stored:
-            self._spawn(self._reapply(live, SettingsChange(**stored)))
-
-    async def _restored_settings(self, live: LiveSession, session: Session, built: BuiltAgent) -> dict:
-        """The settings a (re)connecting session runs with: its stored ones, pending changes folded in,
-        and every stored field the agent's services cannot take dropped with a logged reason."""
-        settings, now = dict(session.settings), time.time()
-        for pending in pending_changes(settings):
-            settings = with_applied(settings, AppliedChange(pending.change, pending.requested_at, now, held=True,
-                                                            change_ids=(pending.id,)))
-        if built.settings_gate is not None:
-            kept, dropped = built.settings_gate.model.usable(settings)
-            settings = {**{k: v for k, v in settings.items() if k not in ("llm", "tts")}, **kept}
-            for why in dropped:
-                logger.warning(f"session {live.id}: a stored setting cannot be applied and is dropped: {why}")
-                live.event("settings-dropped", why)
-                error = f"stored setting dropped: {why}"
-                await self._quietly(live.id, "error", lambda error=error: self.store.record_error(live.id, error))
-        if settings != session.settings:
-            kept_settings = dict(settings)
-            await self._quietly(live.id, "settings", lambda: self.store.set_settings(live.id, kept_settings))
-        live.settings = settings
-        return settings
-
-    async def _reapply(self, live: LiveSession, change: SettingsChange) -> None:
-        """Applies a resumed session's stored LLM/TTS settings once its worker runs."""
-        while live.worker is not None and not live.state == "connected":
-            await asyncio.sleep(0.05)
-        if live.worker is not None:
-            await live.worker.queue_frame(SettingsChangeFrame(change=change, change_id="resume-" + new_change_id()))
+            self._spawn(reapply(live, SettingsChange(**stored)))
 
     async def _release(self, live: LiveSession) -> None:
         """The connection ended: frees the slot and records DISCONNECTED (or ENDED when deleted)."""
         self._vacate(live.id, live)
         self._finished.append(live)
         never = live.fresh and not live.connected_once
-        state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
-        await self._quietly(live.id, f"state {state.value}", lambda: self.store.set_state(live.id, state))
+        state = live.state = SessionState.ENDED if live.deleted or never else SessionState.DISCONNECTED
+        await self.quietly(live.id, f"state {state.value}", lambda: self.store.set_state(live.id, state))
 
     async def _connect_deadline(self, live: LiveSession) -> None:
         await asyncio.sleep(self.options.connect_timeout_s)
-        if live.state != "starting" or self.live.get(live.id) is not live:
+        if live.state != SessionState.STARTING or self.live.get(live.id) is not live:
             return
         live.event("failed", f"no client connected within {self.options.connect_timeout_s:g} s")
         if live.worker is not None:  # an offer was answered but the peer never connected
@@ -629,7 +526,7 @@ class SessionManager:
             await asyncio.sleep(min(idle / 4, 5.0))
             now = time.monotonic()
             for live in list(self.live.values()):
-                if live.worker is not None and live.state == "connected" and now - live.last_turn_at > idle:
+                if live.worker is not None and live.state == SessionState.ACTIVE and now - live.last_turn_at > idle:
                     live.event("idle", f"no turn for {idle:g} s")
                     await live.worker.cancel(reason="idle")
 
@@ -647,62 +544,15 @@ class SessionManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _quietly(self, session_id: str, what: str, make) -> None:
+    async def quietly(self, session_id: str, what: str, make) -> None:
         """A session's store write (``make()`` makes its coroutine), in order; queued and retried
         through a store outage (``WriteBehind``), never raised into a worker."""
         await self.writes.write(session_id, what, make)
 
 
-async def refuses_connections(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether nothing listens at ``url``'s host and port (the connection was refused).
-
-    Only a refusal counts: a connection that times out (a busy server, a
-    machine that went away) is left to the heartbeat's verdict, so a live
-    server is never taken for dead.
-    """
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
-    except ConnectionRefusedError:
-        return True
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    return False
-
-
 def _participants(agent: Agent) -> int | None:
     """The agent's own limit of live sessions (its transport's ``max_participants``), if it has one."""
     return getattr(agent.transport.params, "max_participants", None)
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def conversation(context: Any) -> list[dict]:
-    """The context's messages without the system prompt (what the store keeps)."""
-    return [m for m in context.get_messages() if not (isinstance(m, dict) and m.get("role") == "system")]
-
-
-def restore_context(built: BuiltAgent, session: Session) -> int:
-    """Puts a resumed session's system prompt and stored messages into the built agent's context.
-
-    Returns:
-        How many conversation messages the context holds now (the next turn appends after them).
-    """
-    if built.llm_context is None:
-        return 0
-    system = [m for m in built.llm_context.get_messages() if isinstance(m, dict) and m.get("role") == "system"]
-    prompt = session.settings.get("system_prompt")
-    if prompt is not None:
-        system = [{"role": "system", "content": prompt}]
-    built.llm_context.set_messages(system + list(session.messages))
-    return len(session.messages)
 
 
 def with_variables(agent: Agent, variables: dict[str, str]) -> Agent:

@@ -10,10 +10,12 @@ owns the public address and proxies each request to a worker.
 Workers start warm: each calls its agents' ``prewarm`` hooks (Silero VAD and
 Smart Turn sessions, the pocketsphinx decoder host) before it says it is ready,
 as LiveKit's worker pool does. Each reports, every quarter second through
-shared memory, its live sessions and the CPU it used over the last second;
-the pool places a new session on the worker with the fewest (counting the
-sessions it placed in the last second, which a report may not show yet),
-then the least busy. A worker that dies is started again under the same
+shared memory, its live sessions, the CPU it used over the last second and
+its load level; the pool places a new session by ``pipelines.server.placement``'s
+rule: a worker below SHEDDING first (a SHEDDING one only when every one is,
+a SESSION_REJECT one never while another is not), and among those the one
+with the fewest sessions (counting the sessions it placed in the last second,
+which a report may not show yet), then the least busy. A worker that dies is started again under the same
 server id: its ``SessionManager.start`` marks the sessions the dead one left
 live DISCONNECTED, and their clients resume them with their context. A
 worker whose front process died (even by SIGKILL) ends itself.
@@ -30,16 +32,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from loguru import logger
 
 from pipelines.server.admission import Slots
+from pipelines.server.app import server_config, usable_store
+from pipelines.server.load_level import Level
 from pipelines.server.options import ServerOptions
+from pipelines.server.placement import Place, choose, placement_level
 from pipelines.server.warming import warm
 from pipelines.sessions.metrics import MULTIPROCESS_DIR
 from pipelines.validate import Agent
 
 #: Seconds between a worker's load reports.
 REPORT_EVERY_S = 0.25
+#: What each worker reports, in this order, in its row of the shared report array.
+REPORTED = ("live", "cpu", "level")
 #: Placements this recent count against a worker (its report may not show them yet).
 RECENT_PLACEMENT_S = 1.0
 #: How long a worker may take to load its models and listen.
@@ -65,10 +73,6 @@ def worker_main(slot: int, agents: list[Agent], options: ServerOptions, ready: A
 
 async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, ready: Any, report: Any) -> int:
     """Serves until told to stop; returns the process's exit status (3: its store cannot be used)."""
-    import uvicorn
-
-    from pipelines.server.app import server_config, usable_store
-
     config, manager = server_config(agents, options, tls=False)
     try:
         await usable_store(manager.store)
@@ -92,11 +96,17 @@ async def _serve_worker(slot: int, agents: list[Agent], options: ServerOptions, 
             server.should_exit = True
         now_used, now = time.process_time(), time.monotonic()
         if now - at >= 1.0:
-            report[2 * slot + 1] = (now_used - used) / (now - at)
+            write_report(report, slot, cpu=(now_used - used) / (now - at))
             used, at = now_used, now
-        report[2 * slot] = len(manager.live)
+        write_report(report, slot, live=len(manager.live), level=placement_level(manager.load).value)
     await serving
     return 0
+
+
+def write_report(report: Any, slot: int, **values: float) -> None:
+    """Writes worker ``slot``'s ``REPORTED`` values (those given) into the shared report array."""
+    for name, value in values.items():
+        report[len(REPORTED) * slot + REPORTED.index(name)] = value
 
 
 @dataclass
@@ -144,7 +154,7 @@ class WorkerPool:
             options, host="127.0.0.1", port=0, allowed_origins=[], allowed_hosts=[], workers=1, slots=self.slots,
         )
         self._ready = self._context.Queue()
-        self._report = self._context.Array("d", 2 * count, lock=False)
+        self._report = self._context.Array("d", len(REPORTED) * count, lock=False)
         self._tasks: list[asyncio.Task] = []
         self._closing = False
 
@@ -179,23 +189,34 @@ class WorkerPool:
                     await asyncio.to_thread(worker.process.join, 5)
         shutil.rmtree(self._metrics_dir, ignore_errors=True)
 
+    def reported(self, worker: Worker, name: str) -> float:
+        """The worker's last reported ``name`` (one of ``REPORTED``)."""
+        return self._report[len(REPORTED) * worker.slot + REPORTED.index(name)]
+
     def live(self, worker: Worker) -> int:
         """Live sessions the worker reported last."""
-        return int(self._report[2 * worker.slot])
+        return int(self.reported(worker, "live"))
 
     def cpu(self, worker: Worker) -> float:
         """The worker's CPU use over its last reported second (1.0: one core)."""
-        return self._report[2 * worker.slot + 1]
+        return self.reported(worker, "cpu")
+
+    def level(self, worker: Worker) -> Level:
+        """The load level the worker reported last (``placement.placement_level``)."""
+        return Level(int(self.reported(worker, "level")))
 
     def least_loaded(self) -> Worker:
-        """The worker a new session goes to (fewest live and just-placed sessions, then least CPU); counts it."""
+        """The worker a new session goes to (``placement.choose``: below SHEDDING first; then the fewest live and
+        just-placed sessions, then the least CPU); counts it. When every worker is at SESSION_REJECT, the least
+        busy, which answers 503 itself (the front routes every request somewhere)."""
         now = time.monotonic()
         for worker in self.workers:
             worker.placed = [t for t in worker.placed if now - t < RECENT_PLACEMENT_S]
         ready = [w for w in self.workers if w.ready.is_set()] or self.workers
-        chosen = min(ready, key=lambda w: (self.live(w) + len(w.placed), self.cpu(w), w.slot))
-        chosen.placed.append(now)
-        return chosen
+        places = [Place(w, self.level(w), 1, busy=(self.live(w) + len(w.placed), self.cpu(w), w.slot)) for w in ready]
+        best = choose(places) or min(places, key=lambda p: p.busy)
+        best.where.placed.append(now)
+        return best.where
 
     def owning(self, server_id: str) -> Worker | None:
         """The worker slot whose server id is ``server_id`` (a session's owner), if it is one of this pool's."""
@@ -221,7 +242,7 @@ class WorkerPool:
                 del os.environ[MULTIPROCESS_DIR]
             else:
                 os.environ[MULTIPROCESS_DIR] = own
-        self._report[2 * worker.slot] = 0
+        write_report(self._report, worker.slot, live=0, level=Level.NORMAL.value)
 
     async def _listen(self) -> None:
         """Marks workers ready as they say so (slot, pid, port) on the queue."""

@@ -9,7 +9,7 @@ must be served from a path ending in ``/``: Starlette's
 redirects ``/dashboard`` there by itself.
 """
 
-from pathlib import Path
+from importlib.resources import files
 
-DASHBOARD_DIR = Path(__file__).parent / "web"
-"""The folder holding the dashboard page and its script and style."""
+DASHBOARD_DIR = files("pipelines.sessions") / "web"
+"""The folder holding the dashboard pages and their scripts and style (package data, found through importlib.resources)."""
