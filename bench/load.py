@@ -137,6 +137,7 @@ def plain_server(config: Path, port: int) -> None:
     )
 
     from pipelines.builder import build_agent
+    from pipelines.client_protocol.rtvi import for_client
     from pipelines.runner import run_worker
     from pipelines.server.app import served_on
     from pipelines.validate import load_agent
@@ -154,7 +155,8 @@ def plain_server(config: Path, port: int) -> None:
     @app.websocket("/ws")
     async def ws(socket: WebSocket):
         await socket.accept()
-        await run_worker(build_agent(agent, peer=socket, guard_interruptions=False).worker())
+        await run_worker(build_agent(agent, peer=socket, guard_interruptions=False,
+                                      additions=(for_client,)).worker())
 
     config_ = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 20)
     server = uvicorn.Server(config_)

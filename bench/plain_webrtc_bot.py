@@ -19,6 +19,7 @@ from pipecat.runner.run import main  # noqa: E402
 from transport_latency import plain_webrtc, with_factory  # noqa: E402
 
 from pipelines.builder import build_agent  # noqa: E402
+from pipelines.client_protocol.rtvi import for_client  # noqa: E402
 from pipelines.runner import run_worker  # noqa: E402
 from pipelines.server.app import served_on  # noqa: E402
 from pipelines.validate import load_agent  # noqa: E402
@@ -29,7 +30,8 @@ AGENT = with_factory(served_on(load_agent(CONFIG), "webrtc"), plain_webrtc)
 
 async def bot(runner_args):
     """One participant: the agent's graph on pipecat's SmallWebRTC transport around the runner's connection."""
-    await run_worker(build_agent(AGENT, peer=runner_args.webrtc_connection, guard_interruptions=False).worker())
+    await run_worker(build_agent(AGENT, peer=runner_args.webrtc_connection, guard_interruptions=False,
+                                       additions=(for_client,)).worker())
 
 
 if __name__ == "__main__":

@@ -5,8 +5,15 @@ The graph is exactly what a hand-written pipecat program would build
 costs nothing per frame at run time beyond the interruption guard
 (``pipelines.interruptions``), which the builder attaches to every graph.
 Factories get a ``pipelines.registry.BuildContext``.
+
+The builder builds the graph the YAML describes, no more. What a caller
+adds around it (pipecat's RTVI processor for a connecting client,
+``pipelines.client_protocol.rtvi.for_client``; the server's settings gate,
+``pipelines.server.session_graph``) comes in as ``additions``: steps that
+change the ``GraphParts`` before they become a ``Pipeline``.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +31,6 @@ from pipelines.interruptions.policy import apply_interruption_settings
 from pipelines.observers import joined
 from pipelines.pipecat_compat import rename_processor
 from pipelines.registry import BuildContext
-from pipelines.sessions.settings_model import ServiceSettingsModel, SettingsModel
 from pipelines.spec import ASSISTANT_CONTEXT, INPUT, OUTPUT, USER_CONTEXT, Parallel, Step
 from pipelines.validate import Agent, Component
 
@@ -43,7 +49,7 @@ class BuiltAgent:
         interruptions: the interruption guarantee's guard; None when built
             without it (to compare with plain pipecat).
         client_observer: the RTVI observer a served graph's worker runs
-            (``pipelines.client_protocol.rtvi``); None for graphs built for no client.
+            (``pipelines.client_protocol.rtvi.for_client``); None for graphs built for no client.
     """
 
     agent: Agent
@@ -55,7 +61,7 @@ class BuiltAgent:
     interruptions: InterruptionGuard | None = None
     client_observer: Any = None
     settings_gate: Any = None
-    """The ``SettingsGate`` placed after the LLM when built with ``settings_gate=True`` (and an LLM at the top level)."""
+    """The ``SettingsGate`` an addition placed after the LLM (the server's: ``pipelines.server.session_graph``)."""
 
     async def interrupt(self) -> int | None:
         """Interrupts the bot: every processor flushes, nothing said before comes out after.
@@ -102,15 +108,41 @@ class BuiltAgent:
         return PipelineWorker(self.pipeline, params=params, **kwargs)
 
 
+@dataclass
+class GraphParts:
+    """The graph the YAML describes before it becomes a ``Pipeline``: what an addition (``build_agent(additions=)``) may change.
+
+    Attributes:
+        agent: what is built.
+        steps: the top-level chain, in order (the pipeline's source comes before the first).
+        processors: every processor by config id.
+        llm_context: the context block's pipecat ``LLMContext``; None without a context block.
+        keeper: the ``conversation:`` block's greeting and check-ins (first in ``steps``); None without one.
+        client_observer: what the ``BuiltAgent``'s ``client_observer`` becomes.
+        settings_gate: what the ``BuiltAgent``'s ``settings_gate`` becomes.
+    """
+
+    agent: Agent
+    steps: list[FrameProcessor]
+    processors: dict[str, FrameProcessor]
+    llm_context: Any
+    keeper: ConversationKeeper | None
+    client_observer: Any = None
+    settings_gate: Any = None
+
+
+#: A step that changes the parts of a graph before it becomes a ``Pipeline`` (``build_agent(additions=)``).
+Addition = Callable[[GraphParts], None]
+
+
 class _Builder:
     def __init__(
-        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool, settings_gate: bool,
-        memory: Any = None,
+        self, agent: Agent, transport_override: Component | None, peer: Any, guard_interruptions: bool,
+        memory: Any = None, additions: Sequence[Addition] = (),
     ):
         self.agent = agent
         self.memory = memory
-        self.settings_gate = settings_gate
-        self.gate = None
+        self.additions = additions
         self.peer = peer
         self.guard_interruptions = guard_interruptions
         self.transport_component = transport_override or agent.transport
@@ -142,69 +174,32 @@ class _Builder:
         for pid, component in self.agent.processors.items():
             self.processors[pid] = _label(self.make(component), pid)
         steps = self.chain(self.agent.steps)
-        if self.settings_gate:
-            steps = self.gated(steps, llm_context)
         keeper = self.conversation()
         if keeper is not None:
             steps.insert(0, keeper)
-        client_observer = None
-        if self.peer is not None:
-            from pipelines.client_protocol.rtvi import client_protocol
-
-            rtvi, client_observer = client_protocol(getattr(self.agent.transport.params, "client_context", ()))
-            steps.insert(0, rtvi)
-            if keeper is not None:
-                rtvi.add_event_handler("on_client_ready", keeper.on_client_ready)
-        pipeline = Pipeline(steps)
+        parts = GraphParts(self.agent, steps, self.processors, llm_context, keeper)
+        for addition in self.additions:
+            addition(parts)
+        pipeline = Pipeline(parts.steps)
         guard = None
         if self.guard_interruptions:
             guard = InterruptionGuard(pipeline, {p: pid for pid, p in self.processors.items()})
         return BuiltAgent(self.agent, self.transport_component, transport, self.processors, pipeline, llm_context, guard,
-                          client_observer, self.gate)
+                          parts.client_observer, parts.settings_gate)
 
     def conversation(self) -> ConversationKeeper | None:
-        """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any."""
+        """The greeting and idle check-ins of the ``conversation:`` block, when it asks for any.
+
+        It greets when the pipeline starts, unless an addition says a client
+        will tell when it listens (``for_client``: on its ``client-ready``).
+        """
         settings = self.agent.spec.conversation
         if settings.greeting is None and settings.idle is None:
             return None
-        keeper = ConversationKeeper(settings, greet_on_start=self.peer is None)
+        keeper = ConversationKeeper(settings, greet_on_start=True)
         if settings.idle is not None:  # validation made sure there is a context block
             self.processors[USER_CONTEXT].add_event_handler("on_user_turn_idle", keeper.on_user_turn_idle)
         return keeper
-
-    def gated(self, chain: list[FrameProcessor], llm_context: Any) -> list[FrameProcessor]:
-        """``chain`` with a ``SettingsGate`` right after its (top-level) LLM; unchanged without one."""
-        from pipecat.services.llm_service import LLMService
-        from pipecat.services.settings import LLMSettings, TTSSettings
-        from pipecat.services.tts_service import TTSService
-
-        from pipelines.sessions.settings_gate import SettingsGate
-
-        llms = [i for i, p in enumerate(chain) if isinstance(p, LLMService)]
-        if not llms:
-            return chain
-        llm = chain[llms[0]]
-        tts = next((p for p in self.processors.values() if isinstance(p, TTSService)), None)
-        self.gate = SettingsGate(
-            context=llm_context,
-            speaks=tts is not None,
-            llm_settings=getattr(type(llm), "Settings", LLMSettings),
-            tts_settings=getattr(type(tts), "Settings", TTSSettings),
-            model=SettingsModel(llm=self.service_settings("llm", llm, LLMSettings),
-                                tts=self.service_settings("tts", tts, TTSSettings) if tts is not None else None),
-            name="settings_gate",
-        )
-        return chain[: llms[0] + 1] + [self.gate] + chain[llms[0] + 1 :]
-
-    def service_settings(self, kind: str, service: FrameProcessor, default: type) -> ServiceSettingsModel:
-        """What runtime settings ``service`` takes: its settings class and, when it is a config's processor, its params."""
-        pid = next((pid for pid, p in self.processors.items() if p is service), service.name)
-        component = self.agent.processors.get(pid)
-        return ServiceSettingsModel(
-            kind, pid, getattr(type(service), "Settings", default),
-            params_model=component.type.params if component is not None else None,
-            params=component.params.model_dump() if component is not None else {},
-        )
 
     def chain(self, steps: list[Step]) -> list[FrameProcessor]:
         return [self.step(s) for s in steps]
@@ -233,26 +228,27 @@ def build_agent(
     transport: Component | None = None,
     peer: Any = None,
     guard_interruptions: bool = True,
-    settings_gate: bool = False,
     memory: Any = None,
+    additions: Sequence[Addition] = (),
 ) -> BuiltAgent:
     """Builds ``agent``; ``transport`` replaces the config's own (tests use the synthetic one).
 
     ``peer`` is the connection a transport's ``serve`` accepted for this
-    participant; factories find it in ``BuildContext.peer``. A graph built for
-    a peer speaks pipecat's client protocol (RTVI, ``pipelines.client_protocol.rtvi``).
+    participant; factories find it in ``BuildContext.peer``.
 
     ``guard_interruptions=False`` builds the plain pipecat graph, without the
     interruption guarantee: only tests and benchmarks comparing with pipecat want it.
 
-    ``settings_gate=True`` places a ``SettingsGate`` right after the LLM (the
-    server does, so runtime settings changes wait for the response's end).
+    ``additions`` change the graph's parts, in order, before they become the
+    pipeline: ``pipelines.client_protocol.rtvi.for_client`` makes a graph a
+    client connects to speak pipecat's client protocol (RTVI); the server
+    adds its settings gate too (``pipelines.server.session_graph``).
 
     ``memory`` is the session user's memory (``pipelines.sessions.memory``):
     factories find it in ``BuildContext.memory`` (the remember/forget tools,
     the scripted LLM's ``remember`` rules).
     """
-    return _Builder(agent, transport, peer, guard_interruptions, settings_gate, memory).build()
+    return _Builder(agent, transport, peer, guard_interruptions, memory, additions).build()
 
 
 def prewarm_agent(agent: Agent) -> list[str]:
@@ -261,7 +257,7 @@ def prewarm_agent(agent: Agent) -> list[str]:
     Returns:
         The ids of the components warmed, in build order (transport, context, processors).
     """
-    builder = _Builder(agent, None, None, guard_interruptions=False, settings_gate=False)
+    builder = _Builder(agent, None, None, guard_interruptions=False)
     warmed = []
     for component in (agent.transport, agent.context, *agent.processors.values()):
         if component is not None and component.type.prewarm is not None:

@@ -23,6 +23,7 @@ from transport_kit import on_transport, wait_until
 from pipelines.client_protocol import messages as cm
 from pipelines.client_protocol.signals import SOURCE_FRAME_ATTR, ClientSignals
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 
@@ -105,7 +106,7 @@ async def test_json_rtvi_client_ready_send_text_append_to_context_client_message
             await client.send(cm.message("disconnect-bot"))
             await wait_until(lambda: client.reader.done(), 10, "the agent to close the connection")
         (session,) = server.sessions.values()
-        await wait_until(lambda: session.state == "ended", 10, "the session to end")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "the session to end")
 
 
 async def test_an_interrupted_replys_messages_never_follow_its_bot_interrupted():
@@ -156,7 +157,7 @@ async def test_webrtc_peer_client_ready_send_text_append_to_context_and_disconne
                                          for t, m in peer.messages if t > asked), 10, "the joke")
             peer.send(cm.message("disconnect-bot"))
             (session,) = server.sessions.values()
-            await wait_until(lambda: session.state == "ended", 10, "the session to end")
+            await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "the session to end")
         finally:
             await peer.close()
 
@@ -197,12 +198,13 @@ def test_only_graphs_built_for_a_client_carry_rtvi():
     from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIProcessor
 
     from pipelines.builder import build_agent
+    from pipelines.client_protocol.rtvi import for_client
     from pipelines.validate import load_agent_text
 
     agent = load_agent_text((ROOT / "configs" / "graph_tour.yaml").read_text())
     plain = build_agent(agent)
     assert plain.client_observer is None
     assert not any(isinstance(p, RTVIProcessor) for p in plain.pipeline.processors)
-    served = build_agent(agent, peer=object())  # the synthetic transport ignores its peer
+    served = build_agent(agent, peer=object(), additions=(for_client,))  # the synthetic transport ignores its peer
     # first after the pipeline's source: raw-audio it pushes downstream reaches the input
     assert isinstance(served.pipeline.processors[1], RTVIProcessor) and isinstance(served.client_observer, RTVIObserver)

@@ -13,6 +13,7 @@ from transport_kit import wait_until
 from pipelines.client_protocol import messages as cm
 from pipelines.errors import ConfigErrors
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 
 GREETER = (ROOT / "configs" / "greeter.yaml").read_text()
@@ -59,7 +60,7 @@ async def test_greets_then_checks_in_on_a_silent_user_then_ends_the_session():
         check_ins = [t for t, m in received if cm.kind_of(m) == "bot-llm-started"][1:]
         assert all(0.8 <= c - s <= 5 for s, c in zip(stopped, check_ins, strict=False))  # about after_secs after the bot spoke
         (session,) = server.sessions.values()
-        await wait_until(lambda: session.state == "ended", 10, "the session to end")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "the session to end")
 
 
 def test_an_utterance_is_text_or_instruction_not_both():

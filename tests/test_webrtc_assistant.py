@@ -13,6 +13,7 @@ from transport_kit import on_transport, speech, wait_until
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from transports.clients.webrtc import WebRTCPeer
 
 
@@ -46,4 +47,4 @@ async def test_assistant_answers_and_is_interrupted_over_webrtc():
         assert peer.stale_audio(interrupted_at) <= 0.06
 
         await peer.close()
-        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after a clean close")

@@ -49,7 +49,7 @@ async def test_peer_talks_barges_in_and_closes():
         await peer.connect(url)
         await peer.wait_for_message(cm.BOT_READY, timeout=10)
         session = only_session(server)
-        await wait_until(lambda: session.state == "connected", 5, "connected event")
+        await wait_until(lambda: session.state == SessionState.ACTIVE, 5, "connected event")
 
         said = time.monotonic() + peer.say(SPEECH)
         await peer.wait_for_loud(timeout=5, after=said)
@@ -77,7 +77,7 @@ async def test_peer_talks_barges_in_and_closes():
         await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
 
         await peer.close()
-        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after a clean close")
         assert [e["event"] for e in session.events][-2:] == ["closed", "ended"]
 
 
@@ -86,11 +86,11 @@ async def test_vanished_peer_is_reported_and_its_worker_ends():
         peer = WebRTCPeer()
         await peer.connect(url)
         session = only_session(server)
-        await wait_until(lambda: session.state == "connected", 5, "connected event")
+        await wait_until(lambda: session.state == SessionState.ACTIVE, 5, "connected event")
         await asyncio.sleep(1.5)  # the server has heard pings
         peer.vanish()
         # peer_timeout_secs is 2; pings stop counting after 3 s of silence.
-        await wait_until(lambda: session.state == "ended", 15, "worker end after the peer vanished")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 15, "worker end after the peer vanished")
         dropped = [e for e in session.events if e["event"] == "dropped"]
         assert dropped and "nothing heard" in dropped[0]["detail"]
         await peer.close()
@@ -101,7 +101,7 @@ async def test_a_peer_back_from_a_dropped_connection_resumes_its_session():
         peer = WebRTCPeer()
         await peer.connect(url)
         session = only_session(server)
-        await wait_until(lambda: session.state == "connected", 5, "connected event")
+        await wait_until(lambda: session.state == SessionState.ACTIVE, 5, "connected event")
         await asyncio.sleep(1.5)
         peer.vanish()
         await asyncio.sleep(1.0)  # the network is down for a moment
@@ -111,9 +111,9 @@ async def test_a_peer_back_from_a_dropped_connection_resumes_its_session():
         await wait_until(lambda: any(e["event"] == "resumed" for e in session.events), 10, "resumed event")
         said = time.monotonic() + back.say(SPEECH)
         await back.wait_for_loud(timeout=5, after=said)
-        assert list(server.sessions) == [session.id] and session.state == "connected"
+        assert list(server.sessions) == [session.id] and session.state == SessionState.ACTIVE
         await back.close()
-        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after a clean close")
         await peer.close()
 
 

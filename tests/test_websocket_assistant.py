@@ -12,6 +12,7 @@ from transport_kit import on_transport, speech, wait_until
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from transports.clients.talk import Talker
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
@@ -38,4 +39,4 @@ async def test_assistant_answers_and_is_interrupted_over_websocket():
             answer = await talker.wait_for_message(cm.BOT_TTS_TEXT, timeout=15, after=interrupted_at)
             assert answer["data"]["text"].startswith("Hello")
             assert talker.stale_audio(interrupted_at) <= 0.06
-        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after a clean close")

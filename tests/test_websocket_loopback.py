@@ -10,6 +10,7 @@ from transport_kit import wait_until
 from pipelines.audio import write_wav
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
+from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 from processors.tone import tone
 from transports.clients.talk import Talker, audio_message, talk
@@ -65,7 +66,7 @@ async def test_client_talks_barges_in_and_closes():
             said = time.monotonic()
             await talker.stream(SPEECH + SILENCE)
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=5, after=said)
-        await wait_until(lambda: session.state == "ended", 10, "worker end after a clean close")
+        await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after a clean close")
         events = [e["event"] for e in session.events]
         assert "dropped" not in events and events[-2:] == ["closed", "ended"]
 
@@ -83,7 +84,7 @@ async def test_dead_peer_is_noticed_by_keepalive_and_its_worker_ends():
             await wait_until(lambda: len(server.sessions) == 1, 5, "session start")
             (session,) = server.sessions.values()
             # ping every 1 s, pong due within 1 s: noticed within a few seconds.
-            await wait_until(lambda: session.state == "ended", 10, "worker end after the peer went silent")
+            await wait_until(lambda: session.state == SessionState.DISCONNECTED, 10, "worker end after the peer went silent")
         finally:
             sock.close()
         dropped = [e for e in session.events if e["event"] == "dropped"]

@@ -33,6 +33,8 @@ false`` in its data, so a page shows it as not understood rather than as
 the open pass's guessed words.
 """
 
+from typing import TYPE_CHECKING
+
 from loguru import logger
 from pipecat.frames.frames import (
     InputTransportMessageFrame,
@@ -46,6 +48,9 @@ from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams,
 
 from pipelines.client_protocol.signals import SOURCE_FRAME_ATTR
 from pipelines.observers import Companions
+
+if TYPE_CHECKING:
+    from pipelines.builder import GraphParts
 
 APPEND_TO_CONTEXT = "append-to-context"
 
@@ -159,3 +164,14 @@ def client_protocol(allowed=()) -> tuple[FramegraphRTVIProcessor, FramegraphRTVI
     """
     rtvi = FramegraphRTVIProcessor(allowed, name="rtvi")
     return rtvi, FramegraphRTVIObserver(rtvi)
+
+
+def for_client(parts: "GraphParts") -> None:
+    """Makes a graph one a client connects to (a ``build_agent`` addition): the RTVI processor first (right after
+    the pipeline's source, so raw audio it pushes downstream reaches the input), its observer for the worker,
+    and the greeting on the client's ``client-ready`` rather than at start."""
+    rtvi, parts.client_observer = client_protocol(getattr(parts.agent.transport.params, "client_context", ()))
+    parts.steps.insert(0, rtvi)
+    if parts.keeper is not None:
+        parts.keeper.greet_on_start = False
+        rtvi.add_event_handler("on_client_ready", parts.keeper.on_client_ready)

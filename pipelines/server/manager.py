@@ -35,10 +35,9 @@ from typing import Any
 from loguru import logger
 from pipecat.frames.frames import OutputTransportMessageUrgentFrame
 
-from pipelines.builder import BuiltAgent, build_agent
+from pipelines.builder import BuiltAgent
 from pipelines.client_protocol.messages import message as client_message
 from pipelines.persona import render_persona
-from pipelines.registry import default_registry
 from pipelines.runner import run_worker
 from pipelines.server.accounting import Accounting
 from pipelines.server.admission import Full as Full  # raised by create and resume (routes catch it here)
@@ -48,6 +47,7 @@ from pipelines.server.limits import GuardedSocket, JunkMeter
 from pipelines.server.options import ServerOptions
 from pipelines.server.placement import heartbeat_info
 from pipelines.server.restore import conversation, reapply, restore_context, restored_settings, tell_restored
+from pipelines.server.session_graph import session_graph, settings_model
 from pipelines.server.stored_settings import pending_changes, with_applied, with_failed, with_pending
 from pipelines.sessions.housekeeping import Housekeeper
 from pipelines.sessions.memory import open_memory
@@ -327,7 +327,7 @@ class SessionManager:
             session = await self.store.get(live.id)
             agent = self.load.shaped(live.agent) if self.load else live.agent  # DEGRADED: the cheaper params
             memory = await open_memory(live.agent.spec.memory, self.store, session.user, session.id)  # docs/users.md
-            built = live.built = build_agent(agent, peer=peer, settings_gate=True, memory=memory)
+            built = live.built = session_graph(agent, peer, memory)
             if built.settings_gate is not None:
                 self._settings_models[live.agent.spec.name] = built.settings_gate.model
             session = session.model_copy(update={"settings": await restored_settings(self, live, session, built)})
@@ -411,10 +411,7 @@ class SessionManager:
         """What runtime settings ``agent``'s services take (built once on the synthetic transport if no session built it)."""
         model = self._settings_models.get(agent.spec.name)
         if model is None:
-            synthetic = default_registry().get("transport", "synthetic")
-            built = build_agent(agent, transport=Component("transport", synthetic, synthetic.params()), settings_gate=True)
-            model = built.settings_gate.model if built.settings_gate is not None else SettingsModel()
-            self._settings_models[agent.spec.name] = model
+            model = self._settings_models[agent.spec.name] = settings_model(agent)
         return model
 
     def refused_message(self, live: LiveSession, reason: str) -> None:

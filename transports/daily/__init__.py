@@ -132,11 +132,12 @@ async def serve_daily(agent: Any, options: Any = None) -> None:
             the join failed or took longer than ``join_timeout_secs``.
     """
     from pipelines.builder import build_agent
+    from pipelines.client_protocol.rtvi import for_client
     from pipelines.runner import run_worker
 
     params: DailyRoomParams = agent.transport.params
     room = await open_room(params)
-    built = build_agent(agent, peer=room)
+    built = build_agent(agent, peer=room, additions=(for_client,))
     worker = built.worker()
     joined: asyncio.Future = asyncio.get_running_loop().create_future()
     _end_with_the_room(built.transport, worker, joined)
