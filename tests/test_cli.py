@@ -133,7 +133,8 @@ def test_talk_says_in_one_line_that_the_agent_went_away(tmp_path, send_ready, pa
 
 
 def test_run_of_a_servable_agent_starts_the_agent_server(tmp_path):
-    """``framegraph run`` of a webrtc agent is served as ``framegraph serve`` serves it: the page and the sessions API."""
+    """``framegraph run`` of a webrtc agent is served as ``framegraph serve`` serves it (both await
+    ``pipelines.server.launch.serve``): its start line, the page, the dashboard and the sessions API."""
     out = tmp_path / "run.out"
     with out.open("w") as stdout:
         process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "configs/transport_check.yaml",
@@ -144,8 +145,12 @@ def test_run_of_a_servable_agent_starts_the_agent_server(tmp_path):
             while not (url := re.search(r"serving .* on (http://\S+)/ ", out.read_text())):
                 assert process.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
                 time.sleep(0.2)
+            assert "(page: /, API: /docs, dashboard: /dashboard/)" in out.read_text()  # serve's own line
             with urllib.request.urlopen(f"{url.group(1)}/sessions", timeout=10) as sessions:
                 assert sessions.status == 200
+            for page in ("/", "/dashboard/"):
+                with urllib.request.urlopen(f"{url.group(1)}{page}", timeout=10) as html:
+                    assert b"<html" in html.read().lower()
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(60)
