@@ -91,7 +91,7 @@ async def to_owner(manager: SessionManager, request: Request, session_id: str) -
 
 
 async def media_session(manager: SessionManager, session_id: str, token: str | None, signalling: str,
-                         *, renegotiating: str | None = None) -> LiveSession:
+                        *, renegotiating: str | None = None) -> LiveSession:
     """The live session a media route may use, after checking the token; resumes a DISCONNECTED one."""
     if not await manager.authorize(session_id, token):
         raise HTTPException(404, NOT_FOUND)

@@ -60,12 +60,11 @@ def runner_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, ke
         user = session_user(request, asked if asked is None else str(asked))
         agent_name = inner.get("agent") if isinstance(inner.get("agent"), str) else None
         await refuse_over_budget(manager, agent_name, user)
-        session, _ = await create_for_http(manager, inner.get("agent") if isinstance(inner.get("agent"), str) else None,
-                                   {}, client=request.scope, open_once=True, user=user)
+        session, _ = await create_for_http(manager, agent_name, {}, client=request.scope, open_once=True, user=user)
         return StartResult(sessionId=session.id)
 
     @router.post("/sessions/{session_id}/api/offer", response_model=Answer,
-              responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
+                 responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
     async def runner_offer(session_id: Annotated[str, SESSION_ID], offer: Offer, request: Request) -> Any:
         """pipecat's runner offer route: the session ``/start`` made (once), or any with its token."""
         await to_owner(manager, request, session_id)
@@ -73,7 +72,7 @@ def runner_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, ke
         if live is not None and (live.open_once or (offer.pc_id and offer.pc_id == live.peer_id)):
             return await answer(manager, webrtc, live, offer)
         live = await media_session(manager, session_id, token_of(request), SDP_OFFER.signalling,
-                                    renegotiating=offer.pc_id)
+                                   renegotiating=offer.pc_id)
         return await answer(manager, webrtc, live, offer)
 
     @router.patch("/sessions/{session_id}/api/offer", responses={404: {"description": NOT_FOUND}})

@@ -157,12 +157,12 @@ def sessions_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, 
                               pending=outcome.pending)
 
     @router.post("/sessions/{session_id}/offer", response_model=Answer,
-              responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
+                 responses={400: {"description": "Bad offer"}, 404: {"description": NOT_FOUND}})
     async def session_offer(session_id: Annotated[str, SESSION_ID], offer: Offer, request: Request) -> Any:
         """Answers the session's SDP offer (new connection, resume, or renegotiation with ``pc_id``)."""
         await to_owner(manager, request, session_id)
         live = await media_session(manager, session_id, token_of(request), SDP_OFFER.signalling,
-                                    renegotiating=offer.pc_id)
+                                   renegotiating=offer.pc_id)
         return await answer(manager, webrtc, live, offer)
 
     @router.patch("/sessions/{session_id}/ice", responses={404: {"description": NOT_FOUND}})
