@@ -151,8 +151,8 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
     manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id)
-    title = "framegraph: " + ", ".join(by_name)
-    return guarded(create_app(manager, api_key=options.api_key, title=title), options, options.host or agents[0].transport.params.host), manager
+    app = create_app(manager, api_key=options.api_key, title="framegraph: " + ", ".join(by_name))
+    return guarded(app, options, options.host or agents[0].transport.params.host), manager
 
 
 def guarded(app: Any, options: ServerOptions, host: str) -> Any:
