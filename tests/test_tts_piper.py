@@ -287,7 +287,7 @@ async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words(
 
 async def test_without_alignments_words_are_timed_from_the_audio_and_the_avatar_gets_no_phonemes(monkeypatch):
     """A voice whose model gives no phoneme durations (or no ``onnx`` package): estimated word times."""
-    monkeypatch.setattr(piper, "_with_alignment_output", contextlib.nullcontext)
+    monkeypatch.setattr(piper, "_split_model", lambda model, single_speaker: contextlib.nullcontext((model, None)))
     monkeypatch.setattr(piper, "_engines", {})
     engine = piper_engine(MODEL, CONFIG)
     items = [item async for item in engine.stream(speech_pieces("One two three four five six seven."),
