@@ -169,7 +169,7 @@ async def piper_rtf(runs: int) -> float:
 
 async def bench_voices(runs: int) -> list[tuple[str, str]]:
     """espeak-ng and Piper through their services: first audio after the first sentence, RTF, CPU while talking."""
-    rows = []
+    rows, load = [], [os.getloadavg()[0]]
     for name, tts in VOICES.items():
         async with AgentHarness.from_text(SPEAKER.format(tts=tts)) as h:
             await reply_first_audio(h, "Warm up.")
@@ -178,8 +178,11 @@ async def bench_voices(runs: int) -> list[tuple[str, str]]:
         rows.append((f"{name}: first audio after the LLM's first sentence, median / max",
                      f"{statistics.median(firsts):.1f} / {firsts[-1]:.1f} ms"))
         rows.append((f"{name}: CPU per talking session (share of one core, less idle)", f"{cpu * 100:.1f}%"))
+        load.append(os.getloadavg()[0])
     rtf = await piper_rtf(runs)
     rows.append(("piper real-time factor, one whole sentence (synthesis / audio)", f"{rtf:.3f} ({1 / rtf:.0f}x real time)"))
+    load.append(os.getloadavg()[0])
+    rows.append(("machine load average (1 min) before / after each voice and the RTF", " / ".join(f"{x:.1f}" for x in load)))
     return rows
 
 
