@@ -1,23 +1,33 @@
 """Piper neural text-to-speech, in process, from a voice on disk or in an installed package.
 
 ``piper-tts`` (GPL-3.0-or-later, behind the ``voice`` extra) runs a VITS voice
-on onnxruntime: one model run makes a whole sentence's audio (22,050 Hz for
+on onnxruntime: a model run makes an utterance's audio (22,050 Hz for
 the usual voices) at 15-20x real time on two idle cores. Nothing is downloaded:
 the voice is a path or a package that ships its ONNX file
 (``processors/tts/types.py`` resolves which).
 
-Streaming. pipecat hands the service a sentence at a time; the first
-sentence of a reply is cut into a short first piece and the rest
-(:func:`processors.tts.piper_timing.speech_pieces`), so the first audio waits for a few words' synthesis,
-not a whole sentence's. Each piece's audio is pushed at once, resampled to the
-output rate; the silence the voice puts around an utterance is trimmed where a
-sentence was cut, so the cut is not heard as a pause.
+Streaming. pipecat hands the service a sentence at a time. A VITS model
+makes an utterance in two stages: an encoder (text, durations, the latent
+frames; about a third of the work) and a HiFi-GAN decoder (frames to audio, the
+rest). With the ``onnx`` package (in the extra) the model is cut in two there
+at load (:func:`_split_model`), so the decoder can run on any range of frames,
+with 10 frames of context on each side, which makes its audio the same as the
+whole's. The first utterance of a reply is decoded in a short first block
+(20 frames, 0.23 s) and the rest, so the first audio waits for the encoder and
+that block only; and the first sentence of a reply is cut into a short first
+piece and the rest (:func:`processors.tts.piper_timing.speech_pieces`), so the
+encoder runs on a few words, not a whole sentence. Each block's audio is
+pushed at once, resampled to the output rate; where a sentence was cut, the
+voice's silence around the utterance is never decoded and the rest of it is
+trimmed to a word gap, so the cut is not heard as a pause. The voice speaks
+one short utterance at load: onnxruntime's first run of a session is slower
+than the next ones, and no reply should pay for it.
 
-Timings. With the ``onnx`` package (in the extra) the model is patched at
-load (a temporary copy) to also output the samples each phoneme lasts (piper's own
-alignment patch), which times the phonemes for the avatar
+Timings. The model is also patched at load to output the frames each phoneme
+id lasts (piper's own alignment patch), which times the phonemes for the avatar
 (:class:`~processors.tts.espeak.PhonemeFrame`, the same frame espeak-ng
-pushes) and the words for the context. Without alignments, words are timed
+pushes) and the words for the context. Without ``onnx`` (or for a voice whose
+graph lacks those tensors) the whole model runs at once, words are timed
 from the audio's voiced length shared by phoneme counts, and no phonemes are
 pushed: the avatar then follows the audio.
 
@@ -26,7 +36,7 @@ process owns the voice and one thread (onnxruntime's own threads do the
 maths), so the event loop never waits on a model run and agents sharing a
 voice share its memory (about 200 MiB once it has spoken). An interruption cancels ``run_tts``,
 which marks the job aborted: nothing more of it is pushed, and the thread
-drops the job after the model run in progress (one piece, tens of ms).
+drops the job after the model run in progress (one block, tens of ms).
 """
 
 import asyncio
@@ -336,7 +346,7 @@ class PiperTTSService(TTSService):
     """A pipecat TTS service speaking with a Piper voice, a piece of a sentence at a time.
 
     Structured like :class:`~processors.tts.espeak.EspeakTTSService`: each
-    sentence is synthesized on the voice's thread and every piece's audio is
+    sentence is synthesized on the voice's thread and every block's audio is
     pushed at once as a ``TTSAudioRawFrame``, preceded by the
     :class:`~processors.tts.espeak.PhonemeFrame` s that start in it. With
     ``word_timing`` its words go to pipecat's word timestamps (the context
