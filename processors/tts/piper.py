@@ -199,28 +199,31 @@ class PiperEngine:
             self.aligned = loaded.aligned
             self._loaded = loaded
             for _ in self._utterance(loaded.voice.phonemize("Hello.")[0], Piece("Hello."), ["Hello."],
-                                     SynthesisConfig(), first=True, last=True, base=0):
+                                     SynthesisConfig(), first=True, last=True, base=0, early=True):
                 pass
         return self._loaded
 
     async def stream(
-        self, pieces: list[Piece], *, sample_rate: int, length_scale: float | None = None
+        self, pieces: list[Piece], *, sample_rate: int, length_scale: float | None = None, early: bool = True
     ) -> AsyncGenerator[tuple[bytes, list[tuple[str, float]], list[tuple[str, float]]], None]:
         """Synthesizes ``pieces``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)], [(word, offset ms)]).
 
-        Offsets count from the first sample of this stream's audio. Phonemes
+        With ``early`` (a reply's first sentence) the first utterance is
+        decoded in a short first block and the rest; without it (later
+        sentences, made while earlier ones play) in one go, which spares the
+        block's context. Offsets count from the first sample of this stream's audio. Phonemes
         (IPA; "" for a pause) come only from a voice with alignments. Closing
         or cancelling the generator aborts the job: nothing more is synthesized
         after the model run in progress.
         """
         def work(emit, aborted):
-            self._run(pieces, sample_rate, length_scale, emit, aborted)
+            self._run(pieces, sample_rate, length_scale, early, emit, aborted)
 
         async with aclosing(thread_stream(self._executor, work)) as items:
             async for item in items:
                 yield item
 
-    def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None,
+    def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None, early: bool,
              emit: Callable[[Any], None], aborted: threading.Event) -> None:
         if aborted.is_set():  # interrupted while waiting for the thread
             return
@@ -235,7 +238,7 @@ class PiperEngine:
             utterances = [p for p in voice.phonemize(piece.text) if p]  # piper's sentences in the piece
             for i, phonemes in enumerate(utterances):
                 blocks = self._utterance(phonemes, piece, words, syn_config, first=i == 0,
-                                         last=i == len(utterances) - 1, base=made)
+                                         last=i == len(utterances) - 1, base=made, early=early and made == 0)
                 for audio, phonemes_at, words_at in blocks:
                     if aborted.is_set():
                         return
@@ -273,7 +276,7 @@ class PiperEngine:
         return samples_per_id, latent.shape[2] * hop, decode
 
     def _utterance(self, phonemes: list[str], piece: Piece, words: list[str], syn_config: SynthesisConfig, *,
-                   first: bool, last: bool, base: int
+                   first: bool, last: bool, base: int, early: bool
                    ) -> Iterator[tuple[np.ndarray, list[tuple[str, float]], list[tuple[str, float]]]]:
         """One utterance of ``piece`` as blocks of (audio, phonemes starting in it, words starting in it).
 
@@ -281,8 +284,8 @@ class PiperEngine:
         where its sentence was cut is trimmed). ``words`` are the piece's words
         not yet placed; those this utterance says are taken from it. Offsets
         are ms from the stream's first sample (``base``: native samples before
-        this utterance). The stream's first utterance is decoded in a short
-        first block and the rest; later ones in one block.
+        this utterance). With ``early`` it is decoded in a short first block
+        and the rest, else in one block.
         """
         loaded = self._loaded
         id_map = loaded.voice.config.phoneme_id_map
@@ -297,7 +300,7 @@ class PiperEngine:
             else length
         cuts = [start, end]
         block = _FIRST_BLOCK_FRAMES * loaded.voice.config.hop_length
-        if base == 0 and loaded.decoder is not None and end - start > 2 * block:
+        if early and loaded.decoder is not None and end - start > 2 * block:
             cuts.insert(1, start + block)
 
         phonemes_at = [(p, s) for p, s in phoneme_starts(timeline)] if self.aligned else []
@@ -405,7 +408,7 @@ class PiperTTSService(TTSService):
         samples = 0
         try:
             async for audio, phonemes, words in self._engine.stream(
-                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale,
+                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale, early=first_sentence,
             ):
                 for phoneme, offset_ms in phonemes:
                     yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
