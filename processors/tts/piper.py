@@ -295,15 +295,17 @@ class PiperEngine:
             whole = decode(0, length)
             decode, timeline = (lambda start, end: whole[start:end]), estimated_timeline(phonemes, _pcm(whole))
         # Where a sentence was cut, the decoder need not make the voice's silence the trim below drops.
-        start = max(0, timeline[1][1] - round(_CROP_MARGIN_S * self.native_rate)) if first and piece.continues else 0
-        end = min(length, timeline[-1][1] + round((KEEP_COMMA_S + _CROP_MARGIN_S) * self.native_rate)) if last and piece.joins_next \
-            else length
+        start, end, margin = 0, length, round(_CROP_MARGIN_S * self.native_rate)
+        if first and piece.continues:  # from just before the first phoneme after "^"
+            start = max(0, timeline[1][1] - margin)
+        if last and piece.joins_next:  # into the silence "$" makes, as far as a comma's pause
+            end = min(length, timeline[-1][1] + round(KEEP_COMMA_S * self.native_rate) + margin)
         cuts = [start, end]
         block = _FIRST_BLOCK_FRAMES * loaded.voice.config.hop_length
         if early and loaded.decoder is not None and end - start > 2 * block:
             cuts.insert(1, start + block)
 
-        phonemes_at = [(p, s) for p, s in phoneme_starts(timeline)] if self.aligned else []
+        phonemes_at = phoneme_starts(timeline) if self.aligned else []
         starts, speech_end = word_starts(timeline)
         said = words[:] if last else words[:len(starts)]
         del words[:len(said)]
