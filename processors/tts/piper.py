@@ -1,23 +1,33 @@
 """Piper neural text-to-speech, in process, from a voice on disk or in an installed package.
 
 ``piper-tts`` (GPL-3.0-or-later, behind the ``voice`` extra) runs a VITS voice
-on onnxruntime: one model run makes a whole sentence's audio (22,050 Hz for
+on onnxruntime: a model run makes an utterance's audio (22,050 Hz for
 the usual voices) at 15-20x real time on two idle cores. Nothing is downloaded:
 the voice is a path or a package that ships its ONNX file
 (``processors/tts/types.py`` resolves which).
 
-Streaming. pipecat hands the service a sentence at a time; the first
-sentence of a reply is cut into a short first piece and the rest
-(:func:`processors.tts.piper_timing.speech_pieces`), so the first audio waits for a few words' synthesis,
-not a whole sentence's. Each piece's audio is pushed at once, resampled to the
-output rate; the silence the voice puts around an utterance is trimmed where a
-sentence was cut, so the cut is not heard as a pause.
+Streaming. pipecat hands the service a sentence at a time. A VITS model
+makes an utterance in two stages: an encoder (text, durations, the latent
+frames; about a third of the work) and a HiFi-GAN decoder (frames to audio, the
+rest). With the ``onnx`` package (in the extra) the model is cut in two there
+at load (:func:`_split_model`), so the decoder can run on any range of frames,
+with 10 frames of context on each side, which makes its audio the same as the
+whole's. The first utterance of a reply is decoded in a short first block
+(20 frames, 0.23 s) and the rest, so the first audio waits for the encoder and
+that block only; and the first sentence of a reply is cut into a short first
+piece and the rest (:func:`processors.tts.piper_timing.speech_pieces`), so the
+encoder runs on a few words, not a whole sentence. Each block's audio is
+pushed at once, resampled to the output rate; where a sentence was cut, the
+voice's silence around the utterance is never decoded and the rest of it is
+trimmed to a word gap, so the cut is not heard as a pause. The voice speaks
+one short utterance at load: onnxruntime's first run of a session is slower
+than the next ones, and no reply should pay for it.
 
-Timings. With the ``onnx`` package (in the extra) the model is patched at
-load (a temporary copy) to also output the samples each phoneme lasts (piper's own
-alignment patch), which times the phonemes for the avatar
+Timings. The model is also patched at load to output the frames each phoneme
+id lasts (piper's own alignment patch), which times the phonemes for the avatar
 (:class:`~processors.tts.espeak.PhonemeFrame`, the same frame espeak-ng
-pushes) and the words for the context. Without alignments, words are timed
+pushes) and the words for the context. Without ``onnx`` (or for a voice whose
+graph lacks those tensors) the whole model runs at once, words are timed
 from the audio's voiced length shared by phoneme counts, and no phonemes are
 pushed: the avatar then follows the audio.
 
@@ -26,10 +36,11 @@ process owns the voice and one thread (onnxruntime's own threads do the
 maths), so the event loop never waits on a model run and agents sharing a
 voice share its memory (about 200 MiB once it has spoken). An interruption cancels ``run_tts``,
 which marks the job aborted: nothing more of it is pushed, and the thread
-drops the job after the model run in progress (one piece, tens of ms).
+drops the job after the model run in progress (one block, tens of ms).
 """
 
 import asyncio
+import itertools
 import json
 import tempfile
 import threading
@@ -52,9 +63,10 @@ from piper.config import PiperConfig
 
 from processors.tts.espeak import PhonemeFrame
 from processors.tts.piper_timing import (
+    KEEP_COMMA_S,
     Piece,
-    alignment_timeline,
     estimated_timeline,
+    id_timeline,
     kept_span,
     phoneme_starts,
     place_words,
@@ -65,14 +77,36 @@ from processors.tts.threaded import thread_stream
 
 #: Gain on the voice's raw output (its peaks are about 0.5 of full scale).
 _GAIN = 1.6
+#: Latent frames of context a block of the decoder needs on each side to come out as the whole utterance
+#: decoded at once (HiFi-GAN's reach; on en_US-joe-medium 8 frames differ by 0.2% of full scale, 10 not at all).
+_DECODER_CONTEXT = 10
+#: Latent frames (256 samples each: 11.6 ms at 22,050 Hz) in the first block of a stream's first utterance,
+#: decoded before the rest: the first audio waits for the encoder and this much decoding, not the utterance's.
+_FIRST_BLOCK_FRAMES = 20
+#: Silence beyond the aligned voice the decoder makes where a sentence was cut, before the energy trim.
+_CROP_MARGIN_S = 0.05
+#: The model's input and output, the decoder's input (HiFi-GAN's first convolution) and the tensor
+#: holding each phoneme id's frames (piper's alignment patch marks it as an output).
+_INPUTS, _OUTPUT, _DECODER_CONV, _DURATIONS_OP = ["input", "input_lengths", "scales"], "output", "/dec/conv_pre/Conv", "Ceil"
 
-def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[PiperVoice, bool]:
-    """Loads a voice for CPU inference: (voice, whether it gives phoneme alignments).
 
-    The model is patched to output its phoneme durations when the ``onnx``
-    package is there (``piper.patch_voice_with_alignment``); a model file
-    patched beforehand gives them too.
+@dataclass
+class LoadedVoice:
+    """A voice ready to speak: piper's voice (text to phoneme ids, its config) and how its model runs.
+
+    With ``decoder``, the model was split where its decoder starts: ``voice.session``
+    is the encoder, which gives the utterance's latent frames and each phoneme
+    id's frames, and ``decoder`` turns any range of those frames into audio.
+    Without it, ``voice.session`` is the whole model.
     """
+
+    voice: PiperVoice
+    decoder: onnxruntime.InferenceSession | None
+    aligned: bool
+
+
+def load_voice(model: Path, config: Path, threads: int | None = None) -> LoadedVoice:
+    """Loads a voice for CPU inference, split at its decoder when the ``onnx`` package can (see :func:`_split_model`)."""
     with open(config, encoding="utf-8") as f:
         piper_config = PiperConfig.from_dict(json.load(f))
     options = onnxruntime.SessionOptions()
@@ -83,36 +117,61 @@ def load_voice(model: Path, config: Path, threads: int | None = None) -> tuple[P
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
-    with _with_alignment_output(model) as path:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    return PiperVoice(session=session, config=piper_config), len(session.get_outputs()) > 1
+
+    def session(path: Path) -> onnxruntime.InferenceSession:
+        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+    with _split_model(model, single_speaker=piper_config.num_speakers <= 1) as (main, decoder):
+        main_session = session(main)
+        decoder_session = session(decoder) if decoder else None
+    voice = PiperVoice(session=main_session, config=piper_config)
+    return LoadedVoice(voice, decoder_session, len(main_session.get_outputs()) > 1)
 
 
 @contextmanager
-def _with_alignment_output(model: Path) -> Iterator[Path]:
-    """A path to the model with its phoneme-duration tensor as an output, or to the model itself.
+def _split_model(model: Path, single_speaker: bool) -> Iterator[tuple[Path, Path | None]]:
+    """(encoder, decoder) model files of a single-speaker voice; else (the model, None), with durations when it can.
 
-    The patched copy is a temporary file, gone once the session has read it:
-    handing onnxruntime the patched model as bytes instead left about 90 MiB
-    more resident per process.
+    With the ``onnx`` package the model gets its phoneme durations as an
+    output (piper's own alignment patch) and, for a single-speaker voice
+    whose graph has the usual decoder, is cut in two at the decoder's input.
+    The files are temporary, gone once the sessions have read them: handing
+    onnxruntime a patched model as bytes instead left about 90 MiB more
+    resident per process.
     """
     try:
         import onnx
+        from onnx.utils import Extractor
         from piper.patch_voice_with_alignment import add_alignment_output
     except ImportError:
-        yield model
+        yield model, None
         return
     proto = onnx.load(str(model))
     try:
         add_alignment_output(proto)
     except ValueError:  # no such tensor, or the file is patched already
-        yield model
-        return
+        pass
+    outputs = [o.name for o in proto.graph.output]
+    latent = next((n.input[0] for n in proto.graph.node if n.name == _DECODER_CONV), None)
+    durations = next((o for o in outputs[1:] if o.startswith(f"/{_DURATIONS_OP}")), None)
     with tempfile.TemporaryDirectory(prefix="framegraph-piper-") as folder:
-        patched = Path(folder) / model.name
-        onnx.save(proto, str(patched))
+        parts = [Path(folder) / model.name]
+        if single_speaker and latent and durations and outputs[0] == _OUTPUT:
+            extractor = Extractor(proto)
+            models = [extractor.extract_model(_INPUTS, [latent, durations]), extractor.extract_model([latent], [_OUTPUT])]
+            parts.append(Path(folder) / f"decoder-{model.name}")
+        else:
+            models = [proto]
         del proto
-        yield patched
+        for part, path in zip(models, parts, strict=True):
+            onnx.save(part, str(path))
+        del models
+        yield parts[0], parts[1] if len(parts) > 1 else None
+
+
+def _pcm(audio: np.ndarray) -> np.ndarray:
+    """The model's float audio as 16-bit samples, with :data:`_GAIN`."""
+    return (np.clip(audio * _GAIN, -1.0, 1.0) * 32767).astype(np.int16)
 
 
 class PiperEngine:
@@ -121,88 +180,147 @@ class PiperEngine:
     def __init__(self, model: Path, config: Path, threads: int | None = None):
         self.model, self.config, self.threads = model, config, threads
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
-        self._voice: PiperVoice | None = None
+        self._loaded: LoadedVoice | None = None
         self.aligned = False
         self.native_rate = 0
 
     async def load(self) -> None:
-        """Loads the voice on its thread, once (about 1 s with the alignment patch)."""
+        """Loads the voice on its thread, once (about 1 s with the split), and speaks a word to warm it up.
+
+        onnxruntime's first run of a session allocates its arena and picks its
+        kernels: 1.3x a later run's time, paid here rather than by an agent's first reply.
+        """
         await asyncio.get_running_loop().run_in_executor(self._executor, self._ensure_loaded)
 
-    def _ensure_loaded(self) -> PiperVoice:
-        if self._voice is None:
-            self._voice, self.aligned = load_voice(self.model, self.config, self.threads)
-            self.native_rate = self._voice.config.sample_rate
-        return self._voice
+    def _ensure_loaded(self) -> LoadedVoice:
+        if self._loaded is None:
+            loaded = load_voice(self.model, self.config, self.threads)
+            self.native_rate = loaded.voice.config.sample_rate
+            self.aligned = loaded.aligned
+            self._loaded = loaded
+            for _ in self._utterance(loaded.voice.phonemize("Hello.")[0], Piece("Hello."), ["Hello."],
+                                     SynthesisConfig(), first=True, last=True, base=0, early=True):
+                pass
+        return self._loaded
 
     async def stream(
-        self, pieces: list[Piece], *, sample_rate: int, length_scale: float | None = None
+        self, pieces: list[Piece], *, sample_rate: int, length_scale: float | None = None, early: bool = True
     ) -> AsyncGenerator[tuple[bytes, list[tuple[str, float]], list[tuple[str, float]]], None]:
         """Synthesizes ``pieces``, yielding (PCM at ``sample_rate``, [(phoneme, offset ms)], [(word, offset ms)]).
 
-        Offsets count from the first sample of this stream's audio. Phonemes
+        With ``early`` (a reply's first sentence) the first utterance is
+        decoded in a short first block and the rest; without it (later
+        sentences, made while earlier ones play) in one go, which spares the
+        block's context. Offsets count from the first sample of this stream's audio. Phonemes
         (IPA; "" for a pause) come only from a voice with alignments. Closing
         or cancelling the generator aborts the job: nothing more is synthesized
-        after the piece in progress.
+        after the model run in progress.
         """
         def work(emit, aborted):
-            self._run(pieces, sample_rate, length_scale, emit, aborted)
+            self._run(pieces, sample_rate, length_scale, early, emit, aborted)
 
         async with aclosing(thread_stream(self._executor, work)) as items:
             async for item in items:
                 yield item
 
-    def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None,
+    def _run(self, pieces: list[Piece], out_rate: int, length_scale: float | None, early: bool,
              emit: Callable[[Any], None], aborted: threading.Event) -> None:
         if aborted.is_set():  # interrupted while waiting for the thread
             return
-        voice = self._ensure_loaded()
+        voice = self._ensure_loaded().voice
         resampler = None
         if out_rate != self.native_rate:
             resampler = soxr.ResampleStream(self.native_rate, out_rate, 1, dtype="int16")
-        # One gain for every piece: piper's default normalises each sentence to full scale, so the
-        # pieces of a cut sentence would not match in loudness.
-        syn_config = SynthesisConfig(length_scale=length_scale, normalize_audio=False, volume=_GAIN)
+        syn_config = SynthesisConfig(length_scale=length_scale)
         made = 0  # native samples emitted so far
         for piece in pieces:
             words = piece.text.split()
-            chunks = iter(voice.synthesize(piece.text, syn_config=syn_config, include_alignments=self.aligned))
-            chunk, first = next(chunks, None), True  # one chunk per sentence piper finds in the piece
-            while chunk is not None:
-                following = next(chunks, None)  # known before this one goes, whose tail may be trimmed
-                if aborted.is_set():
-                    return
-                audio, phonemes, words_at = self._timed(chunk, piece, words, first=first, last=following is None,
-                                                        base=made)
-                made += len(audio)
-                if resampler is not None:
-                    audio = resampler.resample_chunk(audio)
-                emit((audio.tobytes(), phonemes, words_at))
-                chunk, first = following, False
+            utterances = [p for p in voice.phonemize(piece.text) if p]  # piper's sentences in the piece
+            for i, phonemes in enumerate(utterances):
+                blocks = self._utterance(phonemes, piece, words, syn_config, first=i == 0,
+                                         last=i == len(utterances) - 1, base=made, early=early and made == 0)
+                for audio, phonemes_at, words_at in blocks:
+                    if aborted.is_set():
+                        return
+                    made += len(audio)
+                    if resampler is not None:
+                        audio = resampler.resample_chunk(audio)
+                    emit((audio.tobytes(), phonemes_at, words_at))
         if resampler is not None and not aborted.is_set():
             tail = resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
             if len(tail):
                 emit((tail.tobytes(), [], []))
 
-    def _timed(self, chunk, piece: Piece, words: list[str], *, first: bool, last: bool, base: int):
-        """One chunk's audio (trimmed where its sentence was cut), its phonemes and the words it says.
+    def _model_run(self, ids: list[int], syn_config: SynthesisConfig
+                   ) -> tuple[np.ndarray | None, int, Callable[[int, int], np.ndarray]]:
+        """Runs the model on one utterance: (samples per phoneme id or None, samples in all, decode).
 
-        ``words`` are the piece's words not yet placed; those this chunk says
-        are taken from it. Offsets are ms from the stream's first sample
-        (``base``: native samples before this chunk).
+        ``decode(start, end)`` is the float audio of that sample range: with a
+        split model the decoder runs on those frames (and their context) only.
         """
-        audio = chunk.audio_int16_array
-        start, end = kept_span(audio, piece, first=first, last=last, rate=self.native_rate)
-        timeline = alignment_timeline(chunk) or estimated_timeline(chunk.phonemes, audio)
+        loaded = self._loaded
+        result = loaded.voice.phoneme_ids_to_audio(ids, syn_config, include_alignments=True)
+        output, samples_per_id = result if isinstance(result, tuple) else (result, None)
+        if loaded.decoder is None:
+            return samples_per_id, len(output), lambda start, end: output[start:end]
+        # The encoder's first output, the latent frames (192 x frames), came back where piper expects audio.
+        latent, hop = output[np.newaxis], loaded.voice.config.hop_length
+        name = loaded.decoder.get_inputs()[0].name
 
-        def ms(sample: int) -> float:
-            return (base + min(max(sample - start, 0), end - start)) * 1000 / self.native_rate
+        def decode(start: int, end: int) -> np.ndarray:
+            low = max(0, start // hop - _DECODER_CONTEXT)
+            high = min(latent.shape[2], -(-end // hop) + _DECODER_CONTEXT)
+            audio = loaded.decoder.run(None, {name: np.ascontiguousarray(latent[:, :, low:high])})[0].reshape(-1)
+            return audio[start - low * hop:end - low * hop]
 
-        phonemes = [(p, ms(s)) for p, s in phoneme_starts(timeline)] if self.aligned else []
+        return samples_per_id, latent.shape[2] * hop, decode
+
+    def _utterance(self, phonemes: list[str], piece: Piece, words: list[str], syn_config: SynthesisConfig, *,
+                   first: bool, last: bool, base: int, early: bool
+                   ) -> Iterator[tuple[np.ndarray, list[tuple[str, float]], list[tuple[str, float]]]]:
+        """One utterance of ``piece`` as blocks of (audio, phonemes starting in it, words starting in it).
+
+        ``first``/``last``: the utterance begins/ends the piece (the silence
+        where its sentence was cut is trimmed). ``words`` are the piece's words
+        not yet placed; those this utterance says are taken from it. Offsets
+        are ms from the stream's first sample (``base``: native samples before
+        this utterance). With ``early`` it is decoded in a short first block
+        and the rest, else in one block.
+        """
+        loaded = self._loaded
+        id_map = loaded.voice.config.phoneme_id_map
+        samples_per_id, length, decode = self._model_run(loaded.voice.phonemes_to_ids(phonemes), syn_config)
+        timeline = id_timeline(phonemes, id_map, samples_per_id) if samples_per_id is not None else []
+        if not timeline:  # no alignments: times from the audio itself
+            whole = decode(0, length)
+            decode, timeline = (lambda start, end: whole[start:end]), estimated_timeline(phonemes, _pcm(whole))
+        # Where a sentence was cut, the decoder need not make the voice's silence the trim below drops.
+        start, end, margin = 0, length, round(_CROP_MARGIN_S * self.native_rate)
+        if first and piece.continues:  # from just before the first phoneme after "^"
+            start = max(0, timeline[1][1] - margin)
+        if last and piece.joins_next:  # into the silence "$" makes, as far as a comma's pause
+            end = min(length, timeline[-1][1] + round(KEEP_COMMA_S * self.native_rate) + margin)
+        cuts = [start, end]
+        block = _FIRST_BLOCK_FRAMES * loaded.voice.config.hop_length
+        if early and loaded.decoder is not None and end - start > 2 * block:
+            cuts.insert(1, start + block)
+
+        phonemes_at = phoneme_starts(timeline) if self.aligned else []
         starts, speech_end = word_starts(timeline)
         said = words[:] if last else words[:len(starts)]
         del words[:len(said)]
-        return audio[start:end], phonemes, [(w, ms(s)) for w, s in place_words(said, starts, speech_end)]
+        words_at = place_words(said, starts, speech_end)
+        kept_from = start
+        for i, (low, high) in enumerate(itertools.pairwise(cuts)):
+            audio = _pcm(decode(low, high))
+            keep_start, keep_end = kept_span(audio, piece, first=first and i == 0, last=last and high == end,
+                                             rate=self.native_rate)
+            kept_from = low + keep_start if i == 0 else kept_from
+            until = low + keep_end if high < end else None  # the last block takes what is left
+            times = [[(name, (base + min(max(s - kept_from, 0), low + keep_end - kept_from)) * 1000 / self.native_rate)
+                      for name, s in timed if until is None or s < until] for timed in (phonemes_at, words_at)]
+            del phonemes_at[:len(times[0])], words_at[:len(times[1])]
+            yield audio[keep_start:keep_end], times[0], times[1]
 
 
 _engines: dict[tuple[Path, Path, int | None], PiperEngine] = {}
@@ -233,7 +351,7 @@ class PiperTTSService(TTSService):
     """A pipecat TTS service speaking with a Piper voice, a piece of a sentence at a time.
 
     Structured like :class:`~processors.tts.espeak.EspeakTTSService`: each
-    sentence is synthesized on the voice's thread and every piece's audio is
+    sentence is synthesized on the voice's thread and every block's audio is
     pushed at once as a ``TTSAudioRawFrame``, preceded by the
     :class:`~processors.tts.espeak.PhonemeFrame` s that start in it. With
     ``word_timing`` its words go to pipecat's word timestamps (the context
@@ -292,7 +410,7 @@ class PiperTTSService(TTSService):
         samples = 0
         try:
             async for audio, phonemes, words in self._engine.stream(
-                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale,
+                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale, early=first_sentence,
             ):
                 for phoneme, offset_ms in phonemes:
                     yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)

@@ -4,8 +4,8 @@ Pure functions on text, numpy audio and piper's phoneme alignments, so they
 are tested without a voice: how a reply's first sentence is cut for an early
 first audio (:func:`speech_pieces`), how much silence a cut keeps
 (:func:`kept_span`), and where each phoneme (for the avatar) and each word
-(for the context) starts, from the model's alignments or estimated from the
-audio.
+(for the context) starts, from the samples the model gives each phoneme id or
+estimated from the audio.
 """
 
 import re
@@ -98,13 +98,23 @@ def kept_span(audio: np.ndarray, piece: Piece, *, first: bool, last: bool, rate:
     return start, end
 
 
-def alignment_timeline(chunk) -> list[tuple[str, int]]:
-    """[(symbol, start sample)] from piper's alignments (``^`` first, ``$`` last); [] without them."""
-    timeline, at = [], 0
-    for alignment in chunk.phoneme_alignments or ():
-        timeline.append((alignment.phoneme, at))
-        at += int(alignment.num_samples)
-    return timeline
+def id_timeline(phonemes: list[str], id_map: dict[str, list[int]], samples_per_id) -> list[tuple[str, int]]:
+    """[(symbol, start sample)] from the samples each phoneme id lasts (``^`` first, ``$`` last); [] if they disagree.
+
+    The ids are piper's ``phonemes_to_ids`` of ``phonemes``: each symbol's own
+    ids and a pad after it (none after ``$``); a symbol missing from the map
+    has no ids and no time.
+    """
+    pad = len(id_map.get("_", ()))
+    timeline, at, index = [], 0, 0
+    for symbol in (_BOS, *phonemes, _EOS):
+        if symbol not in id_map:
+            continue
+        count = len(id_map[symbol]) + (pad if symbol != _EOS else 0)
+        timeline.append((symbol, at))
+        at += int(sum(samples_per_id[index:index + count]))
+        index += count
+    return timeline if index == len(samples_per_id) else []
 
 
 def estimated_timeline(symbols: list[str], audio: np.ndarray) -> list[tuple[str, int]]:
