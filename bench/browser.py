@@ -263,6 +263,7 @@ class Heard:
     bot: np.ndarray
     rtvi: list  # [time, type, data]
     reports: list  # the page's own speech end -> heard reports: [time, ms]
+    jitter_buffer: dict | None  # Chrome's stats for the bot's track: mean delay, target, minimum (ms)
 
 
 def as_db(rows) -> np.ndarray:
@@ -291,8 +292,9 @@ async def session(target: Target, script: Script, folder: Path, tag: str) -> Hea
                                 " errors: window.benchProbe.errors})")
         if probe["errors"]:
             print(f"  {target.name}: probe errors {probe['errors']}")
+        jitter = await page.eval("window.benchProbe.jitterBuffer()")
     return Heard(probe["click"] / 1000, mic_at, as_db(probe["mic"]), as_db(probe["bot"]), probe["rtvi"],
-                 [(t / 1000, ms / 1000) for t, ms in probe["reports"]])
+                 [(t / 1000, ms / 1000) for t, ms in probe["reports"]], jitter)
 
 
 # -- what the ear heard ----------------------------------------------------------------
@@ -346,7 +348,40 @@ class Figures:
     #: The server's /metrics means: to the first chunk it sent, and the page's reports it keeps.
     server_mean: float | None = None
     server_page_mean: float | None = None
+    #: Where the time went: stage -> ms after the speech's end (replies) or onset (barge-ins), per turn.
+    reply_stages: dict[str, list[float]] = field(default_factory=dict)
+    barge_stages: dict[str, list[float]] = field(default_factory=dict)
+    jitter_buffer: dict | None = None
     verbose: bool = False
+
+
+#: A reply's steps as the page sees them (RTVI messages arrive over the data channel within a
+#: millisecond or two on loopback): VAD's stop decision, the final transcript, the turn's end,
+#: the LLM's start and first text, the TTS's start, the output's first chunk sent; then heard.
+REPLY_STAGES = [("vad stop", "vad-user-stopped-speaking"), ("stt final", "user-transcription"),
+                ("turn end", "user-stopped-speaking"), ("llm start", "bot-llm-started"),
+                ("llm text", "bot-llm-text"), ("tts start", "bot-tts-started"), ("sent", "bot-started-speaking")]
+#: A barge-in's: VAD's start decision, the turn's start, the interruption reaching the page; then silent.
+BARGE_STAGES = [("vad start", "vad-user-started-speaking"), ("user turn", "user-started-speaking"),
+                ("interrupted", "bot-interrupted")]
+
+
+def stage_times(heard: Heard, stages: list[tuple[str, str]], start: float, stop: float, zero: float,
+                final: bool) -> dict[str, float]:
+    """Each stage's message time (seconds after ``zero``): the last in ``start``..``stop``, or the first when
+    ``final`` is false; a user transcription counts only when final."""
+    times = {}
+    for name, kind in stages:
+        found = [t / 1000 for t, k, d in heard.rtvi if k == kind and start <= t / 1000 <= stop
+                 and (k != "user-transcription" or d.get("final"))]
+        if found:
+            times[name] = (found[-1] if final else found[0]) - zero
+    return times
+
+
+def add_stages(into: dict[str, list[float]], times: dict[str, float]) -> None:
+    for name, secs in times.items():
+        into.setdefault(name, []).append(secs)
 
 
 def bot_text_between(heard: Heard, start: float, stop: float) -> str:
@@ -357,6 +392,8 @@ def bot_text_between(heard: Heard, start: float, stop: float) -> str:
 def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = False) -> None:
     """Adds one session's figures."""
     zero = wav_to_page(heard, script)
+    if heard.jitter_buffer and not first_only:
+        figures.jitter_buffer = heard.jitter_buffer
     ready = next((t / 1000 for t, kind, _ in heard.rtvi if kind == "bot-ready"), None)
     if ready is not None:
         figures.connect.append(ready - heard.click)
@@ -390,6 +427,10 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 figures.premature += 1
             else:
                 figures.heard.append(loud[0] - end)
+                times = {**stage_times(heard, REPLY_STAGES, onset, loud[0] + 0.02, end, True), "heard": loud[0] - end}
+                add_stages(figures.reply_stages, times)
+                if figures.verbose:
+                    print("      " + ", ".join(f"{k} {1000 * v:.0f}" for k, v in times.items()))
                 page = [ms for t, ms in heard.reports if abs(t - loud[0]) < 0.1]
                 if page:
                     figures.paired.append((loud[0] - end, page[0]))
@@ -405,6 +446,13 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 figures.barge_missed += 1  # the story went on over the barge-in
             else:
                 figures.barge_silent.append((loud[-1] + METER_SECS - onset) if len(loud) else 0.0)
+                mic = loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.1, end)
+                times = {"mic": (mic[0] - onset) if len(mic) else float("nan"),
+                         **stage_times(heard, BARGE_STAGES, onset - 0.1, end + 1.0, onset, False),
+                         "silent": figures.barge_silent[-1]}
+                add_stages(figures.barge_stages, times)
+                if figures.verbose:
+                    print("    barge-in " + ", ".join(f"{k} {1000 * v:.0f}" for k, v in times.items()))
 
 
 async def server_means(url: str) -> tuple[float | None, float | None]:
@@ -445,6 +493,14 @@ def report(results: dict[str, Figures], loads: list[float]) -> None:
               f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_missed:>6} {f.barge_erased:>6}"
               f" {f.false_interruptions:>4}/{f.noise_bursts:<5} {f.first_ok:>4}/{f.first_tries}")
     for name, f in results.items():
+        for what, stages in (("speech end ->", f.reply_stages), ("barge-in onset ->", f.barge_stages)):
+            if stages:
+                print(f"{name}: where the time goes, median ms {what} " + ", ".join(
+                    f"{stage} {ms(values).strip()}" for stage, values in stages.items()))
+        if f.jitter_buffer:
+            print(f"{name}: Chrome's jitter buffer for the bot's track (long session): mean delay"
+                  f" {f.jitter_buffer['delay']:.0f} ms, target {f.jitter_buffer['target']:.0f} ms,"
+                  f" minimum {f.jitter_buffer['minimum']:.0f} ms")
         if f.paired:
             bench, page = zip(*f.paired, strict=True)
             print(f"{name}: speech end -> heard on {len(f.paired)} turns the page reported: bench median {ms(list(bench))},"

@@ -377,6 +377,26 @@ def drop_webrtc_track_chunks(output: BaseOutputTransport) -> int:
     return dropped
 
 
+#: aiortc's name for an audio receiver's jitter buffer (``RTCRtpReceiver.__jitter_buffer``).
+_AIORTC_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+def prompt_audio_receivers(connection: Any, prefetch: int) -> int:
+    """Lets the audio receivers of a SmallWebRTC connection hand on each packet ``prefetch`` packets later.
+
+    aiortc's audio receiver holds 4 packets (80 ms of Opus) before it decodes
+    the first, so every word reaches VAD 80 ms after it arrived: that much
+    later a turn ends, and a barge-in interrupts. It must be set before the
+    first packet arrives (between the answer and ICE connecting): a buffer
+    already holding packets keeps its delay. Returns how many receivers were
+    set. aiortc, not pipecat, but reached here like pipecat's internals.
+    """
+    receivers = [r for r in connection.pc.getReceivers() if r.track is not None and r.track.kind == "audio"]
+    for receiver in receivers:
+        getattr(receiver, _AIORTC_JITTER_BUFFER)._prefetch = prefetch
+    return len(receivers)
+
+
 # -- naming -----------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pydantic import BaseModel, Field, field_validator
 
 from pipelines.agent_info import agent_info
+from pipelines.pipecat_compat import prompt_audio_receivers
 from pipelines.server.history_routes import history_router
 from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions, client_address
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
@@ -49,6 +50,9 @@ NOT_FOUND = "no such session, or the token does not match"
 STORE_AWAY = "the session store is unavailable right now; nothing was changed; try again shortly"
 #: Seconds a client is told to wait while the store is away.
 STORE_RETRY_S = 5
+#: A WebRTC peer's microphone reaches the agent one Opus packet (20 ms) after it arrives, not aiortc's four:
+#: 60 ms sooner for every turn's end and every barge-in (bench/browser.py; docs/listening.md).
+AUDIO_RECEIVE_PREFETCH = 1
 
 
 class NewSession(BaseModel):
@@ -440,6 +444,7 @@ async def _answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, li
     started = []
 
     async def run(connection) -> None:
+        prompt_audio_receivers(connection, AUDIO_RECEIVE_PREFETCH)  # answered, no packet yet: see the function
         started.append(connection)
         manager.connect_soon(live, connection, close_peer=connection.disconnect)
 
