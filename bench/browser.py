@@ -176,6 +176,11 @@ async def conversation(barge_ins: int, clips: list[tuple[str, bytes]]) -> Script
         s.pause(1.6)
         s.say("barge-in", "hello", await espeak("hello"), "hello")
         s.pause(REPLY_GAP_SECS)
+    for _ in range(barge_ins):  # in the bot's first second, where Chrome's echo canceller has heard little of it
+        s.say("story", "tell me a story", await espeak("tell me a story"), "robot")
+        s.pause(1.0)
+        s.say("barge-in", "hello (early)", await espeak("hello"), "hello")
+        s.pause(REPLY_GAP_SECS)
     return s
 
 
@@ -337,10 +342,12 @@ class Figures:
     turns: int = 0
     unanswered: int = 0
     barge_silent: list[float] = field(default_factory=list)
-    barge_missed: int = 0
+    barge_missed: int = 0  # barge-ins the agent never interrupted on
+    barge_tries: int = 0
     barge_erased: int = 0  # the microphone track itself had no speech where the barge-in was
     false_interruptions: int = 0
     noise_bursts: int = 0
+    noise_muted: list[float] = field(default_factory=list)  # seconds of bot audio the page muted per noise burst
     first_ok: int = 0
     first_tries: int = 0
     #: (bench, page) speech end -> heard of the turns the page reported, matched by the bot's onset.
@@ -438,14 +445,19 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
             figures.noise_bursts += 1
             started = [t for t, kind, _ in heard.rtvi if kind == "user-started-speaking" and onset <= t / 1000 < end + 0.6]
             figures.false_interruptions += int(bool(started))
+            rows = heard.bot[(heard.bot[:, 0] >= onset) & (heard.bot[:, 0] < end + 0.6)]
+            figures.noise_muted.append(METER_SECS * int((rows[:, 1] <= -180).sum()))  # the page muted the bot
         elif u.kind == "barge-in":
+            figures.barge_tries += 1
             if not len(loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.05, end + 0.05)):
                 figures.barge_erased += 1
-            loud = loud_times(heard.bot, BOT_LOUD_DBFS, onset, end + 0.15)
-            if len(loud) and loud[-1] > end + 0.05:
-                figures.barge_missed += 1  # the story went on over the barge-in
+            if not any(kind == "bot-interrupted" and onset <= t / 1000 < end + 1.0 for t, kind, _ in heard.rtvi):
+                figures.barge_missed += 1  # the agent never interrupted the story
             else:
-                figures.barge_silent.append((loud[-1] + METER_SECS - onset) if len(loud) else 0.0)
+                # Silent from the end of the last bot sound before its first gap of 100 ms or more.
+                loud = loud_times(heard.bot, BOT_LOUD_DBFS, onset, end + 0.15)
+                gaps = [i for i in range(len(loud)) if i + 1 == len(loud) or loud[i + 1] - loud[i] >= 0.1]
+                figures.barge_silent.append((loud[gaps[0]] + METER_SECS - onset) if len(loud) else 0.0)
                 mic = loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.1, end)
                 times = {"mic": (mic[0] - onset) if len(mic) else float("nan"),
                          **stage_times(heard, BARGE_STAGES, onset - 0.1, end + 1.0, onset, False),
@@ -487,16 +499,19 @@ def ratio(a: list[float], b: list[float]) -> str:
 def report(results: dict[str, Figures], loads: list[float]) -> None:
     print(f"\nload average {min(loads):.1f}-{max(loads):.1f} (1 min) on {os.cpu_count()} cores")
     print(f"{'target':14} {'connect->ready':>14} {'end->heard med':>14} {'p90':>5} {'n':>3} {'premature':>9}"
-          f" {'unanswered':>10} {'barge-in->silent':>16} {'missed':>6} {'erased':>6} {'false int.':>10} {'first ok':>8}")
+          f" {'unanswered':>10} {'barge-in->silent':>16} {'through':>7} {'erased':>6} {'false int.':>10} {'first ok':>8}")
     for name, f in results.items():
         print(f"{name:14} {ms(f.connect):>14} {ms(f.heard):>14} {ms(f.heard, 90):>5} {len(f.heard):>3}"
-              f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_missed:>6} {f.barge_erased:>6}"
+              f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_tries - f.barge_missed:>3}/{f.barge_tries:<3} {f.barge_erased:>6}"
               f" {f.false_interruptions:>4}/{f.noise_bursts:<5} {f.first_ok:>4}/{f.first_tries}")
     for name, f in results.items():
         for what, stages in (("speech end ->", f.reply_stages), ("barge-in onset ->", f.barge_stages)):
             if stages:
                 print(f"{name}: where the time goes, median ms {what} " + ", ".join(
                     f"{stage} {ms(values).strip()}" for stage, values in stages.items()))
+        if f.noise_muted:
+            print(f"{name}: bot audio muted by the page during each noise burst (ms): "
+                  + ", ".join(f"{1000 * m:.0f}" for m in f.noise_muted))
         if f.jitter_buffer:
             print(f"{name}: Chrome's jitter buffer for the bot's track (long session): mean delay"
                   f" {f.jitter_buffer['delay']:.0f} ms, target {f.jitter_buffer['target']:.0f} ms,"
