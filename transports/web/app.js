@@ -192,7 +192,7 @@ function silenceBot(silent) {
 function duckBot(ducked) {
   if (ducked === mute.ducked) return;
   mute.ducked = ducked;
-  if (ducked) framegraph.ducks = (framegraph.ducks || 0) + 1;
+  if (ducked && ear.botAudible) framegraph.ducks = (framegraph.ducks || 0) + 1; // the bot was heard, then muted
   ui.audio.muted = mute.interrupted || mute.ducked;
 }
 
