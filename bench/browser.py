@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from listening_kit import HUMAN_AUDIO, percentile, speech_span  # noqa: E402
+from listening_kit import HUMAN_AUDIO, comma_sentence, percentile, speech_span  # noqa: E402
 
 from pipelines.audio import read_wav, write_wav  # noqa: E402
 from processors.tts.espeak import synthesize_pcm  # noqa: E402
@@ -55,10 +55,6 @@ RATE = 16000
 PROBE = (ROOT / "transports" / "web" / "meter.js").read_text() + (Path(__file__).parent / "browser_probe.js").read_text()
 FIRST_QUESTION = ("what is the weather like today", "sunny")
 QUESTIONS = [FIRST_QUESTION, ("what time is it", "clock"), ("tell me a joke", "robot"), ("thank you", "welcome")]
-#: Issue 19's sentence, with a person's pause at its comma (espeak's own is 160 ms, under
-#: VAD's stop_secs): transcript_aware ended the turn there in pipecat's eval scenario.
-COMMA_SENTENCE = ("Tell me a long,", "detailed story about a dragon who lives in the mountains.")
-COMMA_PAUSE_SECS = 0.35
 REPLY_GAP_SECS = 6.5  # silence after a question: the longest short answer plays in it
 MIC_SPEECH_DBFS = -45  # the microphone track, after Chrome's processing
 BOT_LOUD_DBFS = -45  # the bot's track as heard
@@ -164,9 +160,7 @@ async def conversation(barge_ins: int, clips: list[tuple[str, bytes]]) -> Script
     for name, pcm in clips:
         s.say("clip", name, pcm)
         s.pause(REPLY_GAP_SECS)
-    first, rest = COMMA_SENTENCE
-    pause = bytes(2 * int(COMMA_PAUSE_SECS * RATE))
-    s.say("comma", "comma sentence", await espeak(first) + pause + await espeak(rest))
+    s.say("comma", "comma sentence", await comma_sentence())
     s.pause(REPLY_GAP_SECS)
     noise = (np.random.default_rng(19).normal(0, 6000, int(0.15 * RATE))).clip(-32768, 32767).astype(np.int16).tobytes()
     for _ in range(barge_ins):
