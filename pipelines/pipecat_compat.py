@@ -53,6 +53,15 @@ if not PIPECAT_VERSION.startswith(PIPECAT_SERIES + "."):
 _PROCESS_QUEUE = "_FrameProcessor__process_queue"
 _CURRENT_FRAME = "_FrameProcessor__process_current_frame"
 _PROCESS_TASK = "_FrameProcessor__process_frame_task"
+#: aiortc's name for an audio receiver's jitter buffer (``RTCRtpReceiver.__jitter_buffer``).
+_AIORTC_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+def _aiortc_receive_classes() -> tuple[type, type]:
+    from aiortc.jitterbuffer import JitterBuffer
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    return RTCRtpReceiver, JitterBuffer
 
 
 def _silero_classes() -> tuple[type, type]:
@@ -99,6 +108,8 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (lambda: _smallwebrtc_classes()[0], "_audio_output_track"),
     (lambda: _smallwebrtc_classes()[1], "_chunk_queue"),
     (ParallelPipeline, "_seen_ids"),
+    (lambda: _aiortc_receive_classes()[0], _AIORTC_JITTER_BUFFER),  # aiortc's, under pipecat's SmallWebRTC
+    (lambda: _aiortc_receive_classes()[1], "_prefetch"),
 ]
 
 
@@ -375,10 +386,6 @@ def drop_webrtc_track_chunks(output: BaseOutputTransport) -> int:
         if future and not future.done():
             future.set_result(True)
     return dropped
-
-
-#: aiortc's name for an audio receiver's jitter buffer (``RTCRtpReceiver.__jitter_buffer``).
-_AIORTC_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
 def prompt_audio_receivers(connection: Any, prefetch: int) -> int:
