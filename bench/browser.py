@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from listening_kit import HUMAN_AUDIO, percentile, speech_span  # noqa: E402
+from listening_kit import HUMAN_AUDIO, comma_sentence, percentile, speech_span  # noqa: E402
 
 from pipelines.audio import read_wav, write_wav  # noqa: E402
 from processors.tts.espeak import synthesize_pcm  # noqa: E402
@@ -55,10 +55,6 @@ RATE = 16000
 PROBE = (ROOT / "transports" / "web" / "meter.js").read_text() + (Path(__file__).parent / "browser_probe.js").read_text()
 FIRST_QUESTION = ("what is the weather like today", "sunny")
 QUESTIONS = [FIRST_QUESTION, ("what time is it", "clock"), ("tell me a joke", "robot"), ("thank you", "welcome")]
-#: Issue 19's sentence, with a person's pause at its comma (espeak's own is 160 ms, under
-#: VAD's stop_secs): transcript_aware ended the turn there in pipecat's eval scenario.
-COMMA_SENTENCE = ("Tell me a long,", "detailed story about a dragon who lives in the mountains.")
-COMMA_PAUSE_SECS = 0.35
 REPLY_GAP_SECS = 6.5  # silence after a question: the longest short answer plays in it
 MIC_SPEECH_DBFS = -45  # the microphone track, after Chrome's processing
 BOT_LOUD_DBFS = -45  # the bot's track as heard
@@ -164,9 +160,7 @@ async def conversation(barge_ins: int, clips: list[tuple[str, bytes]]) -> Script
     for name, pcm in clips:
         s.say("clip", name, pcm)
         s.pause(REPLY_GAP_SECS)
-    first, rest = COMMA_SENTENCE
-    pause = bytes(2 * int(COMMA_PAUSE_SECS * RATE))
-    s.say("comma", "comma sentence", await espeak(first) + pause + await espeak(rest))
+    s.say("comma", "comma sentence", await comma_sentence())
     s.pause(REPLY_GAP_SECS)
     noise = (np.random.default_rng(19).normal(0, 6000, int(0.15 * RATE))).clip(-32768, 32767).astype(np.int16).tobytes()
     for _ in range(barge_ins):
@@ -175,6 +169,11 @@ async def conversation(barge_ins: int, clips: list[tuple[str, bytes]]) -> Script
         s.say("noise", "150 ms noise burst", noise)
         s.pause(1.6)
         s.say("barge-in", "hello", await espeak("hello"), "hello")
+        s.pause(REPLY_GAP_SECS)
+    for _ in range(barge_ins):  # in the bot's first second, where Chrome's echo canceller has heard little of it
+        s.say("story", "tell me a story", await espeak("tell me a story"), "robot")
+        s.pause(1.0)
+        s.say("barge-in", "hello (early)", await espeak("hello"), "hello")
         s.pause(REPLY_GAP_SECS)
     return s
 
@@ -263,6 +262,7 @@ class Heard:
     bot: np.ndarray
     rtvi: list  # [time, type, data]
     reports: list  # the page's own speech end -> heard reports: [time, ms]
+    jitter_buffer: dict | None  # Chrome's stats for the bot's track: mean delay, target, minimum (ms)
 
 
 def as_db(rows) -> np.ndarray:
@@ -291,8 +291,9 @@ async def session(target: Target, script: Script, folder: Path, tag: str) -> Hea
                                 " errors: window.benchProbe.errors})")
         if probe["errors"]:
             print(f"  {target.name}: probe errors {probe['errors']}")
+        jitter = await page.eval("window.benchProbe.jitterBuffer()")
     return Heard(probe["click"] / 1000, mic_at, as_db(probe["mic"]), as_db(probe["bot"]), probe["rtvi"],
-                 [(t / 1000, ms / 1000) for t, ms in probe["reports"]])
+                 [(t / 1000, ms / 1000) for t, ms in probe["reports"]], jitter)
 
 
 # -- what the ear heard ----------------------------------------------------------------
@@ -335,10 +336,12 @@ class Figures:
     turns: int = 0
     unanswered: int = 0
     barge_silent: list[float] = field(default_factory=list)
-    barge_missed: int = 0
+    barge_missed: int = 0  # barge-ins the agent never interrupted on
+    barge_tries: int = 0
     barge_erased: int = 0  # the microphone track itself had no speech where the barge-in was
     false_interruptions: int = 0
     noise_bursts: int = 0
+    noise_muted: list[float] = field(default_factory=list)  # seconds of bot audio the page muted per noise burst
     first_ok: int = 0
     first_tries: int = 0
     #: (bench, page) speech end -> heard of the turns the page reported, matched by the bot's onset.
@@ -346,7 +349,40 @@ class Figures:
     #: The server's /metrics means: to the first chunk it sent, and the page's reports it keeps.
     server_mean: float | None = None
     server_page_mean: float | None = None
+    #: Where the time went: stage -> ms after the speech's end (replies) or onset (barge-ins), per turn.
+    reply_stages: dict[str, list[float]] = field(default_factory=dict)
+    barge_stages: dict[str, list[float]] = field(default_factory=dict)
+    jitter_buffer: dict | None = None
     verbose: bool = False
+
+
+#: A reply's steps as the page sees them (RTVI messages arrive over the data channel within a
+#: millisecond or two on loopback): VAD's stop decision, the final transcript, the turn's end,
+#: the LLM's start and first text, the TTS's start, the output's first chunk sent; then heard.
+REPLY_STAGES = [("vad stop", "vad-user-stopped-speaking"), ("stt final", "user-transcription"),
+                ("turn end", "user-stopped-speaking"), ("llm start", "bot-llm-started"),
+                ("llm text", "bot-llm-text"), ("tts start", "bot-tts-started"), ("sent", "bot-started-speaking")]
+#: A barge-in's: VAD's start decision, the turn's start, the interruption reaching the page; then silent.
+BARGE_STAGES = [("vad start", "vad-user-started-speaking"), ("user turn", "user-started-speaking"),
+                ("interrupted", "bot-interrupted")]
+
+
+def stage_times(heard: Heard, stages: list[tuple[str, str]], start: float, stop: float, zero: float,
+                final: bool) -> dict[str, float]:
+    """Each stage's message time (seconds after ``zero``): the last in ``start``..``stop``, or the first when
+    ``final`` is false; a user transcription counts only when final."""
+    times = {}
+    for name, kind in stages:
+        found = [t / 1000 for t, k, d in heard.rtvi if k == kind and start <= t / 1000 <= stop
+                 and (k != "user-transcription" or d.get("final"))]
+        if found:
+            times[name] = (found[-1] if final else found[0]) - zero
+    return times
+
+
+def add_stages(into: dict[str, list[float]], times: dict[str, float]) -> None:
+    for name, secs in times.items():
+        into.setdefault(name, []).append(secs)
 
 
 def bot_text_between(heard: Heard, start: float, stop: float) -> str:
@@ -357,6 +393,8 @@ def bot_text_between(heard: Heard, start: float, stop: float) -> str:
 def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = False) -> None:
     """Adds one session's figures."""
     zero = wav_to_page(heard, script)
+    if heard.jitter_buffer and not first_only:
+        figures.jitter_buffer = heard.jitter_buffer
     ready = next((t / 1000 for t, kind, _ in heard.rtvi if kind == "bot-ready"), None)
     if ready is not None:
         figures.connect.append(ready - heard.click)
@@ -390,6 +428,10 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
                 figures.premature += 1
             else:
                 figures.heard.append(loud[0] - end)
+                times = {**stage_times(heard, REPLY_STAGES, onset, loud[0] + 0.02, end, True), "heard": loud[0] - end}
+                add_stages(figures.reply_stages, times)
+                if figures.verbose:
+                    print("      " + ", ".join(f"{k} {1000 * v:.0f}" for k, v in times.items()))
                 page = [ms for t, ms in heard.reports if abs(t - loud[0]) < 0.1]
                 if page:
                     figures.paired.append((loud[0] - end, page[0]))
@@ -397,14 +439,26 @@ def judge(heard: Heard, script: Script, figures: Figures, first_only: bool = Fal
             figures.noise_bursts += 1
             started = [t for t, kind, _ in heard.rtvi if kind == "user-started-speaking" and onset <= t / 1000 < end + 0.6]
             figures.false_interruptions += int(bool(started))
+            rows = heard.bot[(heard.bot[:, 0] >= onset) & (heard.bot[:, 0] < end + 0.6)]
+            figures.noise_muted.append(METER_SECS * int((rows[:, 1] <= -180).sum()))  # the page muted the bot
         elif u.kind == "barge-in":
+            figures.barge_tries += 1
             if not len(loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.05, end + 0.05)):
                 figures.barge_erased += 1
-            loud = loud_times(heard.bot, BOT_LOUD_DBFS, onset, end + 0.15)
-            if len(loud) and loud[-1] > end + 0.05:
-                figures.barge_missed += 1  # the story went on over the barge-in
+            if not any(kind == "bot-interrupted" and onset <= t / 1000 < end + 1.0 for t, kind, _ in heard.rtvi):
+                figures.barge_missed += 1  # the agent never interrupted the story
             else:
-                figures.barge_silent.append((loud[-1] + METER_SECS - onset) if len(loud) else 0.0)
+                # Silent from the end of the last bot sound before its first gap of 100 ms or more.
+                loud = loud_times(heard.bot, BOT_LOUD_DBFS, onset, end + 0.15)
+                gaps = [i for i in range(len(loud)) if i + 1 == len(loud) or loud[i + 1] - loud[i] >= 0.1]
+                figures.barge_silent.append((loud[gaps[0]] + METER_SECS - onset) if len(loud) else 0.0)
+                mic = loud_times(heard.mic, MIC_SPEECH_DBFS, onset - 0.1, end)
+                times = {"mic": (mic[0] - onset) if len(mic) else float("nan"),
+                         **stage_times(heard, BARGE_STAGES, onset - 0.1, end + 1.0, onset, False),
+                         "silent": figures.barge_silent[-1]}
+                add_stages(figures.barge_stages, times)
+                if figures.verbose:
+                    print("    barge-in " + ", ".join(f"{k} {1000 * v:.0f}" for k, v in times.items()))
 
 
 async def server_means(url: str) -> tuple[float | None, float | None]:
@@ -439,12 +493,23 @@ def ratio(a: list[float], b: list[float]) -> str:
 def report(results: dict[str, Figures], loads: list[float]) -> None:
     print(f"\nload average {min(loads):.1f}-{max(loads):.1f} (1 min) on {os.cpu_count()} cores")
     print(f"{'target':14} {'connect->ready':>14} {'end->heard med':>14} {'p90':>5} {'n':>3} {'premature':>9}"
-          f" {'unanswered':>10} {'barge-in->silent':>16} {'missed':>6} {'erased':>6} {'false int.':>10} {'first ok':>8}")
+          f" {'unanswered':>10} {'barge-in->silent':>16} {'through':>7} {'erased':>6} {'false int.':>10} {'first ok':>8}")
     for name, f in results.items():
         print(f"{name:14} {ms(f.connect):>14} {ms(f.heard):>14} {ms(f.heard, 90):>5} {len(f.heard):>3}"
-              f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_missed:>6} {f.barge_erased:>6}"
+              f" {f.premature:>9} {f.unanswered:>10} {ms(f.barge_silent):>16} {f.barge_tries - f.barge_missed:>3}/{f.barge_tries:<3} {f.barge_erased:>6}"
               f" {f.false_interruptions:>4}/{f.noise_bursts:<5} {f.first_ok:>4}/{f.first_tries}")
     for name, f in results.items():
+        for what, stages in (("speech end ->", f.reply_stages), ("barge-in onset ->", f.barge_stages)):
+            if stages:
+                print(f"{name}: where the time goes, median ms {what} " + ", ".join(
+                    f"{stage} {ms(values).strip()}" for stage, values in stages.items()))
+        if f.noise_muted:
+            print(f"{name}: bot audio muted by the page during each noise burst (ms): "
+                  + ", ".join(f"{1000 * m:.0f}" for m in f.noise_muted))
+        if f.jitter_buffer:
+            print(f"{name}: Chrome's jitter buffer for the bot's track (long session): mean delay"
+                  f" {f.jitter_buffer['delay']:.0f} ms, target {f.jitter_buffer['target']:.0f} ms,"
+                  f" minimum {f.jitter_buffer['minimum']:.0f} ms")
         if f.paired:
             bench, page = zip(*f.paired, strict=True)
             print(f"{name}: speech end -> heard on {len(f.paired)} turns the page reported: bench median {ms(list(bench))},"

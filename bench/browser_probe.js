@@ -14,7 +14,20 @@
 (() => {
   if (!navigator.mediaDevices) return; // not a secure context (about:blank)
   const now = () => performance.timeOrigin + performance.now();
-  const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], reports: [], micAt: null, errors: [] });
+  const probe = (window.benchProbe = { mic: [], bot: [], rtvi: [], reports: [], micAt: null, errors: [], peers: [] });
+  // The bot's track's jitter buffer as Chrome reports it: mean delay of the samples played, and its target (ms).
+  probe.jitterBuffer = async () => {
+    for (const peer of probe.peers.slice().reverse()) {
+      for (const s of (await peer.getStats()).values()) {
+        if (s.type === "inbound-rtp" && s.kind === "audio" && s.jitterBufferEmittedCount) {
+          return { delay: (1000 * s.jitterBufferDelay) / s.jitterBufferEmittedCount,
+            target: (1000 * s.jitterBufferTargetDelay) / s.jitterBufferEmittedCount,
+            minimum: (1000 * (s.jitterBufferMinimumDelay || 0)) / s.jitterBufferEmittedCount };
+        }
+      }
+    }
+    return null;
+  };
   function botMuted() {
     const elements = [...document.querySelectorAll("audio")].filter((a) => a.srcObject);
     return elements.length > 0 && elements.every((a) => a.muted || a.paused);
@@ -50,6 +63,7 @@
   const Native = window.RTCPeerConnection;
   window.RTCPeerConnection = function (...args) {
     const peer = new Native(...args);
+    probe.peers.push(peer);
     peer.addEventListener("track", (event) => event.track.kind === "audio" && meter(event.track, probe.bot, true));
     peer.addEventListener("datachannel", (event) => listen(event.channel));
     const create = peer.createDataChannel.bind(peer);

@@ -108,6 +108,30 @@ async def bench_clips(folder: Path = HUMAN_AUDIO) -> list[Clip]:
     return clips
 
 
+#: Issue 19's sentence, with a person's pause at its comma (espeak's own is 160 ms, under VAD's
+#: stop_secs): the transcript-aware turn end took "tell me a long" as complete in pipecat's eval scenario.
+COMMA_SENTENCE = ("Tell me a long,", "detailed story about a dragon who lives in the mountains.")
+COMMA_PAUSE_SECS = 0.35
+
+
+async def comma_sentence() -> bytes:
+    """``COMMA_SENTENCE`` spoken by espeak-ng at 16 kHz, ``COMMA_PAUSE_SECS`` of digital silence at its comma."""
+    from processors.tts.espeak import synthesize_pcm
+
+    first, rest = COMMA_SENTENCE
+    return (await synthesize_pcm(first, sample_rate=RATE) + bytes(2 * int(COMMA_PAUSE_SECS * RATE))
+            + await synthesize_pcm(rest, sample_rate=RATE))
+
+
+async def comma_clip() -> Clip:
+    """The comma sentence as a clip: half a second of room noise (about -60 dBFS) each side and under it."""
+    speech = np.frombuffer(await comma_sentence(), dtype=np.int16)
+    pad = np.zeros(RATE // 2, dtype=np.int16)
+    noise = np.random.default_rng(19).normal(0, 30, 2 * len(pad) + len(speech))
+    pcm = np.clip(np.concatenate([pad, speech, pad]) + noise, -32768, 32767).astype(np.int16).tobytes()
+    return Clip("comma", pcm, *speech_span(pcm), text=" ".join(COMMA_SENTENCE))
+
+
 def load_bench_agent(config: Path, keep_grammar: bool, overrides: list[str] = ()) -> Agent:
     """The agent in ``config`` with ``overrides`` (``--set`` values); unless ``keep_grammar``, its pocketsphinx
     STT uses the open language model instead of a closed grammar (the human clips are not in any closed

@@ -8,7 +8,9 @@ the time from the speech's end (from the audio's energy, not the file's end)
 to the first bot audio the output writes, and its breakdown: VAD's stop, the
 STT's final transcript, the turn decision (the context frame that runs the
 LLM), the LLM's first token and the TTS's first audio. Per agent count: turns
-answered, median / p90 / max, CPU cores used, and memory (PSS of this process
+answered, median / p90 / max, premature answers (the bot's audio before the
+speech's end; issue 19's comma sentence, with a 350 ms pause at its comma,
+is every agent's first or a later clip), CPU cores used, and memory (PSS of this process
 and its decoder processes, so shared pages count once) with the cost of each
 additional agent.
 
@@ -38,6 +40,7 @@ from listening_kit import (
     Feeder,
     Timeline,
     bench_clips,
+    comma_clip,
     load_bench_agent,
     percentile,
     process_tree_cpu_secs,
@@ -107,14 +110,16 @@ async def _converse(index: int, harness: AgentHarness, timeline: Timeline, clips
             fed_at = await feeder.play(clip.pcm)
             onset, speech_end = fed_at + clip.onset, fed_at + clip.end
             deadline = speech_end + ANSWER_TIMEOUT_SECS
-            answer = None
+            answer, premature = None, False
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
                 writes = [t for t, _ in bot_audio.update() if t >= onset]
                 if writes and time.monotonic() > max(speech_end, writes[-1]) + QUIET_AFTER_ANSWER_SECS:
+                    # A reply begun before the speech's end is premature, even when the user's words then cut it
+                    # and a later one answers them: the latency is the later one's.
+                    premature = writes[0] < speech_end
                     answer = next((t for t in writes if t >= speech_end), writes[0])
                     break
-            premature = answer is not None and answer < speech_end
             stages = _stage_times(timeline, answer, speech_end) if answer else {}
             heard = " | ".join(text for t, text in timeline.transcripts if t >= onset)
             results.append(Turn(index, clip.name, None if answer is None else answer - speech_end, stages, premature,
@@ -192,7 +197,7 @@ async def main() -> None:
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
     random.seed(args.seed)
-    clips = await bench_clips()
+    clips = [await comma_clip(), *await bench_clips()]  # the comma sentence first: agent 0 hears it first
     voices = args.tts.split(",") if args.tts else [None]
     specs = {tts: load_bench_agent(args.config, args.keep_grammar, [f"processors.tts={{type: {tts}}}"] if tts else [])
              for tts in voices}

@@ -53,6 +53,15 @@ if not PIPECAT_VERSION.startswith(PIPECAT_SERIES + "."):
 _PROCESS_QUEUE = "_FrameProcessor__process_queue"
 _CURRENT_FRAME = "_FrameProcessor__process_current_frame"
 _PROCESS_TASK = "_FrameProcessor__process_frame_task"
+#: aiortc's name for an audio receiver's jitter buffer (``RTCRtpReceiver.__jitter_buffer``).
+_AIORTC_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+def _aiortc_receive_classes() -> tuple[type, type]:
+    from aiortc.jitterbuffer import JitterBuffer
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    return RTCRtpReceiver, JitterBuffer
 
 
 def _silero_classes() -> tuple[type, type]:
@@ -99,6 +108,8 @@ CONTRACT: list[tuple[type | Callable[[], type], str]] = [
     (lambda: _smallwebrtc_classes()[0], "_audio_output_track"),
     (lambda: _smallwebrtc_classes()[1], "_chunk_queue"),
     (ParallelPipeline, "_seen_ids"),
+    (lambda: _aiortc_receive_classes()[0], _AIORTC_JITTER_BUFFER),  # aiortc's, under pipecat's SmallWebRTC
+    (lambda: _aiortc_receive_classes()[1], "_prefetch"),
 ]
 
 
@@ -375,6 +386,22 @@ def drop_webrtc_track_chunks(output: BaseOutputTransport) -> int:
         if future and not future.done():
             future.set_result(True)
     return dropped
+
+
+def prompt_audio_receivers(connection: Any, prefetch: int) -> int:
+    """Lets the audio receivers of a SmallWebRTC connection hand on each packet ``prefetch`` packets later.
+
+    aiortc's audio receiver holds 4 packets (80 ms of Opus) before it decodes
+    the first, so every word reaches VAD 80 ms after it arrived: that much
+    later a turn ends, and a barge-in interrupts. It must be set before the
+    first packet arrives (between the answer and ICE connecting): a buffer
+    already holding packets keeps its delay. Returns how many receivers were
+    set. aiortc, not pipecat, but reached here like pipecat's internals.
+    """
+    receivers = [r for r in connection.pc.getReceivers() if r.track is not None and r.track.kind == "audio"]
+    for receiver in receivers:
+        getattr(receiver, _AIORTC_JITTER_BUFFER)._prefetch = prefetch
+    return len(receivers)
 
 
 # -- naming -----------------------------------------------------------------------------------

@@ -92,3 +92,34 @@ async def test_page_answers_the_first_question_follows_the_bot_and_reconnects(tm
             await page.wait_for("window.framegraph.state === 'connected'", 20, "connected after the reload")
             assert await page.eval("window.framegraph.session.id") == first
             assert list(server.sessions) == [first]
+
+
+async def test_page_mutes_the_bot_while_the_person_speaks_and_a_noise_burst_interrupts_nothing(tmp_path):
+    """Over the story: a 150 ms noise burst mutes the bot for a moment, interrupts nothing, and the story goes
+    on; "hello" mutes it at once (whether the agent then interrupts it is its VAD's call, tested elsewhere)."""
+    import numpy as np
+
+    rate = 16000
+    noise = np.random.default_rng(19).normal(0, 6000, int(0.15 * rate)).clip(-32768, 32767).astype(np.int16).tobytes()
+    samples = (bytes(2 * 2 * rate) + await speech("tell me a story") + bytes(2 * int(2.5 * rate)) + noise
+               + bytes(2 * int(1.5 * rate)) + await speech("hello") + bytes(2 * 6 * rate))
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, samples, rate)
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
+    async with chromium(tmp_path / "profile", mic) as page, running(agent, store=str(tmp_path / "s.db")) as (url, _):
+        await page.call("Page.navigate", url=url)
+        await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")
+        await page.eval("document.getElementById('connect').click()")
+        await page.wait_for("window.framegraph.state === 'connected'", 20, "connected")
+        story = "(window.framegraph.transcript.find(l => l.who === 'bot' && l.text.includes('robot')) || {})"
+        await page.wait_for(f"{story}.text", 30, "the story")
+        since = await page.eval("Date.now()")
+        interruptions = f"window.framegraph.messages.filter(m => m.type === 'bot-interrupted' && m.at > {since}).length"
+        # The noise burst: the bot heard, then muted; no interruption; the story goes on.
+        await page.wait_for("window.framegraph.ducks >= 1", 15, "the bot muted by the noise burst")
+        assert await page.eval(interruptions) == 0
+        await page.wait_for("!document.getElementById('bot-audio').muted", 5, "the bot unmuted after the burst")
+        # "hello": muted again at once; once the person is quiet the bot stays muted only if the agent cut it.
+        await page.wait_for("window.framegraph.ducks >= 2", 15, "the bot muted by the barge-in")
+        await page.wait_for(f"{story}.li.classList.contains('cut') || !document.getElementById('bot-audio').muted",
+                            10, "the story cut, or the bot playing on")

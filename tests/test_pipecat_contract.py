@@ -217,3 +217,35 @@ def test_no_framegraph_subclass_assigns_a_private_name_its_pipecat_base_owns():
             if owned and not covered:
                 shadowing.append(f"{path.relative_to(ROOT)}: {cls.__name__} assigns self.{member}")
     assert not shadowing, "rename these (a pipecat base owns the name):\n" + "\n".join(shadowing)
+
+
+async def test_answered_webrtc_audio_is_handed_on_one_packet_after_it_arrives():
+    """``prompt_audio_receivers`` on an answered connection: its audio receiver releases each Opus packet when
+    the next arrives; aiortc's own receiver waited for four more (80 ms of every word)."""
+    from types import SimpleNamespace
+
+    from aiortc import RTCPeerConnection
+    from aiortc.rtp import RtpPacket
+
+    def released(receiver) -> list[bool]:
+        buffer = getattr(receiver, compat._AIORTC_JITTER_BUFFER)
+        packets = [RtpPacket(sequence_number=n, timestamp=960 * n) for n in range(6)]
+        for packet in packets:
+            packet._data = b"opus"  # the depayloaded frame, as the receiver sets it before buffering
+        return [buffer.add(packet)[1] is not None for packet in packets]
+
+    pairs = []
+    for _ in range(2):
+        offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+        offerer.addTransceiver("audio")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        pairs.append((offerer, answerer))
+    try:
+        (_, prompt), (_, default) = pairs
+        assert compat.prompt_audio_receivers(SimpleNamespace(pc=prompt), 1) == 1
+        assert released(prompt.getReceivers()[0]) == [False, True, True, True, True, True]
+        assert released(default.getReceivers()[0]) == [False, False, False, False, True, True]
+    finally:
+        for pc in (pc for pair in pairs for pc in pair):
+            await pc.close()

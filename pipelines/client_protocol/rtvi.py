@@ -163,7 +163,9 @@ def client_protocol(allowed=()) -> tuple[FramegraphRTVIProcessor, FramegraphRTVI
         allowed: The context-changing client messages the agent takes (its transport's ``client_context``).
     """
     rtvi = FramegraphRTVIProcessor(allowed, name="rtvi")
-    return rtvi, FramegraphRTVIObserver(rtvi)
+    # The raw VAD events too (``vad-user-started/stopped-speaking``): with the turn's events they show a
+    # client where a reply's or an interruption's time went (bench/browser.py prints that breakdown).
+    return rtvi, FramegraphRTVIObserver(rtvi, params=RTVIObserverParams(vad_user_speaking_enabled=True))
 
 
 def for_client(parts: "GraphParts") -> None:

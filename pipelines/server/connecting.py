@@ -19,6 +19,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
     SmallWebRTCRequestHandler,
 )
 
+from pipelines.pipecat_compat import prompt_audio_receivers
 from pipelines.server.limits import ClientLimits, GuardedSocket, TooManySessions, client_address
 from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.placement import owner_elsewhere
@@ -32,6 +33,9 @@ NOT_FOUND = "no such session, or the token does not match"
 STORE_AWAY = "the session store is unavailable right now; nothing was changed; try again shortly"
 #: Seconds a client is told to wait while the store is away.
 STORE_RETRY_S = 5
+#: A WebRTC peer's microphone reaches the agent one Opus packet (20 ms) after it arrives, not aiortc's four:
+#: 60 ms sooner for every turn's end and every barge-in (bench/browser.py; docs/listening.md).
+AUDIO_RECEIVE_PREFETCH = 1
 #: Session ids are 32 hex digits; longer path values are refused before any lookup.
 SESSION_ID = PathParam(max_length=64)
 
@@ -127,6 +131,7 @@ async def answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, liv
     started = []
 
     async def run(connection) -> None:
+        prompt_audio_receivers(connection, AUDIO_RECEIVE_PREFETCH)  # answered, no packet yet: see the function
         started.append(connection)
         manager.connect_soon(live, connection, close_peer=connection.disconnect)
 

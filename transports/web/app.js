@@ -15,6 +15,13 @@
 // thinking, speaking). On bot-interrupted the page mutes the bot until it
 // starts speaking again, so nothing of a cut-off answer is heard.
 //
+// The bot never talks over the person: while the microphone (after Chrome's
+// echo canceller) is loud, the bot's audio is muted at once, without waiting
+// for the agent to hear the speech and interrupt (about 250 ms later); when
+// the person is quiet again the bot plays on, unless the agent interrupted
+// it meanwhile. A cough or a knock mutes the bot for its own length and
+// DUCK_RELEASE_MS more, and interrupts nothing: the agent's VAD decides that.
+//
 // Losing the connection: "reconnecting…" shows within a second (the ICE state,
 // the data channel closing, or the bot's audio packets stopping, which the
 // server sends even in silence); a retry follows after 1 s, then 2, 4, ... up
@@ -43,6 +50,11 @@ const BOT_LOUD_DBFS = -45; // the bot's voice as played
 // bench/browser.py: -55 dBFS put the end within about 25 ms of the speech's end in the
 // spoken WAV (its energy 10 dB over a -60 dBFS room) for espeak speech; -45 cut it early.
 const MIC_LOUD_DBFS = -55;
+// The microphone over this level for DUCK_MS mutes the bot; quiet for DUCK_RELEASE_MS lets it play on.
+// bench/browser.py: the bot silent at the ear about 50 ms after a barge-in's onset instead of 250-300 ms.
+const DUCK_DBFS = -45;
+const DUCK_MS = 30;
+const DUCK_RELEASE_MS = 150;
 const USER_SPOKE_MS = 200; // this much loud microphone since the bot last spoke is a user utterance
 const BOT_GAP_MS = 300; // the bot silent this long, then audible: a new answer starts
 const WORDS_PER_SEC = 2.9; // reveal pace while the bot is audible (espeak-ng at 175 words a minute)
@@ -169,8 +181,19 @@ function setLine(line, text) {
   scrollDown();
 }
 
+// The bot is muted while it is interrupted (until it starts speaking again) or while the person speaks.
+const mute = { interrupted: false, ducked: false };
+
 function silenceBot(silent) {
-  ui.audio.muted = silent;
+  mute.interrupted = silent;
+  ui.audio.muted = mute.interrupted || mute.ducked;
+}
+
+function duckBot(ducked) {
+  if (ducked === mute.ducked) return;
+  mute.ducked = ducked;
+  if (ducked && ear.botAudible) framegraph.ducks = (framegraph.ducks || 0) + 1; // the bot was heard, then muted
+  ui.audio.muted = mute.interrupted || mute.ducked;
 }
 
 // -- the bot's words, as they are heard --------------------------------------------------
@@ -223,9 +246,18 @@ function botCut() {
 
 // -- the meters: speech end to heard, and the bot's audible state -------------------------
 
-const ear = { micLoudMs: 0, micLastLoud: 0, micLoudNow: false, botAudible: false, botLastLoud: -1e9 };
+const ear = { micLoudMs: 0, micLastLoud: 0, micLoudNow: false, botAudible: false, botLastLoud: -1e9, duckRun: 0, duckQuiet: 0 };
 
 function onMicLevel(db, at) {
+  if (db > DUCK_DBFS) {
+    ear.duckRun += 10;
+    ear.duckQuiet = 0;
+    if (ear.duckRun >= DUCK_MS) duckBot(true);
+  } else {
+    ear.duckRun = 0;
+    ear.duckQuiet += 10;
+    if (ear.duckQuiet >= DUCK_RELEASE_MS) duckBot(false);
+  }
   ear.micLoudNow = db > MIC_LOUD_DBFS;
   if (!ear.micLoudNow) return;
   ear.micLastLoud = at;
@@ -454,6 +486,7 @@ function teardown() {
   pc = channel = null;
   if (old) old.close();
   silenceBot(false);
+  duckBot(false);
   botCut();
   setActivity("listening");
 }
