@@ -123,3 +123,24 @@ async def test_page_mutes_the_bot_while_the_person_speaks_and_a_noise_burst_inte
         await page.wait_for("window.framegraph.ducks >= 2", 15, "the bot muted by the barge-in")
         await page.wait_for(f"{story}.li.classList.contains('cut') || !document.getElementById('bot-audio').muted",
                             10, "the story cut, or the bot playing on")
+
+
+async def test_page_mute_level_rises_with_a_noisy_room(tmp_path):
+    """The mute level follows the microphone's noise floor: a steady room noise louder than the quiet-room level
+    (-45 dBFS) does not keep the bot muted, while speech over that noise still mutes it at once."""
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, bytes(2 * 16000), 16000)
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
+    async with chromium(tmp_path / "profile", mic) as page, running(agent, store=str(tmp_path / "s.db")) as (url, _):
+        await page.call("Page.navigate", url=url)
+        await page.wait_for("document.readyState === 'complete' && !!window.framegraph", 15, "page load")
+        feed = "(db, n) => { for (let i = 0; i < n; i++) onMicLevel(db, performance.now()); return mute.ducked; }"
+        # A quiet room (-60 dBFS): the level stays at -45 dBFS.
+        assert await page.eval(f"({feed})(-60, 300)") is False
+        assert await page.eval("window.framegraph.duckLevel") == -45
+        # A fan at -40 dBFS: muted at first, then, as the floor rises to it, the bot plays on under the fan.
+        assert await page.eval(f"({feed})(-40, 300)") is False
+        assert await page.eval("window.framegraph.duckLevel") > -40
+        # Speech over the fan (-25 dBFS for 50 ms) mutes the bot; 150 ms back at the fan lets it play on.
+        assert await page.eval(f"({feed})(-25, 5)") is True
+        assert await page.eval(f"({feed})(-40, 20)") is False

@@ -52,7 +52,13 @@ const BOT_LOUD_DBFS = -45; // the bot's voice as played
 const MIC_LOUD_DBFS = -55;
 // The microphone over this level for DUCK_MS mutes the bot; quiet for DUCK_RELEASE_MS lets it play on.
 // bench/browser.py: the bot silent at the ear about 50 ms after a barge-in's onset instead of 250-300 ms.
+// In a noisy room the level rises with the room: it is never under the microphone's noise floor
+// plus DUCK_OVER_FLOOR_DB, so a steady fan or hum does not keep the bot muted. The floor follows a
+// quieter level at once and a louder one over DUCK_FLOOR_RISE_S (a time constant): a room that
+// turns loud is learned in a few seconds, while the first second of speech hardly moves it.
 const DUCK_DBFS = -45;
+const DUCK_OVER_FLOOR_DB = 15;
+const DUCK_FLOOR_RISE_S = 2;
 const DUCK_MS = 30;
 const DUCK_RELEASE_MS = 150;
 const USER_SPOKE_MS = 200; // this much loud microphone since the bot last spoke is a user utterance
@@ -246,10 +252,13 @@ function botCut() {
 
 // -- the meters: speech end to heard, and the bot's audible state -------------------------
 
-const ear = { micLoudMs: 0, micLastLoud: 0, micLoudNow: false, botAudible: false, botLastLoud: -1e9, duckRun: 0, duckQuiet: 0 };
+const ear = { micLoudMs: 0, micLastLoud: 0, micLoudNow: false, botAudible: false, botLastLoud: -1e9, duckRun: 0, duckQuiet: 0, floor: null };
 
 function onMicLevel(db, at) {
-  if (db > DUCK_DBFS) {
+  // Levels come every 10 ms.
+  ear.floor = ear.floor === null || db < ear.floor ? db : ear.floor + (db - ear.floor) / (DUCK_FLOOR_RISE_S * 100);
+  framegraph.duckLevel = Math.max(DUCK_DBFS, ear.floor + DUCK_OVER_FLOOR_DB);
+  if (db > framegraph.duckLevel) {
     ear.duckRun += 10;
     ear.duckQuiet = 0;
     if (ear.duckRun >= DUCK_MS) duckBot(true);
