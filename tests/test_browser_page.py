@@ -26,8 +26,9 @@ TEXTS = "window.framegraph.history.map(h => h.text || '')"
 
 
 async def fake_microphone(path: Path, text: str, rate: int = 16000) -> Path:
-    """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting)."""
-    samples = bytes(2 * rate * 2) + await speech(text) + bytes(3 * rate * 2)
+    """A 16-bit PCM WAV of ``text`` spoken, after silence (the page starts it before connecting). The silence
+    (4 s) outlasts connecting on a loaded machine, so the first utterance reaches a connected peer whole."""
+    samples = bytes(2 * rate * 4) + await speech(text) + bytes(3 * rate * 2)
     write_wav(path, samples, rate)
     return path
 
