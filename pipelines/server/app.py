@@ -60,6 +60,7 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
     manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id)
+    manager.load.running = lambda: [(live.agent, live.built) for live in manager.live.values() if live.built]
     title = "framegraph: " + ", ".join(by_name)
     fastapi_app = create_app(manager, api_key=options.api_key, title=title)
     fastapi_app.router.lifespan_context = _lifespan
