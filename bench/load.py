@@ -330,7 +330,7 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
     try:
         await asyncio.sleep(1.0)
         until = time.monotonic() + (args.arrivals - 1) * args.arrive_every + args.duration
-        cpu, t0 = TreeCpu([proc.pid]), time.monotonic()
+        cpu, own0, t0 = TreeCpu([proc.pid]), time.process_time(), time.monotonic()
         sampling = asyncio.create_task(sample_every(cpu, 0.25))
         watching = asyncio.create_task(watch_level(base, t0, figures)) if not plain else None
         try:
@@ -340,7 +340,9 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
             if watching:
                 watching.cancel()
         cpu.sample()
-        figures.cores = {kind: secs / (time.monotonic() - t0) for kind, secs in cpu.by_kind().items()}
+        elapsed = time.monotonic() - t0
+        figures.cores = {kind: secs / elapsed for kind, secs in cpu.by_kind().items()}
+        figures.client_cores = (time.process_time() - own0) / elapsed
         if not plain:
             async with httpx.AsyncClient(timeout=30) as http:
                 metrics = (await http.get(f"{base}/metrics")).text
@@ -371,13 +373,13 @@ def report_arrivals(all_figures: list[Figures], args) -> None:
     print(f"\narrivals: {args.arrivals} talking clients, one every {args.arrive_every:g} s, each talking until "
           f"{args.duration:g} s after the last arrived; config {args.config}")
     print(f"{'target':<26}{'admitted':>9}{'refused':>8}{'to 503 ms p50/max':>19}{'errors':>7}{'turns':>6}"
-          f"{'p50 ms':>8}{'p95 ms':>8}{'gaps%':>6}{'cores':>7}  level changes")
+          f"{'p50 ms':>8}{'p95 ms':>8}{'gaps%':>6}{'cores':>7}{'clients':>8}  level changes")
     for f in all_figures:
         to_503 = (f"{percentile(f.refused, 50) * 1000:.0f}/{max(f.refused) * 1000:.0f}" if f.refused else "-")
         changes = ", ".join(f"{k} {v:g}" for k, v in f.level_changes.items()) or "-"
         print(f"{f.name:<26}{f.admitted:>9}{len(f.refused):>8}{to_503:>19}{len(f.errors):>7}{len(f.latencies):>6}"
               f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{100 * f.gap_secs / max(1e-9, f.reply_secs):>6.1f}"
-              f"{sum(f.cores.values()):>7.2f}  {changes}")
+              f"{sum(f.cores.values()):>7.2f}{f.client_cores:>8.2f}  {changes}")
         for error in sorted(set(f.errors))[:5]:
             print(f"    {f.errors.count(error)} x {error}")
         for at, live, load in f.timeline[::2]:
