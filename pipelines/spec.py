@@ -150,9 +150,9 @@ class BackpressureSettings(Params):
     cpu_share: LevelThresholds = Field(
         [0.75, 0.9, 0.97, None], description="the process's CPU share (1.0: one core) that enters each level")
     reply_p95_secs: LevelThresholds = Field(
-        [0.4, 0.6, 0.8, 1.0], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
+        [0.4, 0.55, 0.7, 0.8], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
     late_chunk_share: LevelThresholds = Field(
-        [0.01, 0.02, 0.03, 0.05], description="share of the bot's audio chunks that reached the listener after the "
+        [0.005, 0.01, 0.02, 0.03], description="share of the bot's audio chunks that reached the listener after the "
         "audio before them had played (a gap), over window_secs, that enters each level")
     min_chunks: int = Field(50, ge=1, le=100_000, description="fewer audio chunks than this in window_secs: "
                             "late_chunk_share is not measured (too few to make a share)")

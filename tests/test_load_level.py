@@ -36,7 +36,7 @@ def test_a_level_is_entered_only_once_measured_for_rise_secs():
 
 def test_the_highest_signal_decides_and_a_null_threshold_never_fires():
     m = machine(rise_secs=0)
-    assert m.measured_level({"loop_lag_ms": 35, "reply_p95_secs": 0.7}) == (Level.DEGRADED, "reply_p95_secs")
+    assert m.measured_level({"loop_lag_ms": 35, "reply_p95_secs": 0.6}) == (Level.DEGRADED, "reply_p95_secs")
     assert m.measured_level({"cpu_share": 5.0}) == (Level.SHEDDING, "cpu_share")  # CPU alone never rejects
     assert m.update({"loop_lag_ms": 60}, now=0).after == Level.DEGRADED
 
