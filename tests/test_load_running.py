@@ -134,3 +134,18 @@ async def test_at_shedding_an_idle_users_check_in_waits_until_the_level_falls():
             fell = time.monotonic()
             check_in = await talker.wait_for_message(cm.BOT_TTS_TEXT, timeout=10, after=fell)
             assert check_in["data"]["text"] == "Are you still there?"
+
+
+async def test_an_avatar_built_without_a_face_sends_poses_when_its_params_ask_for_video_again():
+    """A session started at DEGRADED has no video track: recovery must not draw faces nobody can be sent."""
+    from processors.avatar.processor import AvatarProcessor
+    from processors.avatar.types import AvatarParams
+
+    started_degraded = AvatarProcessor(output="poses")
+    started_degraded.retune(AvatarParams(output="poses_and_video"))
+    assert started_degraded._renderer is None and started_degraded._messages
+    drawing = AvatarProcessor(output="poses_and_video")
+    drawing.retune(AvatarParams(output="poses"))
+    assert drawing._renderer is None and drawing._messages
+    drawing.retune(AvatarParams(output="poses_and_video"))
+    assert drawing._renderer is not None

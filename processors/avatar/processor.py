@@ -156,6 +156,7 @@ class AvatarProcessor(FrameProcessor):
         self._size = size
         self._renderer: FaceRenderer | None = None
         self._set_output(AvatarOutput(output))
+        self._drawn = self._renderer is not None  # built to draw: the transport was given a video track for it
         self._face_t = 0.0
         self._last = np.zeros(len(BLENDSHAPES[0]), dtype=np.float32)  # the face now
         self._pushed = self._last  # the last pose pushed
@@ -180,9 +181,14 @@ class AvatarProcessor(FrameProcessor):
 
         The next pose goes out as ``params.output`` says; the transport's
         video track, when there is one, keeps showing the last face drawn.
-        The other params stay as built.
+        An avatar built without drawing (its session started at DEGRADED: the
+        transport has no video track) does not start drawing; it sends its
+        poses. The other params stay as built.
         """
-        self._set_output(AvatarOutput(params.output))
+        output = AvatarOutput(params.output)
+        if not self._drawn and output in (AvatarOutput.VIDEO, AvatarOutput.POSES_AND_VIDEO):
+            output = AvatarOutput.POSES
+        self._set_output(output)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Consumes phonemes, re-slices bot audio between poses, eases to neutral on interruptions."""
