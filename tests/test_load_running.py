@@ -2,7 +2,7 @@
 
 Real servers (``running``), real WebSocket and WebRTC clients; the level is
 either measured (a loop held while the bot speaks makes its audio late) or
-fed to the level machine by the test (``manager.load.stop()`` first).
+fed to the level machine by the test (``test_load_level.fed_by_the_test``).
 """
 
 import asyncio
@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 from conftest import ROOT
 from test_avatar_transports import with_avatar_output
-from test_load_level import _block_the_loop
+from test_load_level import _block_the_loop, fed_by_the_test
 from test_server_resume import AGENT, say_over_ws, send_transcript, ws_of
 from transport_kit import on_transport, speech
 
@@ -95,7 +95,7 @@ async def test_degraded_turns_a_running_avatar_to_poses_only_and_recovery_turns_
     degraded = agent.spec.backpressure.model_copy(update={"degraded": {"avatar": {"output": "poses"}}})
     agent = replace(agent, spec=agent.spec.model_copy(update={"backpressure": degraded}))
     async with running(agent) as (url, manager):
-        await manager.load.stop()  # the test feeds the measurements from here
+        await fed_by_the_test(manager.load)
         peer = WebRTCPeer(video=True)
         await peer.connect(url)
         try:
@@ -118,7 +118,7 @@ async def test_degraded_turns_a_running_avatar_to_poses_only_and_recovery_turns_
 async def test_at_shedding_an_idle_users_check_in_waits_until_the_level_falls():
     yaml = AGENT + 'conversation:\n  idle: {after_secs: 1, text: "Are you still there?", end_after: 3}\n'
     async with running(load_agent_text(yaml)) as (url, manager), httpx.AsyncClient(base_url=url, timeout=30) as http:
-        await manager.load.stop()  # the test feeds the measurements from here
+        await fed_by_the_test(manager.load)
         created = (await http.post("/sessions")).json()
         async with Talker(ws_of(url, created)) as talker:
             await talker.wait_for_message(cm.BOT_READY, timeout=60)
