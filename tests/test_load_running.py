@@ -41,9 +41,7 @@ async def test_audio_sent_late_by_a_held_loop_raises_the_level_on_the_late_chunk
         created = (await http.post("/sessions")).json()
         async with Talker(ws_of(url, created)) as talker:
             await talker.wait_for_message(cm.BOT_READY, timeout=60)
-            assert (await say_over_ws(talker, "my name is ada")).startswith("Nice")  # on time: nothing rises
-            await asyncio.sleep(0.5)
-            assert manager.load.level == Level.NORMAL, manager.load.describe()
+            assert (await say_over_ws(talker, "my name is ada")).startswith("Nice")
             late_before = PRESSURE.late_chunks
             asked = time.monotonic()
             await send_transcript(talker, "tell me a story")
