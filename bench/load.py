@@ -40,8 +40,10 @@ arriving, one every 2 s up to 30, and talk until the last has talked for
 admission, docs/backpressure.md; ``--max-sessions`` is set out of the way)
 and plain pipecat (which admits everything), one after the other. It prints
 the sessions admitted and refused (503 + Retry-After), the time to the
-503, p95 speech end -> first audio and the gaps of the admitted ones, and the
-server's level changes (from ``/metrics``).
+503, p95 speech end -> first audio and the gaps of the admitted ones, the
+server's level changes (from ``/metrics``), and, once the last client left,
+how long the level took to fall under SESSION_REJECT (new sessions admitted
+again) and back to NORMAL (watched for ``--recovery-wait`` s).
 
 ``--sweep 6,9,12,15`` measures how many talking sessions each target holds
 (no error, p95 under ``--goal-ms``, gaps under ``--max-gaps``): each target at each count in turn,
@@ -117,6 +119,8 @@ class Figures:
     level_changes: dict[str, float] = field(default_factory=dict)
     #: Arrival mode: (seconds from the start, live sessions, /health's load report) every 2 s.
     timeline: list[tuple[float, int, dict]] = field(default_factory=list)
+    #: After the last client left: seconds until the level was under SESSION_REJECT, and until NORMAL (None: not seen).
+    recovery: dict[str, float | None] = field(default_factory=dict)
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q) if self.latencies else float("nan")
@@ -338,7 +342,7 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
     try:
         await asyncio.sleep(1.0)
         until = time.monotonic() + (args.arrivals - 1) * args.arrive_every + args.duration
-        cpu, t0 = TreeCpu([proc.pid]), time.monotonic()
+        cpu, own0, t0 = TreeCpu([proc.pid]), time.process_time(), time.monotonic()
         sampling = asyncio.create_task(sample_every(cpu, 0.25))
         watching = asyncio.create_task(watch_level(base, t0, figures)) if not plain else None
         try:
@@ -348,8 +352,11 @@ async def measure_arrivals(name: str, command: list[str], plain: bool, args, cli
             if watching:
                 watching.cancel()
         cpu.sample()
-        figures.cores = {kind: secs / (time.monotonic() - t0) for kind, secs in cpu.by_kind().items()}
+        elapsed = time.monotonic() - t0
+        figures.cores = {kind: secs / elapsed for kind, secs in cpu.by_kind().items()}
+        figures.client_cores = (time.process_time() - own0) / elapsed
         if not plain:
+            figures.recovery = await recovery(base, args.recovery_wait)
             async with httpx.AsyncClient(timeout=30) as http:
                 metrics = (await http.get(f"{base}/metrics")).text
             for line in metrics.splitlines():
@@ -375,19 +382,43 @@ async def watch_level(base: str, t0: float, figures: Figures) -> None:
             figures.timeline.append((time.monotonic() - t0, health["active"], health.get("load") or {}))
 
 
+async def recovery(base: str, wait_s: float) -> dict[str, float | None]:
+    """Once the clients left: how long until ``/health`` shows a level under SESSION_REJECT, then NORMAL."""
+    import httpx
+
+    seen: dict[str, float | None] = {"admits": None, "normal": None}
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        while time.monotonic() - t0 < wait_s and seen["normal"] is None:
+            try:
+                level = ((await http.get("/health")).json().get("load") or {}).get("level")
+            except httpx.HTTPError:
+                level = None
+            at = round(time.monotonic() - t0, 1)
+            if level not in (None, "SESSION_REJECT") and seen["admits"] is None:
+                seen["admits"] = at
+            if level == "NORMAL":
+                seen["normal"] = at
+            await asyncio.sleep(0.5)
+    return seen
+
+
 def report_arrivals(all_figures: list[Figures], args) -> None:
     print(f"\narrivals: {args.arrivals} talking clients, one every {args.arrive_every:g} s, each talking until "
           f"{args.duration:g} s after the last arrived; config {args.config}")
     print(f"{'target':<26}{'admitted':>9}{'refused':>8}{'to 503 ms p50/max':>19}{'errors':>7}{'turns':>6}"
-          f"{'p50 ms':>8}{'p95 ms':>8}{'gaps%':>6}{'cores':>7}  level changes")
+          f"{'p50 ms':>8}{'p95 ms':>8}{'gaps%':>6}{'cores':>7}{'clients':>8}  level changes")
     for f in all_figures:
         to_503 = (f"{percentile(f.refused, 50) * 1000:.0f}/{max(f.refused) * 1000:.0f}" if f.refused else "-")
         changes = ", ".join(f"{k} {v:g}" for k, v in f.level_changes.items()) or "-"
         print(f"{f.name:<26}{f.admitted:>9}{len(f.refused):>8}{to_503:>19}{len(f.errors):>7}{len(f.latencies):>6}"
               f"{f.p(50) * 1000:>8.0f}{f.p(95) * 1000:>8.0f}{100 * f.gap_secs / max(1e-9, f.reply_secs):>6.1f}"
-              f"{sum(f.cores.values()):>7.2f}  {changes}")
+              f"{sum(f.cores.values()):>7.2f}{f.client_cores:>8.2f}  {changes}")
         for error in sorted(set(f.errors))[:5]:
             print(f"    {f.errors.count(error)} x {error}")
+        if f.recovery:
+            print(f"    after the last client left: under SESSION_REJECT after {f.recovery['admits']} s, "
+                  f"NORMAL after {f.recovery['normal']} s (watched {args.recovery_wait:g} s)")
         for at, live, load in f.timeline[::2]:
             measured = ", ".join(f"{k} {v:g}" for k, v in load.get("measured", {}).items())
             print(f"    {at:5.0f} s: {live:>3} live, {load.get('level', '?')} ({measured})")
@@ -535,6 +566,8 @@ if __name__ == "__main__":
     parser.add_argument("--max-gaps", type=float, default=5.0,
                         help="--sweep: share of the replies (%%) that may be gaps in the bot's voice")
     parser.add_argument("--arrivals", type=int, default=0, help="arrival mode: this many talking clients arrive")
+    parser.add_argument("--recovery-wait", type=float, default=60.0,
+                        help="arrival mode: seconds to watch the level recover after the last client left")
     parser.add_argument("--arrive-every", type=float, default=2.0, help="arrival mode: seconds between two arrivals")
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()

@@ -42,6 +42,7 @@ from pipecat.processors.frame_processor import FrameDirection
 
 from pipelines import pipecat_compat as compat
 from pipelines.interruptions.output import DroppedReport
+from pipelines.pressure import LATE_SECS, PRESSURE
 
 
 @runtime_checkable
@@ -78,6 +79,9 @@ class AudioClockedOutput:
         # Per write still needed: (its first sample, clock time, sample playing then).
         self._writes: deque[tuple[int, float, int]] = deque()
         self._held: deque[tuple[int, Frame]] = deque()
+        # Audio that entered and is not all written: (the sample after it, when it entered).
+        self._arrivals: deque[tuple[int, float]] = deque()
+        self._plays_until: float | None = None  # clock time the audio written so far has played
         self._wake = asyncio.Event()
         self._release_task: asyncio.Task | None = None
 
@@ -127,6 +131,7 @@ class AudioClockedOutput:
             samples = round(samples * self.sample_rate / frame.sample_rate)
         chunk = self._chunk_samples()
         self._partial += samples
+        self._arrivals.append((self._entered + self._partial, self.audio_clock()))
         self._entered += self._partial // chunk * chunk
         self._partial %= chunk
 
@@ -143,13 +148,31 @@ class AudioClockedOutput:
         self._written += len(frame.audio) // (2 * frame.num_channels)
         written = await write
         self._taken = first + len(frame.audio) // (2 * frame.num_channels)
-        self._writes.append((first, *self.playing_after_write(first, self._taken)))
+        at, sample = self.playing_after_write(first, self._taken)
+        self._writes.append((first, at, sample))
+        self._count_chunk(first, at + (first - sample) / self.sample_rate)
+        self._plays_until = at + (self._taken - sample) / self.sample_rate
         oldest = self._held[0][0] if self._held else self._taken  # no frame will ask about an earlier sample
         while len(self._writes) > 1 and self._writes[1][0] <= oldest:
             self._writes.popleft()
         if self._held:  # nothing held: the release task sleeps on, no wake-up per chunk
             self._wake.set()
         return written
+
+    def _count_chunk(self, first: int, starts: float) -> None:
+        """Counts the chunk from sample ``first`` (playing at ``starts``) for the load level, late or not.
+
+        Late: it was in the output before the audio ahead of it had played,
+        and starts playing more than ``LATE_SECS`` after that audio ended
+        (the listener heard a gap); a chunk that came after a pause (the
+        next reply) is on time whenever it plays.
+        """
+        while self._arrivals and self._arrivals[0][0] <= first:
+            self._arrivals.popleft()
+        arrived = self._arrivals[0][1] if self._arrivals else None
+        ahead = self._plays_until
+        PRESSURE.count_chunk(ahead is not None and arrived is not None and arrived < ahead
+                             and starts - ahead > LATE_SECS)
 
     # Release
 
@@ -201,6 +224,7 @@ class AudioClockedOutput:
         self._held.clear()
         self._entered, self._partial = self._written, 0
         self._writes.clear()
+        self._arrivals.clear()
         return dropped
 
     async def clear_buffer(self) -> DroppedReport:

@@ -9,7 +9,9 @@ a served one) and says what the YAML's ``conversation:`` block asks:
 - ``idle``: pipecat's user aggregator reports the user silent for
   ``after_secs`` after the bot spoke (``on_user_turn_idle``); each report is
   a check-in, until ``end_after`` check-ins in a row went unanswered, when
-  the session ends.
+  the session ends. While the server sheds load (``pipelines.pressure``:
+  SHEDDING and above), a check-in waits another ``after_secs`` instead, and
+  is not counted: a silent user costs the loaded server no speech.
 
 Fixed text goes out as an LLM response (``LLMFullResponseStartFrame``, an
 ``LLMTextFrame``, ``LLMFullResponseEndFrame``), so it is spoken by the TTS,
@@ -32,6 +34,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from pipelines.pressure import PRESSURE
 from pipelines.spec import ConversationSettings, Utterance
 
 
@@ -82,6 +85,10 @@ class ConversationKeeper(FrameProcessor):
         """The user has been silent: check in, or end the session after ``end_after`` unanswered check-ins."""
         idle = self.settings.idle
         if idle is None:
+            return
+        if PRESSURE.defer_check_ins:
+            logger.debug(f"{self}: the server sheds load; the check-in waits {idle.after_secs:g} s more")
+            await self.push_frame(UserIdleTimeoutUpdateFrame(timeout=idle.after_secs))  # arms the idle timer again
             return
         if self.check_ins >= idle.end_after:
             logger.info(f"{self}: the user stayed silent after {self.check_ins} check-ins; ending the session")

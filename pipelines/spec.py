@@ -150,7 +150,12 @@ class BackpressureSettings(Params):
     cpu_share: LevelThresholds = Field(
         [0.75, 0.9, 0.97, None], description="the process's CPU share (1.0: one core) that enters each level")
     reply_p95_secs: LevelThresholds = Field(
-        [0.4, 0.6, 0.8, 1.0], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
+        [0.4, 0.55, 0.7, 0.8], description="p95 of VAD stop -> bot's first audio over reply_window_secs per level")
+    late_chunk_share: LevelThresholds = Field(
+        [0.005, 0.01, 0.02, 0.03], description="share of the bot's audio chunks that reached the listener after the "
+        "audio before them had played (a gap), over window_secs, that enters each level")
+    min_chunks: int = Field(50, ge=1, le=100_000, description="fewer audio chunks than this in window_secs: "
+                            "late_chunk_share is not measured (too few to make a share)")
     window_secs: float = Field(3.0, gt=0, le=60, description="loop lag and CPU are averaged over this")
     reply_window_secs: float = Field(20.0, gt=0, le=600, description="replies this recent make the reply p95")
     rise_secs: float = Field(1.0, ge=0, le=60, description="a higher level is entered once measured this long")
@@ -160,12 +165,13 @@ class BackpressureSettings(Params):
     retry_after_secs: int = Field(10, ge=1, le=3600, description="the Retry-After of a new session refused at SESSION_REJECT")
     shed_to_others: bool = Field(True, description="at SHEDDING, a new session goes to another server that has room")
     degraded: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="processor params laid over the declared ones for sessions started at "
-        "DEGRADED or above, by processor id (e.g. {avatar: {video: false}, stt: {beam: 1e-20}})")
+        default_factory=dict, description="processor params laid over the declared ones at "
+        "DEGRADED or above, by processor id (e.g. {avatar: {output: poses}}): sessions started then are built "
+        "with them; running sessions' processors that take params live (the avatar) switch, and back on recovery")
 
     @model_validator(mode="after")
     def _rising(self) -> "BackpressureSettings":
-        for name in ("loop_lag_ms", "cpu_share", "reply_p95_secs"):
+        for name in ("loop_lag_ms", "cpu_share", "reply_p95_secs", "late_chunk_share"):
             values = [v for v in getattr(self, name) if v is not None]
             if values != sorted(values):
                 raise ValueError(f"{name}: the thresholds must not decrease (ELEVATED, DEGRADED, SHEDDING, SESSION_REJECT)")

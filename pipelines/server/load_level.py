@@ -2,7 +2,9 @@
 
 Each server (each worker of ``serve --workers N``) samples, every
 ``SAMPLE_S``, how late its event loop wakes (loop lag), the CPU share of its
-process, and keeps the latencies of its recent replies (VAD stop -> the bot's
+process, the share of its sessions' audio chunks that reached the listener
+late (a gap in the bot's voice: counted by the outputs, ``pipelines.pressure``),
+and keeps the latencies of its recent replies (VAD stop -> the bot's
 first audio, from ``pipelines.server.latency``). ``LevelMachine`` turns those
 into one of five levels with hysteresis: a higher level is entered once it
 was measured for ``rise_secs``; a level is left one step at a time, once
@@ -11,13 +13,15 @@ every signal stayed under ``recover_ratio`` of that level's thresholds for
 
 - ELEVATED: nothing but the log, ``/health`` and the metrics (an early warning);
 - DEGRADED: sessions that start now run with the agent's ``backpressure.degraded``
-  params (e.g. poses only instead of a rendered video, a narrower STT search);
-- SHEDDING: a new session goes to another server that has room (307), and
-  this server tells the others it has none;
+  params (e.g. poses only instead of a rendered video, a narrower STT search),
+  and the running sessions' processors that take params live (``Retunable``:
+  the avatar) switch to them; back to their own when the level leaves DEGRADED;
+- SHEDDING: a new session goes to another server that has room (307), this
+  server tells the others it has none, and idle users' check-ins wait;
 - SESSION_REJECT: a new session gets 503 + ``Retry-After``.
 
 Admitted conversations are never ended for load, and a DISCONNECTED session
-may always resume: a level only decides about sessions that do not exist yet.
+may always resume: a level refuses only sessions that do not exist yet.
 ``--max-sessions`` stays the hard cap on top.
 """
 
@@ -25,11 +29,13 @@ import asyncio
 import enum
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from loguru import logger
 
+from pipelines.pressure import PRESSURE, Retunable
 from pipelines.server.admission import Full
 from pipelines.spec import BackpressureSettings
 from pipelines.validate import Agent, Component
@@ -49,7 +55,7 @@ class Level(enum.IntEnum):
 
 
 #: The signals, each named as the ``BackpressureSettings`` field that holds its thresholds.
-SIGNALS = ("loop_lag_ms", "cpu_share", "reply_p95_secs")
+SIGNALS = ("loop_lag_ms", "cpu_share", "reply_p95_secs", "late_chunk_share")
 
 
 class Busy(Full):
@@ -137,7 +143,13 @@ class LoadMonitor:
         self._lags: deque[tuple[float, float]] = deque()
         self._cpu: deque[tuple[float, float]] = deque()
         self._replies: deque[tuple[float, float]] = deque()
+        self._chunks: deque[tuple[float, int, int]] = deque()  # (when, chunks written, late ones) per sample
+        self._counted = (PRESSURE.chunks, PRESSURE.late_chunks)
         self._task: asyncio.Task | None = None
+        #: The latest change, described with the measurement that made it (``/health``'s ``cause``).
+        self.cause = ""
+        #: This server's running sessions as (declared agent, built graph) pairs; set by ``app.build_app``.
+        self.running: Callable[[], Iterable[tuple[Agent, Any]]] = lambda: ()
         metrics.set_load_level(Level.NORMAL.value, Level.NORMAL.name)
 
     @property
@@ -153,6 +165,7 @@ class LoadMonitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        PRESSURE.defer_check_ins = False  # a stopped monitor defers nothing (the flag is the process's)
 
     def record_reply(self, seconds: float) -> None:
         """One reply latency (VAD stop -> the bot's first audio) of a session of this server."""
@@ -162,11 +175,24 @@ class LoadMonitor:
         """Feeds one measurement to the level machine; logs and counts a change. The sampler calls this."""
         self.measured = {k: round(v, 3) for k, v in measured.items()}
         change = self.machine.update(measured, time.monotonic() if now is None else now)
+        self.metrics.set_load_signals({signal: self.measured.get(signal, 0.0) for signal in SIGNALS})
         if change is not None:
+            self.cause = change.describe()
             log = logger.warning if change.after > change.before else logger.info
-            log(f"{self.server_id}: {change.describe()}")
+            log(f"{self.server_id}: {self.cause}")
             self.metrics.set_load_level(change.after.value, change.after.name, changed=True)
+            self._act(change)
         return change
+
+    def _act(self, change: Change) -> None:
+        """What a change does to the running sessions: check-ins wait at SHEDDING; DEGRADED params on or off."""
+        PRESSURE.defer_check_ins = change.after >= Level.SHEDDING
+        was, now = change.before >= Level.DEGRADED, change.after >= Level.DEGRADED
+        if was != now:
+            switched = sum(retune(agent, built, now) for agent, built in self.running())
+            if switched:
+                logger.info(f"{self.server_id}: {switched} running session(s) switched to their "
+                            f"{'degraded' if now else 'own'} params")
 
     def admit_new(self, agent: Agent) -> None:
         """Raises ``Busy`` (503 + Retry-After) for a new session of ``agent`` at SESSION_REJECT."""
@@ -192,7 +218,7 @@ class LoadMonitor:
     def report(self) -> dict[str, Any]:
         """What ``/health`` shows: the level, since when (seconds ago) and the latest measurement."""
         return {"level": self.level.name, "for_s": round(time.monotonic() - self.machine.since, 1),
-                "measured": dict(self.measured)}
+                "measured": dict(self.measured), "cause": self.cause}
 
     async def _sample(self) -> None:
         used, at = time.process_time(), time.monotonic()
@@ -203,21 +229,42 @@ class LoadMonitor:
             self._lags.append((now, max(0.0, now - at - SAMPLE_S)))
             self._cpu.append((now, (now_used - used) / max(now - at, 1e-6)))
             used, at = now_used, now
+            counted = (PRESSURE.chunks, PRESSURE.late_chunks)
+            self._chunks.append((now, counted[0] - self._counted[0], counted[1] - self._counted[1]))
+            self.metrics.count_late_chunks(counted[1] - self._counted[1])
+            self._counted = counted
             self.feed(self._measure(now), now)
 
     def _measure(self, now: float) -> dict[str, float]:
         window, replies_window = self.settings.window_secs, self.settings.reply_window_secs
-        for samples, kept in ((self._lags, window), (self._cpu, window), (self._replies, replies_window)):
-            while samples and now - samples[0][0] > kept:
+        kept = ((self._lags, window), (self._cpu, window), (self._chunks, window), (self._replies, replies_window))
+        for samples, secs in kept:
+            while samples and now - samples[0][0] > secs:
                 samples.popleft()
         measured = {
             "loop_lag_ms": 1000 * sum(v for _, v in self._lags) / max(len(self._lags), 1),
             "cpu_share": sum(v for _, v in self._cpu) / max(len(self._cpu), 1),
         }
+        chunks = sum(n for _, n, _ in self._chunks)
+        if chunks >= self.settings.min_chunks:  # too few chunks make no share (one late in three is not 33%)
+            measured["late_chunk_share"] = sum(n for _, _, n in self._chunks) / chunks
         if self._replies:
             ordered = sorted(v for _, v in self._replies)
             measured["reply_p95_secs"] = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
         return measured
+
+
+def retune(agent: Agent, built: Any, on: bool) -> bool:
+    """Lays ``agent``'s degraded params over the ``Retunable`` processors of its running graph ``built``
+    (``on``), or its own params back; returns whether any processor took them."""
+    target = degraded(agent) if on else agent
+    took = False
+    for pid in agent.spec.backpressure.degraded:
+        processor = built.processors.get(pid)
+        if isinstance(processor, Retunable):
+            processor.retune(target.processors[pid].params)
+            took = True
+    return took
 
 
 def degraded(agent: Agent) -> Agent:

@@ -52,6 +52,11 @@ class SessionMetrics:
             SESSION_REJECT (gauge; the highest of the live workers).
         framegraph_load_level_changes_total{level}: level changes, by the level
             entered (counter; docs/backpressure.md).
+        framegraph_load_signal{signal}: the latest measurement of each load
+            signal (loop_lag_ms, cpu_share, reply_p95_secs, late_chunk_share;
+            gauge; the highest of the live workers).
+        framegraph_late_audio_chunks_total: the bot's audio chunks that reached
+            the listener after the audio before them had played (counter).
         framegraph_usage_total{agent, kind, provider, metric}: what sessions
             used (tokens, characters, audio seconds, cost), from pipecat's usage
             metrics (counter; never by user: label values stay bounded).
@@ -99,12 +104,27 @@ class SessionMetrics:
                                  registry=self.registry, multiprocess_mode="livemax")
         self._level_changes = Counter("framegraph_load_level_changes", "Load level changes by the level entered",
                                       ["level"], registry=self.registry)
+        self._load_signal = Gauge("framegraph_load_signal", "Latest measurement of each load signal", ["signal"],
+                                  registry=self.registry, multiprocess_mode="livemax")
+        self._late_chunks = Counter("framegraph_late_audio_chunks",
+                                    "Bot audio chunks that reached the listener after the audio before them had played",
+                                    registry=self.registry)
 
     def set_load_level(self, value: int, name: str, changed: bool = False) -> None:
         """Sets the load level gauge (``value``, named ``name``); ``changed``: counts a change into it."""
         self._load_level.set(value)
         if changed:
             self._level_changes.labels(name).inc()
+
+    def set_load_signals(self, measured: Mapping[str, float]) -> None:
+        """Sets the load signal gauge from a load level's latest measurement."""
+        for signal, value in measured.items():
+            self._load_signal.labels(signal).set(value)
+
+    def count_late_chunks(self, n: int) -> None:
+        """Counts ``n`` late audio chunks."""
+        if n:
+            self._late_chunks.inc(n)
 
     def set_session_counts(self, counts: Mapping[SessionState, int]) -> None:
         """Sets the sessions gauge from a store's ``count_by_state()``; a state left out counts 0."""

@@ -147,15 +147,16 @@ class AvatarProcessor(FrameProcessor):
         super().__init__(**kwargs)
         self.fps = fps
         self._dt = 1.0 / fps
-        self._output = AvatarOutput(output)
         self._source = PoseSource(source)
         self._lookahead = lookahead_ms / 1000
         self._hold = hold_ms / 1000
         self.max_step = max_change_per_s / fps
         self.ease_frames = max(1, math.floor(EASE_SECS * fps + 1e-9))
         self._life = FaceLife(blinks=blinks, idle_motion=idle_motion, seed=seed)
-        self._renderer = FaceRenderer(size) if self._output in (AvatarOutput.VIDEO, AvatarOutput.POSES_AND_VIDEO) else None
-        self._messages = self._output in (AvatarOutput.POSES, AvatarOutput.POSES_AND_VIDEO)
+        self._size = size
+        self._renderer: FaceRenderer | None = None
+        self._set_output(AvatarOutput(output))
+        self._drawn = self._renderer is not None  # built to draw: the transport was given a video track for it
         self._face_t = 0.0
         self._last = np.zeros(len(BLENDSHAPES[0]), dtype=np.float32)  # the face now
         self._pushed = self._last  # the last pose pushed
@@ -168,6 +169,26 @@ class AvatarProcessor(FrameProcessor):
         self._lock = asyncio.Lock()
         self._clock_task: asyncio.Task | None = None
         self._audio_at = 0.0  # time.monotonic() of the last bot audio received
+
+    def _set_output(self, output: AvatarOutput) -> None:
+        self._output = output
+        video = output in (AvatarOutput.VIDEO, AvatarOutput.POSES_AND_VIDEO)
+        self._renderer = (self._renderer or FaceRenderer(self._size)) if video else None
+        self._messages = output in (AvatarOutput.POSES, AvatarOutput.POSES_AND_VIDEO)
+
+    def retune(self, params) -> None:
+        """Takes a new ``output`` while running (the load level's DEGRADED: poses only, no rendered face).
+
+        The next pose goes out as ``params.output`` says; the transport's
+        video track, when there is one, keeps showing the last face drawn.
+        An avatar built without drawing (its session started at DEGRADED: the
+        transport has no video track) does not start drawing; it sends its
+        poses. The other params stay as built.
+        """
+        output = AvatarOutput(params.output)
+        if not self._drawn and output in (AvatarOutput.VIDEO, AvatarOutput.POSES_AND_VIDEO):
+            output = AvatarOutput.POSES
+        self._set_output(output)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Consumes phonemes, re-slices bot audio between poses, eases to neutral on interruptions."""
