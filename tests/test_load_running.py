@@ -20,6 +20,7 @@ from pipelines.client_protocol import messages as cm
 from pipelines.pressure import PRESSURE
 from pipelines.server.app import running
 from pipelines.server.load_level import Level
+from pipelines.sessions.model import SessionState
 from pipelines.validate import load_agent_text
 from processors.avatar import wire
 from transports.clients.talk import Talker
@@ -106,7 +107,7 @@ async def test_degraded_turns_a_running_avatar_to_poses_only_and_recovery_turns_
             assert manager.load.feed({"loop_lag_ms": 0}, now=1e6 + 10).after == Level.ELEVATED
             start, end = await _reply(peer, question)
             assert _face_changes(peer, start, end) > 5  # recovered: the face moves again
-            assert [s.state for s in manager.live.values()] == ["connected"]  # never dropped
+            assert [s.state for s in manager.live.values()] == [SessionState.ACTIVE]  # never dropped
         finally:
             await peer.close()
 
@@ -124,7 +125,7 @@ async def test_at_shedding_an_idle_users_check_in_waits_until_the_level_falls():
             spoke = time.monotonic()
             await asyncio.sleep(4)  # four idle periods of 1 s: every check-in deferred
             said = [m["data"]["text"] for t, m in talker.messages if t > spoke and cm.kind_of(m) == cm.BOT_TTS_TEXT]
-            assert said == [] and manager.live[created["id"]].state == "connected"
+            assert said == [] and manager.live[created["id"]].state == SessionState.ACTIVE
             manager.load.feed({"cpu_share": 0.0}, now=1e6 + 3)
             assert manager.load.feed({"cpu_share": 0.0}, now=1e6 + 11).after == Level.DEGRADED
             fell = time.monotonic()
