@@ -53,6 +53,27 @@ def played_words(output_probe) -> list[str]:
     return [f.text.strip() for f in output_probe.frames[:last] if isinstance(f, TTSTextFrame)]
 
 
+async def barge_in_on_the_story(config: str, *, words: int, timeout: float, after_s: float):
+    """Asks the agent in ``config`` for a story and barges in ``after_s`` after its first ``words`` words came out.
+
+    Returns the words played before the barge-in, what the context says the
+    assistant said, and the output audio written after the barge-in.
+    """
+    async with AgentHarness.from_text(config) as h:
+        out = h.probe("output")
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
+        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
+        await out.wait_for(TTSTextFrame, count=words, timeout=timeout)
+        await asyncio.sleep(after_s)
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
+        await asyncio.sleep(0.5)
+        said = assistant_said(h)
+        audio_after = [w for w in h.output.written
+                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
+    return played_words(out), said, audio_after
+
+
 async def test_scripted_reply_interrupted_mid_sentence_keeps_only_the_played_words():
     async with AgentHarness.from_text(SCRIPTED) as h:
         out = h.probe("output")
@@ -82,19 +103,7 @@ async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words(
     Caught: espeak released a sentence's text once its audio had played, so the context kept whole sentences
     (the one cut mid-way was lost); with ``word_timing`` espeak's word events time each word, and the
     assistant message ends at the last word played."""
-    async with AgentHarness.from_text(SPOKEN) as h:
-        out = h.probe("output")
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
-        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
-        await out.wait_for(TTSTextFrame, count=4, timeout=10.0)
-        await asyncio.sleep(0.15)
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await asyncio.sleep(0.5)
-        said = assistant_said(h)
-        audio_after = [w for w in h.output.written
-                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
-    played = played_words(out)
+    played, said, audio_after = await barge_in_on_the_story(SPOKEN, words=4, timeout=10.0, after_s=0.15)
     words = REPLY.split()
     assert 4 <= len(played) < len(words)
     assert played == words[:len(played)], "words came out of order or were not the reply's"

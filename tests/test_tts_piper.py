@@ -15,17 +15,12 @@ from pipecat.frames.frames import (
     ErrorFrame,
     InterruptionFrame,
     InterruptionWorkerFrame,
-    OutputAudioRawFrame,
-    TranscriptionFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
     TTSStoppedFrame,
-    TTSTextFrame,
-    VADUserStartedSpeakingFrame,
-    VADUserStoppedSpeakingFrame,
 )
 from piper import SynthesisConfig
-from test_interruption_context import assistant_said, played_words
+from test_interruption_context import barge_in_on_the_story
 
 from pipelines.agent_info import agent_info
 from pipelines.errors import ConfigErrors
@@ -272,19 +267,8 @@ async def test_the_voice_thread_is_free_soon_after_an_abort():
 
 async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words():
     """Word timings from the voice's alignments: the context ends at the last word played."""
-    async with AgentHarness.from_text(SPOKEN) as h:
-        out = h.probe("output")
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
-        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
-        await out.wait_for(TTSTextFrame, count=5, timeout=30)
-        await asyncio.sleep(0.1)
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await asyncio.sleep(0.5)
-        said = assistant_said(h)
-        audio_after = [w for w in h.output.written
-                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
-    played, kept = played_words(out), said.split()
+    played, said, audio_after = await barge_in_on_the_story(SPOKEN, words=5, timeout=30, after_s=0.1)
+    kept = said.split()
     words = REPLY.split()
     assert 5 <= len(played) < len(words)
     assert played == words[:len(played)]
