@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 from conftest import ROOT
-from transport_kit import on_transport, speech
+from transport_kit import on_transport, speech, told_of_the_interruption
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
@@ -122,9 +122,7 @@ async def test_after_a_barge_in_no_pose_or_frame_of_the_story_and_the_face_rests
         await asyncio.sleep(1.5)  # well into the story
         barged = time.monotonic()
         peer.say(hello)
-        await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
-        (session,) = server.sessions.values()
-        interrupted_at = session.built.transport.output().interrupted_at
+        session, interrupted_at = await told_of_the_interruption(peer, server, barged)
         await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=interrupted_at)
     answered = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, interrupted_at)
     poses = [(t, m["data"]) for t, m in peer.messages
