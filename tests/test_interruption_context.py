@@ -28,17 +28,25 @@ context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_time
 pipeline: [input, user_context, output, assistant_context]
 """
 
-SPOKEN = """version: 1
+REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
+
+
+def spoken(tts: str) -> str:
+    """An agent that tells the story ``REPLY`` when asked for one, spoken by ``tts`` (a YAML flow mapping)."""
+    return f"""version: 1
 name: spoken
-transport: {type: synthetic, audio_out_sample_rate: 24000}
-context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_timeout: 0.05}}
+transport: {{type: synthetic, audio_out_sample_rate: 24000}}
+context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
 processors:
   llm:
     type: scripted
-    rules: [{match: story, reply: "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."}]
-  tts: {type: espeak, voice: en-us, word_timing: true}
+    rules: [{{match: story, reply: "{REPLY}"}}]
+  tts: {tts}
 pipeline: [input, user_context, llm, tts, output, assistant_context]
 """
+
+
+SPOKEN = spoken("{type: espeak, voice: en-us, word_timing: true}")
 
 
 def assistant_said(h: AgentHarness) -> str:
@@ -92,9 +100,6 @@ async def test_scripted_reply_interrupted_mid_sentence_keeps_only_the_played_wor
     assert 4 <= len(played) < len(WORDS)
     assert said == " ".join(played)
     assert said == " ".join(WORDS[:len(played)])
-
-
-REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
 
 
 async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words():

