@@ -202,12 +202,16 @@ async def socket_url(base: str, plain: bool) -> str:
     """A new session's WebSocket: ``/ws`` of plain pipecat; ``POST /sessions`` then its socket for framegraph."""
     import httpx
 
-    ws = base.replace("http", "ws", 1)
     if plain:
-        return f"{ws}/ws"
+        return f"{base.replace('http', 'ws', 1)}/ws"
     async with httpx.AsyncClient(timeout=30) as http:
         created = (await http.post(f"{base}/sessions")).raise_for_status().json()
-    return f"{ws}/sessions/{created['id']}/ws?token={created['token']}"
+    return session_socket_url(base, created)
+
+
+def session_socket_url(base: str, created: dict) -> str:
+    """The WebSocket of the session ``POST /sessions`` on ``base`` answered ``created`` (its id and token)."""
+    return f"{base.replace('http', 'ws', 1)}/sessions/{created['id']}/ws?token={created['token']}"
 
 
 # -- clients -----------------------------------------------------------------------
@@ -327,8 +331,7 @@ async def arriving(base: str, plain: bool, clips: list[Clip], index: int, args, 
         if answer.status_code == 503:
             figures.refused.append(time.monotonic() - asked)
             return
-        created = answer.raise_for_status().json()
-        url = f"{base.replace('http', 'ws', 1)}/sessions/{created['id']}/ws?token={created['token']}"
+        url = session_socket_url(base, answer.raise_for_status().json())
     figures.admitted += 1
     await talking(base, plain, clips, index * 3, until, figures, url)
 

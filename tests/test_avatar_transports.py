@@ -2,11 +2,12 @@
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import numpy as np
 from conftest import ROOT
-from transport_kit import on_transport, speech
+from transport_kit import on_transport, speech, told_of_the_interruption
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
@@ -17,6 +18,7 @@ from transports.clients.talk import Talker
 from transports.clients.webrtc import WebRTCPeer
 
 SILENCE = bytes(int(16000 * 1.0) * 2)
+AVATAR = ROOT / "configs" / "avatar_assistant.yaml"
 
 
 def with_avatar_output(agent: Agent, output: str) -> Agent:
@@ -24,6 +26,25 @@ def with_avatar_output(agent: Agent, output: str) -> Agent:
     avatar = agent.processors["avatar"]
     changed = Component(avatar.id, avatar.type, avatar.params.model_copy(update={"output": output}))
     return replace(agent, processors={**agent.processors, "avatar": changed})
+
+
+async def hear_the_reply(client, asked: float) -> None:
+    """Waits for the bot (a ``Talker`` or a ``WebRTCPeer``) to start and stop speaking after ``asked``."""
+    await client.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+    await client.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+
+
+@asynccontextmanager
+async def webrtc_peer(agent: Agent, *, video: bool = False):
+    """A WebRTC peer connected to ``agent`` served, once the bot is ready: (peer, server); closed on the way out."""
+    async with running(agent) as (url, server):
+        peer = WebRTCPeer(video=video)
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=15)
+            yield peer, server
+        finally:
+            await peer.close()
 
 
 def assert_reply_poses(messages: list[tuple[float, dict]], after: float) -> None:
@@ -40,65 +61,47 @@ def assert_reply_poses(messages: list[tuple[float, dict]], after: float) -> None
 
 async def test_pose_messages_reach_a_websocket_client():
     question = await speech("what time is it")
-    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "websocket")
+    agent = on_transport(AVATAR, "websocket")
     async with running(agent) as (url, _):
         async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
             await talker.wait_for_message(cm.BOT_READY, timeout=15)
             asked = time.monotonic()
             await talker.stream(question + SILENCE)
-            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await talker.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+            await hear_the_reply(talker, asked)
             assert_reply_poses(talker.messages, asked)
 
 
 async def test_pose_messages_go_only_to_a_client_that_asks_for_them():
     """pipecat's prebuilt client never asks: 30 pose messages a second would flood its event log."""
     question = await speech("what time is it")
-    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "websocket")
+    agent = on_transport(AVATAR, "websocket")
     async with running(agent) as (url, _):
         async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
             await talker.send_message(cm.message(cm.CLIENT_MESSAGE, {"t": cm.POSES_REQUEST, "d": {"send": False}}))
             await talker.wait_for_message(cm.BOT_READY, timeout=15)
             asked = time.monotonic()
             await talker.stream(question + SILENCE)
-            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await talker.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
+            await hear_the_reply(talker, asked)
             kinds = [m["data"].get("type") for _, m in talker.messages if cm.kind_of(m) == cm.SERVER_MESSAGE]
             assert wire.MESSAGE_TYPE == cm.AVATAR_POSE and cm.AVATAR_POSE not in kinds, kinds
 
 
 async def test_pose_messages_reach_a_webrtc_peer_on_the_data_channel():
     question = await speech("what time is it")
-    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc")
-    async with running(agent) as (url, _):
-        peer = WebRTCPeer()
-        await peer.connect(url)
-        try:
-            await peer.wait_for_message(cm.BOT_READY, timeout=15)
-            asked = time.monotonic()
-            peer.say(question)
-            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await peer.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
-            assert_reply_poses(peer.messages, asked)
-        finally:
-            await peer.close()
+    async with webrtc_peer(on_transport(AVATAR, "webrtc")) as (peer, _):
+        asked = time.monotonic()
+        peer.say(question)
+        await hear_the_reply(peer, asked)
+        assert_reply_poses(peer.messages, asked)
 
 
 async def test_a_webrtc_peer_sees_the_face_move_while_the_bot_speaks():
     question = await speech("what time is it")
-    agent = on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc")
-    agent = with_avatar_output(agent, "poses_and_video")
-    async with running(agent) as (url, _):
-        peer = WebRTCPeer(video=True)
-        await peer.connect(url)
-        try:
-            await peer.wait_for_message(cm.BOT_READY, timeout=15)
-            asked = time.monotonic()
-            peer.say(question)
-            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await peer.wait_for_message(cm.BOT_STOPPED_SPEAKING, timeout=15, after=asked)
-        finally:
-            await peer.close()
+    agent = with_avatar_output(on_transport(AVATAR, "webrtc"), "poses_and_video")
+    async with webrtc_peer(agent, video=True) as (peer, _):
+        asked = time.monotonic()
+        peer.say(question)
+        await hear_the_reply(peer, asked)
     speaking = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, asked)
     stopped = cm.first_after(peer.messages, cm.BOT_STOPPED_SPEAKING, asked)
     frames = [s.image for s in peer.seen if speaking <= s.time <= stopped]
@@ -111,24 +114,16 @@ async def test_a_webrtc_peer_sees_the_face_move_while_the_bot_speaks():
 
 async def test_after_a_barge_in_no_pose_or_frame_of_the_story_and_the_face_rests_within_100_ms():
     story, hello = await speech("tell me a story"), await speech("hello")
-    agent = with_avatar_output(on_transport(ROOT / "configs" / "avatar_assistant.yaml", "webrtc"), "poses_and_video")
-    async with running(agent) as (url, server):
-        peer = WebRTCPeer(video=True)
-        await peer.connect(url)
-        try:
-            await peer.wait_for_message(cm.BOT_READY, timeout=15)
-            asked = time.monotonic()
-            peer.say(story)
-            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await asyncio.sleep(1.5)  # well into the story
-            barged = time.monotonic()
-            peer.say(hello)
-            await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
-            (session,) = server.sessions.values()
-            interrupted_at = session.built.transport.output().interrupted_at
-            await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=interrupted_at)
-        finally:
-            await peer.close()
+    agent = with_avatar_output(on_transport(AVATAR, "webrtc"), "poses_and_video")
+    async with webrtc_peer(agent, video=True) as (peer, server):
+        asked = time.monotonic()
+        peer.say(story)
+        await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+        await asyncio.sleep(1.5)  # well into the story
+        barged = time.monotonic()
+        peer.say(hello)
+        session, interrupted_at = await told_of_the_interruption(peer, server, barged)
+        await peer.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=interrupted_at)
     answered = cm.first_after(peer.messages, cm.BOT_STARTED_SPEAKING, interrupted_at)
     poses = [(t, m["data"]) for t, m in peer.messages
              if cm.kind_of(m) == "server-message" and m["data"].get("type") == wire.MESSAGE_TYPE]

@@ -28,17 +28,25 @@ context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_time
 pipeline: [input, user_context, output, assistant_context]
 """
 
-SPOKEN = """version: 1
+REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
+
+
+def spoken(tts: str) -> str:
+    """An agent that tells the story ``REPLY`` when asked for one, spoken by ``tts`` (a YAML flow mapping)."""
+    return f"""version: 1
 name: spoken
-transport: {type: synthetic, audio_out_sample_rate: 24000}
-context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_timeout: 0.05}}
+transport: {{type: synthetic, audio_out_sample_rate: 24000}}
+context: {{type: llm_context, vad: null, turn: {{stop: speech_timeout, speech_timeout: 0.05}}}}
 processors:
   llm:
     type: scripted
-    rules: [{match: story, reply: "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."}]
-  tts: {type: espeak, voice: en-us, word_timing: true}
+    rules: [{{match: story, reply: "{REPLY}"}}]
+  tts: {tts}
 pipeline: [input, user_context, llm, tts, output, assistant_context]
 """
+
+
+SPOKEN = spoken("{type: espeak, voice: en-us, word_timing: true}")
 
 
 def assistant_said(h: AgentHarness) -> str:
@@ -51,6 +59,27 @@ def played_words(output_probe) -> list[str]:
     """Text the output released with its audio before it processed the latest interruption."""
     last = max(i for i, f in enumerate(output_probe.frames) if isinstance(f, InterruptionFrame))
     return [f.text.strip() for f in output_probe.frames[:last] if isinstance(f, TTSTextFrame)]
+
+
+async def barge_in_on_the_story(config: str, *, words: int, timeout: float, after_s: float):
+    """Asks the agent in ``config`` for a story and barges in ``after_s`` after its first ``words`` words came out.
+
+    Returns the words played before the barge-in, what the context says the
+    assistant said, and the output audio written after the barge-in.
+    """
+    async with AgentHarness.from_text(config) as h:
+        out = h.probe("output")
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
+        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
+        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
+        await out.wait_for(TTSTextFrame, count=words, timeout=timeout)
+        await asyncio.sleep(after_s)
+        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
+        await asyncio.sleep(0.5)
+        said = assistant_said(h)
+        audio_after = [w for w in h.output.written
+                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
+    return played_words(out), said, audio_after
 
 
 async def test_scripted_reply_interrupted_mid_sentence_keeps_only_the_played_words():
@@ -73,28 +102,13 @@ async def test_scripted_reply_interrupted_mid_sentence_keeps_only_the_played_wor
     assert said == " ".join(WORDS[:len(played)])
 
 
-REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
-
-
 async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words():
     """The scripted LLM and espeak TTS, with the user barging in during the reply.
 
     Caught: espeak released a sentence's text once its audio had played, so the context kept whole sentences
     (the one cut mid-way was lost); with ``word_timing`` espeak's word events time each word, and the
     assistant message ends at the last word played."""
-    async with AgentHarness.from_text(SPOKEN) as h:
-        out = h.probe("output")
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
-        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
-        await out.wait_for(TTSTextFrame, count=4, timeout=10.0)
-        await asyncio.sleep(0.15)
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await asyncio.sleep(0.5)
-        said = assistant_said(h)
-        audio_after = [w for w in h.output.written
-                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
-    played = played_words(out)
+    played, said, audio_after = await barge_in_on_the_story(SPOKEN, words=4, timeout=10.0, after_s=0.15)
     words = REPLY.split()
     assert 4 <= len(played) < len(words)
     assert played == words[:len(played)], "words came out of order or were not the reply's"

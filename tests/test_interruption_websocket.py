@@ -9,6 +9,7 @@ VAD must hear the user, and measures the loud bot audio it played. A stop button
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 from test_client_protocol import send_text
@@ -52,11 +53,20 @@ pipeline: [input, {"stt, slow, " if stt else ""}user_context, llm, tts, output, 
 """
 
 
-async def connected(url: str) -> Talker:
-    talker = Talker(url.replace("http://", "ws://") + "/ws")
-    await talker.__aenter__()
-    await talker.wait_for_message(cm.BOT_READY, timeout=15)
-    return talker
+@asynccontextmanager
+async def connected(url: str):
+    """A ``Talker`` on the agent served at ``url``, once the bot is ready; closed on the way out."""
+    async with Talker(url.replace("http://", "ws://") + "/ws") as talker:
+        await talker.wait_for_message(cm.BOT_READY, timeout=15)
+        yield talker
+
+
+async def ask_for_the_story(talker: Talker, until: str = cm.BOT_STARTED_SPEAKING) -> float:
+    """Asks for the story (``send-text``, with audio) and waits for ``until`` after asking; returns when it asked."""
+    asked = time.monotonic()
+    await talker.send_message(send_text("tell me a story", audio=True))
+    await talker.wait_for_message(until, timeout=15, after=asked)
+    return asked
 
 
 async def heard(talker: Talker, after: float, seconds: float, timeout: float, what: str) -> None:
@@ -67,11 +77,8 @@ async def test_over_websocket_an_idle_check_in_after_a_stopped_reply_is_heard():
     """Item 1: the bot is stopped (a stop button), the user stays silent: the check-in is heard."""
     yaml = agent(more='conversation:\n  idle: {after_secs: 1.0, text: "Are you still there?", end_after: 3}')
     async with served(yaml) as (url, server):
-        talker = await connected(url)
-        try:
-            asked = time.monotonic()
-            await talker.send_message(send_text("tell me a story", audio=True))
-            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+        async with connected(url) as talker:
+            await ask_for_the_story(talker)
             await asyncio.sleep(0.5)
             (session,) = server.sessions.values()
             await session.built.interrupt()
@@ -79,8 +86,6 @@ async def test_over_websocket_an_idle_check_in_after_a_stopped_reply_is_heard():
             await talker.wait_for_message(cm.BOT_LLM_TEXT, timeout=10, after=stopped)
             check_in = cm.first_after(talker.messages, cm.BOT_LLM_TEXT, stopped)
             await heard(talker, check_in, 0.5, 10, "the check-in heard by the client")
-        finally:
-            await talker.close()
 
 
 async def test_over_websocket_an_async_tools_result_after_a_stop_is_heard():
@@ -101,8 +106,7 @@ async def test_over_websocket_an_async_tools_result_after_a_stop_is_heard():
             '      - {match: "weather in (?P<city>\\\\w+)", tool: get_weather, arguments: {city: "{city}"}, '
             'say: "Let me look that up for you, it takes a moment.", reply: "In {city} it is {summary}."}')
         async with served(yaml) as (url, server):
-            talker = await connected(url)
-            try:
+            async with connected(url) as talker:
                 await talker.send_message(send_text("what is the weather in Rome", audio=True))
                 await asyncio.wait_for(tools.received.wait(), 10)
                 await asyncio.sleep(0.2)
@@ -113,8 +117,6 @@ async def test_over_websocket_an_async_tools_result_after_a_stop_is_heard():
                 assert "Rome" in answer["data"]["text"], answer
                 said = cm.first_after(talker.messages, cm.BOT_STARTED_SPEAKING, stopped)
                 await heard(talker, said, 0.5, 10, "the tool's result heard by the client")
-            finally:
-                await talker.close()
 
 
 @pytest.mark.parametrize("busy_ms,drops", [(100, "true"), (0, "false")], ids=["slow", "leaky"])
@@ -122,11 +124,8 @@ async def test_over_websocket_a_question_barge_in_never_lets_cut_work_play(busy_
     """Item 3: the user asks something over the story: the cut story never plays, the short answer does."""
     tts = f"{{type: streaming_tts_fixture, busy_ms: {busy_ms}, drops_cut_work: {drops}}}"
     async with served(agent(tts=tts)) as (url, server):
-        talker = await connected(url)
-        try:
-            asked = time.monotonic()
-            await talker.send_message(send_text("tell me a story", audio=True))
-            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
+        async with connected(url) as talker:
+            await ask_for_the_story(talker)
             await asyncio.sleep(0.8)
             barged = time.monotonic()
             await talker.send_message(send_text("what time is it", audio=True))
@@ -136,8 +135,6 @@ async def test_over_websocket_a_question_barge_in_never_lets_cut_work_play(busy_
             await heard(talker, cut, 0.15, 15, "the answer heard")
             await asyncio.sleep(1.0)
             assert talker.playback.loud_between(cut, time.monotonic()) <= 0.2 + 0.1
-        finally:
-            await talker.close()
 
 
 async def test_over_websocket_a_noise_while_the_bot_thinks_does_not_leave_it_silent_with_resume_on():
@@ -145,11 +142,8 @@ async def test_over_websocket_a_noise_while_the_bot_thinks_does_not_leave_it_sil
     yaml = agent(llm_extra="    token_delay_ms: 150", more="interruptions: {resume_after_secs: 0.4}")
     noise = await speech("ah")
     async with served(yaml) as (url, server):
-        talker = await connected(url)
-        try:
-            asked = time.monotonic()
-            await talker.send_message(send_text("tell me a story", audio=True))
-            await talker.wait_for_message(cm.BOT_LLM_TEXT, timeout=10, after=asked)
+        async with connected(url) as talker:
+            await ask_for_the_story(talker, until=cm.BOT_LLM_TEXT)
             assert not talker.playback.played
             (session,) = server.sessions.values()
             epoch = session.built.interruptions.epoch
@@ -157,8 +151,6 @@ async def test_over_websocket_a_noise_while_the_bot_thinks_does_not_leave_it_sil
             assert session.built.interruptions.epoch > epoch, "the sound did not interrupt the thinking bot"
             coughed = time.monotonic()
             await heard(talker, coughed - 1.0, 1.0, 12, "the bot answering after the sound")
-        finally:
-            await talker.close()
 
 
 async def test_over_websocket_a_backchannel_transcribed_after_the_bot_resumed_does_not_cut_it():
@@ -168,28 +160,25 @@ async def test_over_websocket_a_backchannel_transcribed_after_the_bot_resumed_do
     yaml = agent(stt=True, more="interruptions: {resume_after_secs: 0.2}")
     yeah = await speech("yeah")
     async with served(yaml) as (url, server):
-        talker = await connected(url)
-        microphone = asyncio.create_task(talker.stream_silence())
-        try:
-            asked = time.monotonic()
-            await talker.send_message(send_text("tell me a story", audio=True))
-            await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=15, after=asked)
-            await asyncio.sleep(1.0)
-            microphone.cancel()
-            await asyncio.gather(microphone, return_exceptions=True)
-            (session,) = server.sessions.values()
-            before = session.built.interruptions.epoch  # send-text interrupts too, as a question would
-            said = time.monotonic()
-            await talker.stream(yeah)
+        async with connected(url) as talker:
             microphone = asyncio.create_task(talker.stream_silence())
-            await wait_until(lambda: session.built.interruptions.epoch > before, 5, "the backchannel interrupting")
-            await talker.wait_for_message(cm.USER_TRANSCRIPTION, timeout=10, after=said)
-            await asyncio.sleep(1.0)
-            assert session.built.interruptions.epoch == before + 1, "the late backchannel cut the resumed speech"
-            await heard(talker, time.monotonic() - 1.0, 0.5, 5, "the resumed story playing on")
-            users = [m["content"] for m in session.built.llm_context.messages if m.get("role") == "user"]
-            assert users == ["tell me a story"], users
-        finally:
-            microphone.cancel()
-            await asyncio.gather(microphone, return_exceptions=True)
-            await talker.close()
+            try:
+                await ask_for_the_story(talker)
+                await asyncio.sleep(1.0)
+                microphone.cancel()
+                await asyncio.gather(microphone, return_exceptions=True)
+                (session,) = server.sessions.values()
+                before = session.built.interruptions.epoch  # send-text interrupts too, as a question would
+                said = time.monotonic()
+                await talker.stream(yeah)
+                microphone = asyncio.create_task(talker.stream_silence())
+                await wait_until(lambda: session.built.interruptions.epoch > before, 5, "the backchannel interrupting")
+                await talker.wait_for_message(cm.USER_TRANSCRIPTION, timeout=10, after=said)
+                await asyncio.sleep(1.0)
+                assert session.built.interruptions.epoch == before + 1, "the late backchannel cut the resumed speech"
+                await heard(talker, time.monotonic() - 1.0, 0.5, 5, "the resumed story playing on")
+                users = [m["content"] for m in session.built.llm_context.messages if m.get("role") == "user"]
+                assert users == ["tell me a story"], users
+            finally:
+                microphone.cancel()
+                await asyncio.gather(microphone, return_exceptions=True)

@@ -67,12 +67,17 @@ def pulseaudio(folder: Path):
         yield env
     finally:
         daemon.terminate()
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(10)
+        wait_or_kill(daemon, 10)
         log.close()
+
+
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Waits up to ``timeout`` s for ``process`` to end (after it was asked to), then kills it."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def _streams(env: dict[str, str], kind: str) -> list[str]:
@@ -136,11 +141,7 @@ def test_the_default_agent_hears_a_virtual_microphone_and_answers_into_a_virtual
                 time.sleep(0.5)
         finally:
             agent.send_signal(signal.SIGINT)  # Ctrl-C, as at a desk
-            try:
-                agent.wait(30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(10)
+            wait_or_kill(agent, 30)
             agent_log.close()
             recorder.terminate()
             recorder.wait(10)

@@ -137,22 +137,11 @@ def test_no_subclass_outside_the_seam_reads_the_private_state_the_seam_owns():
     for owner, member in compat.CONTRACT:
         owners.setdefault(member, []).append(owner if isinstance(owner, type) else owner())
     found = []
-    for path in _sources():
-        if path.parts[len(ROOT.parts)] not in ("pipelines", "processors", "transports"):
-            continue
-        module_name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        try:
-            module = sys.modules.get(module_name) or import_module(module_name)
-        except ImportError:  # an optional extra (daily, local) that is not installed here
-            continue
-        for cls_node in [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)]:
-            cls = getattr(module, cls_node.name, None)
-            if not isinstance(cls, type):
-                continue
-            for node in ast.walk(cls_node):
-                if (isinstance(node, ast.Attribute) and _is_self(node.value) and node.attr in owners
-                        and any(issubclass(cls, owner) for owner in owners[node.attr])):
-                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {cls.__name__} reads self.{node.attr}")
+    for path, cls_node, cls in _framework_classes():
+        for node in ast.walk(cls_node):
+            if (isinstance(node, ast.Attribute) and _is_self(node.value) and node.attr in owners
+                    and any(issubclass(cls, owner) for owner in owners[node.attr])):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {cls.__name__} reads self.{node.attr}")
     assert not found, "private pipecat state the seam owns, read outside it:\n" + "\n".join(found)
 
 
@@ -160,7 +149,7 @@ def test_every_protected_hook_a_framegraph_subclass_uses_is_declared_to_the_seam
     """Overrides and reads of a pipecat base's protected members, so the contract test checks each of them."""
     declared = [(compat.hook_owner(path), set(members)) for path, members in compat.SUBCLASS_HOOKS.items()]
     undeclared = []
-    for path, _module, cls_node, cls in _pipecat_subclasses():
+    for path, cls_node, cls in _pipecat_subclasses():
         assigned = {n.attr for n in ast.walk(cls_node)
                     if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_self(n.value)}
         used = {n.attr for n in ast.walk(cls_node)
@@ -175,8 +164,8 @@ def test_every_protected_hook_a_framegraph_subclass_uses_is_declared_to_the_seam
     assert not undeclared, "add these to pipecat_compat.SUBCLASS_HOOKS:\n" + "\n".join(undeclared)
 
 
-def _pipecat_subclasses():
-    """(path, module, class node, class) for every class in pipelines/processors/transports with a pipecat base."""
+def _framework_classes():
+    """(path, class node, class) for every class its module in pipelines/processors/transports defines."""
     for path in _sources():
         if path.parts[len(ROOT.parts)] not in ("pipelines", "processors", "transports"):
             continue
@@ -187,8 +176,14 @@ def _pipecat_subclasses():
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             cls = getattr(module, node.name, None) if isinstance(node, ast.ClassDef) else None
-            if isinstance(cls, type) and any(b.__module__.split(".")[0] == "pipecat" for b in cls.__mro__[1:]):
-                yield path, module, node, cls
+            if isinstance(cls, type):
+                yield path, node, cls
+
+
+def _pipecat_subclasses():
+    """(path, class node, class) for every framework class with a pipecat base."""
+    return ((path, node, cls) for path, node, cls in _framework_classes()
+            if any(b.__module__.split(".")[0] == "pipecat" for b in cls.__mro__[1:]))
 
 
 class _WithLongerName:
@@ -206,7 +201,7 @@ def test_no_framegraph_subclass_assigns_a_private_name_its_pipecat_base_owns():
     """A subclass's own state under a name pipecat's base also assigns would overwrite it (``FileInput._user_speaking`` did)."""
     declared = [(compat.hook_owner(path), set(members)) for path, members in compat.SUBCLASS_HOOKS.items()]
     shadowing = []
-    for path, _module, cls_node, cls in _pipecat_subclasses():
+    for path, cls_node, cls in _pipecat_subclasses():
         assigned = {n.attr for n in ast.walk(cls_node)
                     if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_self(n.value)
                     and n.attr.startswith("_") and not n.attr.startswith("__")}

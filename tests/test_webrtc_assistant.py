@@ -9,7 +9,7 @@ import asyncio
 import time
 
 from conftest import ROOT
-from transport_kit import on_transport, speech, wait_until
+from transport_kit import on_transport, speech, told_of_the_interruption, wait_until
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
@@ -39,9 +39,7 @@ async def test_assistant_answers_and_is_interrupted_over_webrtc():
         await asyncio.sleep(1.0)  # well into the story
         barged = time.monotonic()
         peer.say(hello)
-        await peer.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
-        (session,) = server.sessions.values()
-        interrupted_at = session.built.transport.output().interrupted_at
+        session, interrupted_at = await told_of_the_interruption(peer, server, barged)
         answer = await peer.wait_for_message(cm.BOT_TTS_TEXT, timeout=15, after=interrupted_at)
         assert answer["data"]["text"].startswith("Hello")
         assert peer.stale_audio(interrupted_at) <= 0.06

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 from conftest import ROOT
-from transport_kit import on_transport, speech, wait_until
+from transport_kit import on_transport, speech, told_of_the_interruption, wait_until
 
 from pipelines.client_protocol import messages as cm
 from pipelines.server.app import running
@@ -33,9 +33,7 @@ async def test_assistant_answers_and_is_interrupted_over_websocket():
             await asyncio.sleep(1.0)  # well into the story
             barged = time.monotonic()
             await talker.stream(hello + SILENCE)
-            await talker.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
-            (session,) = server.sessions.values()
-            interrupted_at = session.built.transport.output().interrupted_at
+            session, interrupted_at = await told_of_the_interruption(talker, server, barged)
             answer = await talker.wait_for_message(cm.BOT_TTS_TEXT, timeout=15, after=interrupted_at)
             assert answer["data"]["text"].startswith("Hello")
             assert talker.stale_audio(interrupted_at) <= 0.06

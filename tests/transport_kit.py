@@ -4,6 +4,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from pipelines.client_protocol import messages as cm
 from pipelines.server.app import served_on
 from pipelines.validate import Agent, load_agent
 
@@ -27,3 +28,13 @@ async def speech(text: str) -> bytes:
     from processors.tts.espeak import synthesize_pcm
 
     return await synthesize_pcm(text, voice="en-us", rate=175, sample_rate=16000)
+
+
+async def told_of_the_interruption(client, server, barged: float):
+    """Waits for ``client`` (a ``Talker`` or a ``WebRTCPeer``) to be told the bot was interrupted after ``barged``.
+
+    Returns the server's one session and when its output cut the bot off.
+    """
+    await client.wait_for_message(cm.BOT_INTERRUPTED, timeout=10, after=barged)
+    (session,) = server.sessions.values()
+    return session, session.built.transport.output().interrupted_at

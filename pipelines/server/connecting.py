@@ -25,7 +25,7 @@ from pipelines.server.manager import Full, LiveSession, Refused, SessionManager
 from pipelines.server.placement import owner_elsewhere
 from pipelines.server.signalling import BadOffer, CandidatePatch, Offer, check_offer_sdp
 from pipelines.sessions.store import SessionNotFound, StoreUnavailable
-from pipelines.transport_contract import SOCKET
+from pipelines.transport_contract import SDP_OFFER, SOCKET
 
 #: What a wrong token, an unknown session and an expired one all get: nothing to tell them apart.
 NOT_FOUND = "no such session, or the token does not match"
@@ -165,6 +165,22 @@ async def candidates(webrtc: SmallWebRTCRequestHandler, patch: CandidatePatch) -
     except Exception as e:
         raise HTTPException(400, f"bad ICE candidate: {e.__class__.__name__}") from None
     return {"status": "ok"}
+
+
+async def session_answer(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, session_id: str,
+                         offer: Offer, request: Request) -> Any:
+    """The answer to an offer for the session, its token checked (new connection, resume, or renegotiation)."""
+    live = await media_session(manager, session_id, token_of(request), SDP_OFFER.signalling, renegotiating=offer.pc_id)
+    return await answer(manager, webrtc, live, offer)
+
+
+async def session_candidates(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, session_id: str,
+                             patch: CandidatePatch) -> dict:
+    """Trickled ICE candidates for the session's live peer connection ``patch.pc_id``; a 404 if it has no such one."""
+    live = manager.live.get(session_id)
+    if live is None or live.peer_id != patch.pc_id:
+        raise HTTPException(404, "no such peer connection")
+    return await candidates(webrtc, patch)
 
 
 async def hand_over(manager: SessionManager, ws: WebSocket, get_live) -> None:

@@ -26,16 +26,15 @@ from pipelines.server.connecting import (
     hand_over,
     json_or_empty,
     key_matches,
-    media_session,
     new_session,
     refuse_bad_offer,
+    session_answer,
+    session_candidates,
     to_owner,
-    token_of,
 )
 from pipelines.server.manager import LiveSession, SessionManager
 from pipelines.server.signalling import Answer, CandidatePatch, Offer
 from pipelines.server.user_routes import refuse_over_budget, session_user
-from pipelines.transport_contract import SDP_OFFER
 
 
 class StartResult(BaseModel):
@@ -71,18 +70,13 @@ def runner_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, ke
         live = manager.live.get(session_id)
         if live is not None and (live.open_once or (offer.pc_id and offer.pc_id == live.peer_id)):
             return await answer(manager, webrtc, live, offer)
-        live = await media_session(manager, session_id, token_of(request), SDP_OFFER.signalling,
-                                   renegotiating=offer.pc_id)
-        return await answer(manager, webrtc, live, offer)
+        return await session_answer(manager, webrtc, session_id, offer, request)
 
     @router.patch("/sessions/{session_id}/api/offer", responses={404: {"description": NOT_FOUND}})
     async def runner_ice(session_id: Annotated[str, SESSION_ID], patch: CandidatePatch, request: Request) -> dict:
         """pipecat's runner ICE route (the peer connection id is the credential here, as in pipecat)."""
         await to_owner(manager, request, session_id)
-        live = manager.live.get(session_id)
-        if live is None or live.peer_id != patch.pc_id:
-            raise HTTPException(404, "no such peer connection")
-        return await candidates(webrtc, patch)
+        return await session_candidates(manager, webrtc, session_id, patch)
 
     # pipecat's single-agent routes (and framegraph's first page): one session per offer or socket.
     @api.post("/api/offer", response_model=Answer, responses={400: {"description": "Bad offer"}})

@@ -24,12 +24,11 @@ from pipelines.server.connecting import (
     SESSION_ID,
     STORE_AWAY,
     STORE_RETRY_S,
-    answer,
     bearer,
-    candidates,
     create_for_http,
     hand_over,
-    media_session,
+    session_answer,
+    session_candidates,
     to_owner,
     token_of,
 )
@@ -42,7 +41,6 @@ from pipelines.sessions.settings_gate import SettingsChange, SettingsNotApplied
 from pipelines.sessions.settings_model import BadSettings
 from pipelines.sessions.store import BadCursor, SessionNotFound, StoreUnavailable
 from pipelines.sessions.users import USER_ID_RULE
-from pipelines.transport_contract import SDP_OFFER
 
 
 class NewSession(BaseModel):
@@ -161,9 +159,7 @@ def sessions_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, 
     async def session_offer(session_id: Annotated[str, SESSION_ID], offer: Offer, request: Request) -> Any:
         """Answers the session's SDP offer (new connection, resume, or renegotiation with ``pc_id``)."""
         await to_owner(manager, request, session_id)
-        live = await media_session(manager, session_id, token_of(request), SDP_OFFER.signalling,
-                                   renegotiating=offer.pc_id)
-        return await answer(manager, webrtc, live, offer)
+        return await session_answer(manager, webrtc, session_id, offer, request)
 
     @router.patch("/sessions/{session_id}/ice", responses={404: {"description": NOT_FOUND}})
     async def session_ice(session_id: Annotated[str, SESSION_ID], patch: CandidatePatch, request: Request) -> dict:
@@ -171,10 +167,7 @@ def sessions_router(manager: SessionManager, webrtc: SmallWebRTCRequestHandler, 
         await to_owner(manager, request, session_id)
         if not await manager.authorize(session_id, token_of(request)):
             raise HTTPException(404, NOT_FOUND)
-        live = manager.live.get(session_id)
-        if live is None or live.peer_id != patch.pc_id:
-            raise HTTPException(404, "no such peer connection")
-        return await candidates(webrtc, patch)
+        return await session_candidates(manager, webrtc, session_id, patch)
 
     @router.websocket("/sessions/{session_id}/ws")
     async def session_ws(ws: WebSocket, session_id: str, token: str | None = None):

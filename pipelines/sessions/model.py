@@ -197,6 +197,23 @@ def new_resume_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_session(*, agent: str, owner: str, variables: dict[str, str] | None, messages: list[dict] | None,
+                user: str | None) -> tuple[Session, str]:
+    """A fresh STARTING session as every store creates it (its last ``MAX_MESSAGES`` messages), and its resume token."""
+    created = now()
+    session = Session(
+        id=new_session_id(),
+        agent=agent,
+        user=user,
+        variables=sendable(variables or {}),
+        owner=owner,
+        created_at=created,
+        updated_at=created,
+        messages=sendable((messages or [])[-MAX_MESSAGES:]),
+    )
+    return session, new_resume_token()
+
+
 def hash_token(token: str) -> str:
     """The digest a store keeps instead of ``token``."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -53,8 +53,7 @@ from pipelines.sessions.model import (
     SessionState,
     SessionSummary,
     hash_token,
-    new_resume_token,
-    new_session_id,
+    new_session,
     now,
     sendable,
     strict_loads,
@@ -290,18 +289,8 @@ class RedisSessionStore(SessionStore):
             return False
 
     async def create(self, *, agent, owner, variables=None, messages=None, user=None):
-        token = new_resume_token()
-        created = now()
-        session = Session(
-            id=new_session_id(),
-            agent=agent,
-            user=user,
-            variables=sendable(variables or {}),
-            owner=owner,
-            created_at=created,
-            updated_at=created,
-            messages=sendable((messages or [])[-MAX_MESSAGES:]),
-        )
+        session, token = new_session(agent=agent, owner=owner, variables=variables, messages=messages, user=user)
+        created = session.created_at
         key, order = self._key(session.id), order_key(created, session.id)
         async with self._redis.pipeline(transaction=True) as tx:
             tx.hset(

@@ -25,17 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipecat.frames.frames import (
-    Frame,
     FunctionCallFromLLM,
-    LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
 )
 from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.frame_processor import FrameDirection
-from pipecat.services.llm_service import LLMService
-from pipecat.services.settings import LLMSettings
+
+from processors.llm.answering import ContextAnsweringLLMService
 
 # A token is a word with the whitespace before it, as chat models stream them.
 _TOKEN = re.compile(r"\s*\S+")
@@ -97,7 +94,7 @@ def user_texts(context: LLMContext) -> list[str]:
     return texts
 
 
-class ScriptedLLMService(LLMService):
+class ScriptedLLMService(ContextAnsweringLLMService):
     """A pipecat LLM service whose answers come from ordered pattern rules.
 
     Toward the context aggregators it behaves like any pipecat LLM: it
@@ -122,20 +119,7 @@ class ScriptedLLMService(LLMService):
                 rules' ``remember`` writes go to; None: they are skipped.
             **kwargs: Passed to pipecat's ``LLMService`` (``name``...).
         """
-        settings = LLMSettings(
-            model="scripted",
-            system_instruction=None,
-            temperature=None,
-            max_tokens=None,
-            top_p=None,
-            top_k=None,
-            frequency_penalty=None,
-            presence_penalty=None,
-            seed=None,
-            filter_incomplete_user_turns=False,
-            user_turn_completion_config=None,
-        )
-        super().__init__(settings=settings, **kwargs)
+        super().__init__(model="scripted", **kwargs)
         self._rules = rules
         self._fallback = fallback
         self._token_delay_s = token_delay_s
@@ -181,14 +165,6 @@ class ScriptedLLMService(LLMService):
             if "error" in result:
                 return rule.on_error or self._fallback
         return fill_template(rule.reply, values) or self._fallback
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Answers ``LLMContextFrame``; passes every other frame on."""
-        await super().process_frame(frame, direction)
-        if isinstance(frame, LLMContextFrame):
-            await self._answer(frame.context)
-        else:
-            await self.push_frame(frame, direction)
 
     def can_generate_metrics(self) -> bool:
         """Yes: it reports usage (estimated tokens), so usage and budgets work offline."""

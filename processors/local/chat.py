@@ -11,11 +11,10 @@ too unreliably to be worth advertising.
 import asyncio
 import threading
 
-from pipecat.frames.frames import Frame, LLMContextFrame, LLMFullResponseEndFrame, LLMFullResponseStartFrame
+from pipecat.frames.frames import LLMFullResponseEndFrame, LLMFullResponseStartFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.frame_processor import FrameDirection
-from pipecat.services.llm_service import LLMService
-from pipecat.services.settings import LLMSettings
+
+from processors.llm.answering import ContextAnsweringLLMService
 
 #: Roles whose plain-text messages a chat template takes.
 CHAT_ROLES = ("system", "user", "assistant")
@@ -35,7 +34,7 @@ def chat_messages(context: LLMContext) -> list[dict[str, str]]:
     return messages
 
 
-class LocalChatLLMService(LLMService):
+class LocalChatLLMService(ContextAnsweringLLMService):
     """Answers the conversation with a local causal language model."""
 
     def __init__(self, *, model_path: str, max_new_tokens: int = 128, temperature: float = 0.0,
@@ -52,26 +51,13 @@ class LocalChatLLMService(LLMService):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        settings = LLMSettings(
-            model=model_path, system_instruction=None, temperature=temperature, max_tokens=max_new_tokens,
-            top_p=None, top_k=None, frequency_penalty=None, presence_penalty=None, seed=None,
-            filter_incomplete_user_turns=False, user_turn_completion_config=None,
-        )
-        super().__init__(settings=settings, **kwargs)
+        super().__init__(model=model_path, temperature=temperature, max_tokens=max_new_tokens, **kwargs)
         if threads:
             torch.set_num_threads(threads)
         self._tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
         self._model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True).eval()
         self._max_new_tokens = max_new_tokens
         self._temperature = temperature
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Answers ``LLMContextFrame``; passes every other frame on."""
-        await super().process_frame(frame, direction)
-        if isinstance(frame, LLMContextFrame):
-            await self._answer(frame.context)
-        else:
-            await self.push_frame(frame, direction)
 
     def _generate(self, messages: list[dict[str, str]], streamer, stop: threading.Event) -> None:
         """Runs ``generate`` (blocking), feeding ``streamer``; ``stop`` ends it early."""

@@ -243,39 +243,26 @@ class EspeakTTSSettings(TTSSettings):
 
 
 
-class EspeakTTSService(TTSService):
-    """A pipecat TTS service speaking with espeak-ng, streaming as it synthesizes.
+class PhonemeTTSService(TTSService):
+    """A pipecat TTS service over an engine that streams (audio, phonemes, words) chunks as it synthesizes.
 
-    Each sentence is synthesized on the shared espeak thread; every chunk the
-    library produces is resampled to the output rate and pushed at once as a
-    ``TTSAudioRawFrame``, preceded by the :class:`PhonemeFrame` s that start in
-    it. With ``word_timing``, its words go to pipecat's word timestamps
+    Serves espeak-ng and Piper alike: each chunk's :class:`PhonemeFrame` s are
+    pushed, then its audio at once as a ``TTSAudioRawFrame``. With
+    ``word_timing``, its words go to pipecat's word timestamps
     (``add_word_timestamps``): each comes out as a ``TTSTextFrame`` timed to
     its audio, so the output releases it when it plays and the context keeps
     what was heard word by word; without it, a sentence's text follows its
-    audio, as pipecat's services without word timestamps do. An interruption cancels ``run_tts``, which marks the job aborted: the
-    library's next callback returns 1 and synthesis stops mid-sentence.
+    audio, as pipecat's services without word timestamps do. Offsets run on
+    across the sentences of one reply (the audio already made per context is
+    kept until the context completes or is interrupted). A subclass says how
+    to start its engine on a sentence (:meth:`_synthesize`).
     """
 
-    Settings = EspeakTTSSettings
-    _settings: Settings
-
-    def __init__(self, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, word_timing: bool = False, **kwargs):
-        """Creates the service.
-
-        Args:
-            voice: espeak-ng voice name, optionally with a variant (``en-us+f3``).
-            rate: Words per minute.
-            pitch: Base pitch, 0-100.
-            word_timing: Time each word to its audio (word-level context); needs an output with a
-                playback clock (pipecat's outputs release timed frames by it).
-            **kwargs: Passed to pipecat's ``TTSService`` (``sample_rate``, ``name``...).
-        """
-        settings = self.Settings(model=None, voice=voice, language=None, rate=rate, pitch=pitch)
+    def __init__(self, *, settings: TTSSettings, word_timing: bool, **kwargs):
+        """Creates the service; ``kwargs`` go to pipecat's ``TTSService`` (``sample_rate``, ``name``...)."""
         super().__init__(push_start_frame=True, push_stop_frames=True, push_text_frames=not word_timing,
                          settings=settings, **kwargs)
         self._word_timing = word_timing
-        self._engine = espeak_engine()
         # Audio already made per context (ms), so phoneme offsets run on
         # across the sentences of one reply.
         self._context_ms: dict[str, float] = {}
@@ -284,19 +271,18 @@ class EspeakTTSService(TTSService):
         """TTFB and usage metrics are reported."""
         return True
 
+    def _synthesize(self, text: str, context_id: str) -> AsyncGenerator[tuple[bytes, list, list], None]:
+        """The engine's stream of (PCM at the output rate, [(phoneme, offset ms)], [(word, offset ms)]) for ``text``."""
+        raise NotImplementedError
+
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        """Synthesizes ``text``, yielding phoneme and audio frames as they come."""
+        """Synthesizes ``text``, yielding phoneme and audio frames as they come; an unknown voice is an ``ErrorFrame``."""
         await self.start_tts_usage_metrics(text)
+        chunks = self._synthesize(text, context_id)
         base_ms = self._context_ms.get(context_id, 0.0)
         samples = 0
         try:
-            async for audio, phonemes, words in self._engine.stream(
-                text,
-                voice=str(self._settings.voice),
-                rate=int(self._settings.rate),
-                pitch=int(self._settings.pitch),
-                sample_rate=self.sample_rate,
-            ):
+            async for audio, phonemes, words in chunks:
                 for phoneme, offset_ms in phonemes:
                     yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
                 if words and self._word_timing:
@@ -318,6 +304,45 @@ class EspeakTTSService(TTSService):
     async def on_audio_context_interrupted(self, context_id: str):
         """Forgets an interrupted context's running audio length."""
         self._context_ms.pop(context_id, None)
+
+
+class EspeakTTSService(PhonemeTTSService):
+    """A pipecat TTS service speaking with espeak-ng, streaming as it synthesizes.
+
+    Each sentence is synthesized on the shared espeak thread; every chunk the
+    library produces is resampled to the output rate and pushed as
+    :class:`PhonemeTTSService` says. An interruption cancels ``run_tts``, which
+    marks the job aborted: the library's next callback returns 1 and synthesis
+    stops mid-sentence.
+    """
+
+    Settings = EspeakTTSSettings
+    _settings: Settings
+
+    def __init__(self, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, word_timing: bool = False, **kwargs):
+        """Creates the service.
+
+        Args:
+            voice: espeak-ng voice name, optionally with a variant (``en-us+f3``).
+            rate: Words per minute.
+            pitch: Base pitch, 0-100.
+            word_timing: Time each word to its audio (word-level context); needs an output with a
+                playback clock (pipecat's outputs release timed frames by it).
+            **kwargs: Passed to pipecat's ``TTSService`` (``sample_rate``, ``name``...).
+        """
+        settings = self.Settings(model=None, voice=voice, language=None, rate=rate, pitch=pitch)
+        super().__init__(settings=settings, word_timing=word_timing, **kwargs)
+        self._engine = espeak_engine()
+
+    def _synthesize(self, text: str, context_id: str):
+        """espeak-ng's stream for ``text`` with the current voice, rate and pitch."""
+        return self._engine.stream(
+            text,
+            voice=str(self._settings.voice),
+            rate=int(self._settings.rate),
+            pitch=int(self._settings.pitch),
+            sample_rate=self.sample_rate,
+        )
 
 
 async def synthesize_pcm(

@@ -54,14 +54,12 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import soxr
-from pipecat.frames.frames import Frame, TTSAudioRawFrame
 from pipecat.services.settings import TTSSettings
-from pipecat.services.tts_service import TTSService
 from pipecat.utils.types import NOT_GIVEN, NotGiven
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
-from processors.tts.espeak import PhonemeFrame
+from processors.tts.espeak import PhonemeTTSService
 from processors.tts.piper_timing import (
     KEEP_COMMA_S,
     Piece,
@@ -347,17 +345,13 @@ class PiperTTSSettings(TTSSettings):
     length_scale: float | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
 
 
-class PiperTTSService(TTSService):
+class PiperTTSService(PhonemeTTSService):
     """A pipecat TTS service speaking with a Piper voice, a piece of a sentence at a time.
 
-    Structured like :class:`~processors.tts.espeak.EspeakTTSService`: each
-    sentence is synthesized on the voice's thread and every block's audio is
-    pushed at once as a ``TTSAudioRawFrame``, preceded by the
-    :class:`~processors.tts.espeak.PhonemeFrame` s that start in it. With
-    ``word_timing`` its words go to pipecat's word timestamps (the context
-    keeps what was heard word by word); without it, a sentence's text
-    follows its audio. An interruption cancels ``run_tts``: nothing more of
-    the cut reply is pushed.
+    Each sentence is synthesized on the voice's thread and every block is
+    pushed as :class:`~processors.tts.espeak.PhonemeTTSService` says (the
+    same path as espeak-ng's). An interruption cancels ``run_tts``: nothing
+    more of the cut reply is pushed.
     """
 
     Settings = PiperTTSSettings
@@ -380,17 +374,9 @@ class PiperTTSService(TTSService):
         config_path = Path(config_path) if config_path else Path(f"{model_path}.json")
         settings = self.Settings(model=model_path.name, voice=model_path.name.removesuffix(".onnx"), language=None,
                                  length_scale=length_scale)
-        super().__init__(push_start_frame=True, push_stop_frames=True, push_text_frames=not word_timing,
-                         settings=settings, **kwargs)
+        super().__init__(settings=settings, word_timing=word_timing, **kwargs)
         self._engine = piper_engine(model_path, config_path, threads)
         self._first_piece_words = first_piece_words
-        self._word_timing = word_timing
-        # Audio already made per context (ms), so offsets run on across the sentences of one reply.
-        self._context_ms: dict[str, float] = {}
-
-    def can_generate_metrics(self) -> bool:
-        """TTFB and usage metrics are reported."""
-        return True
 
     async def start(self, frame):
         """Loads the voice (once per process) off the event loop; a model that does not load stops the agent."""
@@ -401,34 +387,11 @@ class PiperTTSService(TTSService):
             await self.push_error(f"cannot load the piper voice {self._engine.model}: {e}", exception=e,
                                   force_treat_as_permanent=True)
 
-    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        """Synthesizes ``text``, yielding phoneme and audio frames as each piece is made."""
-        await self.start_tts_usage_metrics(text)
+    def _synthesize(self, text: str, context_id: str):
+        """The voice's stream for ``text``; a reply's first sentence is cut short after its first words."""
         first_sentence = context_id not in self._context_ms
-        base_ms = self._context_ms.get(context_id, 0.0)
         pieces = speech_pieces(text, self._first_piece_words if first_sentence else 0)
-        samples = 0
-        try:
-            async for audio, phonemes, words in self._engine.stream(
-                pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale, early=first_sentence,
-            ):
-                for phoneme, offset_ms in phonemes:
-                    yield PhonemeFrame(phoneme=phoneme, offset_ms=round(base_ms + offset_ms), context_id=context_id)
-                if words and self._word_timing:
-                    await self.add_word_timestamps([(w, (base_ms + ms) / 1000) for w, ms in words], context_id)
-                if audio:
-                    samples += len(audio) // 2
-                    await self.stop_ttfb_metrics()
-                    yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
-        finally:
-            self._context_ms[context_id] = base_ms + samples * 1000 / self.sample_rate
-            await self.stop_ttfb_metrics()
-
-    async def on_audio_context_completed(self, context_id: str):
-        """Forgets a finished context's running audio length."""
-        self._context_ms.pop(context_id, None)
-
-    async def on_audio_context_interrupted(self, context_id: str):
-        """Forgets an interrupted context's running audio length."""
-        self._context_ms.pop(context_id, None)
+        return self._engine.stream(
+            pieces, sample_rate=self.sample_rate, length_scale=self._settings.length_scale, early=first_sentence,
+        )
 
