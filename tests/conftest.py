@@ -32,7 +32,8 @@ logger.add(to_stderr, level="DEBUG")
 XDIST_GROUPS = {
     "realtime": ["test_default_agent.py", "test_out_of_domain.py", "test_interruption_websocket.py",
                  "test_interruption_resume.py", "test_tts_piper.py", "test_server_hostile.py",
-                 "test_server_worker_faults.py", "test_local_transport.py", "test_avatar_transports.py"],
+                 "test_server_worker_faults.py", "test_local_transport.py", "test_avatar_transports.py",
+                 "test_eval_harness.py"],
     "cpu": ["test_interruption_memory.py", "test_server_front_stress.py", "test_server_fuzz.py",
             "test_config_fuzz.py", "test_pipecat_contract.py"],
 }
