@@ -25,6 +25,32 @@ logger.remove()
 logger.add(to_stderr, level="DEBUG")
 
 
+#: Test files run one after another in one pytest-xdist worker (``scripts/test.sh`` runs several): "realtime",
+#: agents judged on the real clock (VAD, Smart Turn and pocketsphinx on audio paced in real time, latency and
+#: restart-timing bounds), which starve when several of them share the 2 cores; "cpu", tests that keep a core busy
+#: for tens of seconds (fuzzing, stress loops, whole-source scans), kept from running two at a time.
+XDIST_GROUPS = {
+    "realtime": ["test_default_agent.py", "test_out_of_domain.py", "test_interruption_websocket.py",
+                 "test_interruption_resume.py", "test_tts_piper.py", "test_server_hostile.py",
+                 "test_server_worker_faults.py", "test_local_transport.py", "test_avatar_transports.py",
+                 "test_eval_harness.py"],
+    "cpu": ["test_interruption_memory.py", "test_server_front_stress.py", "test_server_fuzz.py",
+            "test_config_fuzz.py", "test_pipecat_contract.py"],
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group in one xdist worker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup)
+def pytest_collection_modifyitems(items):
+    group_of = {file: group for group, files in XDIST_GROUPS.items() for file in files}
+    for item in items:
+        if group := group_of.get(item.path.name):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _log_level_ends_with_the_test():
     """A command run in process (``main``) exports its log level for the processes it starts; not past its test."""

@@ -136,8 +136,12 @@ def test_run_of_a_servable_agent_starts_the_agent_server(tmp_path):
     """``framegraph run`` of a webrtc agent is served as ``framegraph serve`` serves it (both await
     ``pipelines.server.launch.serve``): its start line, the page, the dashboard and the sessions API."""
     out = tmp_path / "run.out"
+    # A copy: its default store (.framegraph/sessions-0.db next to the file) and server id are this test's own,
+    # not shared with another test serving the same file at the same time (pytest -n).
+    config = tmp_path / "transport_check.yaml"
+    config.write_text((ROOT / "configs" / "transport_check.yaml").read_text())
     with out.open("w") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "configs/transport_check.yaml",
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(config),
                                     "--set", "transport.port=0"], cwd=ROOT,
                                    stdout=stdout, stderr=subprocess.STDOUT)
         try:

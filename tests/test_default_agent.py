@@ -119,12 +119,14 @@ async def one_short_agent(agent) -> None:
         await tts.wait_for(TTSStoppedFrame, timeout=10)
 
 
-async def test_fifty_agents_in_a_row_leave_memory_where_it_was():
+async def test_twenty_agents_in_a_row_leave_memory_where_it_was():
+    # 0.2 % of the RSS per agent at most (0.3 MiB of ~160 MiB alone): the 64-142 MiB a finished agent held
+    # without gc.collect() shows at the first; measured growth over 20 agents 0.7 MiB (over 50, 0.8 MiB).
     agent = load_agent(ASSISTANT)
     for _ in range(5):  # models, caches and the espeak thread load once
         await one_short_agent(agent)
     before = rss_mib()
-    for _ in range(50):
+    for _ in range(20):
         await one_short_agent(agent)
     after = rss_mib()
-    assert after < before * 1.10, f"RSS grew from {before:.0f} to {after:.0f} MiB over 50 agents"
+    assert after < before * 1.04, f"RSS grew from {before:.0f} to {after:.0f} MiB over 20 agents"

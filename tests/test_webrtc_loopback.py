@@ -153,9 +153,12 @@ async def test_each_participant_gets_its_own_worker():
         assert transport() is None  # a finished session's graph is freed
 
 
-async def test_framegraph_run_serves_the_page_and_agent_until_ctrl_c():
+async def test_framegraph_run_serves_the_page_and_agent_until_ctrl_c(tmp_path):
+    # A copy: its default store and server id are this test's own, not shared with a test run beside it (pytest -n).
+    config = tmp_path / "transport_check.yaml"
+    config.write_text((ROOT / "configs" / "transport_check.yaml").read_text())
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.cli", "run", str(ROOT / "configs" / "transport_check.yaml"), "--port", "0",
+        sys.executable, "-m", "pipelines.cli", "run", str(config), "--port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
     )
     try:
