@@ -27,8 +27,9 @@ logger.add(to_stderr, level="DEBUG")
 
 #: Test files run one after another in one pytest-xdist worker (``scripts/test.sh`` runs several): "realtime",
 #: agents judged on the real clock (VAD, Smart Turn and pocketsphinx on audio paced in real time, latency and
-#: restart-timing bounds), which starve when several of them share the 2 cores; "cpu", tests that keep a core busy
-#: for tens of seconds (fuzzing, stress loops, whole-source scans), kept from running two at a time.
+#: restart-timing bounds), which starve when other tests share the 2 cores: they are also marked ``realtime``, and
+#: scripts/test.sh runs them after the others, alone; "cpu", tests that keep a core busy for tens of seconds
+#: (fuzzing, stress loops, whole-source scans), kept from running two at a time.
 XDIST_GROUPS = {
     "realtime": ["test_default_agent.py", "test_out_of_domain.py", "test_interruption_websocket.py",
                  "test_interruption_resume.py", "test_tts_piper.py", "test_server_hostile.py",
@@ -41,6 +42,7 @@ XDIST_GROUPS = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group in one xdist worker")
+    config.addinivalue_line("markers", "realtime: judged on the real clock; scripts/test.sh runs these alone, last")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup)
@@ -49,6 +51,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if group := group_of.get(item.path.name):
             item.add_marker(pytest.mark.xdist_group(group))
+            if group == "realtime":
+                item.add_marker(pytest.mark.realtime)
 
 
 @pytest.fixture(autouse=True)
