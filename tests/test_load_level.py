@@ -95,7 +95,7 @@ async def fed_by_the_test(monitor) -> None:
     monitor.machine = LevelMachine(monitor.settings)
 
 
-async def _block_the_loop(stop: asyncio.Event) -> None:
+async def block_the_loop(stop: asyncio.Event) -> None:
     """Holds the event loop for 0.4 s in every 0.41 s: what a loop saturated by sessions looks like."""
     while not stop.is_set():
         time.sleep(0.4)
@@ -115,7 +115,7 @@ async def test_a_blocked_loop_rejects_new_sessions_with_retry_after_serves_the_a
         await talker.wait_for_message(cm.BOT_READY, timeout=60)
         await _until_normal(http, manager)  # building the session's agent may lag the loop for a moment
         stop = asyncio.Event()
-        blocker = asyncio.create_task(_block_the_loop(stop))
+        blocker = asyncio.create_task(block_the_loop(stop))
         try:
             deadline = time.monotonic() + 30
             while manager.load.level < Level.SESSION_REJECT:

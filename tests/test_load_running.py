@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 from conftest import ROOT
 from test_avatar_transports import with_avatar_output
-from test_load_level import _block_the_loop, fed_by_the_test
+from test_load_level import block_the_loop, fed_by_the_test
 from test_server_resume import AGENT, say_over_ws, send_transcript, ws_of
 from transport_kit import on_transport, speech
 
@@ -47,7 +47,7 @@ async def test_audio_sent_late_by_a_held_loop_raises_the_level_on_the_late_chunk
             await send_transcript(talker, "tell me a story")
             await talker.wait_for_message(cm.BOT_STARTED_SPEAKING, timeout=30, after=asked)
             stop = asyncio.Event()
-            blocker = asyncio.create_task(_block_the_loop(stop))  # 0.4 s held: past the client's 0.1 s of lead
+            blocker = asyncio.create_task(block_the_loop(stop))  # 0.4 s held: past the client's 0.1 s of lead
             try:
                 deadline = time.monotonic() + 30
                 while manager.load.level == Level.NORMAL:

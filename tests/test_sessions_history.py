@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+import pipelines.sessions.model as model
 import pipelines.sessions.redis_store as redis_store
 import pipelines.sessions.sqlite_store as sqlite_store
 from pipelines.sessions.history import HISTORY_HOURS, HOUR_S, LATENCY_EDGES_S, hour_of, percentile
@@ -37,8 +38,8 @@ def assert_close(reported: float, true: float) -> None:
 
 
 def at(monkeypatch, t: float) -> None:
-    """Makes both stores see ``t`` as now (a bucket written at another hour)."""
-    for module in (sqlite_store, redis_store):
+    """Makes both stores see ``t`` as now (a bucket written at another hour), new sessions included."""
+    for module in (sqlite_store, redis_store, model):
         monkeypatch.setattr(module, "now", lambda: t)
 
 
