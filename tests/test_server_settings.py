@@ -44,7 +44,7 @@ async def test_settings_the_agent_cannot_take_get_422_naming_the_field_and_nothi
 
 
 async def test_changes_held_during_a_reply_queue_show_as_pending_and_each_caller_is_told():
-    # The client lets an idle connection go before the server's 5 s keep-alive does: the reply may take longer.
+    # The client lets an idle connection go well before the server's keep-alive does: the reply may take longer.
     async with running(load_agent_text(AGENT)) as (url, manager), httpx.AsyncClient(
             base_url=url, timeout=10, limits=httpx.Limits(keepalive_expiry=1.0)) as http:
         created = (await http.post("/sessions")).json()

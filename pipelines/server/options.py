@@ -35,7 +35,9 @@ class ServerOptions:
         kept_events: Events each live session keeps (the newest).
         allowed_origins: Origins allowed for CORS and WebSockets (empty: the server's own).
         allowed_hosts: Host headers served (empty: loopback names and the listening address).
-        keep_alive_s: Idle HTTP keep-alive connections are closed after this.
+        keep_alive_s: Idle HTTP keep-alive connections are closed after this. Longer than common clients'
+            own idle expiry (httpx: 5 s), so a client never sends on a connection the server is closing at
+            that moment (a ReadError for the client); no longer than ``header_timeout_s``, which closes it anyway.
         header_timeout_s: A connection whose request headers are not complete this long after
             it opened (or after its last response) is closed.
         retry_after_s: The ``Retry-After`` a full server answers with.
@@ -75,7 +77,7 @@ class ServerOptions:
     kept_events: int = 200
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
-    keep_alive_s: float = 5.0
+    keep_alive_s: float = 10.0
     header_timeout_s: float = 10.0
     retry_after_s: int = 5
     housekeeping_s: float = 2.0
