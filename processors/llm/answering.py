@@ -7,6 +7,8 @@ limit where the model has them), and handing each context to ``_answer``
 while every other frame passes on.
 """
 
+from abc import abstractmethod
+
 from pipecat.frames.frames import Frame, LLMContextFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
@@ -34,6 +36,6 @@ class ContextAnsweringLLMService(LLMService):
         else:
             await self.push_frame(frame, direction)
 
+    @abstractmethod
     async def _answer(self, context: LLMContext) -> None:
         """Pushes the reply to ``context`` downstream."""
-        raise NotImplementedError

@@ -15,6 +15,7 @@ milliseconds; the queueing this adds is measured in docs/speaking.md.
 
 import ctypes
 import threading
+from abc import abstractmethod
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -271,9 +272,9 @@ class PhonemeTTSService(TTSService):
         """TTFB and usage metrics are reported."""
         return True
 
+    @abstractmethod
     def _synthesize(self, text: str, context_id: str) -> AsyncGenerator[tuple[bytes, list, list], None]:
         """The engine's stream of (PCM at the output rate, [(phoneme, offset ms)], [(word, offset ms)]) for ``text``."""
-        raise NotImplementedError
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Synthesizes ``text``, yielding phoneme and audio frames as they come; an unknown voice is an ``ErrorFrame``."""
