@@ -150,8 +150,8 @@ def build_app(agents: list[Agent], options: ServerOptions) -> tuple[Any, Session
             raise ValueError(f"session store {location}: cannot make its folder {folder}: {e.strerror}") from None
     server_id = options.server_id or f"{socket.gethostname()}:{'+'.join(sorted(by_name))}"
     manager = SessionManager(by_name, store_for(location), options, server_id=server_id)
-    manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id)
-    manager.load.running = lambda: [(live.agent, live.built) for live in manager.live.values() if live.built]
+    manager.load = LoadMonitor(agents[0].spec.backpressure, manager.metrics, server_id,
+                               running=lambda: [(live.agent, live.built) for live in manager.live.values() if live.built])
     app = create_app(manager, api_key=options.api_key, title="framegraph: " + ", ".join(by_name))
     return guarded(app, options, options.host or agents[0].transport.params.host), manager
 

@@ -134,7 +134,9 @@ class LevelMachine:
 class LoadMonitor:
     """Measures this process's load continuously and holds its level (started and stopped with the server)."""
 
-    def __init__(self, settings: BackpressureSettings, metrics: Any, server_id: str):
+    def __init__(self, settings: BackpressureSettings, metrics: Any, server_id: str,
+                 running: Callable[[], Iterable[tuple[Agent, Any]]] = lambda: ()):
+        """``running``: this server's running sessions as (declared agent, built graph) pairs, when asked."""
         self.settings = settings
         self.machine = LevelMachine(settings)
         self.metrics = metrics
@@ -148,8 +150,7 @@ class LoadMonitor:
         self._task: asyncio.Task | None = None
         #: The latest change, described with the measurement that made it (``/health``'s ``cause``).
         self.cause = ""
-        #: This server's running sessions as (declared agent, built graph) pairs; set by ``app.build_app``.
-        self.running: Callable[[], Iterable[tuple[Agent, Any]]] = lambda: ()
+        self.running = running
         metrics.set_load_level(Level.NORMAL.value, Level.NORMAL.name)
 
     @property
