@@ -166,7 +166,7 @@ async def test_an_agent_whose_decoder_dies_reconnects_and_goes_on():
     speech = await synthesize_pcm("turn left")
     async with AgentHarness.from_text(agent(f"{{type: pocketsphinx, phrases: {PHRASES}}}")) as h:
         out, errors = h.probe("stt"), h.probe("stt", upstream=True)
-        for child in _children(decoder_host(HostConfig(domain_check=True)).pid):
+        for child in _children(decoder_host(HostConfig(language_model=False, domain_check=True)).pid):
             os.kill(child, 9)
         await errors.wait_for(ErrorFrame, timeout=5.0)
         await _utterance(h, speech, 16000)

@@ -20,6 +20,15 @@ VAD event arrives on a busy machine, and leading silence costs nothing); it
 decodes as audio arrives during an utterance (interim hypotheses every
 ``interim_secs``), and answers END with the final hypothesis and word timings
 within a few tens of milliseconds, since only the tail is left to decode.
+
+A stream may switch searches while it runs (RETUNE: the load level's
+DEGRADED, docs/backpressure.md), from its next utterance on. pocketsphinx
+fixes a language-model search's width and passes when the search is made
+(a grammar search reads ``maxhmmpf`` every frame), so the host makes a
+search for each setting its agents may use (``SearchSet``) before it
+forks: the children share them copy-on-write, and switching is
+``activate_search``, microseconds. A child making its own would pay 0.2 s
+of CPU and 45 MiB of its own for each.
 """
 
 import ctypes
@@ -44,8 +53,8 @@ GRAMMAR_SEARCH = "grammar"
 DITHER_SEED = 19
 
 
-def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    """pocketsphinx Decoder arguments for a host configuration.
+def decoder_kwargs(search: dict[str, Any]) -> dict[str, Any]:
+    """pocketsphinx Decoder arguments for a search (``decoder_pool.Search`` as a dict).
 
     The fast settings (no fwdflat or bestpath pass, at most 3000 HMMs per
     frame) keep ``end_utt`` under ~40 ms and the real-time factor near 0.11
@@ -60,16 +69,18 @@ def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     was rejected as out of domain (3/3); dithered, it passed
     (tests/test_out_of_domain.py::test_digital_silence_before_the_first_question).
     """
-    kwargs: dict[str, Any] = {
-        "samprate": MODEL_SAMPLE_RATE,
-        "loglevel": "FATAL",
-        "maxhmmpf": config["max_hmm_per_frame"],
-        "dither": True,
-        "seed": DITHER_SEED,
-    }
-    if not config["accurate"]:
-        kwargs.update(fwdflat=False, bestpath=False)
-    return kwargs
+    return {"samprate": MODEL_SAMPLE_RATE, "loglevel": "FATAL", "dither": True, "seed": DITHER_SEED,
+            **main_search(search)}
+
+
+def main_search(search: dict[str, Any]) -> dict[str, Any]:
+    """The decoder settings of the agent's own pass for ``search``."""
+    return {"maxhmmpf": search["max_hmm_per_frame"], "fwdflat": search["accurate"], "bestpath": search["accurate"]}
+
+
+def open_search(search: dict[str, Any]) -> dict[str, Any]:
+    """The decoder settings of the out-of-domain check's pass for ``search``."""
+    return {**main_search(search), **OPEN_PASS_BEAMS[search["open_pass"]]}
 
 
 #: Beams of the out-of-domain check's language-model pass, by the STT's
@@ -82,7 +93,52 @@ def decoder_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 #: holds (bench/load.py: 15 on 2 cores against 12), but that transcript is
 #: rough (79% word errors on the human clips against 22.7%,
 #: bench/stt_accuracy.py --open-pass). ``exact``: pocketsphinx's own beams.
-OPEN_PASS_BEAMS = {"fast": {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30}, "exact": {}}
+OPEN_PASS_BEAMS = {"fast": {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30},
+                   "exact": {"beam": 1e-48, "wbeam": 7e-29, "pbeam": 1e-48}}
+
+
+class SearchSet:
+    """A decoder's language-model searches, by the settings each was made with.
+
+    The decoder's own search has the settings it was made with; ``add``
+    makes another (the host, before it forks); ``use`` activates one. Only a
+    language-model search is switched here: a grammar search reads
+    ``maxhmmpf`` from the decoder's config every frame, which ``use_width``
+    sets.
+    """
+
+    def __init__(self, decoder, own: dict[str, Any] | None = None):
+        self.decoder = decoder
+        self._names: dict[tuple, str | None] = {} if own is None else {self._key(own): None}  # None: the own search
+
+    @staticmethod
+    def _key(settings: dict[str, Any]) -> tuple:
+        return tuple(sorted(settings.items()))
+
+    def add(self, settings: dict[str, Any]) -> None:
+        """Makes a language-model search with ``settings`` laid over the decoder's config (unless it has one)."""
+        key = self._key(settings)
+        if key in self._names:
+            return
+        config = self.decoder.config
+        before = {name: config[name] for name in settings}
+        name = f"search{len(self._names)}"
+        try:
+            for setting, value in settings.items():
+                config[setting] = value
+            self.decoder.add_lm(name, self.decoder.get_lm())
+        finally:  # the decoder's own settings stay: grammar searches made later read them
+            for setting, value in before.items():
+                config[setting] = value
+        self._names[key] = name
+
+    def use(self, settings: dict[str, Any]) -> None:
+        """Activates the search made with ``settings`` (between utterances); KeyError if none was made."""
+        self.decoder.activate_search(self._names[self._key(settings)])
+
+    def use_width(self, settings: dict[str, Any]) -> None:
+        """Sets the ``maxhmmpf`` a grammar search reads every frame."""
+        self.decoder.config["maxhmmpf"] = settings["maxhmmpf"]
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -126,12 +182,18 @@ def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
 class StreamDecoder:
     """One agent's stream: pre-roll, utterances, interim and final hypotheses."""
 
-    def __init__(self, decoder, conn: socket.socket, open_decoder=None):
+    def __init__(self, decoder, conn: socket.socket, open_decoder=None,
+                 searches: SearchSet | None = None, open_searches: SearchSet | None = None):
         from pocketsphinx import Vad
 
         self._decoder = decoder
         self._open_decoder = open_decoder  # the language-model decoder for out-of-domain checks
+        self._searches = searches or SearchSet(decoder)
+        self._open_searches = open_searches or SearchSet(open_decoder)
         self._check: DomainCheck | None = None
+        self._grammar = False
+        self._settings: dict[str, Any] = {}  # the search and interim_secs in use (FINAL says them)
+        self._retuned: dict[str, Any] | None = None  # what RETUNE asked, used from the next START
         self._vad = Vad(Vad.LOOSE, MODEL_SAMPLE_RATE)
         self._conn = conn
         self._resampler = None
@@ -157,8 +219,10 @@ class StreamDecoder:
         bytes_per_sec = MODEL_SAMPLE_RATE * 2
         self._preroll_secs = config["preroll_secs"]
         self._preroll_limit = int(self._preroll_secs * bytes_per_sec)
+        self._settings = {"search": config.get("search"), "interim_secs": config["interim_secs"]}
         self._interim_bytes = int(config["interim_secs"] * bytes_per_sec)
         if config.get("grammar"):
+            self._grammar = True
             try:
                 self._decoder.add_jsgf_string(GRAMMAR_SEARCH, config["grammar"])
             except (ValueError, RuntimeError) as e:
@@ -168,7 +232,22 @@ class StreamDecoder:
             margin = config.get("out_of_domain_margin")
             if margin is not None and self._open_decoder is not None:
                 self._check = DomainCheck(self._open_decoder, margin, FRAMES_PER_SEC)
+        if self._settings["search"]:
+            self._use(self._settings["search"])
         self._send(protocol.READY, {})
+
+    def retune(self, settings: dict[str, Any]) -> None:
+        """Keeps RETUNE's ``search`` and ``interim_secs`` for the next utterance (never the one running)."""
+        self._retuned = settings
+
+    def _use(self, search: dict[str, Any]) -> None:
+        """Decodes with ``search`` from the next ``start_utt`` on."""
+        if self._grammar:
+            self._searches.use_width(main_search(search))
+        else:
+            self._searches.use(main_search(search))
+        if self._check:
+            self._open_searches.use(open_search(search))
 
     def _to_model_rate(self, pcm: bytes) -> bytes:
         if self._resampler is None:
@@ -226,6 +305,10 @@ class StreamDecoder:
         """Begin an utterance, decoding the pre-roll from just before its first speech."""
         if self._in_utterance:
             return
+        if self._retuned is not None:
+            self._use(self._retuned["search"])
+            self._interim_bytes = int(self._retuned["interim_secs"] * MODEL_SAMPLE_RATE * 2)
+            self._settings, self._retuned = self._retuned, None
         self._decoder.start_utt()
         if self._check:
             self._check.start()
@@ -241,7 +324,7 @@ class StreamDecoder:
     def end(self) -> None:
         """Finish the utterance and send its final hypothesis with word timings."""
         if not self._in_utterance:
-            self._send(protocol.FINAL, {"text": "", "words": []})
+            self._send(protocol.FINAL, {"text": "", "words": [], "settings": self._settings})
             return
         self._decoder.end_utt()
         self._in_utterance = False
@@ -251,11 +334,12 @@ class StreamDecoder:
             [seg.word.split("(")[0], seg.start_frame / FRAMES_PER_SEC, seg.end_frame / FRAMES_PER_SEC]
             for seg in segments
         ]
-        final = {"text": hyp.hypstr if hyp else "", "words": words}
+        final = {"text": hyp.hypstr if hyp else "", "words": words, "settings": self._settings}
         if self._check:
             verdict = self._check.judge([seg.word for seg in segments])
             if verdict.out_of_domain:
-                final = {"text": verdict.open_text, "words": verdict.open_words, "out_of_domain": True}
+                final = {"text": verdict.open_text, "words": verdict.open_words, "out_of_domain": True,
+                         "settings": self._settings}
         self._send(protocol.FINAL, final)
 
     def serve(self) -> None:
@@ -266,18 +350,20 @@ class StreamDecoder:
             protocol.START: lambda _: self.start(),
             protocol.END: lambda _: self.end(),
             protocol.CONFIG: lambda payload: self.configure(json.loads(payload)),
+            protocol.RETUNE: lambda payload: self.retune(json.loads(payload)),
         }
         while (message := read_message(stream)) is not None:
             tag, payload = message
             handlers[tag](payload)
 
 
-def _serve_child(conn: socket.socket, decoder, open_decoder) -> None:
+def _serve_child(conn: socket.socket, searches: SearchSet, open_searches: SearchSet | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the socket is the host's to remove
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        StreamDecoder(decoder, conn, open_decoder).serve()
+        open_decoder = open_searches.decoder if open_searches else None
+        StreamDecoder(searches.decoder, conn, open_decoder, searches, open_searches).serve()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the agent went away
     except Exception:
@@ -292,9 +378,15 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
     _die_with_parent(signal.SIGTERM)
     from pocketsphinx import Decoder
 
-    decoder = Decoder(**decoder_kwargs(config))
-    open_decoder = (Decoder(**decoder_kwargs(config), **OPEN_PASS_BEAMS[config["open_pass"]])
-                    if config.get("domain_check") else None)
+    own, others = config["searches"][0], config["searches"][1:]
+    searches = SearchSet(Decoder(**decoder_kwargs(own)), main_search(own))
+    for search in others if config["language_model"] else ():
+        searches.add(main_search(search))
+    open_searches = None
+    if config["domain_check"]:
+        open_searches = SearchSet(Decoder(**decoder_kwargs(own), **OPEN_PASS_BEAMS[own["open_pass"]]), open_search(own))
+        for search in others:
+            open_searches.add(open_search(search))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -303,7 +395,7 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
         conn, _ = server.accept()
         if os.fork() == 0:
             server.close()
-            _serve_child(conn, decoder, open_decoder)
+            _serve_child(conn, searches, open_searches)
         conn.close()
 
 

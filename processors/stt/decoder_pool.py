@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +32,42 @@ class DecoderError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class HostConfig:
-    """What a decoder host loads; agents with equal configs share one host."""
+class Search:
+    """How a stream searches: the STT's ``max_hmm_per_frame``, ``accurate`` and ``out_of_domain_search``.
+
+    A stream may switch between the searches its host loaded (the agent's
+    own and its ``backpressure.degraded`` ones) while it runs, between
+    utterances: pocketsphinx fixes a language-model search's width when the
+    search is made, so the host makes one per setting before it forks.
+    """
 
     max_hmm_per_frame: int = 3000
     accurate: bool = False
+    #: The beams of the out-of-domain check's pass (``OPEN_PASS_BEAMS`` in the host): ``fast`` or ``exact``.
+    open_pass: str = "fast"
+
+    @classmethod
+    def of(cls, params: Any) -> "Search":
+        """The search a ``PocketsphinxParams`` asks for."""
+        return cls(params.max_hmm_per_frame, params.accurate, params.out_of_domain_search)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """What a decoder host loads; agents with equal configs share one host."""
+
+    #: The searches its streams may use, the first the decoders' own (``Search``).
+    searches: tuple[Search, ...] = (Search(),)
+    #: Whether its streams decode with the language model (no grammar): it then makes a
+    #: language-model search for each of ``searches``.
+    language_model: bool = True
     #: Also load a language-model decoder, for streams that reject out-of-domain speech.
     domain_check: bool = False
-    #: The beams of that decoder (``OPEN_PASS_BEAMS`` in the host): ``fast`` or ``exact``.
-    open_pass: str = "fast"
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON the host process receives on its command line."""
-        return {"max_hmm_per_frame": self.max_hmm_per_frame, "accurate": self.accurate,
-                "domain_check": self.domain_check, "open_pass": self.open_pass}
+        return {"searches": [asdict(s) for s in self.searches], "language_model": self.language_model,
+                "domain_check": self.domain_check}
 
 
 @dataclass
@@ -57,6 +79,8 @@ class DecoderEvent:
     words: list[tuple[str, float, float]] = field(default_factory=list)
     #: A final the open-vocabulary pass found outside the grammar (``text`` is what that pass heard).
     out_of_domain: bool = False
+    #: A final's settings, as the decoder used them: its ``Search`` fields and ``interim_secs``.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class DecoderStream:
@@ -98,6 +122,10 @@ class DecoderStream:
         self._send(protocol.encode(protocol.START, b""))
         self._batch_bytes = int(self._bytes_per_sec * BATCH_SECS_SPEAKING)
 
+    def retune(self, search: Search, interim_secs: float) -> None:
+        """From the next utterance on, decode with ``search`` and send interim transcripts every ``interim_secs``."""
+        self._send(protocol.encode_json(protocol.RETUNE, {"search": asdict(search), "interim_secs": interim_secs}))
+
     def end_utterance(self) -> None:
         """End the utterance; its final hypothesis comes back as an event."""
         self._flush_audio()
@@ -125,7 +153,7 @@ class DecoderStream:
             return None
         words = [(w, start, end) for w, start, end in value.get("words", [])]
         return DecoderEvent(final=tag == protocol.FINAL, text=value["text"], words=words,
-                            out_of_domain=value.get("out_of_domain", False))
+                            out_of_domain=value.get("out_of_domain", False), settings=value.get("settings", {}))
 
     async def close(self) -> None:
         """Close the connection; the forked decoder exits."""
@@ -140,6 +168,7 @@ class DecoderHost:
     """The host process for one configuration, started at once, awaited lazily."""
 
     def __init__(self, config: HostConfig):
+        self.config = config
         self._dir = tempfile.mkdtemp(prefix="framegraph-stt-")
         self._socket_path = os.path.join(self._dir, "decoder.sock")
         env = dict(os.environ)
@@ -168,9 +197,12 @@ class DecoderHost:
 
     async def open_stream(
         self, *, sample_rate: int, grammar: str | None, preroll_secs: float, interim_secs: float,
-        out_of_domain_margin: float | None = None,
+        out_of_domain_margin: float | None = None, search: Search | None = None,
     ) -> DecoderStream:
-        """Connect a new agent stream, waiting for the host to finish loading if needed."""
+        """Connect a new agent stream, waiting for the host to finish loading if needed.
+
+        ``search`` (one of the host's ``HostConfig.searches``; None: the first) is the one it starts with.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HOST_START_TIMEOUT_SECS
         while True:
@@ -191,6 +223,7 @@ class DecoderHost:
                 "preroll_secs": preroll_secs,
                 "interim_secs": interim_secs,
                 "out_of_domain_margin": out_of_domain_margin,
+                "search": asdict(search or self.config.searches[0]),
             }
         )
         return stream

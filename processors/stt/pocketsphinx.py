@@ -16,6 +16,12 @@ set, an utterance the open-vocabulary check rejects (see
 with ``result["out_of_domain"]`` true, instead of as the nearest phrase: a
 scripted LLM then gives its fallback, a real one sees the user's own words.
 
+Under load (the server's DEGRADED level, docs/backpressure.md) a running
+service is ``retune``-d with the agent's ``backpressure.degraded`` params
+and back: its decoder switches search and interim pacing at the next
+utterance (``Search``; the host made both searches before forking), the
+final frame's ``result["settings"]`` says what decoded it.
+
 Final transcripts are written like text (:class:`~processors.stt.grammar.PhraseSpelling`):
 a phrase as the phrase list spells it, other speech in sentence case with a
 final mark; the decoder's own lower-case hypothesis is ``result["raw"]``.
@@ -35,7 +41,7 @@ from pipecat.services.stt_service import STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from processors.stt.decoder_pool import DecoderError, DecoderEvent, DecoderStream, HostConfig, decoder_host
+from processors.stt.decoder_pool import DecoderError, DecoderEvent, DecoderStream, HostConfig, Search, decoder_host
 from processors.stt.grammar import PhraseSpelling
 
 
@@ -51,6 +57,7 @@ class PocketsphinxSTTService(STTService):
         preroll_secs: float = 1.0,
         interim_secs: float = 0.3,
         out_of_domain_margin: float | None = None,
+        search: Search | None = None,
         **kwargs,
     ):
         """Initialize the service.
@@ -65,6 +72,7 @@ class PocketsphinxSTTService(STTService):
             out_of_domain_margin: With a grammar, reject utterances the open-vocabulary
                 pass finds outside it (None: never reject). The host must load that pass
                 (``HostConfig.domain_check``).
+            search: The search to start with, one of ``host_config.searches`` (None: the first).
             **kwargs: STTService arguments (``ttfs_p99_latency``, ``name``...).
         """
         super().__init__(
@@ -76,6 +84,7 @@ class PocketsphinxSTTService(STTService):
         self._preroll_secs = preroll_secs
         self._interim_secs = interim_secs
         self._out_of_domain_margin = out_of_domain_margin
+        self._search = search or host_config.searches[0]
         self._stream: DecoderStream | None = None
         self._receive_task = None
 
@@ -87,13 +96,35 @@ class PocketsphinxSTTService(STTService):
 
     async def _connect(self) -> DecoderStream:
         """A stream to a decoder of this agent's own (from a new host if the old one died)."""
-        return await decoder_host(self._host_config).open_stream(
+        search, interim_secs = self._search, self._interim_secs
+        stream = await decoder_host(self._host_config).open_stream(
             sample_rate=self.sample_rate,
             grammar=self._grammar,
             preroll_secs=self._preroll_secs,
-            interim_secs=self._interim_secs,
+            interim_secs=interim_secs,
             out_of_domain_margin=self._out_of_domain_margin,
+            search=search,
         )
+        if (self._search, self._interim_secs) != (search, interim_secs):  # retuned while it connected
+            stream.retune(self._search, self._interim_secs)
+        return stream
+
+    def retune(self, params) -> None:
+        """Takes ``params``' search and ``interim_secs`` from the next utterance on (the load level's DEGRADED).
+
+        ``params`` is a ``PocketsphinxParams`` whose search the host made
+        (the agent's own or its degraded ones); the utterance being decoded
+        finishes as it began, and no audio is lost: the switch rides the
+        same socket, in order, and takes effect at the next VAD start. The
+        other params stay as built.
+        """
+        search = Search.of(params)
+        if search not in self._host_config.searches:
+            raise ValueError(f"{self.name}: the decoder host made no search {search} "
+                             f"(it has {list(self._host_config.searches)})")
+        self._search, self._interim_secs = search, params.interim_secs
+        if self._stream:
+            self._stream.retune(search, self._interim_secs)
 
     def can_generate_metrics(self) -> bool:
         """Yes: usage (seconds of input audio, pipecat's ``STTUsageMetricsData``) is reported."""
@@ -157,7 +188,7 @@ class PocketsphinxSTTService(STTService):
             )
             return
         words = [{"word": w, "start": start, "end": end} for w, start, end in event.words]
-        result = {"words": words, "raw": event.text}
+        result = {"words": words, "raw": event.text, "settings": event.settings}
         if event.out_of_domain:
             result["out_of_domain"] = True
         in_grammar = self._grammar is not None and not event.out_of_domain

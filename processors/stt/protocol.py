@@ -13,16 +13,19 @@ from typing import Any
 HEADER = struct.Struct(">cI")
 
 # Agent -> decoder.
-CONFIG = b"C"  # {"sample_rate", "grammar", "preroll_secs", "interim_secs", "out_of_domain_margin"}
+CONFIG = b"C"  # {"sample_rate", "grammar", "preroll_secs", "interim_secs", "out_of_domain_margin", "search"}
 AUDIO = b"A"  # raw 16-bit mono PCM at the configured sample rate
 START = b"S"  # begin an utterance (with the pre-roll kept so far)
 END = b"E"  # end the utterance: the decoder answers with FINAL
+RETUNE = b"T"  # {"search", "interim_secs"}: used from the next START on (never inside an utterance)
 
 # Decoder -> agent.
 READY = b"R"  # {} after CONFIG was applied
 ERROR = b"X"  # {"message"}: CONFIG could not be applied
 INTERIM = b"I"  # {"text"}
-FINAL = b"F"  # {"text", "words": [[word, start_secs, end_secs], ...], "out_of_domain"?: true}
+FINAL = b"F"  # {"text", "words": [[word, start_secs, end_secs], ...], "out_of_domain"?: true, "settings"}
+# "search" (CONFIG, RETUNE): {"max_hmm_per_frame", "accurate", "open_pass"}, one of the host's searches;
+# "settings" (FINAL): the "search" and "interim_secs" the utterance was decoded with.
 
 
 def encode(tag: bytes, payload: bytes) -> bytes:

@@ -86,31 +86,53 @@ def _grammar(params: PocketsphinxParams, ctx) -> str | None:
     return jsgf
 
 
-def _host_config(params: PocketsphinxParams, grammar: str | None):
+#: The params a running decoder can switch (``Search``): its host makes a search for each setting.
+SEARCH_PARAMS = ("max_hmm_per_frame", "accurate", "out_of_domain_search")
+
+
+def _searches(ctx) -> tuple:
+    """The agent's own search, then its ``backpressure.degraded`` one if that differs.
+
+    Read from the spec, not from the params being built (a session started
+    at DEGRADED is built with the degraded ones): every session of the
+    agent gets the same host, with both searches made before it forks.
+    """
+    from processors.stt.decoder_pool import Search
+
+    declared = {k: v for k, v in ctx.spec.processors[ctx.processor_id].params.items() if k in SEARCH_PARAMS}
+    degraded = {k: v for k, v in ctx.spec.backpressure.degraded.get(ctx.processor_id, {}).items() if k in SEARCH_PARAMS}
+    own = Search.of(PocketsphinxParams.model_validate(declared))
+    under_load = Search.of(PocketsphinxParams.model_validate({**declared, **degraded}))
+    return (own,) if under_load == own else (own, under_load)
+
+
+def _margin(params: PocketsphinxParams, grammar: str | None) -> float | None:
+    """The out-of-domain margin in use: only beside a grammar."""
+    return params.out_of_domain_margin if grammar is not None else None
+
+
+def _host_config(grammar: str | None, margin: float | None, ctx):
     from processors.stt.decoder_pool import HostConfig
 
-    margin = params.out_of_domain_margin if grammar is not None else None
-    return HostConfig(
-        max_hmm_per_frame=params.max_hmm_per_frame, accurate=params.accurate, domain_check=margin is not None,
-        open_pass=params.out_of_domain_search,
-    )
+    return HostConfig(searches=_searches(ctx), language_model=grammar is None, domain_check=margin is not None)
 
 
 def prewarm_pocketsphinx_stt(params: PocketsphinxParams, ctx) -> None:
     """Starts the shared decoder host (a forked process holding the acoustic model) before the first session."""
     from processors.stt.decoder_pool import decoder_host
 
-    decoder_host(_host_config(params, _grammar(params, ctx)))
+    grammar = _grammar(params, ctx)
+    decoder_host(_host_config(grammar, _margin(params, grammar), ctx))
 
 
 def make_pocketsphinx_stt(params: PocketsphinxParams, ctx):
     """Builds the STT service; the shared decoder host starts loading now."""
-    from processors.stt.decoder_pool import decoder_host
+    from processors.stt.decoder_pool import Search, decoder_host
     from processors.stt.pocketsphinx import PocketsphinxSTTService
 
     grammar = _grammar(params, ctx)
-    margin = params.out_of_domain_margin if grammar is not None else None
-    host_config = _host_config(params, grammar)
+    margin = _margin(params, grammar)
+    host_config = _host_config(grammar, margin, ctx)
     decoder_host(host_config)  # starts loading the model now, while the rest of the agent is built
     return PocketsphinxSTTService(
         host_config=host_config,
@@ -119,6 +141,7 @@ def make_pocketsphinx_stt(params: PocketsphinxParams, ctx):
         preroll_secs=params.preroll_secs,
         interim_secs=params.interim_secs,
         out_of_domain_margin=margin,
+        search=Search.of(params),
         ttfs_p99_latency=params.ttfs_p99_latency,
         name=ctx.processor_id,
     )
