@@ -11,6 +11,8 @@ import time
 import httpx
 import numpy as np
 from conftest import ROOT
+from pipecat.frames.frames import TranscriptionFrame
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from test_avatar_transports import with_avatar_output
 from test_load_level import block_the_loop, fed_by_the_test
 from test_server_resume import AGENT, say_over_ws, send_transcript, ws_of
@@ -146,3 +148,42 @@ async def test_an_avatar_built_without_a_face_sends_poses_when_its_params_ask_fo
     assert drawing._renderer is None and drawing._messages
     drawing.retune(AvatarParams(output="poses_and_video"))
     assert drawing._renderer is not None
+
+
+class _Finals(BaseObserver):
+    """The final transcripts one processor pushes, with the settings its decoder says it used."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source, self.seen = source, []
+
+    async def on_push_frame(self, data: FramePushed):
+        if data.source is self.source and isinstance(data.frame, TranscriptionFrame):
+            self.seen.append((data.frame.text, data.frame.result["settings"]))
+
+
+async def test_degraded_narrows_a_running_sessions_speech_search_and_recovery_widens_it_again():
+    question = await speech("what time is it")
+    agent = on_transport(ROOT / "configs" / "assistant.yaml", "webrtc")
+    assert agent.spec.backpressure.degraded["stt"] == {"max_hmm_per_frame": 1500, "interim_secs": 0.6}
+    async with running(agent) as (url, manager):
+        await fed_by_the_test(manager.load)
+        peer = WebRTCPeer()
+        await peer.connect(url)
+        try:
+            await peer.wait_for_message(cm.BOT_READY, timeout=30)
+            (live,) = manager.live.values()
+            finals = _Finals(live.built.processors["stt"])
+            live.worker.add_observer(finals)
+            await _reply(peer, question)
+            manager.load.feed({"loop_lag_ms": 60}, now=1e6)
+            assert manager.load.feed({"loop_lag_ms": 60}, now=1e6 + 1).after == Level.DEGRADED
+            await _reply(peer, question)
+            manager.load.feed({"loop_lag_ms": 0}, now=1e6 + 2)
+            assert manager.load.feed({"loop_lag_ms": 0}, now=1e6 + 10).after == Level.ELEVATED
+            await _reply(peer, question)
+            assert [(text, s["search"]["max_hmm_per_frame"], s["interim_secs"]) for text, s in finals.seen] == [
+                ("what time is it", 3000, 0.3), ("what time is it", 1500, 0.6), ("what time is it", 3000, 0.3)]
+            assert live.state == SessionState.ACTIVE  # never dropped
+        finally:
+            await peer.close()
