@@ -7,6 +7,8 @@ utterance, never inside one; each final transcript says, in
 ``result["settings"]``, what its decoder decoded it with.
 """
 
+from dataclasses import asdict
+
 import pytest
 from pipecat.frames.frames import (
     InterimTranscriptionFrame,
@@ -117,3 +119,24 @@ def test_a_bad_degraded_stt_param_is_one_line_naming_its_key(degraded, expected)
         load_agent_text(agent("{type: pocketsphinx}", degraded), "agent.yaml")
     (error,) = raised.value.errors
     assert expected in str(error) and "\n" not in str(error) and error.mark.line == 9, str(error)
+
+
+async def test_a_one_pass_and_a_two_pass_search_both_decode_in_one_decoder():
+    """``accurate: true`` declared, ``false`` degraded: both searches in one decoder, made as the host makes them."""
+    from pocketsphinx import Decoder
+
+    from processors.stt.decoder_host import SearchSet, decoder_kwargs, made_in_order, main_search
+
+    speech = await synthesize_pcm("what is the weather like today", sample_rate=RATE)
+    own, other = made_in_order([asdict(Search(accurate=True)), asdict(Search(accurate=False))])
+    # The host's settings at pocketsphinx's default log level: the level is global to the process.
+    searches = SearchSet(Decoder(**decoder_kwargs(own) | {"loglevel": "WARN"}), main_search(own))
+    searches.add(main_search(other))
+    heard = []
+    for search in (Search(accurate=True), Search(accurate=False), Search(accurate=True)):
+        searches.use(main_search(asdict(search)))
+        searches.decoder.start_utt()
+        searches.decoder.process_raw(speech, False, True)
+        searches.decoder.end_utt()
+        heard.append(searches.decoder.hyp().hypstr)
+    assert all(text.startswith("what is the weather") for text in heard), heard

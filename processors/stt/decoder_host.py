@@ -357,6 +357,18 @@ class StreamDecoder:
             handlers[tag](payload)
 
 
+def made_in_order(searches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``searches`` in the order a decoder makes them: the ``accurate`` ones last.
+
+    Making a language-model search sets whether the decoder's one acoustic
+    model keeps a whole utterance's features, which a second pass needs
+    (pocketsphinx's ``acmod_set_grow``): the last search made decides. A
+    one-pass search made after an ``accurate`` one left it failing every
+    ``end_utt``; made before, both decode.
+    """
+    return sorted(searches, key=lambda search: search["accurate"])
+
+
 def _serve_child(conn: socket.socket, searches: SearchSet, open_searches: SearchSet | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the socket is the host's to remove
@@ -378,7 +390,7 @@ def serve(socket_path: str, config: dict[str, Any]) -> None:
     _die_with_parent(signal.SIGTERM)
     from pocketsphinx import Decoder
 
-    own, others = config["searches"][0], config["searches"][1:]
+    own, *others = made_in_order(config["searches"])
     searches = SearchSet(Decoder(**decoder_kwargs(own)), main_search(own))
     for search in others if config["language_model"] else ():
         searches.add(main_search(search))
