@@ -136,7 +136,8 @@ async def test_a_one_pass_and_a_two_pass_search_both_decode_in_one_decoder():
     for search in (Search(accurate=True), Search(accurate=False), Search(accurate=True)):
         searches.use(main_search(asdict(search)))
         searches.decoder.start_utt()
-        searches.decoder.process_raw(speech, False, True)
+        for offset in range(0, len(speech), 640):  # streamed in 20 ms chunks, as a session's decoder gets it
+            searches.decoder.process_raw(speech[offset:offset + 640], False, False)
         searches.decoder.end_utt()
         heard.append(searches.decoder.hyp().hypstr)
     assert all(text.startswith("what is the weather") for text in heard), heard
