@@ -26,9 +26,10 @@ DEGRADED, docs/backpressure.md), from its next utterance on. pocketsphinx
 fixes a language-model search's width and passes when the search is made
 (a grammar search reads ``maxhmmpf`` every frame), so the host makes a
 search for each setting its agents may use (``SearchSet``) before it
-forks: the children share them copy-on-write, and switching is
-``activate_search``, microseconds. A child making its own would pay 0.2 s
-of CPU and 45 MiB of its own for each.
+forks, and switching is ``activate_search``, microseconds; a child making
+its own would spend 0.2 s of CPU when the server is already overloaded.
+Either way a child that has decoded with both searches holds about 25 MiB
+more of its own (decoding writes most of a search's pages).
 """
 
 import ctypes

@@ -56,7 +56,7 @@ class Search:
 class HostConfig:
     """What a decoder host loads; agents with equal configs share one host."""
 
-    #: The searches its streams may use, the first the decoders' own (``Search``).
+    #: The searches its streams may use (``Search``); a stream starts with the first unless told another.
     searches: tuple[Search, ...] = (Search(),)
     #: Whether its streams decode with the language model (no grammar): it then makes a
     #: language-model search for each of ``searches``.
