@@ -16,7 +16,7 @@ use this module's one object per process (each worker of
 - ``PRESSURE.defer_check_ins``: set by the load level at SHEDDING and above;
   an idle user's check-in (``pipelines.conversation``) waits while it is set.
 - ``Retunable``: a processor that takes new params while it runs (the
-  avatar); the load level lays the agent's ``backpressure.degraded`` params
+  avatar, the pocketsphinx STT); the load level lays the agent's ``backpressure.degraded`` params
   over a running session's processors at DEGRADED and puts its own back
   when the level leaves it.
 """

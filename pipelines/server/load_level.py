@@ -15,7 +15,7 @@ every signal stayed under ``recover_ratio`` of that level's thresholds for
 - DEGRADED: sessions that start now run with the agent's ``backpressure.degraded``
   params (e.g. poses only instead of a rendered video, a narrower STT search),
   and the running sessions' processors that take params live (``Retunable``:
-  the avatar) switch to them; back to their own when the level leaves DEGRADED;
+  the avatar, the pocketsphinx STT) switch to them; back to their own when the level leaves DEGRADED;
 - SHEDDING: a new session goes to another server that has room (307), this
   server tells the others it has none, and idle users' check-ins wait;
 - SESSION_REJECT: a new session gets 503 + ``Retry-After``.
