@@ -164,6 +164,10 @@ class TypeInfo:
             before they serve (``Prewarm``).
         aliases: old names of this type; configs using one still validate,
             with a deprecation note. ``framegraph list`` shows the name only.
+        live_params: the params a running component takes when the load
+            level retunes it (``pipelines.pressure.Retunable``); the other
+            keys of an agent's ``backpressure.degraded`` block reach only
+            sessions that start at DEGRADED (validation notes each).
     """
 
     kind: str
@@ -175,6 +179,7 @@ class TypeInfo:
     servable: Servable | None = None
     prewarm: "Prewarm | None" = None
     aliases: tuple[str, ...] = ()
+    live_params: tuple[str, ...] = ()
 
 
 class Registry:

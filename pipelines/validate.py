@@ -195,6 +195,13 @@ class _Validator:
                                                context={"config_dir": self.config_dir})
                 except ValidationError as e:
                     self.pydantic_errors(e, loc, info.params)
+                    continue
+                for key in (k for k in override if k not in info.live_params):
+                    live = ", ".join(info.live_params) or "none"
+                    self.notes.append(ConfigError(
+                        self.loaded.mark_for(loc + (key,), at_key=True), ".".join(loc + (key,)),
+                        "reaches only sessions that start at DEGRADED; running ones keep theirs",
+                        f"a running {info.name} takes these live: {live}"))
 
     def refuse_env_in_variable_names(self, loc: tuple, params: dict) -> bool:
         """Refuses ``${VAR}`` in a param that names a variable (``api_key_env``): it would hold a secret."""

@@ -145,3 +145,12 @@ async def test_a_one_pass_and_a_two_pass_search_both_decode_in_one_decoder():
         searches.decoder.end_utt()
         heard.append(searches.decoder.hyp().hypstr)
     assert all(text.startswith("what is the weather") for text in heard), heard
+
+
+def test_a_degraded_param_a_running_stt_cannot_take_is_noted_with_its_line():
+    """``preroll_secs`` reaches sessions that start at DEGRADED; validation says so, naming what does switch."""
+    loaded = load_agent_text(agent("{type: pocketsphinx_stt}", "{max_hmm_per_frame: 1500, preroll_secs: 0.5}"),
+                             "agent.yaml")
+    (note,) = loaded.notes
+    assert note.key == "backpressure.degraded.stt.preroll_secs" and note.mark.line == 9
+    assert "only sessions that start at DEGRADED" in str(note) and "max_hmm_per_frame" in str(note)

@@ -40,5 +40,6 @@ def make_avatar(params: AvatarParams, ctx):
 
 TYPES = [
     TypeInfo("processor", "avatar", AvatarParams, make_avatar,
-             "the bot's speech as ARKit blendshape poses (phonemes or audio), optionally a rendered 2D face"),
+             "the bot's speech as ARKit blendshape poses (phonemes or audio), optionally a rendered 2D face",
+             live_params=("output",)),
 ]

@@ -151,6 +151,6 @@ TYPES = [
     TypeInfo(
         "processor", "pocketsphinx_stt", PocketsphinxParams, make_pocketsphinx_stt,
         "offline speech-to-text (pocketsphinx, decoded in shared worker processes)",
-        prewarm=prewarm_pocketsphinx_stt, aliases=("pocketsphinx",),
+        prewarm=prewarm_pocketsphinx_stt, aliases=("pocketsphinx",), live_params=(*SEARCH_PARAMS, "interim_secs"),
     ),
 ]
