@@ -13,7 +13,7 @@ import socket
 from pocketsphinx import Decoder
 
 from processors.stt import protocol
-from processors.stt.decoder_host import StreamDecoder, decoder_kwargs, read_message
+from processors.stt.decoder_host import SearchSet, StreamDecoder, decoder_kwargs, read_message
 from processors.tts.espeak import synthesize_pcm
 
 RATE = 16000
@@ -27,7 +27,7 @@ async def test_a_burst_before_vads_start_is_decoded_from_its_first_word():
     with ours, theirs:
         # The host's settings at pocketsphinx's default log level: the level is global to the process.
         settings = decoder_kwargs({"max_hmm_per_frame": 3000, "accurate": False}) | {"loglevel": "WARN"}
-        decoder = StreamDecoder(Decoder(**settings), theirs)
+        decoder = StreamDecoder(SearchSet(Decoder(**settings)), theirs)
         decoder.configure({"sample_rate": RATE, "preroll_secs": 1.0, "interim_secs": 0})
         for offset in range(0, len(audio), CHUNK):  # all at once: faster than real time
             decoder.audio(audio[offset:offset + CHUNK])

@@ -183,14 +183,14 @@ def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
 class StreamDecoder:
     """One agent's stream: pre-roll, utterances, interim and final hypotheses."""
 
-    def __init__(self, decoder, conn: socket.socket, open_decoder=None,
-                 searches: SearchSet | None = None, open_searches: SearchSet | None = None):
+    def __init__(self, searches: SearchSet, conn: socket.socket, open_searches: SearchSet | None = None):
+        """``searches``: the decoder's; ``open_searches``: the out-of-domain check's language-model decoder's."""
         from pocketsphinx import Vad
 
-        self._decoder = decoder
-        self._open_decoder = open_decoder  # the language-model decoder for out-of-domain checks
-        self._searches = searches or SearchSet(decoder)
-        self._open_searches = open_searches or SearchSet(open_decoder)
+        self._searches = searches
+        self._open_searches = open_searches
+        self._decoder = searches.decoder
+        self._open_decoder = open_searches.decoder if open_searches else None
         self._check: DomainCheck | None = None
         self._grammar = False
         self._settings: dict[str, Any] = {}  # the search and interim_secs in use (FINAL says them)
@@ -375,8 +375,7 @@ def _serve_child(conn: socket.socket, searches: SearchSet, open_searches: Search
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the socket is the host's to remove
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        open_decoder = open_searches.decoder if open_searches else None
-        StreamDecoder(searches.decoder, conn, open_decoder, searches, open_searches).serve()
+        StreamDecoder(searches, conn, open_searches).serve()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the agent went away
     except Exception:
