@@ -34,7 +34,7 @@ XDIST_GROUPS = {
     "realtime": ["test_default_agent.py", "test_out_of_domain.py", "test_interruption_websocket.py",
                  "test_interruption_resume.py", "test_tts_piper.py", "test_server_hostile.py",
                  "test_server_worker_faults.py", "test_local_transport.py", "test_avatar_transports.py",
-                 "test_eval_harness.py"],
+                 "test_eval_harness.py", "test_browser_page.py", "test_browser_face.py"],
     "cpu": ["test_interruption_memory.py", "test_server_front_stress.py", "test_server_fuzz.py",
             "test_config_fuzz.py", "test_pipecat_contract.py"],
 }
